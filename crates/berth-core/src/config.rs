@@ -1,0 +1,175 @@
+//! The `berth.toml` file format: strict serde types and parsing with located errors.
+//!
+//! This module only knows the file's shape. Meaning (discovery, defaults,
+//! cross-references) is given to it by [`crate::project`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ConfigError, Location, did_you_mean};
+
+/// Name of the configuration file at the root of a stacks repository.
+pub const FILE_NAME: &str = "berth.toml";
+
+/// The whole file. Every section is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub berth: Settings,
+    #[serde(default)]
+    pub server: Vec<Spanned<ServerToml>>,
+    #[serde(default)]
+    pub discovery: Option<DiscoveryToml>,
+    #[serde(default)]
+    pub defaults: DefaultsToml,
+    #[serde(default)]
+    pub stack: Vec<Spanned<StackToml>>,
+}
+
+/// `[berth]`: settings of berth itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// State directory (SQLite, work trees), relative to the repository root.
+    pub state_dir: Option<String>,
+    /// Stacks deployed at once when the dependency graph allows.
+    pub max_parallel: Option<usize>,
+}
+
+/// `[[server]]`: a Docker endpoint stacks can be bound to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerToml {
+    pub name: String,
+    /// Anything `DOCKER_HOST` accepts; unset means the local engine.
+    pub docker: Option<String>,
+}
+
+/// `[discovery]`: folder conventions that make stacks without configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryToml {
+    #[serde(default)]
+    pub patterns: Option<Vec<String>>,
+    /// Repo-relative globs whose changes never trigger a deploy.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// `[defaults]`: values every stack inherits unless it sets its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsToml {
+    pub server: Option<String>,
+    pub mode: Option<String>,
+    pub timeout: Option<String>,
+}
+
+/// `[[stack]]`: declares a stack or refines a discovered one (matched by name, then path).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackToml {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    /// Compose files relative to the stack folder.
+    pub compose: Option<Vec<String>>,
+    pub server: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Repo-relative globs whose changes also redeploy this stack.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// Stack-relative globs whose changes never redeploy it.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    pub manual: Option<bool>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Env files (KEY=VALUE lines) relative to the stack folder, read at deploy time.
+    #[serde(default)]
+    pub env_files: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+/// Parse the text of a configuration file. Syntax and shape errors stop the
+/// parse (there is no tree to check further); their location and a
+/// "did you mean" hint for misspelt keys are included.
+pub fn parse(file: &str, text: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str::<ConfigFile>(text).map_err(|e| {
+        let location = e.span().map(|s| Location::from_offset(file, text, s.start));
+        let message = e.message().trim().to_string();
+        let mut err = ConfigError::new(message.clone()).at(location);
+        if let Some(hint) = unknown_key_hint(&message) {
+            err = err.help(hint);
+        }
+        err
+    })
+}
+
+/// Turn serde's "unknown field `x`, expected one of `a`, `b`" into a hint.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match did_you_mean(key, candidates.iter().copied()) {
+        Some(best) => Some(format!("did you mean `{best}`?")),
+        None => Some(format!("valid keys here: {}", candidates.join(", "))),
+    }
+}
+
+/// Location of a spanned value.
+pub fn locate<T>(file: &str, text: &str, value: &Spanned<T>) -> Location {
+    Location::from_offset(file, text, value.span().start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_located_with_a_hint() {
+        let text = "[[stack]]\nname = \"app\"\nwach = [\"libs/**\"]\n";
+        let err = parse("berth.toml", text).unwrap_err();
+        assert_eq!(err.location.as_ref().unwrap().line, 3, "{err}");
+        assert!(err.message.contains("wach"), "{err}");
+        assert_eq!(err.help.as_deref(), Some("did you mean `watch`?"));
+    }
+
+    #[test]
+    fn malformed_toml_is_located() {
+        let err = parse("berth.toml", "[berth]\nmax_parallel = = 3\n").unwrap_err();
+        assert_eq!(err.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn unknown_sections_are_rejected() {
+        let err = parse("berth.toml", "[sever]\nname = \"x\"\n").unwrap_err();
+        assert_eq!(err.help.as_deref(), Some("did you mean `server`?"));
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+[berth]
+max_parallel = 2
+[[server]]
+name = "onyx"
+[discovery]
+patterns = ["nodes/{server}/{stack}/"]
+ignore = ["**/README.md"]
+[defaults]
+mode = "compose"
+[[stack]]
+name = "app"
+watch = ["libs/**"]
+env = { TAG = "1" }
+"#;
+        let cfg = parse("berth.toml", text).unwrap();
+        assert_eq!(cfg.server.len(), 1);
+        assert_eq!(cfg.stack[0].get_ref().env["TAG"], "1");
+    }
+}

@@ -1,0 +1,290 @@
+//! The plan: for every stack, in dependency order, what to do and why.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::dag;
+use crate::project::Project;
+use crate::record::{DeployStatus, History};
+
+/// What happens to a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Deploy,
+    Skip,
+    /// A dependency failed or is blocked: not deployed this time.
+    Blocked,
+    /// `manual = true`: only an explicit `berth deploy` runs it.
+    Manual,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Skip => "skip",
+            Action::Blocked => "blocked",
+            Action::Manual => "manual",
+        }
+    }
+}
+
+/// Why, as a stable code (the JSON `reason`) plus details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Never deployed successfully.
+    New,
+    /// Files of the stack changed since its last successful deploy.
+    PathsChanged,
+    /// The config hash differs but no changed path is known (definition or variables changed).
+    HashDiffers,
+    /// Same config hash as the last successful deploy.
+    Unchanged,
+    /// Asked for by name.
+    Requested,
+    Manual,
+    /// A stack it comes after failed or is blocked.
+    DependencyFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::PathsChanged => "paths changed",
+            Reason::HashDiffers => "hash differs",
+            Reason::Unchanged => "unchanged",
+            Reason::Requested => "requested",
+            Reason::Manual => "manual",
+            Reason::DependencyFailed => "dependency failed",
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub stack: String,
+    pub server: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// Free text completing the reason (the blocking dependency, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Paths that changed since the last successful deploy (when known).
+    pub paths: Vec<String>,
+    pub config_hash: String,
+    pub previous_hash: Option<String>,
+    pub after: Vec<String>,
+}
+
+/// The plan for one commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub commit: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn to_deploy(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.action == Action::Deploy)
+    }
+}
+
+/// Inputs to [`build`] besides the project.
+pub struct Inputs<'a> {
+    pub commit: &'a str,
+    /// Config hash of every stack at `commit`.
+    pub hashes: &'a BTreeMap<String, String>,
+    /// Past deploys per stack.
+    pub history: &'a HashMap<String, History>,
+    /// Changed paths since each stack's last successful deploy, when known.
+    pub touched: &'a BTreeMap<String, Vec<String>>,
+    /// Deploy exactly these stacks whatever their state (`berth deploy`); `None` is a reconcile.
+    pub requested: Option<&'a [String]>,
+}
+
+/// Decide what to do with every stack.
+pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
+    // The project was validated acyclic when it was loaded.
+    let order = dag::order(&project.stacks).unwrap_or_else(|_| (0..project.stacks.len()).collect());
+    let mut decided: HashMap<&str, Action> = HashMap::new();
+    let mut steps = Vec::with_capacity(order.len());
+    for i in order {
+        let s = &project.stacks[i];
+        let hash = input.hashes.get(&s.name).cloned().unwrap_or_default();
+        let hist = input.history.get(&s.name);
+        let previous_hash = hist
+            .and_then(|h| h.last_success.as_ref())
+            .map(|(_, h)| h.clone());
+        let paths = input.touched.get(&s.name).cloned().unwrap_or_default();
+        let blocking = s.after.iter().find(|d| {
+            let dep_failed =
+                input.history.get(d.as_str()).and_then(|h| h.latest) == Some(DeployStatus::Failed);
+            match decided.get(d.as_str()) {
+                Some(Action::Blocked) => true,
+                Some(Action::Deploy) => false,
+                _ => dep_failed,
+            }
+        });
+        let (action, reason, detail) = match input.requested {
+            Some(req) if req.contains(&s.name) => (Action::Deploy, Reason::Requested, None),
+            Some(_) => (
+                Action::Skip,
+                Reason::Unchanged,
+                Some("not requested".to_string()),
+            ),
+            None if s.manual => (Action::Manual, Reason::Manual, None),
+            None if previous_hash.as_deref() == Some(hash.as_str()) => {
+                (Action::Skip, Reason::Unchanged, None)
+            }
+            None => {
+                let reason = if previous_hash.is_none() {
+                    Reason::New
+                } else if paths.is_empty() {
+                    Reason::HashDiffers
+                } else {
+                    Reason::PathsChanged
+                };
+                match blocking {
+                    Some(d) => (
+                        Action::Blocked,
+                        Reason::DependencyFailed,
+                        Some(format!("`{d}` failed")),
+                    ),
+                    None => (Action::Deploy, reason, None),
+                }
+            }
+        };
+        decided.insert(&s.name, action);
+        steps.push(Step {
+            stack: s.name.clone(),
+            server: s.server.clone(),
+            action,
+            reason,
+            detail,
+            paths,
+            config_hash: hash,
+            previous_hash,
+            after: s.after.clone(),
+        });
+    }
+    Plan {
+        commit: input.commit.to_string(),
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Tree;
+
+    fn project() -> Project {
+        let tree = Tree::from_paths([
+            "stacks/db/compose.yaml",
+            "stacks/app/compose.yaml",
+            "stacks/boot/compose.yaml",
+            "stacks/web/compose.yaml",
+        ]);
+        let cfg = "[[stack]]\nname = \"app\"\nafter = [\"db\"]\n[[stack]]\nname = \"boot\"\nmanual = true\n";
+        Project::load("berth.toml", Some(cfg), &tree).unwrap()
+    }
+
+    fn hashes() -> BTreeMap<String, String> {
+        ["app", "boot", "db", "web"]
+            .iter()
+            .map(|s| (s.to_string(), format!("h-{s}")))
+            .collect()
+    }
+
+    fn success(hash: &str) -> History {
+        History {
+            last_success: Some(("c0".into(), hash.into())),
+            latest: Some(DeployStatus::Succeeded),
+        }
+    }
+
+    #[test]
+    fn decides_each_stack_in_dependency_order() {
+        let p = project();
+        let mut history = HashMap::new();
+        history.insert("web".to_string(), success("h-web"));
+        history.insert("db".to_string(), success("old"));
+        let mut touched = BTreeMap::new();
+        touched.insert("db".to_string(), vec!["stacks/db/compose.yaml".to_string()]);
+        let plan = build(
+            &p,
+            &Inputs {
+                commit: "c1",
+                hashes: &hashes(),
+                history: &history,
+                touched: &touched,
+                requested: None,
+            },
+        );
+        let got: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.stack.as_str(), s.action, s.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("boot", Action::Manual, Reason::Manual),
+                ("db", Action::Deploy, Reason::PathsChanged),
+                ("app", Action::Deploy, Reason::New),
+                ("web", Action::Skip, Reason::Unchanged),
+            ]
+        );
+    }
+
+    #[test]
+    fn dependents_of_a_failed_stack_are_blocked() {
+        let p = project();
+        let mut history = HashMap::new();
+        history.insert(
+            "db".to_string(),
+            History {
+                last_success: Some(("c0".into(), "h-db".into())),
+                latest: Some(DeployStatus::Failed),
+            },
+        );
+        let plan = build(
+            &p,
+            &Inputs {
+                commit: "c1",
+                hashes: &hashes(),
+                history: &history,
+                touched: &BTreeMap::new(),
+                requested: None,
+            },
+        );
+        let app = plan.steps.iter().find(|s| s.stack == "app").unwrap();
+        assert_eq!(app.action, Action::Blocked);
+        assert_eq!(app.detail.as_deref(), Some("`db` failed"));
+    }
+
+    #[test]
+    fn requested_stacks_deploy_even_when_manual_or_unchanged() {
+        let p = project();
+        let mut history = HashMap::new();
+        history.insert("web".to_string(), success("h-web"));
+        let req = vec!["boot".to_string(), "web".to_string()];
+        let plan = build(
+            &p,
+            &Inputs {
+                commit: "c1",
+                hashes: &hashes(),
+                history: &history,
+                touched: &BTreeMap::new(),
+                requested: Some(&req),
+            },
+        );
+        let deploy: Vec<_> = plan.to_deploy().map(|s| s.stack.as_str()).collect();
+        assert_eq!(deploy, ["boot", "web"]);
+    }
+}

@@ -1,0 +1,662 @@
+//! The resolved project: discovered and declared stacks merged, defaulted and validated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{self, ConfigFile, StackToml};
+use crate::dag;
+use crate::discovery::{self, DEFAULT_PATTERNS, Pattern};
+use crate::duration;
+use crate::error::{ConfigError, Location, did_you_mean};
+use crate::tree::{self, Tree};
+
+/// The server every stack targets unless told otherwise: the local engine.
+pub const LOCAL_SERVER: &str = "local";
+/// Per-stack deploy timeout when none is configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Stacks deployed at once when none is configured.
+pub const DEFAULT_MAX_PARALLEL: usize = 4;
+
+/// How a stack is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Compose,
+}
+
+/// A Docker endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    pub name: String,
+    /// `DOCKER_HOST` value; `None` is the local engine.
+    pub docker: Option<String>,
+}
+
+/// One deployable stack, fully resolved. Every path is repo-relative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stack {
+    pub name: String,
+    pub path: String,
+    pub compose_files: Vec<String>,
+    pub server: String,
+    pub mode: Mode,
+    pub after: Vec<String>,
+    pub watch: Vec<String>,
+    pub ignore: Vec<String>,
+    pub manual: bool,
+    pub env: BTreeMap<String, String>,
+    pub env_files: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// Where the stack comes from: a discovery pattern, `berth.toml:LINE`, or both.
+    #[serde(skip)]
+    pub origin: String,
+    /// The `[[stack]]` entry that declared or refined it, if any.
+    #[serde(skip)]
+    pub location: Option<Location>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// Everything berth knows about the repository at one commit.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub state_dir: Option<String>,
+    pub max_parallel: usize,
+    pub servers: Vec<Server>,
+    /// Sorted by name.
+    pub stacks: Vec<Stack>,
+    /// Repo-relative globs that never trigger a deploy.
+    pub ignore: Vec<String>,
+    pub patterns: Vec<String>,
+    /// Whether the project came from a `berth.toml` (false: zero-config defaults).
+    pub configured: bool,
+}
+
+/// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+const NAME_HELP: &str =
+    "names use lowercase letters, digits, `-` and `_`, and start with a letter or digit";
+
+impl Project {
+    /// Resolve the project from the text of `berth.toml` (if any) and the repository tree.
+    /// Every problem found is returned at once.
+    pub fn load(file: &str, text: Option<&str>, tree: &Tree) -> Result<Project, Vec<ConfigError>> {
+        let cfg = match text {
+            Some(t) => config::parse(file, t).map_err(|e| vec![e])?,
+            None => ConfigFile::default(),
+        };
+        let text = text.unwrap_or("");
+        let mut errors = Vec::new();
+        let loc =
+            |span: std::ops::Range<usize>| Some(Location::from_offset(file, text, span.start));
+
+        // Servers: an implicit `local` unless declared.
+        let mut servers: Vec<Server> = Vec::new();
+        for s in &cfg.server {
+            let l = loc(s.span());
+            let s = s.get_ref();
+            if !valid_name(&s.name) {
+                errors.push(
+                    ConfigError::new(format!("invalid server name `{}`", s.name))
+                        .at(l)
+                        .help(NAME_HELP),
+                );
+            } else if servers.iter().any(|x| x.name == s.name) {
+                errors
+                    .push(ConfigError::new(format!("server `{}` is declared twice", s.name)).at(l));
+            } else {
+                servers.push(Server {
+                    name: s.name.clone(),
+                    docker: s.docker.clone(),
+                });
+            }
+        }
+        if !servers.iter().any(|s| s.name == LOCAL_SERVER) {
+            servers.insert(
+                0,
+                Server {
+                    name: LOCAL_SERVER.into(),
+                    docker: None,
+                },
+            );
+        }
+
+        // Defaults.
+        let default_server = cfg
+            .defaults
+            .server
+            .clone()
+            .unwrap_or_else(|| LOCAL_SERVER.into());
+        let default_mode = parse_mode(cfg.defaults.mode.as_deref()).unwrap_or_else(|e| {
+            errors.push(
+                ConfigError::new(e)
+                    .at(None)
+                    .help("set [defaults] mode = \"compose\""),
+            );
+            Mode::Compose
+        });
+        let default_timeout = match cfg.defaults.timeout.as_deref().map(duration::parse) {
+            None => DEFAULT_TIMEOUT,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                errors.push(ConfigError::new(format!("[defaults] timeout: {e}")));
+                DEFAULT_TIMEOUT
+            }
+        };
+
+        // Discovery.
+        let (pattern_texts, ignore) = match &cfg.discovery {
+            Some(d) => (
+                d.patterns
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PATTERNS.map(String::from).to_vec()),
+                d.ignore.clone(),
+            ),
+            None => (DEFAULT_PATTERNS.map(String::from).to_vec(), Vec::new()),
+        };
+        let mut patterns = Vec::new();
+        for p in &pattern_texts {
+            match Pattern::parse(p) {
+                Ok(p) => patterns.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        for g in &ignore {
+            if let Err(e) = crate::changes::glob(g) {
+                errors.push(ConfigError::new(format!("[discovery] ignore: {e}")));
+            }
+        }
+
+        let mut stacks: Vec<Stack> = discovery::discover(tree, &patterns)
+            .into_iter()
+            .map(|d| Stack {
+                name: d.name,
+                path: d.path,
+                compose_files: d.compose_files,
+                server: d.server.unwrap_or_else(|| default_server.clone()),
+                mode: default_mode,
+                after: Vec::new(),
+                watch: Vec::new(),
+                ignore: Vec::new(),
+                manual: false,
+                env: BTreeMap::new(),
+                env_files: Vec::new(),
+                timeout: default_timeout,
+                origin: format!("discovered by `{}`", d.pattern),
+                location: None,
+            })
+            .collect();
+        let discovered = stacks.len();
+
+        // Declared stacks refine discovered ones or add new ones.
+        for entry in &cfg.stack {
+            let l = loc(entry.span());
+            let st = entry.get_ref();
+            let at = |m: String| ConfigError::new(m).at(l.clone());
+            let path = match st.path.as_deref().map(|p| (p, tree::join("", p))) {
+                None => None,
+                Some((p, None)) => {
+                    errors.push(at(format!("stack path `{p}` leaves the repository")).help(
+                        "stack paths are relative to the repository root and may not be absolute or use `..` to go above it",
+                    ));
+                    continue;
+                }
+                Some((_, Some(p))) => Some(p),
+            };
+            let target = st
+                .name
+                .as_ref()
+                .and_then(|n| stacks[..discovered].iter().position(|s| &s.name == n))
+                .or_else(|| {
+                    path.as_ref()
+                        .and_then(|p| stacks[..discovered].iter().position(|s| &s.path == p))
+                });
+            let idx = match target {
+                Some(i) => {
+                    stacks[i].origin = format!(
+                        "{}, refined at {}",
+                        stacks[i].origin,
+                        l.as_ref().map(|l| l.to_string()).unwrap_or_default()
+                    );
+                    i
+                }
+                None => {
+                    let Some(path) = path.clone() else {
+                        let what = st
+                            .name
+                            .as_deref()
+                            .map(|n| format!("stack `{n}`"))
+                            .unwrap_or_else(|| "this [[stack]]".into());
+                        let mut e = at(format!(
+                            "{what} matches no discovered stack and has no `path`"
+                        ));
+                        let names = stacks[..discovered].iter().map(|s| s.name.as_str());
+                        e = match st.name.as_deref().and_then(|n| did_you_mean(n, names)) {
+                            Some(best) => e.help(format!(
+                                "did you mean `{best}`? Otherwise add path = \"...\""
+                            )),
+                            None => e.help("add path = \"folder/of/the/stack\""),
+                        };
+                        errors.push(e);
+                        continue;
+                    };
+                    let name = st
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").to_string());
+                    stacks.push(Stack {
+                        name,
+                        compose_files: discovery::default_compose_files(tree, &path),
+                        path,
+                        server: default_server.clone(),
+                        mode: default_mode,
+                        after: Vec::new(),
+                        watch: Vec::new(),
+                        ignore: Vec::new(),
+                        manual: false,
+                        env: BTreeMap::new(),
+                        env_files: Vec::new(),
+                        timeout: default_timeout,
+                        origin: format!(
+                            "declared at {}",
+                            l.as_ref().map(|l| l.to_string()).unwrap_or_default()
+                        ),
+                        location: None,
+                    });
+                    stacks.len() - 1
+                }
+            };
+            apply_entry(&mut stacks[idx], st, path, tree, &l, &mut errors);
+        }
+
+        // Whole-project checks.
+        let mut by_name: HashMap<&str, &Stack> = HashMap::new();
+        for s in &stacks {
+            if !valid_name(&s.name) {
+                errors.push(
+                    ConfigError::new(format!("invalid stack name `{}` ({})", s.name, s.origin))
+                        .at(s.location.clone())
+                        .help(NAME_HELP),
+                );
+            }
+            if let Some(other) = by_name.insert(&s.name, s) {
+                errors.push(
+                    ConfigError::new(format!("two stacks are named `{}`: `{}` and `{}`", s.name, other.path, s.path))
+                        .help("give one of them another name with [[stack]] name = \"...\" and path = \"...\""),
+                );
+            }
+            if s.compose_files.is_empty() {
+                errors.push(
+                    ConfigError::new(format!(
+                        "stack `{}` has no compose file in `{}`",
+                        s.name, s.path
+                    ))
+                    .help("add compose.yaml to the folder or list files with compose = [\"...\"]"),
+                );
+            }
+            if !servers.iter().any(|x| x.name == s.server) {
+                let hint = match did_you_mean(&s.server, servers.iter().map(|x| x.name.as_str())) {
+                    Some(best) => format!(
+                        "did you mean `{best}`? Or declare it: [[server]] name = \"{}\"",
+                        s.server
+                    ),
+                    None => format!(
+                        "declare it in berth.toml: [[server]] name = \"{}\"",
+                        s.server
+                    ),
+                };
+                errors.push(
+                    ConfigError::new(format!(
+                        "stack `{}` targets server `{}`, which is not declared",
+                        s.name, s.server
+                    ))
+                    .at(s.location.clone())
+                    .help(hint),
+                );
+            }
+            for d in &s.after {
+                if d == &s.name {
+                    errors.push(ConfigError::new(format!(
+                        "stack `{}` lists itself in `after`",
+                        s.name
+                    )));
+                }
+            }
+        }
+        for s in &stacks {
+            for d in &s.after {
+                if !by_name.contains_key(d.as_str()) {
+                    let e = ConfigError::new(format!(
+                        "stack `{}` comes after unknown stack `{d}`",
+                        s.name
+                    ))
+                    .at(s.location.clone());
+                    errors.push(match did_you_mean(d, by_name.keys().copied()) {
+                        Some(best) => e.help(format!("did you mean `{best}`?")),
+                        None => e,
+                    });
+                }
+            }
+        }
+        drop(by_name);
+        stacks.sort_by(|a, b| a.name.cmp(&b.name));
+        if errors.is_empty()
+            && let Err(cycle) = dag::order(&stacks)
+        {
+            errors.push(
+                ConfigError::new(format!("dependency cycle: {}", cycle.join(" → ")))
+                    .help("remove one of these `after` entries"),
+            );
+        }
+
+        let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
+        if max_parallel == 0 {
+            errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Project {
+            state_dir: cfg.berth.state_dir.clone(),
+            max_parallel,
+            servers,
+            stacks,
+            ignore,
+            patterns: pattern_texts,
+            configured: !text.is_empty(),
+        })
+    }
+
+    pub fn stack(&self, name: &str) -> Option<&Stack> {
+        self.stacks
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.stacks[i])
+    }
+
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// An error for an unknown stack name, with a suggestion.
+    pub fn unknown_stack(&self, name: &str) -> ConfigError {
+        let e = ConfigError::new(format!("no stack named `{name}` in this repository"));
+        match did_you_mean(name, self.stacks.iter().map(|s| s.name.as_str())) {
+            Some(best) => e.help(format!(
+                "did you mean `{best}`? `berth plan` lists every stack"
+            )),
+            None => e.help("`berth plan` lists every stack"),
+        }
+    }
+}
+
+fn parse_mode(m: Option<&str>) -> Result<Mode, String> {
+    match m {
+        None | Some("compose") => Ok(Mode::Compose),
+        Some("swarm") => Err("mode `swarm` is not supported yet; use mode = \"compose\"".into()),
+        Some(other) => Err(format!("unknown mode `{other}`; use mode = \"compose\"")),
+    }
+}
+
+fn apply_entry(
+    stack: &mut Stack,
+    st: &StackToml,
+    path: Option<String>,
+    tree: &Tree,
+    l: &Option<Location>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let at = |m: String| ConfigError::new(m).at(l.clone());
+    stack.location = l.clone();
+    if let Some(n) = &st.name {
+        stack.name = n.clone();
+    }
+    if let Some(p) = path
+        && p != stack.path
+    {
+        stack.compose_files = discovery::default_compose_files(tree, &p);
+        stack.path = p;
+    }
+    if !tree
+        .entries()
+        .iter()
+        .any(|e| e.path.starts_with(&stack.path) && e.path[stack.path.len()..].starts_with('/'))
+    {
+        errors.push(at(format!(
+            "stack `{}`: folder `{}` does not exist in the repository",
+            stack.name, stack.path
+        )));
+    }
+    if let Some(files) = &st.compose {
+        stack.compose_files.clear();
+        for f in files {
+            match tree::join(&stack.path, f) {
+                Some(p) if tree.contains(&p) => stack.compose_files.push(p),
+                Some(p) => errors.push(at(format!(
+                    "stack `{}`: compose file `{p}` does not exist",
+                    stack.name
+                ))),
+                None => errors.push(at(format!(
+                    "stack `{}`: compose file `{f}` leaves the repository",
+                    stack.name
+                ))),
+            }
+        }
+    }
+    for f in &st.env_files {
+        match tree::join(&stack.path, f) {
+            Some(p) if tree.contains(&p) => stack.env_files.push(p),
+            Some(p) => errors.push(at(format!(
+                "stack `{}`: env file `{p}` does not exist",
+                stack.name
+            ))),
+            None => errors.push(at(format!(
+                "stack `{}`: env file `{f}` leaves the repository",
+                stack.name
+            ))),
+        }
+    }
+    if let Some(s) = &st.server {
+        stack.server = s.clone();
+    }
+    if st.mode.is_some() {
+        match parse_mode(st.mode.as_deref()) {
+            Ok(m) => stack.mode = m,
+            Err(e) => errors.push(at(format!("stack `{}`: {e}", stack.name))),
+        }
+    }
+    if let Some(t) = &st.timeout {
+        match duration::parse(t) {
+            Ok(d) => stack.timeout = d,
+            Err(e) => errors.push(at(format!("stack `{}` timeout: {e}", stack.name))),
+        }
+    }
+    for g in st.watch.iter().chain(&st.ignore) {
+        if let Err(e) = crate::changes::glob(g) {
+            errors.push(at(format!("stack `{}`: {e}", stack.name)));
+        }
+    }
+    for k in st.env.keys() {
+        if !crate::vars::valid_key(k) {
+            errors.push(at(format!(
+                "stack `{}`: `{k}` is not a valid variable name",
+                stack.name
+            )));
+        }
+    }
+    stack.after.extend(st.after.iter().cloned());
+    stack.watch.extend(st.watch.iter().cloned());
+    stack.ignore.extend(st.ignore.iter().cloned());
+    stack
+        .env
+        .extend(st.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(m) = st.manual {
+        stack.manual = m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> Tree {
+        Tree::from_paths([
+            "nodes/onyx/caddy/compose.yaml",
+            "nodes/onyx/quartermaster/compose.yaml",
+            "nodes/onyx/quartermaster/.env",
+            "stacks/web/compose.yaml",
+            "bootstrap/op-connect/compose.yaml",
+            "libs/common.env",
+        ])
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        Project::load("berth.toml", Some(text), &tree())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn zero_config_needs_declared_servers_for_nodes() {
+        let errs = Project::load("berth.toml", None, &tree()).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("server `onyx`"));
+        let only_stacks = Tree::from_paths(["stacks/a/compose.yaml", "stacks/b/compose.yml"]);
+        let p = Project::load("berth.toml", None, &only_stacks).unwrap();
+        assert_eq!(
+            p.stacks
+                .iter()
+                .map(|s| s.server.as_str())
+                .collect::<Vec<_>>(),
+            ["local", "local"]
+        );
+    }
+
+    #[test]
+    fn declared_stacks_refine_and_add() {
+        let p = Project::load(
+            "berth.toml",
+            Some(
+                r#"
+[[server]]
+name = "onyx"
+[[stack]]
+name = "quartermaster"
+watch = ["libs/**"]
+env_files = ["../../../libs/common.env"]
+after = ["caddy"]
+[[stack]]
+name = "op-connect"
+path = "bootstrap/op-connect"
+server = "onyx"
+manual = true
+"#,
+            ),
+            &tree(),
+        )
+        .unwrap();
+        let qm = p.stack("quartermaster").unwrap();
+        assert_eq!(qm.server, "onyx");
+        assert_eq!(qm.watch, ["libs/**"]);
+        assert_eq!(qm.env_files, ["libs/common.env"]);
+        let op = p.stack("op-connect").unwrap();
+        assert!(op.manual);
+        assert_eq!(op.compose_files, ["bootstrap/op-connect/compose.yaml"]);
+        assert_eq!(p.stacks.len(), 4);
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let errs = errors(
+            r#"
+[[server]]
+name = "onyx"
+[[stack]]
+name = "Bad Name"
+path = "stacks/web"
+[[stack]]
+name = "escape"
+path = "../outside"
+[[stack]]
+name = "caddy"
+after = ["quatermaster"]
+server = "nowhere"
+"#,
+        );
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("berth.toml:7:1: stack path `../outside` leaves")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("invalid stack name `Bad Name`"))
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unknown stack `quatermaster`"))
+        );
+        assert!(errs.iter().any(|e| e.contains("server `nowhere`")));
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let errs = errors(
+            r#"
+[[server]]
+name = "onyx"
+[[stack]]
+name = "caddy"
+after = ["web"]
+[[stack]]
+name = "web"
+after = ["quartermaster"]
+[[stack]]
+name = "quartermaster"
+after = ["caddy"]
+"#,
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("caddy → web → quartermaster → caddy"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(valid_name("a-b_9"));
+        assert!(!valid_name("-a"));
+        assert!(!valid_name("A"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn duplicate_discovered_names_need_disambiguation() {
+        let t = Tree::from_paths(["nodes/a/caddy/compose.yaml", "nodes/b/caddy/compose.yaml"]);
+        let text = "[[server]]\nname = \"a\"\n[[server]]\nname = \"b\"\n";
+        let errs = Project::load("berth.toml", Some(text), &t).unwrap_err();
+        assert!(
+            errs[0].message.contains("two stacks are named `caddy`"),
+            "{errs:?}"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Record types shared by the state store, the CLI and the API: deploy outcomes and summaries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of one deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Never started because a dependency failed.
+    Blocked,
+    /// berth stopped while the deploy was running.
+    Interrupted,
+}
+
+impl DeployStatus {
+    pub const ALL: [DeployStatus; 5] = [
+        DeployStatus::Running,
+        DeployStatus::Succeeded,
+        DeployStatus::Failed,
+        DeployStatus::Blocked,
+        DeployStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Running => "running",
+            DeployStatus::Succeeded => "succeeded",
+            DeployStatus::Failed => "failed",
+            DeployStatus::Blocked => "blocked",
+            DeployStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeployStatus> {
+        DeployStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        self != DeployStatus::Running
+    }
+}
+
+impl fmt::Display for DeployStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One deploy as stored. Variables are stored redacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    pub id: i64,
+    pub stack: String,
+    pub server: String,
+    pub commit: String,
+    pub config_hash: String,
+    pub vars: BTreeMap<String, String>,
+    pub status: DeployStatus,
+    /// Why it failed or was blocked, in one line.
+    pub reason: Option<String>,
+    /// Who or what asked for it: `apply`, `deploy`, ...
+    pub trigger: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// What the plan needs to know about a stack's past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The last deploy that succeeded: (commit, config hash).
+    pub last_success: Option<(String, String)>,
+    /// Status of the most recent deploy of any outcome.
+    pub latest: Option<DeployStatus>,
+}

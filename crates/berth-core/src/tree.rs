@@ -1,0 +1,113 @@
+//! A listing of the repository's files at one commit, as git reports it.
+
+/// One file of the tree: its repo-relative path and its git blob id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub oid: String,
+}
+
+/// Every file of a commit, sorted by path. The blob ids make hashing content
+/// addressed without reading any file.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    entries: Vec<TreeEntry>,
+}
+
+impl Tree {
+    pub fn new(mut entries: Vec<TreeEntry>) -> Tree {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Tree { entries }
+    }
+
+    /// Build a tree from paths alone (tests, benchmarks): the oid is derived from the path.
+    pub fn from_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Tree {
+        Tree::new(
+            paths
+                .into_iter()
+                .map(|p| TreeEntry {
+                    path: p.to_string(),
+                    oid: format!("oid-{p}"),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn entries(&self) -> &[TreeEntry] {
+        &self.entries
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .is_ok()
+    }
+
+    pub fn get(&self, path: &str) -> Option<&TreeEntry> {
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// Parent directory of a repo-relative path ("" for top-level files).
+pub fn parent(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}
+
+/// Normalise a path relative to `base` (both repo-relative), resolving `.` and `..`.
+/// Returns `None` when the result would leave the repository or `rel` is absolute.
+pub fn join(base: &str, rel: &str) -> Option<String> {
+    if rel.starts_with('/')
+        || rel.starts_with('\\')
+        || rel.contains('\\')
+        || rel.contains(':') && rel.len() > 1 && rel.as_bytes()[1] == b':'
+    {
+        return None;
+    }
+    let mut parts: Vec<&str> = base
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_stay_inside_the_repo() {
+        assert_eq!(
+            join("nodes/onyx/app", "../../libs/common.env").as_deref(),
+            Some("nodes/libs/common.env")
+        );
+        assert_eq!(
+            join("stacks/app", "./compose.yaml").as_deref(),
+            Some("stacks/app/compose.yaml")
+        );
+        assert_eq!(join("stacks/app", "../../../etc/passwd"), None);
+        assert_eq!(join("", "/etc/passwd"), None);
+        assert_eq!(join("", "stacks/app/"), Some("stacks/app".into()));
+    }
+
+    #[test]
+    fn lookups_use_sorted_paths() {
+        let t = Tree::from_paths(["b/x", "a/y"]);
+        assert_eq!(t.entries()[0].path, "a/y");
+        assert!(t.contains("b/x"));
+        assert!(!t.contains("b"));
+        assert_eq!(parent("a/b/c"), "a/b");
+        assert_eq!(parent("c"), "");
+    }
+}
