@@ -132,13 +132,8 @@ impl<'p> Index<'p> {
             dir = &dir[..i];
             if let Some(&s) = self.dirs.get(dir) {
                 let rel = &path[dir.len() + 1..];
-                let ignored = self.stack_ignore[s]
-                    .as_ref()
-                    .is_some_and(|g| g.is_match(rel));
-                let own_file = self.project.stacks[s]
-                    .compose_files
-                    .iter()
-                    .any(|f| f == path);
+                let ignored = self.stack_ignore[s].as_ref().is_some_and(|g| g.is_match(rel));
+                let own_file = self.project.stacks[s].compose_files.iter().any(|f| f == path);
                 if !ignored || own_file {
                     out.push(s);
                 }
@@ -201,11 +196,7 @@ fn definition(s: &crate::project::Stack) -> Vec<u8> {
 
 /// Names of stacks present in `old` and gone from `new`.
 pub fn removed(old: &Project, new: &Project) -> Vec<String> {
-    old.stacks
-        .iter()
-        .filter(|s| new.stack(&s.name).is_none())
-        .map(|s| s.name.clone())
-        .collect()
+    old.stacks.iter().filter(|s| new.stack(&s.name).is_none()).map(|s| s.name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -243,11 +234,7 @@ watch = ["libs/**"]
     }
 
     fn ch(kind: ChangeKind, path: &str, old: Option<&str>) -> Change {
-        Change {
-            kind,
-            path: path.into(),
-            old_path: old.map(Into::into),
-        }
+        Change { kind, path: path.into(), old_path: old.map(Into::into) }
     }
 
     #[test]
@@ -260,10 +247,7 @@ watch = ["libs/**"]
             ch(ChangeKind::Modified, "stacks/app/docs/x.md", None),
             ch(ChangeKind::Modified, "stacks/db/nested/compose.yaml", None),
         ]);
-        assert_eq!(
-            t.keys().collect::<Vec<_>>(),
-            ["nested", "app"].iter().rev().collect::<Vec<_>>()
-        );
+        assert_eq!(t.keys().collect::<Vec<_>>(), ["nested", "app"].iter().rev().collect::<Vec<_>>());
         assert_eq!(t["app"], ["stacks/app/nginx.conf"]);
     }
 
@@ -282,11 +266,7 @@ watch = ["libs/**"]
         let p = project();
         let idx = Index::new(&p);
         let t = idx.touched(&[
-            ch(
-                ChangeKind::Renamed,
-                "stacks/web/x.conf",
-                Some("stacks/app/x.conf"),
-            ),
+            ch(ChangeKind::Renamed, "stacks/web/x.conf", Some("stacks/app/x.conf")),
             ch(ChangeKind::Modified, "shared/web.yaml", None),
         ]);
         assert_eq!(t["app"], ["stacks/app/x.conf"]);

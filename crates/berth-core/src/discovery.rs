@@ -4,19 +4,10 @@ use crate::error::ConfigError;
 use crate::tree::{Tree, parent};
 
 /// Compose file names in Docker Compose's order of preference.
-pub const COMPOSE_NAMES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
+pub const COMPOSE_NAMES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
 /// Override files Compose loads by default next to the main file.
-pub const OVERRIDE_NAMES: [&str; 4] = [
-    "compose.override.yaml",
-    "compose.override.yml",
-    "docker-compose.override.yaml",
-    "docker-compose.override.yml",
-];
+pub const OVERRIDE_NAMES: [&str; 4] =
+    ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
 
 /// Patterns used when `berth.toml` does not set any.
 pub const DEFAULT_PATTERNS: [&str; 2] = ["nodes/{server}/{stack}/", "stacks/{stack}/"];
@@ -49,9 +40,7 @@ impl Pattern {
                     return Err(ConfigError::new(format!(
                         "discovery pattern `{text}` has an empty, `.` or `..` segment"
                     ))
-                    .help(
-                        "write patterns like \"stacks/{stack}/\" relative to the repository root",
-                    ));
+                    .help("write patterns like \"stacks/{stack}/\" relative to the repository root"));
                 }
                 s if s.contains(['{', '}', '*']) => {
                     return Err(ConfigError::new(format!(
@@ -63,19 +52,12 @@ impl Pattern {
             });
         }
         if segments.iter().filter(|s| **s == Segment::Stack).count() != 1 {
-            return Err(ConfigError::new(format!(
-                "discovery pattern `{text}` must contain `{{stack}}` exactly once"
-            )));
+            return Err(ConfigError::new(format!("discovery pattern `{text}` must contain `{{stack}}` exactly once")));
         }
         if segments.iter().filter(|s| **s == Segment::Server).count() > 1 {
-            return Err(ConfigError::new(format!(
-                "discovery pattern `{text}` has `{{server}}` more than once"
-            )));
+            return Err(ConfigError::new(format!("discovery pattern `{text}` has `{{server}}` more than once")));
         }
-        Ok(Pattern {
-            text: text.to_string(),
-            segments,
-        })
+        Ok(Pattern { text: text.to_string(), segments })
     }
 
     /// Match a folder; returns (stack name, server name) on success.
@@ -112,24 +94,12 @@ pub struct Discovered {
 /// The compose files Compose itself would load in `dir`: the preferred main file plus its override.
 pub fn default_compose_files(tree: &Tree, dir: &str) -> Vec<String> {
     let in_dir = |name: &str| {
-        if dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{dir}/{name}")
-        }
+        if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
     };
     let mut files = Vec::new();
-    if let Some(main) = COMPOSE_NAMES
-        .iter()
-        .map(|n| in_dir(n))
-        .find(|p| tree.contains(p))
-    {
+    if let Some(main) = COMPOSE_NAMES.iter().map(|n| in_dir(n)).find(|p| tree.contains(p)) {
         files.push(main);
-        if let Some(ov) = OVERRIDE_NAMES
-            .iter()
-            .map(|n| in_dir(n))
-            .find(|p| tree.contains(p))
-        {
+        if let Some(ov) = OVERRIDE_NAMES.iter().map(|n| in_dir(n)).find(|p| tree.contains(p)) {
             files.push(ov);
         }
     }
@@ -187,18 +157,8 @@ mod tests {
             "stacks/empty/README.md",
         ]);
         let found = discover(&tree, &pats(&DEFAULT_PATTERNS));
-        let names: Vec<_> = found
-            .iter()
-            .map(|d| (d.name.as_str(), d.server.as_deref()))
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                ("monitoring", Some("heimdall")),
-                ("caddy", Some("onyx")),
-                ("web", None)
-            ]
-        );
+        let names: Vec<_> = found.iter().map(|d| (d.name.as_str(), d.server.as_deref())).collect();
+        assert_eq!(names, vec![("monitoring", Some("heimdall")), ("caddy", Some("onyx")), ("web", None)]);
         assert_eq!(
             found[0].compose_files,
             vec![
@@ -222,11 +182,6 @@ mod tests {
         assert!(Pattern::parse("a/{stack}/{stack}").is_err());
         assert!(Pattern::parse("../{stack}").is_err());
         assert!(Pattern::parse("x{stack}").is_err());
-        assert!(
-            Pattern::parse("*/{stack}/")
-                .unwrap()
-                .matches("a/b")
-                .is_some()
-        );
+        assert!(Pattern::parse("*/{stack}/").unwrap().matches("a/b").is_some());
     }
 }

@@ -14,21 +14,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (expected e.g. 30s, 5m, 1h30m)"
-            ));
+            return Err(format!("`{text}` is not a duration (expected e.g. 30s, 5m, 1h30m)"));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{text}`: number too large"))?;
         rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let d = match &rest[..unit] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -36,9 +28,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(n * 3600),
             "d" => Duration::from_secs(n * 86400),
             other => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
-                ));
+                return Err(format!("`{text}`: unknown unit `{other}` (use ms, s, m, h or d)"));
             }
         };
         total += d;

@@ -16,16 +16,9 @@ impl Location {
         let offset = offset.min(text.len());
         let before = &text.as_bytes()[..offset];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1);
+        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
         let column = text[line_start..offset].chars().count() + 1;
-        Location {
-            file: file.to_string(),
-            line,
-            column,
-        }
+        Location { file: file.to_string(), line, column }
     }
 }
 
@@ -47,11 +40,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError {
-            location: None,
-            message: message.into(),
-            help: None,
-        }
+        ConfigError { location: None, message: message.into(), help: None }
     }
 
     pub fn at(mut self, location: Option<Location>) -> Self {
@@ -81,10 +70,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -106,10 +92,7 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(
-            did_you_mean("wach", ["watch", "after", "path"]),
-            Some("watch")
-        );
+        assert_eq!(did_you_mean("wach", ["watch", "after", "path"]), Some("watch"));
         assert_eq!(did_you_mean("zzzzzz", ["watch", "after"]), None);
     }
 }

@@ -64,13 +64,7 @@ pub fn stack_hash(
 pub fn all(index: &Index<'_>, tree: &Tree) -> BTreeMap<String, String> {
     let none = BTreeMap::new();
     let files = owned_files(index, tree);
-    index
-        .project()
-        .stacks
-        .iter()
-        .zip(&files)
-        .map(|(s, f)| (s.name.clone(), stack_hash(s, f, &none)))
-        .collect()
+    index.project().stacks.iter().zip(&files).map(|(s, f)| (s.name.clone(), stack_hash(s, f, &none))).collect()
 }
 
 #[cfg(test)]
@@ -81,26 +75,11 @@ mod tests {
 
     fn tree(conf_oid: &str, readme_oid: &str) -> Tree {
         Tree::new(vec![
-            TreeEntry {
-                path: "stacks/a/compose.yaml".into(),
-                oid: "1".into(),
-            },
-            TreeEntry {
-                path: "stacks/a/app.conf".into(),
-                oid: conf_oid.into(),
-            },
-            TreeEntry {
-                path: "stacks/a/README.md".into(),
-                oid: readme_oid.into(),
-            },
-            TreeEntry {
-                path: "stacks/b/compose.yaml".into(),
-                oid: "3".into(),
-            },
-            TreeEntry {
-                path: "libs/x.env".into(),
-                oid: "4".into(),
-            },
+            TreeEntry { path: "stacks/a/compose.yaml".into(), oid: "1".into() },
+            TreeEntry { path: "stacks/a/app.conf".into(), oid: conf_oid.into() },
+            TreeEntry { path: "stacks/a/README.md".into(), oid: readme_oid.into() },
+            TreeEntry { path: "stacks/b/compose.yaml".into(), oid: "3".into() },
+            TreeEntry { path: "libs/x.env".into(), oid: "4".into() },
         ])
     }
 
@@ -134,10 +113,7 @@ mod tests {
         let p = Project::load("berth.toml", Some(CFG), &t).unwrap();
         let mut vars = BTreeMap::new();
         vars.insert("APP_TAG".to_string(), "abc".to_string());
-        assert_ne!(
-            stack_hash(&p.stacks[0], &[], &vars),
-            stack_hash(&p.stacks[0], &[], &BTreeMap::new())
-        );
+        assert_ne!(stack_hash(&p.stacks[0], &[], &vars), stack_hash(&p.stacks[0], &[], &BTreeMap::new()));
     }
 
     #[test]

@@ -117,13 +117,10 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
         let s = &project.stacks[i];
         let hash = input.hashes.get(&s.name).cloned().unwrap_or_default();
         let hist = input.history.get(&s.name);
-        let previous_hash = hist
-            .and_then(|h| h.last_success.as_ref())
-            .map(|(_, h)| h.clone());
+        let previous_hash = hist.and_then(|h| h.last_success.as_ref()).map(|(_, h)| h.clone());
         let paths = input.touched.get(&s.name).cloned().unwrap_or_default();
         let blocking = s.after.iter().find(|d| {
-            let dep_failed =
-                input.history.get(d.as_str()).and_then(|h| h.latest) == Some(DeployStatus::Failed);
+            let dep_failed = input.history.get(d.as_str()).and_then(|h| h.latest) == Some(DeployStatus::Failed);
             match decided.get(d.as_str()) {
                 Some(Action::Blocked) => true,
                 Some(Action::Deploy) => false,
@@ -132,15 +129,9 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
         });
         let (action, reason, detail) = match input.requested {
             Some(req) if req.contains(&s.name) => (Action::Deploy, Reason::Requested, None),
-            Some(_) => (
-                Action::Skip,
-                Reason::Unchanged,
-                Some("not requested".to_string()),
-            ),
+            Some(_) => (Action::Skip, Reason::Unchanged, Some("not requested".to_string())),
             None if s.manual => (Action::Manual, Reason::Manual, None),
-            None if previous_hash.as_deref() == Some(hash.as_str()) => {
-                (Action::Skip, Reason::Unchanged, None)
-            }
+            None if previous_hash.as_deref() == Some(hash.as_str()) => (Action::Skip, Reason::Unchanged, None),
             None => {
                 let reason = if previous_hash.is_none() {
                     Reason::New
@@ -150,11 +141,7 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
                     Reason::PathsChanged
                 };
                 match blocking {
-                    Some(d) => (
-                        Action::Blocked,
-                        Reason::DependencyFailed,
-                        Some(format!("`{d}` failed")),
-                    ),
+                    Some(d) => (Action::Blocked, Reason::DependencyFailed, Some(format!("`{d}` failed"))),
                     None => (Action::Deploy, reason, None),
                 }
             }
@@ -172,10 +159,7 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             after: s.after.clone(),
         });
     }
-    Plan {
-        commit: input.commit.to_string(),
-        steps,
-    }
+    Plan { commit: input.commit.to_string(), steps }
 }
 
 #[cfg(test)]
@@ -195,16 +179,14 @@ mod tests {
     }
 
     fn hashes() -> BTreeMap<String, String> {
-        ["app", "boot", "db", "web"]
-            .iter()
-            .map(|s| (s.to_string(), format!("h-{s}")))
-            .collect()
+        ["app", "boot", "db", "web"].iter().map(|s| (s.to_string(), format!("h-{s}"))).collect()
     }
 
     fn success(hash: &str) -> History {
         History {
             last_success: Some(("c0".into(), hash.into())),
             latest: Some(DeployStatus::Succeeded),
+            ..Default::default()
         }
     }
 
@@ -218,19 +200,9 @@ mod tests {
         touched.insert("db".to_string(), vec!["stacks/db/compose.yaml".to_string()]);
         let plan = build(
             &p,
-            &Inputs {
-                commit: "c1",
-                hashes: &hashes(),
-                history: &history,
-                touched: &touched,
-                requested: None,
-            },
+            &Inputs { commit: "c1", hashes: &hashes(), history: &history, touched: &touched, requested: None },
         );
-        let got: Vec<_> = plan
-            .steps
-            .iter()
-            .map(|s| (s.stack.as_str(), s.action, s.reason))
-            .collect();
+        let got: Vec<_> = plan.steps.iter().map(|s| (s.stack.as_str(), s.action, s.reason)).collect();
         assert_eq!(
             got,
             [
@@ -251,17 +223,12 @@ mod tests {
             History {
                 last_success: Some(("c0".into(), "h-db".into())),
                 latest: Some(DeployStatus::Failed),
+                ..Default::default()
             },
         );
         let plan = build(
             &p,
-            &Inputs {
-                commit: "c1",
-                hashes: &hashes(),
-                history: &history,
-                touched: &BTreeMap::new(),
-                requested: None,
-            },
+            &Inputs { commit: "c1", hashes: &hashes(), history: &history, touched: &BTreeMap::new(), requested: None },
         );
         let app = plan.steps.iter().find(|s| s.stack == "app").unwrap();
         assert_eq!(app.action, Action::Blocked);

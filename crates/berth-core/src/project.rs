@@ -59,10 +59,7 @@ pub struct Stack {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 }
@@ -89,8 +86,7 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-const NAME_HELP: &str =
-    "names use lowercase letters, digits, `-` and `_`, and start with a letter or digit";
+const NAME_HELP: &str = "names use lowercase letters, digits, `-` and `_`, and start with a letter or digit";
 
 impl Project {
     /// Resolve the project from the text of `berth.toml` (if any) and the repository tree.
@@ -102,8 +98,7 @@ impl Project {
         };
         let text = text.unwrap_or("");
         let mut errors = Vec::new();
-        let loc =
-            |span: std::ops::Range<usize>| Some(Location::from_offset(file, text, span.start));
+        let loc = |span: std::ops::Range<usize>| Some(Location::from_offset(file, text, span.start));
 
         // Servers: an implicit `local` unless declared.
         let mut servers: Vec<Server> = Vec::new();
@@ -111,43 +106,21 @@ impl Project {
             let l = loc(s.span());
             let s = s.get_ref();
             if !valid_name(&s.name) {
-                errors.push(
-                    ConfigError::new(format!("invalid server name `{}`", s.name))
-                        .at(l)
-                        .help(NAME_HELP),
-                );
+                errors.push(ConfigError::new(format!("invalid server name `{}`", s.name)).at(l).help(NAME_HELP));
             } else if servers.iter().any(|x| x.name == s.name) {
-                errors
-                    .push(ConfigError::new(format!("server `{}` is declared twice", s.name)).at(l));
+                errors.push(ConfigError::new(format!("server `{}` is declared twice", s.name)).at(l));
             } else {
-                servers.push(Server {
-                    name: s.name.clone(),
-                    docker: s.docker.clone(),
-                });
+                servers.push(Server { name: s.name.clone(), docker: s.docker.clone() });
             }
         }
         if !servers.iter().any(|s| s.name == LOCAL_SERVER) {
-            servers.insert(
-                0,
-                Server {
-                    name: LOCAL_SERVER.into(),
-                    docker: None,
-                },
-            );
+            servers.insert(0, Server { name: LOCAL_SERVER.into(), docker: None });
         }
 
         // Defaults.
-        let default_server = cfg
-            .defaults
-            .server
-            .clone()
-            .unwrap_or_else(|| LOCAL_SERVER.into());
+        let default_server = cfg.defaults.server.clone().unwrap_or_else(|| LOCAL_SERVER.into());
         let default_mode = parse_mode(cfg.defaults.mode.as_deref()).unwrap_or_else(|e| {
-            errors.push(
-                ConfigError::new(e)
-                    .at(None)
-                    .help("set [defaults] mode = \"compose\""),
-            );
+            errors.push(ConfigError::new(e).at(None).help("set [defaults] mode = \"compose\""));
             Mode::Compose
         });
         let default_timeout = match cfg.defaults.timeout.as_deref().map(duration::parse) {
@@ -161,12 +134,9 @@ impl Project {
 
         // Discovery.
         let (pattern_texts, ignore) = match &cfg.discovery {
-            Some(d) => (
-                d.patterns
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_PATTERNS.map(String::from).to_vec()),
-                d.ignore.clone(),
-            ),
+            Some(d) => {
+                (d.patterns.clone().unwrap_or_else(|| DEFAULT_PATTERNS.map(String::from).to_vec()), d.ignore.clone())
+            }
             None => (DEFAULT_PATTERNS.map(String::from).to_vec(), Vec::new()),
         };
         let mut patterns = Vec::new();
@@ -222,10 +192,7 @@ impl Project {
                 .name
                 .as_ref()
                 .and_then(|n| stacks[..discovered].iter().position(|s| &s.name == n))
-                .or_else(|| {
-                    path.as_ref()
-                        .and_then(|p| stacks[..discovered].iter().position(|s| &s.path == p))
-                });
+                .or_else(|| path.as_ref().and_then(|p| stacks[..discovered].iter().position(|s| &s.path == p)));
             let idx = match target {
                 Some(i) => {
                     stacks[i].origin = format!(
@@ -242,23 +209,16 @@ impl Project {
                             .as_deref()
                             .map(|n| format!("stack `{n}`"))
                             .unwrap_or_else(|| "this [[stack]]".into());
-                        let mut e = at(format!(
-                            "{what} matches no discovered stack and has no `path`"
-                        ));
+                        let mut e = at(format!("{what} matches no discovered stack and has no `path`"));
                         let names = stacks[..discovered].iter().map(|s| s.name.as_str());
                         e = match st.name.as_deref().and_then(|n| did_you_mean(n, names)) {
-                            Some(best) => e.help(format!(
-                                "did you mean `{best}`? Otherwise add path = \"...\""
-                            )),
+                            Some(best) => e.help(format!("did you mean `{best}`? Otherwise add path = \"...\"")),
                             None => e.help("add path = \"folder/of/the/stack\""),
                         };
                         errors.push(e);
                         continue;
                     };
-                    let name = st
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").to_string());
+                    let name = st.name.clone().unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").to_string());
                     stacks.push(Stack {
                         name,
                         compose_files: discovery::default_compose_files(tree, &path),
@@ -272,10 +232,7 @@ impl Project {
                         env: BTreeMap::new(),
                         env_files: Vec::new(),
                         timeout: default_timeout,
-                        origin: format!(
-                            "declared at {}",
-                            l.as_ref().map(|l| l.to_string()).unwrap_or_default()
-                        ),
+                        origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
                         location: None,
                     });
                     stacks.len() - 1
@@ -302,23 +259,14 @@ impl Project {
             }
             if s.compose_files.is_empty() {
                 errors.push(
-                    ConfigError::new(format!(
-                        "stack `{}` has no compose file in `{}`",
-                        s.name, s.path
-                    ))
-                    .help("add compose.yaml to the folder or list files with compose = [\"...\"]"),
+                    ConfigError::new(format!("stack `{}` has no compose file in `{}`", s.name, s.path))
+                        .help("add compose.yaml to the folder or list files with compose = [\"...\"]"),
                 );
             }
             if !servers.iter().any(|x| x.name == s.server) {
                 let hint = match did_you_mean(&s.server, servers.iter().map(|x| x.name.as_str())) {
-                    Some(best) => format!(
-                        "did you mean `{best}`? Or declare it: [[server]] name = \"{}\"",
-                        s.server
-                    ),
-                    None => format!(
-                        "declare it in berth.toml: [[server]] name = \"{}\"",
-                        s.server
-                    ),
+                    Some(best) => format!("did you mean `{best}`? Or declare it: [[server]] name = \"{}\"", s.server),
+                    None => format!("declare it in berth.toml: [[server]] name = \"{}\"", s.server),
                 };
                 errors.push(
                     ConfigError::new(format!(
@@ -331,21 +279,15 @@ impl Project {
             }
             for d in &s.after {
                 if d == &s.name {
-                    errors.push(ConfigError::new(format!(
-                        "stack `{}` lists itself in `after`",
-                        s.name
-                    )));
+                    errors.push(ConfigError::new(format!("stack `{}` lists itself in `after`", s.name)));
                 }
             }
         }
         for s in &stacks {
             for d in &s.after {
                 if !by_name.contains_key(d.as_str()) {
-                    let e = ConfigError::new(format!(
-                        "stack `{}` comes after unknown stack `{d}`",
-                        s.name
-                    ))
-                    .at(s.location.clone());
+                    let e = ConfigError::new(format!("stack `{}` comes after unknown stack `{d}`", s.name))
+                        .at(s.location.clone());
                     errors.push(match did_you_mean(d, by_name.keys().copied()) {
                         Some(best) => e.help(format!("did you mean `{best}`?")),
                         None => e,
@@ -383,10 +325,7 @@ impl Project {
     }
 
     pub fn stack(&self, name: &str) -> Option<&Stack> {
-        self.stacks
-            .binary_search_by(|s| s.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.stacks[i])
+        self.stacks.binary_search_by(|s| s.name.as_str().cmp(name)).ok().map(|i| &self.stacks[i])
     }
 
     pub fn server(&self, name: &str) -> Option<&Server> {
@@ -397,9 +336,7 @@ impl Project {
     pub fn unknown_stack(&self, name: &str) -> ConfigError {
         let e = ConfigError::new(format!("no stack named `{name}` in this repository"));
         match did_you_mean(name, self.stacks.iter().map(|s| s.name.as_str())) {
-            Some(best) => e.help(format!(
-                "did you mean `{best}`? `berth plan` lists every stack"
-            )),
+            Some(best) => e.help(format!("did you mean `{best}`? `berth plan` lists every stack")),
             None => e.help("`berth plan` lists every stack"),
         }
     }
@@ -432,43 +369,24 @@ fn apply_entry(
         stack.compose_files = discovery::default_compose_files(tree, &p);
         stack.path = p;
     }
-    if !tree
-        .entries()
-        .iter()
-        .any(|e| e.path.starts_with(&stack.path) && e.path[stack.path.len()..].starts_with('/'))
-    {
-        errors.push(at(format!(
-            "stack `{}`: folder `{}` does not exist in the repository",
-            stack.name, stack.path
-        )));
+    if !tree.entries().iter().any(|e| e.path.starts_with(&stack.path) && e.path[stack.path.len()..].starts_with('/')) {
+        errors.push(at(format!("stack `{}`: folder `{}` does not exist in the repository", stack.name, stack.path)));
     }
     if let Some(files) = &st.compose {
         stack.compose_files.clear();
         for f in files {
             match tree::join(&stack.path, f) {
                 Some(p) if tree.contains(&p) => stack.compose_files.push(p),
-                Some(p) => errors.push(at(format!(
-                    "stack `{}`: compose file `{p}` does not exist",
-                    stack.name
-                ))),
-                None => errors.push(at(format!(
-                    "stack `{}`: compose file `{f}` leaves the repository",
-                    stack.name
-                ))),
+                Some(p) => errors.push(at(format!("stack `{}`: compose file `{p}` does not exist", stack.name))),
+                None => errors.push(at(format!("stack `{}`: compose file `{f}` leaves the repository", stack.name))),
             }
         }
     }
     for f in &st.env_files {
         match tree::join(&stack.path, f) {
             Some(p) if tree.contains(&p) => stack.env_files.push(p),
-            Some(p) => errors.push(at(format!(
-                "stack `{}`: env file `{p}` does not exist",
-                stack.name
-            ))),
-            None => errors.push(at(format!(
-                "stack `{}`: env file `{f}` leaves the repository",
-                stack.name
-            ))),
+            Some(p) => errors.push(at(format!("stack `{}`: env file `{p}` does not exist", stack.name))),
+            None => errors.push(at(format!("stack `{}`: env file `{f}` leaves the repository", stack.name))),
         }
     }
     if let Some(s) = &st.server {
@@ -493,18 +411,13 @@ fn apply_entry(
     }
     for k in st.env.keys() {
         if !crate::vars::valid_key(k) {
-            errors.push(at(format!(
-                "stack `{}`: `{k}` is not a valid variable name",
-                stack.name
-            )));
+            errors.push(at(format!("stack `{}`: `{k}` is not a valid variable name", stack.name)));
         }
     }
     stack.after.extend(st.after.iter().cloned());
     stack.watch.extend(st.watch.iter().cloned());
     stack.ignore.extend(st.ignore.iter().cloned());
-    stack
-        .env
-        .extend(st.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    stack.env.extend(st.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(m) = st.manual {
         stack.manual = m;
     }
@@ -526,11 +439,7 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        Project::load("berth.toml", Some(text), &tree())
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect()
+        Project::load("berth.toml", Some(text), &tree()).unwrap_err().into_iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -540,13 +449,7 @@ mod tests {
         assert!(errs[0].message.contains("server `onyx`"));
         let only_stacks = Tree::from_paths(["stacks/a/compose.yaml", "stacks/b/compose.yml"]);
         let p = Project::load("berth.toml", None, &only_stacks).unwrap();
-        assert_eq!(
-            p.stacks
-                .iter()
-                .map(|s| s.server.as_str())
-                .collect::<Vec<_>>(),
-            ["local", "local"]
-        );
+        assert_eq!(p.stacks.iter().map(|s| s.server.as_str()).collect::<Vec<_>>(), ["local", "local"]);
     }
 
     #[test]
@@ -601,19 +504,9 @@ server = "nowhere"
 "#,
         );
         assert_eq!(errs.len(), 4, "{errs:#?}");
-        assert!(
-            errs.iter()
-                .any(|e| e.starts_with("berth.toml:7:1: stack path `../outside` leaves")),
-            "{errs:#?}"
-        );
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("invalid stack name `Bad Name`"))
-        );
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("unknown stack `quatermaster`"))
-        );
+        assert!(errs.iter().any(|e| e.starts_with("berth.toml:7:1: stack path `../outside` leaves")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("invalid stack name `Bad Name`")));
+        assert!(errs.iter().any(|e| e.contains("unknown stack `quatermaster`")));
         assert!(errs.iter().any(|e| e.contains("server `nowhere`")));
     }
 
@@ -635,10 +528,7 @@ after = ["caddy"]
 "#,
         );
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(
-            errs[0].contains("caddy → web → quartermaster → caddy"),
-            "{errs:?}"
-        );
+        assert!(errs[0].contains("caddy → web → quartermaster → caddy"), "{errs:?}");
     }
 
     #[test]
@@ -654,9 +544,6 @@ after = ["caddy"]
         let t = Tree::from_paths(["nodes/a/caddy/compose.yaml", "nodes/b/caddy/compose.yaml"]);
         let text = "[[server]]\nname = \"a\"\n[[server]]\nname = \"b\"\n";
         let errs = Project::load("berth.toml", Some(text), &t).unwrap_err();
-        assert!(
-            errs[0].message.contains("two stacks are named `caddy`"),
-            "{errs:?}"
-        );
+        assert!(errs[0].message.contains("two stacks are named `caddy`"), "{errs:?}");
     }
 }

@@ -60,7 +60,10 @@ pub struct DeployRecord {
     pub server: String,
     pub commit: String,
     pub config_hash: String,
+    /// Every variable the deploy resolved (redacted).
     pub vars: BTreeMap<String, String>,
+    /// The variables set for this deploy (`--set`), replayed by later reconciles (redacted).
+    pub overrides: BTreeMap<String, String>,
     pub status: DeployStatus,
     /// Why it failed or was blocked, in one line.
     pub reason: Option<String>,
@@ -72,10 +75,12 @@ pub struct DeployRecord {
 }
 
 /// What the plan needs to know about a stack's past.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     /// The last deploy that succeeded: (commit, config hash).
     pub last_success: Option<(String, String)>,
+    /// Variables set on the last successful deploy, replayed by reconciles.
+    pub overrides: BTreeMap<String, String>,
     /// Status of the most recent deploy of any outcome.
     pub latest: Option<DeployStatus>,
 }

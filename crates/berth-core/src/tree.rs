@@ -22,15 +22,7 @@ impl Tree {
 
     /// Build a tree from paths alone (tests, benchmarks): the oid is derived from the path.
     pub fn from_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Tree {
-        Tree::new(
-            paths
-                .into_iter()
-                .map(|p| TreeEntry {
-                    path: p.to_string(),
-                    oid: format!("oid-{p}"),
-                })
-                .collect(),
-        )
+        Tree::new(paths.into_iter().map(|p| TreeEntry { path: p.to_string(), oid: format!("oid-{p}") }).collect())
     }
 
     pub fn entries(&self) -> &[TreeEntry] {
@@ -38,16 +30,11 @@ impl Tree {
     }
 
     pub fn contains(&self, path: &str) -> bool {
-        self.entries
-            .binary_search_by(|e| e.path.as_str().cmp(path))
-            .is_ok()
+        self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).is_ok()
     }
 
     pub fn get(&self, path: &str) -> Option<&TreeEntry> {
-        self.entries
-            .binary_search_by(|e| e.path.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).ok().map(|i| &self.entries[i])
     }
 }
 
@@ -66,10 +53,7 @@ pub fn join(base: &str, rel: &str) -> Option<String> {
     {
         return None;
     }
-    let mut parts: Vec<&str> = base
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
     for seg in rel.split('/') {
         match seg {
             "" | "." => {}
@@ -88,14 +72,8 @@ mod tests {
 
     #[test]
     fn joins_stay_inside_the_repo() {
-        assert_eq!(
-            join("nodes/onyx/app", "../../libs/common.env").as_deref(),
-            Some("nodes/libs/common.env")
-        );
-        assert_eq!(
-            join("stacks/app", "./compose.yaml").as_deref(),
-            Some("stacks/app/compose.yaml")
-        );
+        assert_eq!(join("nodes/onyx/app", "../../libs/common.env").as_deref(), Some("nodes/libs/common.env"));
+        assert_eq!(join("stacks/app", "./compose.yaml").as_deref(), Some("stacks/app/compose.yaml"));
         assert_eq!(join("stacks/app", "../../../etc/passwd"), None);
         assert_eq!(join("", "/etc/passwd"), None);
         assert_eq!(join("", "stacks/app/"), Some("stacks/app".into()));

@@ -14,43 +14,19 @@ pub fn valid_key(key: &str) -> bool {
 
 /// Does the variable's name say it holds a secret (PASSWORD, SECRET, TOKEN, KEY, ...)?
 pub fn is_secret_key(key: &str) -> bool {
-    const WORDS: [&str; 9] = [
-        "PASSWORD",
-        "PASSWD",
-        "PASS",
-        "SECRET",
-        "TOKEN",
-        "KEY",
-        "APIKEY",
-        "CREDENTIALS",
-        "PRIVATE",
-    ];
-    key.to_ascii_uppercase()
-        .split(['_', '-', '.'])
-        .any(|w| WORDS.contains(&w))
+    const WORDS: [&str; 9] =
+        ["PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "KEY", "APIKEY", "CREDENTIALS", "PRIVATE"];
+    key.to_ascii_uppercase().split(['_', '-', '.']).any(|w| WORDS.contains(&w))
 }
 
 /// A copy of `vars` whose secret values are replaced by [`REDACTED`].
 pub fn redact(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    vars.iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                if is_secret_key(k) {
-                    REDACTED.to_string()
-                } else {
-                    v.clone()
-                },
-            )
-        })
-        .collect()
+    vars.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { REDACTED.to_string() } else { v.clone() })).collect()
 }
 
 /// Parse `KEY=VALUE` from the command line.
 pub fn parse_set(arg: &str) -> Result<(String, String), String> {
-    let (k, v) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("`{arg}` is not KEY=VALUE"))?;
+    let (k, v) = arg.split_once('=').ok_or_else(|| format!("`{arg}` is not KEY=VALUE"))?;
     if !valid_key(k) {
         return Err(format!("`{k}` is not a valid variable name"));
     }
@@ -67,16 +43,13 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, Strin
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| (n + 1, format!("`{line}` is not KEY=VALUE")))?;
+        let (k, v) = line.split_once('=').ok_or_else(|| (n + 1, format!("`{line}` is not KEY=VALUE")))?;
         let k = k.trim();
         if !valid_key(k) {
             return Err((n + 1, format!("`{k}` is not a valid variable name")));
         }
         let v = v.trim();
-        let v = if v.len() >= 2
-            && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
+        let v = if v.len() >= 2 && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
         {
             &v[1..v.len() - 1]
         } else {
@@ -107,22 +80,17 @@ mod tests {
 
     #[test]
     fn env_files_parse_like_compose() {
-        let vars =
-            parse_env_file("# c\nA=1\nexport B=\"two words\"\nC='x' \nD=v # note\n").unwrap();
+        let vars = parse_env_file("# c\nA=1\nexport B=\"two words\"\nC='x' \nD=v # note\n").unwrap();
         assert_eq!(
             vars,
-            [("A", "1"), ("B", "two words"), ("C", "x"), ("D", "v")]
-                .map(|(a, b)| (a.to_string(), b.to_string()))
+            [("A", "1"), ("B", "two words"), ("C", "x"), ("D", "v")].map(|(a, b)| (a.to_string(), b.to_string()))
         );
         assert_eq!(parse_env_file("A=1\nnope\n").unwrap_err().0, 2);
     }
 
     #[test]
     fn set_arguments_are_checked() {
-        assert_eq!(
-            parse_set("APP_TAG=a=b").unwrap(),
-            ("APP_TAG".into(), "a=b".into())
-        );
+        assert_eq!(parse_set("APP_TAG=a=b").unwrap(), ("APP_TAG".into(), "a=b".into()));
         assert!(parse_set("1X=y").is_err());
         assert!(parse_set("novalue").is_err());
     }

@@ -1,1 +1,62 @@
-fn main() {}
+//! berth: GitOps for self-hosted Docker. The binary's edge: parse the command
+//! line, run the command, and turn errors into reports and exit codes.
+
+mod cli;
+mod commands;
+mod deploy;
+mod dispatch;
+mod docker;
+mod error;
+mod git;
+mod lock;
+mod output;
+mod process;
+mod state;
+mod workspace;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let filter = match cli.global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn report(e: &error::Error) {
+    use miette::MietteDiagnostic;
+    let print = |d: MietteDiagnostic| eprintln!("{:?}", miette::Report::new(d));
+    match e {
+        error::Error::Config(errs) => {
+            for c in errs {
+                let mut d = MietteDiagnostic::new(c.to_string());
+                if let Some(h) = &c.help {
+                    d = d.with_help(h.clone());
+                }
+                print(d);
+            }
+            eprintln!("{e}");
+        }
+        _ => {
+            let mut d = MietteDiagnostic::new(e.to_string());
+            if let Some(h) = e.help() {
+                d = d.with_help(h);
+            }
+            print(d);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The command line: every verb and flag berth accepts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "GitOps for self-hosted Docker: keep Compose stacks in step with a git repository"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The stacks repository (default: the git checkout containing the current directory).
+    #[arg(long, global = true, env = "BERTH_REPO", value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// Where berth keeps its database and work trees (default: [berth] state_dir, else .berth/ in the repo).
+    #[arg(long, global = true, env = "BERTH_STATE_DIR", value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check berth.toml and the repository layout; report every problem at once.
+    Validate {
+        /// Validate a commit instead of the work tree (uncommitted edits included by default).
+        #[arg(long, value_name = "REV")]
+        r#ref: Option<String>,
+    },
+    /// List the stacks touched between two commits, with the paths that touched each.
+    Changed {
+        #[arg(long, value_name = "REV")]
+        from: String,
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, in dependency order, what `apply` would do with each stack and why.
+    Plan {
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the Docker hosts match the repository: deploy every stack whose config changed.
+    Apply {
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+    },
+    /// Deploy one stack now, whatever its state, optionally with variables.
+    Deploy {
+        stack: String,
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+        /// A variable for compose interpolation (repeatable), recorded with the deploy.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// One line per stack: last deploy, commit, status, age.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past deploys of a stack, newest first.
+    History {
+        stack: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the captured log of one deploy.
+    Logs { id: i64 },
+    /// Check git, docker, compose, every server's engine, the config and the state dir.
+    Doctor,
+}

@@ -1,0 +1,234 @@
+//! Read-only verbs: validate, changed, plan, status, history, logs.
+
+use std::collections::BTreeMap;
+
+use berth_core::changes::{self, Index};
+use berth_core::plan::{Action, Reason, Step};
+use berth_core::{config, record::DeployStatus};
+use serde_json::json;
+
+use crate::error::{Error, Result, exit};
+use crate::git;
+use crate::output::{age, short, table};
+use crate::workspace::Workspace;
+
+pub fn validate(ws: &Workspace, rev: Option<&str>) -> Result<i32> {
+    let project = match rev {
+        Some(r) => ws.snapshot(r)?.project,
+        None => ws.snapshot_worktree()?,
+    };
+    let manual = project.stacks.iter().filter(|s| s.manual).count();
+    let servers: std::collections::BTreeSet<&str> = project.stacks.iter().map(|s| s.server.as_str()).collect();
+    println!(
+        "ok: {} ({} stack{}, {} manual, on {} server{}{})",
+        if project.configured { config::FILE_NAME } else { "no berth.toml, defaults" },
+        project.stacks.len(),
+        plural(project.stacks.len()),
+        manual,
+        servers.len(),
+        plural(servers.len()),
+        if servers.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", servers.into_iter().collect::<Vec<_>>().join(", "))
+        }
+    );
+    Ok(exit::OK)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool) -> Result<i32> {
+    let snap = ws.snapshot(to)?;
+    let everything = if git::is_null_rev(from) {
+        Some("`from` is the null commit (a new branch)".to_string())
+    } else {
+        match ws.repo.resolve(from) {
+            Err(_) => Some(format!("`from` ({from}) is not in the repository (force push or not fetched)")),
+            Ok(f) if !ws.repo.is_ancestor(&f, &snap.commit)? => {
+                Some(format!("`from` ({}) is not an ancestor of `to` (force push)", short(&f)))
+            }
+            Ok(_) => None,
+        }
+    };
+    let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut removed = Vec::new();
+    if everything.is_some() {
+        for s in &snap.project.stacks {
+            touched.insert(s.name.clone(), Vec::new());
+        }
+    } else {
+        let changes = ws.repo.diff(from, &snap.commit)?;
+        touched = Index::new(&snap.project).touched(&changes);
+        // The old definitions tell which stacks berth.toml redefined and which are gone.
+        if let Ok(old) = ws.snapshot(from) {
+            if changes.iter().any(|c| c.path == config::FILE_NAME || c.old_path.as_deref() == Some(config::FILE_NAME)) {
+                for name in changes::redefined(&old.project, &snap.project) {
+                    touched.entry(name).or_default().push(config::FILE_NAME.to_string());
+                }
+            }
+            removed = changes::removed(&old.project, &snap.project);
+        }
+    }
+    if as_json {
+        let stacks: Vec<_> = touched
+            .iter()
+            .map(|(name, paths)| {
+                let server = snap.project.stack(name).map(|s| s.server.as_str()).unwrap_or("");
+                json!({ "name": name, "server": server, "paths": paths })
+            })
+            .collect();
+        let out = json!({
+            "from": from, "to": snap.commit, "all": everything.is_some(), "reason": everything,
+            "stacks": stacks, "removed": removed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    if let Some(why) = &everything {
+        eprintln!("every stack counts as changed: {why}");
+    }
+    for (name, paths) in &touched {
+        if paths.is_empty() {
+            println!("{name}");
+        }
+        for p in paths {
+            println!("{name}\t{p}");
+        }
+    }
+    for name in &removed {
+        println!("{name}\t(removed)");
+    }
+    Ok(exit::OK)
+}
+
+/// One-line explanation of a plan step.
+pub fn explain(step: &Step) -> String {
+    let mut s = step.reason.as_str().to_string();
+    match step.reason {
+        Reason::PathsChanged => {
+            s.push_str(": ");
+            s.push_str(&step.paths[0]);
+            if step.paths.len() > 1 {
+                s.push_str(&format!(" (+{} more)", step.paths.len() - 1));
+            }
+        }
+        _ => {
+            if let Some(d) = &step.detail {
+                s.push_str(&format!(": {d}"));
+            }
+        }
+    }
+    s
+}
+
+pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
+    let snap = ws.snapshot(rev)?;
+    let state = ws.state()?;
+    let (plan, _) = ws.plan(&snap, &state.summaries()?, None, &BTreeMap::new())?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    println!("plan for {} ({} stacks)", short(&plan.commit), plan.steps.len());
+    let rows: Vec<Vec<String>> = plan
+        .steps
+        .iter()
+        .map(|s| vec![s.stack.clone(), s.server.clone(), s.action.as_str().to_string(), explain(s)])
+        .collect();
+    table(&["STACK", "SERVER", "ACTION", "REASON"], &rows);
+    let n = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
+    println!(
+        "{} to deploy, {} unchanged, {} blocked, {} manual",
+        n(Action::Deploy),
+        n(Action::Skip),
+        n(Action::Blocked),
+        n(Action::Manual)
+    );
+    Ok(exit::OK)
+}
+
+pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
+    let state = ws.state()?;
+    let latest = state.latest()?;
+    // Stacks of the current commit that never deployed are listed too.
+    let project = ws.snapshot("HEAD").ok().map(|s| s.project);
+    let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    if let Some(p) = &project {
+        for s in &p.stacks {
+            let status = if s.manual { "manual" } else { "never deployed" };
+            rows.insert(s.name.clone(), json!({ "stack": s.name, "server": s.server, "status": status }));
+        }
+    }
+    for r in &latest {
+        rows.insert(
+            r.stack.clone(),
+            json!({
+                "stack": r.stack, "server": r.server, "status": r.status, "commit": r.commit, "deploy_id": r.id,
+                "started_at": r.started_at, "finished_at": r.finished_at, "reason": r.reason,
+                "in_repo": project.as_ref().map(|p| p.stack(&r.stack).is_some()),
+            }),
+        );
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows.values().collect::<Vec<_>>()).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .values()
+        .map(|v| {
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            vec![
+                s("stack"),
+                s("server"),
+                s("status"),
+                short(&s("commit")),
+                v.get("started_at").and_then(|t| t.as_i64()).map(age).unwrap_or_default(),
+                s("reason"),
+            ]
+        })
+        .collect();
+    table(&["STACK", "SERVER", "STATUS", "COMMIT", "LAST DEPLOY", "REASON"], &table_rows);
+    Ok(exit::OK)
+}
+
+pub fn history(ws: &Workspace, stack: &str, limit: usize, as_json: bool) -> Result<i32> {
+    let state = ws.state()?;
+    let records = state.history(stack, limit)?;
+    if records.is_empty()
+        && let Ok(snap) = ws.snapshot("HEAD")
+        && snap.project.stack(stack).is_none()
+    {
+        return Err(Error::Config(vec![snap.project.unknown_stack(stack)]));
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.status.to_string(),
+                short(&r.commit),
+                age(r.started_at),
+                r.finished_at.map(|f| format!("{}s", f - r.started_at)).unwrap_or_else(|| "-".into()),
+                r.trigger.clone(),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "COMMIT", "STARTED", "TOOK", "TRIGGER", "REASON"], &rows);
+    Ok(exit::OK)
+}
+
+pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
+    let state = ws.state()?;
+    let r = state.get(id)?;
+    println!("# deploy {} of {} at {}: {}", r.id, r.stack, short(&r.commit), r.status);
+    print!("{}", state.log(id)?);
+    Ok(if r.status == DeployStatus::Failed { exit::FAILED } else { exit::OK })
+}

@@ -1,0 +1,74 @@
+//! Command implementations: one function per verb, sharing workspace setup.
+
+mod doctor;
+mod inspect;
+mod run;
+
+use std::collections::HashMap;
+
+use berth_core::Project;
+
+use crate::cli::{Cli, Command};
+use crate::docker::{Compose, Engine};
+use crate::error::{Error, Result};
+use crate::state::State;
+use crate::workspace::Workspace;
+
+/// Run the command; returns the exit code for outcomes that are not errors.
+pub fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    let ws = || Workspace::open(g.repo.as_deref(), g.state_dir.as_deref());
+    match cli.command {
+        Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
+        Command::Changed { from, to, json } => inspect::changed(&ws()?, &from, &to, json),
+        Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
+        Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
+        Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
+        Command::Status { json } => inspect::status(&ws()?, json),
+        Command::History { stack, limit, json } => inspect::history(&ws()?, &stack, limit, json),
+        Command::Logs { id } => inspect::logs(&ws()?, id),
+        Command::Doctor => doctor::doctor(g.repo.as_deref(), g.state_dir.as_deref()),
+    }
+}
+
+/// Engines for the servers that `stacks` deploy to, each checked reachable.
+/// Nothing here runs when there is nothing to deploy.
+fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, Engine>> {
+    let compose = Compose::detect()?;
+    let mut out = HashMap::new();
+    for name in servers {
+        if out.contains_key(name) {
+            continue;
+        }
+        let Some(server) = project.server(name) else {
+            return Err(Error::Usage(format!("server `{name}` is not declared")));
+        };
+        let engine = Engine { host: server.docker.clone(), compose: compose.clone() };
+        engine.ping().map_err(|e| match e {
+            crate::docker::DockerError::Unreachable { endpoint, message } => {
+                crate::docker::DockerError::Unreachable { endpoint: format!("{endpoint} (server `{name}`)"), message }
+            }
+            other => other,
+        })?;
+        out.insert(name.to_string(), engine);
+    }
+    Ok(out)
+}
+
+/// Deploys left `running` whose stack lock nobody holds belonged to a berth that died.
+fn recover(ws: &Workspace, state: &State) -> Result<()> {
+    for r in state.latest()? {
+        if r.status == berth_core::record::DeployStatus::Running
+            && crate::lock::try_lock(&ws.state_dir, &r.stack)?.is_some()
+        {
+            state.finish(
+                r.id,
+                berth_core::record::DeployStatus::Interrupted,
+                Some("berth stopped while this deploy was running"),
+                &state.log(r.id)?,
+                &Default::default(),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Verbs that change the hosts: apply (reconcile) and deploy (one stack, explicitly).
+
+use std::collections::BTreeMap;
+
+use berth_core::plan::Action;
+use berth_core::record::DeployStatus;
+use berth_core::vars;
+
+use crate::dispatch::{self, Context, Event};
+use crate::error::{Error, Result, exit};
+use crate::output::short;
+use crate::workspace::Workspace;
+
+pub fn apply(ws: &Workspace, rev: &str) -> Result<i32> {
+    execute(ws, rev, None, &BTreeMap::new(), "apply")
+}
+
+pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<i32> {
+    let mut overrides = BTreeMap::new();
+    for s in set {
+        let (k, v) = vars::parse_set(s).map_err(|e| Error::Usage(format!("--set {e}")))?;
+        overrides.insert(k, v);
+    }
+    execute(ws, rev, Some(stack), &overrides, "deploy")
+}
+
+fn execute(
+    ws: &Workspace,
+    rev: &str,
+    only: Option<&str>,
+    overrides: &BTreeMap<String, String>,
+    trigger: &str,
+) -> Result<i32> {
+    let snap = ws.snapshot(rev)?;
+    if let Some(name) = only
+        && snap.project.stack(name).is_none()
+    {
+        return Err(Error::Config(vec![snap.project.unknown_stack(name)]));
+    }
+    let state = ws.state()?;
+    super::recover(ws, &state)?;
+    let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
+    let (plan, vars) = ws.plan(&snap, &state.summaries()?, requested.as_deref(), overrides)?;
+    let count = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
+    if only.is_none() {
+        println!(
+            "plan for {}: {} to deploy, {} unchanged, {} blocked, {} manual",
+            short(&plan.commit),
+            count(Action::Deploy),
+            count(Action::Skip),
+            count(Action::Blocked),
+            count(Action::Manual)
+        );
+        for s in plan.steps.iter().filter(|s| s.action == Action::Blocked) {
+            println!("- {:<20} blocked: {}", s.stack, super::inspect::explain(s));
+        }
+    }
+    if count(Action::Deploy) == 0 {
+        println!("nothing to deploy");
+        return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
+    }
+    let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
+    let ctx = Context {
+        repo: &ws.repo,
+        state_dir: &ws.state_dir,
+        state: &state,
+        engines: &engines,
+        trigger,
+        max_parallel: snap.project.max_parallel,
+    };
+    let done = dispatch::run(&ctx, &snap.project, &plan, &vars, |e| match e {
+        Event::Started { stack, id } => println!("→ {stack:<20} deploying (deploy {id})"),
+        Event::Finished { stack, id, outcome, took } => match &outcome.reason {
+            None => {
+                let extra = if outcome.recreated.is_empty() {
+                    String::new()
+                } else {
+                    format!(", recreated {} for changed bind mounts", outcome.recreated.join(" "))
+                };
+                println!("✓ {stack:<20} deployed in {:.1}s (deploy {id}{extra})", took.as_secs_f64())
+            }
+            Some(r) => println!("✗ {stack:<20} failed: {r} (deploy {id}; `berth logs {id}`)"),
+        },
+        Event::Blocked { stack, id, by } => {
+            println!("- {stack:<20} blocked: dependency `{by}` did not deploy (deploy {id})")
+        }
+    })?;
+    let n = |st: DeployStatus| done.iter().filter(|d| d.status == st).count();
+    let (ok, failed, blocked) = (n(DeployStatus::Succeeded), n(DeployStatus::Failed), n(DeployStatus::Blocked));
+    println!("{trigger}: {ok} deployed, {failed} failed, {blocked} blocked");
+    for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
+        println!("  {} {} (deploy {}): {}", d.stack, d.status, d.id, d.reason.as_deref().unwrap_or(""));
+    }
+    Ok(if failed + blocked + count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK })
+}

@@ -1,0 +1,193 @@
+//! The docker adapter: the only module that knows the docker and compose command lines.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{self, Output, RunError};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("neither `docker compose` nor `docker-compose` works on this machine")]
+    NoCompose,
+    #[error("the Docker engine at {endpoint} is unreachable: {message}")]
+    Unreachable { endpoint: String, message: String },
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Which Compose implementation runs stacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compose {
+    /// The `docker compose` CLI plugin (Compose v2).
+    Plugin { version: String },
+    /// The standalone `docker-compose` program.
+    Standalone { version: String },
+}
+
+impl Compose {
+    /// Prefer the plugin, fall back to the standalone program.
+    pub fn detect() -> Result<Compose, DockerError> {
+        if process::on_path("docker")
+            && let Ok(out) = process::run(Command::new("docker").args(["compose", "version", "--short"]), PROBE_TIMEOUT)
+            && out.success()
+        {
+            return Ok(Compose::Plugin { version: out.stdout.trim().to_string() });
+        }
+        if process::on_path("docker-compose")
+            && let Ok(out) = process::run(Command::new("docker-compose").args(["version", "--short"]), PROBE_TIMEOUT)
+            && out.success()
+        {
+            return Ok(Compose::Standalone { version: out.stdout.trim().to_string() });
+        }
+        Err(DockerError::NoCompose)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Compose::Plugin { version } => format!("docker compose plugin {version}"),
+            Compose::Standalone { version } => format!("standalone docker-compose {version}"),
+        }
+    }
+}
+
+/// One Docker endpoint, with the compose implementation to drive it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// `DOCKER_HOST` value; `None` is the environment's default (the local socket).
+    pub host: Option<String>,
+    pub compose: Compose,
+}
+
+/// A compose project to act on.
+pub struct ProjectRef<'a> {
+    pub name: &'a str,
+    /// Absolute paths of the compose files.
+    pub files: &'a [PathBuf],
+    /// Working directory (the stack folder): relative paths and `.env` resolve here.
+    pub dir: &'a Path,
+    /// Variables for interpolation, passed as the process environment.
+    pub vars: &'a BTreeMap<String, String>,
+}
+
+impl Engine {
+    pub fn endpoint(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+        })
+    }
+
+    fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        if let Some(h) = &self.host {
+            c.env("DOCKER_HOST", h);
+        }
+        c
+    }
+
+    /// The engine's version, or why it cannot be reached.
+    pub fn ping(&self) -> Result<String, DockerError> {
+        let out = process::run(self.docker().args(["version", "--format", "{{.Server.Version}}"]), PROBE_TIMEOUT)
+            .map_err(|e| DockerError::Unreachable { endpoint: self.endpoint(), message: e.to_string() })?;
+        if !out.success() || out.stdout.trim().is_empty() {
+            return Err(DockerError::Unreachable { endpoint: self.endpoint(), message: out.last_error_line() });
+        }
+        Ok(out.stdout.trim().to_string())
+    }
+
+    /// A compose command for `project` with `args` after the global options.
+    pub fn compose(&self, project: &ProjectRef<'_>, args: &[&str]) -> Command {
+        let mut c = match &self.compose {
+            Compose::Plugin { .. } => {
+                let mut c = self.docker();
+                c.arg("compose");
+                c
+            }
+            Compose::Standalone { .. } => {
+                let mut c = Command::new("docker-compose");
+                if let Some(h) = &self.host {
+                    c.env("DOCKER_HOST", h);
+                }
+                c
+            }
+        };
+        c.current_dir(project.dir).arg("--project-name").arg(project.name);
+        c.arg("--project-directory").arg(project.dir);
+        for f in project.files {
+            c.arg("--file").arg(f);
+        }
+        c.args(args).envs(project.vars).env_remove("COMPOSE_PROJECT_NAME").env_remove("COMPOSE_FILE");
+        c
+    }
+
+    /// Run a compose command; returns its output whatever the exit status.
+    pub fn run_compose(
+        &self,
+        project: &ProjectRef<'_>,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<(String, Output), RunError> {
+        let mut cmd = self.compose(project, args);
+        let line = process::display(&cmd);
+        process::run(&mut cmd, timeout).map(|o| (line, o))
+    }
+}
+
+/// Bind-mount sources per service in the output of `compose config`
+/// (long syntax from Compose v2, `src:dst[:mode]` short syntax from v1).
+pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
+    let mut out = Vec::new();
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else { return Ok(out) };
+    for (name, svc) in services {
+        let Some(name) = name.as_str() else { continue };
+        let Some(vols) = svc.get("volumes").and_then(|v| v.as_sequence()) else { continue };
+        for v in vols {
+            let source = match v {
+                serde_yaml::Value::String(s) => {
+                    let src = s.split(':').next().unwrap_or("");
+                    src.starts_with('/').then(|| src.to_string())
+                }
+                serde_yaml::Value::Mapping(_) => {
+                    let is_bind = v.get("type").and_then(|t| t.as_str()) == Some("bind");
+                    v.get("source").and_then(|s| s.as_str()).filter(|_| is_bind).map(str::to_string)
+                }
+                _ => None,
+            };
+            if let Some(src) = source {
+                out.push((name.to_string(), PathBuf::from(src)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_bind_mounts_in_both_syntaxes() {
+        let v2 = r#"
+services:
+  web:
+    image: x
+    volumes:
+      - type: bind
+        source: /w/stacks/app/nginx.conf
+        target: /etc/nginx.conf
+      - type: volume
+        source: data
+        target: /data
+  db:
+    image: y
+"#;
+        assert_eq!(bind_sources(v2).unwrap(), vec![("web".to_string(), PathBuf::from("/w/stacks/app/nginx.conf"))]);
+        let v1 = "services:\n  web:\n    volumes:\n    - /w/conf:/etc/conf:ro\n    - data:/data:rw\n";
+        assert_eq!(bind_sources(v1).unwrap(), vec![("web".to_string(), PathBuf::from("/w/conf"))]);
+    }
+}

@@ -1,0 +1,192 @@
+//! The git adapter: every git invocation berth makes goes through the git CLI here.
+//!
+//! The CLI rather than an in-process library: its authentication, config and
+//! repository formats are exactly what the user's own git uses, and the
+//! commands berth needs (ls-tree, diff -z -M, read-tree) are single fast calls.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth_core::changes::{Change, ChangeKind};
+use berth_core::tree::{Tree, TreeEntry};
+
+use crate::process::{self, RunError};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("git {args}: {message}")]
+    Failed { args: String, message: String },
+    #[error("`{0}` is not a commit in this repository")]
+    UnknownRev(String),
+    #[error("{0} is not inside a git repository")]
+    NotARepo(PathBuf),
+}
+
+/// A repository on disk (a checkout with a work tree, or a bare mirror).
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub root: PathBuf,
+}
+
+/// The all-zero object id a forge sends as `before` for a new branch.
+pub fn is_null_rev(rev: &str) -> bool {
+    !rev.is_empty() && rev.chars().all(|c| c == '0')
+}
+
+impl Repo {
+    /// The repository containing `dir` (its top-level folder).
+    pub fn discover(dir: &Path) -> Result<Repo, GitError> {
+        let out = process::run(Command::new("git").arg("-C").arg(dir).args(["rev-parse", "--show-toplevel"]), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::NotARepo(dir.to_path_buf()));
+        }
+        Ok(Repo { root: PathBuf::from(out.stdout.trim_end()) })
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(&self.root).env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C");
+        c
+    }
+
+    fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        let out = process::run(self.cmd().args(args), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed { args: args.join(" "), message: out.last_error_line() });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Resolve a revision to a full commit id.
+    pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
+        let spec = format!("{rev}^{{commit}}");
+        let out =
+            process::run(self.cmd().args(["rev-parse", "--verify", "--quiet", "--end-of-options", &spec]), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::UnknownRev(rev.to_string()));
+        }
+        Ok(out.stdout.trim().to_string())
+    }
+
+    pub fn git_dir(&self) -> Result<PathBuf, GitError> {
+        Ok(PathBuf::from(self.git(&["rev-parse", "--absolute-git-dir"])?.trim_end()))
+    }
+
+    /// Every file of `commit` with its blob id.
+    pub fn tree(&self, commit: &str) -> Result<Tree, GitError> {
+        let out = self.git(&["ls-tree", "-r", "-z", "--full-tree", commit])?;
+        let mut entries = Vec::new();
+        for rec in out.split('\0').filter(|r| !r.is_empty()) {
+            // "<mode> <type> <oid>\t<path>"
+            let Some((meta, path)) = rec.split_once('\t') else { continue };
+            let Some(oid) = meta.rsplit(' ').next() else { continue };
+            entries.push(TreeEntry { path: path.to_string(), oid: oid.to_string() });
+        }
+        Ok(Tree::new(entries))
+    }
+
+    /// Files of the work tree (tracked and untracked, minus ignored), for validating uncommitted edits.
+    pub fn worktree_files(&self) -> Result<Tree, GitError> {
+        let out = self.git(&["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
+        Ok(Tree::new(
+            out.split('\0')
+                .filter(|p| !p.is_empty() && self.root.join(p).exists())
+                .map(|p| TreeEntry { path: p.to_string(), oid: String::new() })
+                .collect(),
+        ))
+    }
+
+    /// Contents of `path` at `commit`, or `None` when it does not exist there.
+    pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>, GitError> {
+        let spec = format!("{commit}:{path}");
+        let out = process::run(self.cmd().args(["cat-file", "-p", &spec]), TIMEOUT)?;
+        Ok(out.success().then_some(out.stdout))
+    }
+
+    /// Is `ancestor` an ancestor of `commit`?
+    pub fn is_ancestor(&self, ancestor: &str, commit: &str) -> Result<bool, GitError> {
+        let out = process::run(self.cmd().args(["merge-base", "--is-ancestor", ancestor, commit]), TIMEOUT)?;
+        Ok(out.success())
+    }
+
+    /// Paths changed between two commits, renames detected, both sides kept.
+    pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>, GitError> {
+        let out = self.git(&["diff", "--name-status", "-z", "-M", "--no-ext-diff", from, to, "--"])?;
+        Ok(parse_name_status(&out))
+    }
+
+    /// Make `dir` an exact copy of `commit`'s tree, using a private index next to it,
+    /// without touching the repository's own index or work tree. Files that the
+    /// previous checkout had and `commit` lacks are removed.
+    pub fn checkout_into(&self, commit: &str, dir: &Path) -> Result<(), GitError> {
+        let git_dir = self.git_dir()?;
+        std::fs::create_dir_all(dir).map_err(|e| GitError::Failed {
+            args: "checkout".into(),
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let index = dir.with_extension("index");
+        let out = process::run(
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(&git_dir)
+                .arg("--work-tree")
+                .arg(dir)
+                .args(["-c", "core.hooksPath=/dev/null", "read-tree", "--reset", "-u", commit])
+                .env("GIT_INDEX_FILE", &index)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .env("LC_ALL", "C"),
+            TIMEOUT,
+        )?;
+        if !out.success() {
+            return Err(GitError::Failed { args: format!("read-tree {commit}"), message: out.last_error_line() });
+        }
+        Ok(())
+    }
+}
+
+/// Parse `git diff --name-status -z` output: `S\0path\0`, or `R100\0old\0new\0` for renames and copies.
+pub fn parse_name_status(out: &str) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut it = out.split('\0').filter(|s| !s.is_empty());
+    while let Some(status) = it.next() {
+        let kind = ChangeKind::from_status(status);
+        match kind {
+            ChangeKind::Renamed | ChangeKind::Copied => {
+                let (Some(old), Some(new)) = (it.next(), it.next()) else { break };
+                changes.push(Change { kind, path: new.to_string(), old_path: Some(old.to_string()) });
+            }
+            _ => {
+                let Some(path) = it.next() else { break };
+                changes.push(Change { kind, path: path.to_string(), old_path: None });
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_name_status_with_renames() {
+        let out = "M\0a/b\0R087\0old/x\0new/x\0D\0gone\0A\0with space\0";
+        let c = parse_name_status(out);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[1], Change { kind: ChangeKind::Renamed, path: "new/x".into(), old_path: Some("old/x".into()) });
+        assert_eq!(c[2].kind, ChangeKind::Deleted);
+        assert_eq!(c[3].path, "with space");
+    }
+
+    #[test]
+    fn null_revs() {
+        assert!(is_null_rev("0000000000000000000000000000000000000000"));
+        assert!(!is_null_rev("00a"));
+        assert!(!is_null_rev(""));
+    }
+}

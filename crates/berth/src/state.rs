@@ -1,0 +1,250 @@
+//! The state store: deploy records in an embedded SQLite database (WAL) under the state dir.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use berth_core::record::{DeployRecord, DeployStatus, History};
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create state dir {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("no deploy with id {0}")]
+    NoSuchDeploy(i64),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deploys (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    stack       TEXT NOT NULL,
+    server      TEXT NOT NULL,
+    commit_sha  TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    vars        TEXT NOT NULL,
+    overrides   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    trigger     TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    log         TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS deploys_by_stack ON deploys (stack, id);
+";
+
+/// A new deploy about to start.
+pub struct NewDeploy<'a> {
+    pub stack: &'a str,
+    pub server: &'a str,
+    pub commit: &'a str,
+    pub config_hash: &'a str,
+    /// Already redacted.
+    pub vars: &'a BTreeMap<String, String>,
+    /// Already redacted.
+    pub overrides: &'a BTreeMap<String, String>,
+    pub trigger: &'a str,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl State {
+    /// Open (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_path_buf(), source })?;
+        // Keep berth's state out of `git status` when it lives inside the stacks repo.
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(&ignore, "*\n");
+        }
+        let path = dir.join("berth.db");
+        let err = |source| StateError::Sqlite { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(State { conn, path })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        |source| StateError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Record a deploy as running; returns its id.
+    pub fn begin(&self, d: &NewDeploy<'_>) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO deploys (stack, server, commit_sha, config_hash, vars, overrides, status, trigger, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+                params![
+                    d.stack,
+                    d.server,
+                    d.commit,
+                    d.config_hash,
+                    json(d.vars),
+                    json(d.overrides),
+                    d.trigger,
+                    now()
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record a deploy that never started (blocked by a dependency).
+    pub fn record_blocked(&self, d: &NewDeploy<'_>, reason: &str) -> Result<i64, StateError> {
+        let id = self.begin(d)?;
+        self.finish(id, DeployStatus::Blocked, Some(reason), "", &BTreeMap::new())?;
+        Ok(id)
+    }
+
+    /// Settle a deploy. `vars` replaces the recorded variables when not empty (they are
+    /// only fully known once env files were read).
+    pub fn finish(
+        &self,
+        id: i64,
+        status: DeployStatus,
+        reason: Option<&str>,
+        log: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE deploys SET status = ?2, reason = ?3, log = ?4, finished_at = ?5,
+                        vars = CASE WHEN ?6 = '{}' THEN vars ELSE ?6 END
+                 WHERE id = ?1",
+                params![id, status.as_str(), reason, log, now(), json(vars)],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StateError::NoSuchDeploy(id));
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: i64) -> Result<DeployRecord, StateError> {
+        self.conn
+            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
+            .optional()
+            .map_err(self.err())?
+            .ok_or(StateError::NoSuchDeploy(id))
+    }
+
+    pub fn log(&self, id: i64) -> Result<String, StateError> {
+        self.conn
+            .query_row("SELECT log FROM deploys WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?
+            .ok_or(StateError::NoSuchDeploy(id))
+    }
+
+    /// Deploys of `stack`, newest first.
+    pub fn history(&self, stack: &str, limit: usize) -> Result<Vec<DeployRecord>, StateError> {
+        let mut st =
+            self.conn.prepare(&format!("{SELECT} WHERE stack = ?1 ORDER BY id DESC LIMIT ?2")).map_err(self.err())?;
+        st.query_map(params![stack, limit as i64], row)
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())
+    }
+
+    /// The newest deploy of every stack.
+    pub fn latest(&self) -> Result<Vec<DeployRecord>, StateError> {
+        let mut st = self
+            .conn
+            .prepare(&format!("{SELECT} WHERE id IN (SELECT MAX(id) FROM deploys GROUP BY stack) ORDER BY stack"))
+            .map_err(self.err())?;
+        st.query_map([], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// What the planner needs: per stack, the last success and the latest outcome.
+    pub fn summaries(&self) -> Result<HashMap<String, History>, StateError> {
+        let mut out: HashMap<String, History> = HashMap::new();
+        for r in self.latest()? {
+            out.entry(r.stack.clone()).or_default().latest = Some(r.status);
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT stack, commit_sha, config_hash, overrides FROM deploys
+                 WHERE id IN (SELECT MAX(id) FROM deploys WHERE status = 'succeeded' GROUP BY stack)",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?)))
+            .map_err(self.err())?;
+        for r in rows {
+            let (stack, commit, hash, overrides) = r.map_err(self.err())?;
+            let h = out.entry(stack).or_default();
+            h.last_success = Some((commit, hash));
+            h.overrides = serde_json::from_str(&overrides).unwrap_or_default();
+        }
+        Ok(out)
+    }
+}
+
+const SELECT: &str = "SELECT id, stack, server, commit_sha, config_hash, vars, overrides, status, reason, trigger,
+                             started_at, finished_at FROM deploys";
+
+fn json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRecord> {
+    let status: String = r.get(7)?;
+    Ok(DeployRecord {
+        id: r.get(0)?,
+        stack: r.get(1)?,
+        server: r.get(2)?,
+        commit: r.get(3)?,
+        config_hash: r.get(4)?,
+        vars: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+        overrides: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        status: DeployStatus::parse(&status).unwrap_or(DeployStatus::Interrupted),
+        reason: r.get(8)?,
+        trigger: r.get(9)?,
+        started_at: r.get(10)?,
+        finished_at: r.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new<'a>(stack: &'a str, hash: &'a str, vars: &'a BTreeMap<String, String>) -> NewDeploy<'a> {
+        NewDeploy { stack, server: "local", commit: "c1", config_hash: hash, vars, overrides: vars, trigger: "test" }
+    }
+
+    #[test]
+    fn records_and_summarises_deploys() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(dir.path()).unwrap();
+        let mut vars = BTreeMap::new();
+        vars.insert("APP_TAG".to_string(), "abc".to_string());
+        let a = st.begin(&new("app", "h1", &vars)).unwrap();
+        st.finish(a, DeployStatus::Succeeded, None, "log a", &BTreeMap::new()).unwrap();
+        let b = st.begin(&new("app", "h2", &vars)).unwrap();
+        st.finish(b, DeployStatus::Failed, Some("boom"), "log b", &BTreeMap::new()).unwrap();
+        let s = st.summaries().unwrap();
+        assert_eq!(s["app"].last_success, Some(("c1".to_string(), "h1".to_string())));
+        assert_eq!(s["app"].latest, Some(DeployStatus::Failed));
+        assert_eq!(s["app"].overrides["APP_TAG"], "abc");
+        let h = st.history("app", 10).unwrap();
+        assert_eq!(h.iter().map(|r| r.id).collect::<Vec<_>>(), [b, a]);
+        assert_eq!(h[0].reason.as_deref(), Some("boom"));
+        assert_eq!(st.log(a).unwrap(), "log a");
+        assert!(matches!(st.get(999), Err(StateError::NoSuchDeploy(999))));
+    }
+}

@@ -1,0 +1,131 @@
+//! The workspace: a stacks repository, its state dir, and snapshots of the project at a commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use berth_core::changes::Index;
+use berth_core::plan::{self, Plan};
+use berth_core::record::History;
+use berth_core::{Project, Tree, config, hash};
+
+use crate::error::{Error, Result};
+use crate::git::Repo;
+use crate::state::State;
+
+/// Per stack, the override variables a plan's deploy will use.
+pub type VarsByStack = HashMap<String, BTreeMap<String, String>>;
+
+/// Where berth works.
+pub struct Workspace {
+    pub repo: Repo,
+    pub state_dir: PathBuf,
+}
+
+/// The project as it is at one commit.
+pub struct Snapshot {
+    pub commit: String,
+    pub tree: Tree,
+    pub project: Project,
+}
+
+impl Workspace {
+    /// Find the repository (`--repo`, else the checkout around the current directory)
+    /// and the state dir (`--state-dir`, else `[berth] state_dir`, else `.berth/` in the repo).
+    pub fn open(repo: Option<&Path>, state_dir: Option<&Path>) -> Result<Workspace> {
+        let start = match repo {
+            Some(p) => p.to_path_buf(),
+            None => {
+                std::env::current_dir().map_err(|e| Error::Io(format!("cannot read the current directory: {e}")))?
+            }
+        };
+        if !start.is_dir() {
+            return Err(Error::Usage(format!("--repo {}: no such directory", start.display())));
+        }
+        let repo = Repo::discover(&start)?;
+        let state_dir = match state_dir {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let configured = std::fs::read_to_string(repo.root.join(config::FILE_NAME))
+                    .ok()
+                    .and_then(|t| config::parse(config::FILE_NAME, &t).ok())
+                    .and_then(|c| c.berth.state_dir);
+                match configured {
+                    Some(d) => repo.root.join(d),
+                    None => repo.root.join(".berth"),
+                }
+            }
+        };
+        Ok(Workspace { repo, state_dir })
+    }
+
+    pub fn state(&self) -> Result<State> {
+        Ok(State::open(&self.state_dir)?)
+    }
+
+    /// Load the project at a revision.
+    pub fn snapshot(&self, rev: &str) -> Result<Snapshot> {
+        let commit = self.repo.resolve(rev)?;
+        let tree = self.repo.tree(&commit)?;
+        let text = if tree.contains(config::FILE_NAME) { self.repo.read(&commit, config::FILE_NAME)? } else { None };
+        let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
+        let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
+        Ok(Snapshot { commit, tree, project })
+    }
+
+    /// Load the project from the work tree, uncommitted edits included (for `validate`).
+    pub fn snapshot_worktree(&self) -> Result<Project> {
+        let tree = self.repo.worktree_files()?;
+        let text = std::fs::read_to_string(self.repo.root.join(config::FILE_NAME)).ok();
+        Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)
+    }
+
+    /// Plan a reconcile (`requested = None`) or an explicit deploy of some stacks.
+    /// `overrides` are the `--set` variables of an explicit deploy; a reconcile
+    /// replays each stack's last successful overrides so pinned variables stick.
+    pub fn plan(
+        &self,
+        snap: &Snapshot,
+        history: &HashMap<String, History>,
+        requested: Option<&[String]>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(Plan, VarsByStack)> {
+        let index = Index::new(&snap.project);
+        let files = hash::owned_files(&index, &snap.tree);
+        let mut hashes = BTreeMap::new();
+        let mut vars_by_stack = HashMap::new();
+        for (s, f) in snap.project.stacks.iter().zip(&files) {
+            let vars = match requested {
+                Some(r) if r.contains(&s.name) => overrides.clone(),
+                _ => history.get(&s.name).map(|h| h.overrides.clone()).unwrap_or_default(),
+            };
+            hashes.insert(s.name.clone(), hash::stack_hash(s, f, &vars));
+            vars_by_stack.insert(s.name.clone(), vars);
+        }
+        // Paths changed since each stack's last success, one diff per distinct commit.
+        let mut by_commit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for s in &snap.project.stacks {
+            if let Some(h) = history.get(&s.name)
+                && let Some((commit, prev)) = &h.last_success
+                && Some(prev) != hashes.get(&s.name)
+                && commit != &snap.commit
+            {
+                by_commit.entry(commit.as_str()).or_default().push(&s.name);
+            }
+        }
+        let mut touched = BTreeMap::new();
+        for (commit, stacks) in by_commit {
+            let Ok(changes) = self.repo.diff(commit, &snap.commit) else { continue };
+            let mut t = index.touched(&changes);
+            for s in stacks {
+                if let Some(p) = t.remove(s) {
+                    touched.insert(s.to_string(), p);
+                }
+            }
+        }
+        let plan = plan::build(
+            &snap.project,
+            &plan::Inputs { commit: &snap.commit, hashes: &hashes, history, touched: &touched, requested },
+        );
+        Ok((plan, vars_by_stack))
+    }
+}
