@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use berth_core::changes::Index;
 use berth_core::plan::{self, Plan};
 use berth_core::record::History;
-use berth_core::{Project, Tree, config, hash};
+use berth_core::{Project, Tree, config, hash, vars};
 
 use crate::error::{Error, Result};
 use crate::git::Repo;
@@ -81,7 +81,8 @@ impl Workspace {
 
     /// Plan a reconcile (`requested = None`) or an explicit deploy of some stacks.
     /// `overrides` are the `--set` variables of an explicit deploy; a reconcile
-    /// replays each stack's last successful overrides so pinned variables stick.
+    /// replays each stack's last successful overrides so pinned variables stick
+    /// (all but secret-named ones, which are stored redacted and so cannot be).
     pub fn plan(
         &self,
         snap: &Snapshot,
@@ -96,9 +97,20 @@ impl Workspace {
         for (s, f) in snap.project.stacks.iter().zip(&files) {
             let vars = match requested {
                 Some(r) if r.contains(&s.name) => overrides.clone(),
-                _ => history.get(&s.name).map(|h| h.overrides.clone()).unwrap_or_default(),
+                // Secret values are stored redacted, so they cannot be replayed.
+                _ => history
+                    .get(&s.name)
+                    .map(|h| h.overrides.iter().filter(|(k, _)| !vars::is_secret_key(k)))
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             };
-            hashes.insert(s.name.clone(), hash::stack_hash(s, f, &vars));
+            // Secret values stay out of the hash too, so a reconcile that cannot replay
+            // them does not count as a change.
+            let hashed: BTreeMap<String, String> =
+                vars.iter().filter(|(k, _)| !vars::is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            hashes.insert(s.name.clone(), hash::stack_hash(s, f, &hashed));
             vars_by_stack.insert(s.name.clone(), vars);
         }
         // Paths changed since each stack's last success, one diff per distinct commit.

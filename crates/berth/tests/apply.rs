@@ -1,0 +1,230 @@
+//! apply and deploy against the real Docker engine.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn apply_deploys_everything_then_only_what_changed() {
+    docker();
+    let (a, b) = (unique("a"), unique("b"));
+    let _c = Cleanup(vec![a.clone(), b.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{a}/compose.yaml"), &sleeper(&["app"]));
+    repo.write(
+        &format!("stacks/{b}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: blue\n"),
+    );
+    let first = repo.commit("two stacks");
+
+    let plan = repo.json(&["plan", "--json"]);
+    let actions: Vec<(&str, &str)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stack"].as_str().unwrap(), s["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [(a.as_str(), "deploy"), (b.as_str(), "deploy")]);
+    assert_eq!(plan["steps"][0]["reason"], "new");
+
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("apply: 2 deployed, 0 failed"), "{}", out.stdout);
+    let a_id = container(&a, "app");
+    let b_id = container(&b, "app");
+    assert_eq!(inspect(&a_id, "{{.Config.Image}}"), IMAGE);
+    assert_eq!(inspect(&a_id, "{{index .Config.Labels \"com.docker.compose.project\"}}"), a);
+    assert!(inspect(&b_id, "{{json .Config.Env}}").contains("COLOR=blue"));
+
+    // Change only b.
+    repo.write(
+        &format!("stacks/{b}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: green\n"),
+    );
+    let second = repo.commit("b turns green");
+    let changed = repo.json(&["changed", "--from", &first, "--to", &second, "--json"]);
+    assert_eq!(changed["stacks"].as_array().unwrap().len(), 1);
+    assert_eq!(changed["stacks"][0]["name"], b.as_str());
+
+    let plan = repo.json(&["plan", "--json"]);
+    let step = |n: &str| plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == n).unwrap().clone();
+    assert_eq!(step(&a)["action"], "skip");
+    assert_eq!(step(&a)["reason"], "unchanged");
+    assert_eq!(step(&b)["action"], "deploy");
+    assert_eq!(step(&b)["reason"], "paths_changed");
+    assert_eq!(step(&b)["paths"][0], format!("stacks/{b}/compose.yaml"));
+
+    repo.berth(&["apply"]).ok();
+    assert_eq!(container(&a, "app"), a_id, "the untouched stack's container was recreated");
+    let b_new = container(&b, "app");
+    assert_ne!(b_new, b_id, "the changed stack's container was not recreated");
+    assert!(inspect(&b_new, "{{json .Config.Env}}").contains("COLOR=green"));
+
+    // Nothing changed: nothing deployed, and the history shows both deploys of b.
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("nothing to deploy"), "{}", out.stdout);
+    let hist = repo.json(&["history", &b, "--json"]);
+    let commits: Vec<&str> = hist.as_array().unwrap().iter().map(|h| h["commit"].as_str().unwrap()).collect();
+    assert_eq!(commits, [second.as_str(), first.as_str()]);
+    let status = repo.berth(&["status"]).ok();
+    assert!(status.stdout.lines().any(|l| l.starts_with(&b) && l.contains("succeeded")), "{}", status.stdout);
+}
+
+#[test]
+fn a_config_file_only_commit_recreates_the_services_that_mount_it() {
+    docker();
+    let s = unique("conf");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!(
+            "services:\n  reader:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    volumes:\n      - ./app.conf:/etc/app.conf:ro\n  other:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+        ),
+    );
+    repo.write(&format!("stacks/{s}/app.conf"), "version=1\n");
+    repo.commit("conf v1");
+    repo.berth(&["apply"]).ok();
+    let reader = container(&s, "reader");
+    let other = container(&s, "other");
+    assert_eq!(docker_out(&["exec", &reader, "cat", "/etc/app.conf"]), "version=1");
+
+    repo.write(&format!("stacks/{s}/app.conf"), "version=2 with a longer line\n");
+    repo.commit("conf v2");
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("recreated reader"), "{}", out.stdout);
+    let reader2 = container(&s, "reader");
+    assert_ne!(reader2, reader, "the service mounting the changed file kept its old container");
+    assert_eq!(container(&s, "other"), other, "a service that mounts nothing was recreated");
+    assert_eq!(docker_out(&["exec", &reader2, "cat", "/etc/app.conf"]), "version=2 with a longer line");
+}
+
+#[test]
+fn a_noop_apply_runs_no_docker_process() {
+    docker();
+    let s = unique("noop");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("one");
+    repo.berth(&["apply"]).ok();
+    // A PATH where `docker` and `docker-compose` fail loudly: any call would break the run.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["docker", "docker-compose"] {
+        let p = bin.path().join(tool);
+        std::fs::write(&p, "#!/bin/sh\necho \"$0 $*\" >> \"$(dirname \"$0\")/calls\"\nexit 1\n").unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&p).unwrap().permissions(), 0o755);
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
+    let out = repo.berth_env(&["apply"], Some(&path));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("nothing to deploy"), "{}", out.stdout);
+    assert!(!bin.path().join("calls").exists(), "docker was called during a no-op apply");
+}
+
+#[test]
+fn deploy_with_variables_pins_them_and_redacts_secrets() {
+    docker();
+    let s = unique("vars");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tag=$${{APP_TAG}}; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      APP_TAG: ${{APP_TAG:-latest}}\n      DB_PASSWORD: ${{DB_PASSWORD:-none}}\n"),
+    );
+    repo.commit("app");
+    let secret = "s3cr3t-planted-value";
+    repo.berth(&["deploy", &s, "--set", "APP_TAG=abc123", "--set", &format!("DB_PASSWORD={secret}")]).ok();
+    let id = container(&s, "app");
+    let env = inspect(&id, "{{json .Config.Env}}");
+    assert!(env.contains("APP_TAG=abc123"), "{env}");
+    assert!(env.contains(&format!("DB_PASSWORD={secret}")), "{env}");
+
+    let hist = repo.json(&["history", &s, "--json"]);
+    assert_eq!(hist[0]["vars"]["APP_TAG"], "abc123");
+    assert_eq!(hist[0]["overrides"]["APP_TAG"], "abc123");
+    assert_eq!(hist[0]["vars"]["DB_PASSWORD"], "********");
+    assert_eq!(hist[0]["trigger"], "deploy");
+    let deploy_id = hist[0]["id"].as_i64().unwrap().to_string();
+    let log = repo.berth(&["logs", &deploy_id]).ok();
+    let db = std::fs::read(repo.state.path().join("berth.db")).unwrap();
+    let wal = std::fs::read(repo.state.path().join("berth.db-wal")).unwrap_or_default();
+    for (what, bytes) in [("log", log.stdout.as_bytes()), ("db", &db[..]), ("wal", &wal[..])] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in the {what}");
+    }
+
+    // A later reconcile keeps the pinned tag: nothing to do.
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("nothing to deploy"), "{}", out.stdout);
+    assert_eq!(container(&s, "app"), id);
+}
+
+#[test]
+fn a_failed_stack_blocks_its_dependents_but_not_the_others() {
+    docker();
+    let (bad, dep, ok) = (unique("bad"), unique("dep"), unique("ok"));
+    let _c = Cleanup(vec![bad.clone(), dep.clone(), ok.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        &format!("stacks/{bad}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"/no/such/program\"]\n"),
+    );
+    repo.write(&format!("stacks/{dep}/compose.yaml"), &sleeper(&["app"]));
+    repo.write(&format!("stacks/{ok}/compose.yaml"), &sleeper(&["app"]));
+    repo.write("berth.toml", &format!("[[stack]]\nname = \"{dep}\"\nafter = [\"{bad}\"]\n"));
+    repo.commit("three");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("✗ {bad}")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("- {dep}")) && out.stdout.contains("blocked"), "{}", out.stdout);
+    assert!(containers(&dep).is_empty(), "a blocked stack was deployed");
+    container(&ok, "app");
+    let hist = repo.json(&["history", &dep, "--json"]);
+    assert_eq!(hist[0]["status"], "blocked");
+    let hist = repo.json(&["history", &bad, "--json"]);
+    assert_eq!(hist[0]["status"], "failed");
+    assert!(hist[0]["reason"].as_str().unwrap().contains("compose up failed"), "{}", hist[0]);
+
+    // The failed stack is retried by the next apply and its dependent stays blocked.
+    let again = repo.berth(&["apply"]);
+    assert_eq!(again.code, 1, "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("- {dep}")), "{}", again.stdout);
+    assert!(!again.stdout.contains(&format!("→ {ok}")), "an unchanged stack was redeployed: {}", again.stdout);
+}
+
+#[test]
+fn a_compose_file_that_compose_rejects_leaves_the_running_stack_alone() {
+    docker();
+    let s = unique("reject");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("good");
+    repo.berth(&["apply"]).ok();
+    let id = container(&s, "app");
+    repo.write(&format!("stacks/{s}/compose.yaml"), &format!("services:\n  app:\n    image: {IMAGE}\n    ports: 12\n"));
+    repo.commit("bad");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("compose config"), "{}", out.stdout);
+    assert_eq!(container(&s, "app"), id, "the running container was touched");
+    assert_eq!(inspect(&id, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_error() {
+    docker();
+    let s = unique("unreach");
+    let repo = Repo::new();
+    repo.write(&format!("nodes/ghost/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.write("berth.toml", "[[server]]\nname = \"ghost\"\ndocker = \"unix:///nonexistent/berth-test.sock\"\n");
+    repo.commit("ghost");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("unreachable") && out.stderr.contains("server `ghost`"), "{}", out.stderr);
+    assert!(out.stderr.contains("berth doctor"), "{}", out.stderr);
+    let doc = repo.berth(&["doctor"]);
+    assert_eq!(doc.code, 1);
+    assert!(doc.stdout.contains("✗ server ghost"), "{}", doc.stdout);
+    assert!(doc.stdout.contains("✓ server local"), "{}", doc.stdout);
+}

@@ -1,0 +1,226 @@
+//! Test harness: real git repositories in temp dirs, the real berth binary and the real Docker engine.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The image every test stack uses, built offline from Debian's static busybox.
+pub const IMAGE: &str = "berth-test/busybox:1";
+
+/// Fail (never skip) when the Docker engine is unreachable, and build the test image once.
+pub fn docker() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        let v = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+        match v {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => return Err(format!("Docker engine unreachable: {}", String::from_utf8_lossy(&o.stderr))),
+            Err(e) => return Err(format!("docker CLI missing: {e}")),
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
+        let o = Command::new(script).arg(IMAGE).output().map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(format!("building {IMAGE} failed: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("these tests need the real Docker engine: {e}");
+    }
+}
+
+/// A short name unique to this test process and call, usable as a stack (compose project) name.
+pub fn unique(stem: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("bt{}x{}-{stem}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A git repository in a temp dir, plus a state dir for berth.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let r = Repo { dir: tempfile::tempdir().unwrap(), state: tempfile::tempdir().unwrap() };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.email=test@berth", "-c", "user.name=berth-test", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    pub fn write(&self, path: &str, text: &str) -> &Repo {
+        let p = self.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    pub fn remove(&self, path: &str) -> &Repo {
+        self.git(&["rm", "-q", "-r", path]);
+        self
+    }
+
+    /// Commit everything; returns the commit id.
+    pub fn commit(&self, msg: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Run berth against this repo; `PATH` may be replaced.
+    pub fn berth_env(&self, args: &[&str], path_env: Option<&str>) -> Run {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--repo").arg(self.path()).arg("--state-dir").arg(self.state.path()).args(args);
+        c.env_remove("BERTH_REPO").env_remove("BERTH_STATE_DIR");
+        if let Some(p) = path_env {
+            c.env("PATH", p);
+        }
+        let o = c.output().unwrap();
+        Run::from(o)
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Run {
+        self.berth_env(args, None)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let r = self.berth(args);
+        assert_eq!(r.code, 0, "berth {args:?}: {}{}", r.stdout, r.stderr);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("berth {args:?} printed no JSON ({e}): {}", r.stdout))
+    }
+}
+
+/// What a berth run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "berth failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Removes every container and network of the given compose projects when dropped, even on panic.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let filter = format!("label=com.docker.compose.project={p}");
+            let ids = docker_out(&["ps", "-aq", "--filter", &filter]);
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = Command::new("docker").args(&args).output();
+            }
+            let nets = docker_out(&["network", "ls", "-q", "--filter", &filter]);
+            for n in nets.split_whitespace() {
+                let _ = Command::new("docker").args(["network", "rm", n]).output();
+            }
+        }
+    }
+}
+
+pub fn docker_out(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Running containers of a compose project: (service, container id), sorted by service.
+pub fn containers(project: &str) -> Vec<(String, String)> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let out = docker_out(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+    ]);
+    let mut v: Vec<(String, String)> =
+        out.lines().filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()))).collect();
+    v.sort();
+    v
+}
+
+/// The id of the one running container of `service` in `project`.
+#[track_caller]
+pub fn container(project: &str, service: &str) -> String {
+    containers(project)
+        .into_iter()
+        .find(|(s, _)| s == service)
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("no running container for {project}/{service}: {:?}", containers(project)))
+}
+
+/// `docker inspect --format FORMAT ID`.
+pub fn inspect(id: &str, format: &str) -> String {
+    docker_out(&["inspect", "--format", format, id])
+}
+
+/// Poll `f` until it returns Some or the deadline passes.
+#[track_caller]
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A compose file running one long-lived busybox service per name.
+pub fn sleeper(services: &[&str]) -> String {
+    let mut s = String::from("services:\n");
+    for name in services {
+        s.push_str(&format!(
+            "  {name}:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+        ));
+    }
+    s
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
