@@ -27,6 +27,47 @@ pub struct ConfigFile {
     pub defaults: DefaultsToml,
     #[serde(default)]
     pub stack: Vec<Spanned<StackToml>>,
+    #[serde(default)]
+    pub repo: Vec<Spanned<RepoToml>>,
+    #[serde(default)]
+    pub environment: Vec<Spanned<EnvironmentToml>>,
+}
+
+/// A secret value that never sits in the file itself: read from a file or an env var.
+/// `{ file = "/run/secrets/x" }` or `{ env = "X" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub file: Option<String>,
+    pub env: Option<String>,
+}
+
+/// `[[repo]]`: a remote repository `berth serve` mirrors and deploys from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoToml {
+    pub name: String,
+    /// Anything `git clone` accepts (https, ssh, a local path).
+    pub url: String,
+    pub branch: Option<String>,
+    /// Fallback poll interval when no webhook arrives (default 5m; "0" disables).
+    pub poll: Option<String>,
+    /// HTTP token for fetching (sent as a header, never put in the URL).
+    pub token: Option<SecretRef>,
+    /// Shared secret of the forge's webhook (HMAC-SHA256) and of `POST /sync` and `/deploy`.
+    pub webhook_secret: Option<SecretRef>,
+}
+
+/// `[[environment]]`: a named set of servers (and optionally stacks) deploys can target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentToml {
+    pub name: String,
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    pub auto: Option<bool>,
 }
 
 /// `[berth]`: settings of berth itself.
@@ -37,6 +78,10 @@ pub struct Settings {
     pub state_dir: Option<String>,
     /// Stacks deployed at once when the dependency graph allows.
     pub max_parallel: Option<usize>,
+    /// Address `berth serve` listens on (default 127.0.0.1:8080).
+    pub listen: Option<String>,
+    /// Largest request body `berth serve` accepts, in bytes (default 1 MiB).
+    pub max_body: Option<usize>,
 }
 
 /// `[[server]]`: a Docker endpoint stacks can be bound to.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{self, ConfigFile, StackToml};
+use crate::config::{self, ConfigFile, SecretRef, StackToml};
 use crate::dag;
 use crate::discovery::{self, DEFAULT_PATTERNS, Pattern};
 use crate::duration;
@@ -64,6 +64,34 @@ mod secs {
     }
 }
 
+/// A repository `berth serve` mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    pub name: String,
+    pub url: String,
+    pub branch: String,
+    /// `None`: never poll.
+    pub poll: Option<Duration>,
+    pub token: Option<SecretRef>,
+    pub webhook_secret: Option<SecretRef>,
+}
+
+/// A named deploy target: its servers and optionally a subset of stacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub name: String,
+    pub servers: Vec<String>,
+    pub stacks: Vec<String>,
+    pub auto: bool,
+}
+
+/// Default poll interval of a `[[repo]]`.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
+/// Default listen address of `berth serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default request body limit of `berth serve`.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
 /// Everything berth knows about the repository at one commit.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -77,6 +105,10 @@ pub struct Project {
     pub patterns: Vec<String>,
     /// Whether the project came from a `berth.toml` (false: zero-config defaults).
     pub configured: bool,
+    pub repos: Vec<RepoSpec>,
+    pub environments: Vec<Environment>,
+    pub listen: String,
+    pub max_body: usize,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -306,6 +338,83 @@ impl Project {
             );
         }
 
+        let mut repos: Vec<RepoSpec> = Vec::new();
+        for r in &cfg.repo {
+            let l = loc(r.span());
+            let r = r.get_ref();
+            let at = |m: String| ConfigError::new(m).at(l.clone());
+            if !valid_name(&r.name) {
+                errors.push(at(format!("invalid repo name `{}`", r.name)).help(NAME_HELP));
+            }
+            if repos.iter().any(|x| x.name == r.name) {
+                errors.push(at(format!("repo `{}` is declared twice", r.name)));
+            }
+            if url_has_password(&r.url) {
+                errors.push(
+                    at(format!("repo `{}`: the url carries credentials", r.name))
+                        .help("remove the password or token from the url and use token = { file = \"...\" } instead"),
+                );
+            }
+            let poll = match r.poll.as_deref().map(duration::parse) {
+                None => Some(DEFAULT_POLL),
+                Some(Ok(d)) if d.is_zero() => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => {
+                    errors.push(at(format!("repo `{}` poll: {e}", r.name)));
+                    None
+                }
+            };
+            for (what, s) in [("token", &r.token), ("webhook_secret", &r.webhook_secret)] {
+                if let Some(s) = s
+                    && s.file.is_some() == s.env.is_some()
+                {
+                    errors.push(at(format!("repo `{}` {what}: give exactly one of file or env", r.name)).help(
+                        format!(
+                            "{what} = {{ file = \"/run/secrets/{what}\" }} or {what} = {{ env = \"BERTH_{}\" }}",
+                            what.to_uppercase()
+                        ),
+                    ));
+                }
+            }
+            repos.push(RepoSpec {
+                name: r.name.clone(),
+                url: r.url.clone(),
+                branch: r.branch.clone().unwrap_or_else(|| "main".into()),
+                poll,
+                token: r.token.clone(),
+                webhook_secret: r.webhook_secret.clone(),
+            });
+        }
+        let mut environments: Vec<Environment> = Vec::new();
+        for e in &cfg.environment {
+            let l = loc(e.span());
+            let e = e.get_ref();
+            if !valid_name(&e.name) {
+                errors.push(
+                    ConfigError::new(format!("invalid environment name `{}`", e.name)).at(l.clone()).help(NAME_HELP),
+                );
+            }
+            for s in &e.servers {
+                if !servers.iter().any(|x| &x.name == s) {
+                    errors.push(
+                        ConfigError::new(format!("environment `{}` names unknown server `{s}`", e.name)).at(l.clone()),
+                    );
+                }
+            }
+            for s in &e.stacks {
+                if !stacks.iter().any(|x| &x.name == s) {
+                    errors.push(
+                        ConfigError::new(format!("environment `{}` names unknown stack `{s}`", e.name)).at(l.clone()),
+                    );
+                }
+            }
+            environments.push(Environment {
+                name: e.name.clone(),
+                servers: e.servers.clone(),
+                stacks: e.stacks.clone(),
+                auto: e.auto.unwrap_or(false),
+            });
+        }
         let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
             errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
@@ -321,11 +430,25 @@ impl Project {
             ignore,
             patterns: pattern_texts,
             configured: !text.is_empty(),
+            repos,
+            environments,
+            listen: cfg.berth.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            max_body: cfg.berth.max_body.unwrap_or(DEFAULT_MAX_BODY),
         })
     }
 
     pub fn stack(&self, name: &str) -> Option<&Stack> {
         self.stacks.binary_search_by(|s| s.name.as_str().cmp(name)).ok().map(|i| &self.stacks[i])
+    }
+
+    /// Stacks that belong to an environment: its stacks if listed, else every stack on its servers.
+    pub fn environment_stacks(&self, env: &Environment) -> Vec<&Stack> {
+        self.stacks
+            .iter()
+            .filter(
+                |s| if env.stacks.is_empty() { env.servers.contains(&s.server) } else { env.stacks.contains(&s.name) },
+            )
+            .collect()
     }
 
     pub fn server(&self, name: &str) -> Option<&Server> {
@@ -340,6 +463,13 @@ impl Project {
             None => e.help("`berth plan` lists every stack"),
         }
     }
+}
+
+/// Does a URL carry a password or token (`https://user:secret@host/...`)?
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 fn parse_mode(m: Option<&str>) -> Result<Mode, String> {
@@ -529,6 +659,30 @@ after = ["caddy"]
         );
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("caddy → web → quartermaster → caddy"), "{errs:?}");
+    }
+
+    #[test]
+    fn repos_and_environments_are_checked() {
+        let p = Project::load(
+            "berth.toml",
+            Some(
+                "[[server]]\nname = \"onyx\"\n[[repo]]\nname = \"homelab\"\nurl = \"https://git.example.com/me/homelab.git\"\nwebhook_secret = { env = \"HOOK\" }\n[[environment]]\nname = \"staging\"\nservers = [\"onyx\"]\n",
+            ),
+            &tree(),
+        )
+        .unwrap();
+        assert_eq!(p.repos[0].branch, "main");
+        assert_eq!(p.repos[0].poll, Some(DEFAULT_POLL));
+        let env = &p.environments[0];
+        let names: Vec<_> = p.environment_stacks(env).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["caddy", "quartermaster"]);
+        let errs = errors(
+            "[[server]]\nname = \"onyx\"\n[[repo]]\nname = \"r\"\nurl = \"https://me:tok@git.example.com/x.git\"\ntoken = { file = \"a\", env = \"B\" }\n[[environment]]\nname = \"prod\"\nservers = [\"nowhere\"]\n",
+        );
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(url_has_password("https://u:p@h/x"));
+        assert!(!url_has_password("ssh://git@h/x"));
+        assert!(!url_has_password("https://h/x@y"));
     }
 
     #[test]
