@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
+    /// Accepted by the controller, waiting for its turn.
+    Queued,
     Running,
     Succeeded,
     Failed,
@@ -16,24 +18,30 @@ pub enum DeployStatus {
     Blocked,
     /// berth stopped while the deploy was running.
     Interrupted,
+    /// berth stopped before the queued deploy started.
+    Cancelled,
 }
 
 impl DeployStatus {
-    pub const ALL: [DeployStatus; 5] = [
+    pub const ALL: [DeployStatus; 7] = [
+        DeployStatus::Queued,
         DeployStatus::Running,
         DeployStatus::Succeeded,
         DeployStatus::Failed,
         DeployStatus::Blocked,
         DeployStatus::Interrupted,
+        DeployStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            DeployStatus::Queued => "queued",
             DeployStatus::Running => "running",
             DeployStatus::Succeeded => "succeeded",
             DeployStatus::Failed => "failed",
             DeployStatus::Blocked => "blocked",
             DeployStatus::Interrupted => "interrupted",
+            DeployStatus::Cancelled => "cancelled",
         }
     }
 
@@ -42,7 +50,7 @@ impl DeployStatus {
     }
 
     pub fn is_final(self) -> bool {
-        self != DeployStatus::Running
+        !matches!(self, DeployStatus::Running | DeployStatus::Queued)
     }
 }
 

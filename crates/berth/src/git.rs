@@ -149,6 +149,87 @@ impl Repo {
     }
 }
 
+/// A bare mirror of a remote repository, kept under the state dir.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub url: String,
+    pub branch: String,
+    pub repo: Repo,
+    /// An HTTP token, sent as a header through git's environment (never in the URL or argv).
+    pub token: Option<String>,
+}
+
+impl Mirror {
+    fn git(&self, dir: Option<&Path>) -> Command {
+        let mut c = Command::new("git");
+        if let Some(d) = dir {
+            c.arg("-C").arg(d);
+        }
+        // The state dir may belong to another user than the one berth runs as.
+        c.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C");
+        if let Some(t) = &self.token {
+            let basic = base64(&format!("x-access-token:{t}"));
+            c.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+        }
+        c
+    }
+
+    /// Clone the mirror if it does not exist yet, then fetch every ref (pruning deleted ones).
+    pub fn fetch(&self) -> Result<(), GitError> {
+        let dir = &self.repo.root;
+        if !dir.join("HEAD").exists() {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| GitError::Failed {
+                    args: "clone".into(),
+                    message: format!("cannot create {}: {e}", parent.display()),
+                })?;
+            }
+            let tmp = dir.with_extension("tmp");
+            let _ = std::fs::remove_dir_all(&tmp);
+            let out = process::run(
+                self.git(None).args(["clone", "--mirror", "--quiet", "--", &self.url]).arg(&tmp),
+                Duration::from_secs(600),
+            )?;
+            if !out.success() {
+                return Err(GitError::Failed { args: format!("clone --mirror {}", self.url), message: out.last_error_line() });
+            }
+            std::fs::rename(&tmp, dir).map_err(|e| GitError::Failed { args: "clone".into(), message: e.to_string() })?;
+            return Ok(());
+        }
+        let out = process::run(self.git(Some(dir)).args(["fetch", "--prune", "--quiet", "origin"]), Duration::from_secs(600))?;
+        if !out.success() {
+            return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.last_error_line() });
+        }
+        Ok(())
+    }
+
+    /// The commit at the tip of the tracked branch.
+    pub fn tip(&self) -> Result<String, GitError> {
+        self.repo.resolve(&format!("refs/heads/{}", self.branch))
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Parse `git diff --name-status -z` output: `S\0path\0`, or `R100\0old\0new\0` for renames and copies.
 pub fn parse_name_status(out: &str) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -181,6 +262,13 @@ mod tests {
         assert_eq!(c[1], Change { kind: ChangeKind::Renamed, path: "new/x".into(), old_path: Some("old/x".into()) });
         assert_eq!(c[2].kind, ChangeKind::Deleted);
         assert_eq!(c[3].path, "with space");
+    }
+
+    #[test]
+    fn base64_matches_the_rfc() {
+        assert_eq!(base64("x-access-token:abc"), "eC1hY2Nlc3MtdG9rZW46YWJj");
+        assert_eq!(base64("ab"), "YWI=");
+        assert_eq!(base64("a"), "YQ==");
     }
 
     #[test]

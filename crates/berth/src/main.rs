@@ -2,6 +2,7 @@
 //! line, run the command, and turn errors into reports and exit codes.
 
 mod cli;
+mod controller;
 mod commands;
 mod deploy;
 mod dispatch;
@@ -10,7 +11,9 @@ mod error;
 mod git;
 mod lock;
 mod output;
+mod keys;
 mod process;
+mod secrets;
 mod state;
 mod workspace;
 

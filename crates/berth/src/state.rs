@@ -33,7 +33,35 @@ CREATE TABLE IF NOT EXISTS deploys (
     log         TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deploys_by_stack ON deploys (stack, id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key         TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    scope       TEXT NOT NULL,
+    stacks      TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config_rejections (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo       TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    errors     TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
 ";
+
+/// A stored API key (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiKey {
+    pub key: String,
+    pub name: String,
+    pub scope: String,
+    /// Glob of stack names the key may deploy (`*` for all).
+    pub stacks: String,
+    #[serde(skip)]
+    pub secret_hash: String,
+    pub created_at: i64,
+}
 
 /// A new deploy about to start.
 pub struct NewDeploy<'a> {
@@ -99,6 +127,130 @@ impl State {
             )
             .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record a deploy accepted by the controller, waiting for its turn.
+    pub fn enqueue(&self, d: &NewDeploy<'_>) -> Result<i64, StateError> {
+        let id = self.begin(d)?;
+        self.conn.execute("UPDATE deploys SET status = 'queued' WHERE id = ?1", [id]).map_err(self.err())?;
+        Ok(id)
+    }
+
+    /// Point a queued deploy at a newer commit (a burst of pushes coalesces into it).
+    pub fn retarget(&self, id: i64, commit: &str, trigger: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE deploys SET commit_sha = ?2, trigger = ?3 WHERE id = ?1 AND status = 'queued'",
+                params![id, commit, trigger],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// A queued deploy starts: its config hash and overrides are now known.
+    pub fn start(&self, id: i64, config_hash: &str, overrides: &BTreeMap<String, String>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4
+                 WHERE id = ?1",
+                params![id, config_hash, json(overrides), now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The newest deploys, optionally of one stack.
+    pub fn list(&self, stack: Option<&str>, limit: usize) -> Result<Vec<DeployRecord>, StateError> {
+        match stack {
+            Some(s) => self.history(s, limit),
+            None => {
+                let mut st = self.conn.prepare(&format!("{SELECT} ORDER BY id DESC LIMIT ?1")).map_err(self.err())?;
+                st.query_map([limit as i64], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
+            }
+        }
+    }
+
+    /// Settle every deploy a stopped controller left behind: running ones were
+    /// interrupted, queued ones never started.
+    pub fn settle_abandoned(&self, reason_running: &str, reason_queued: &str) -> Result<usize, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE deploys SET status = 'interrupted', reason = ?1, finished_at = ?2 WHERE status = 'running'",
+                params![reason_running, now()],
+            )
+            .map_err(self.err())?;
+        let m = self
+            .conn
+            .execute(
+                "UPDATE deploys SET status = 'cancelled', reason = ?1, finished_at = ?2 WHERE status = 'queued'",
+                params![reason_queued, now()],
+            )
+            .map_err(self.err())?;
+        Ok(n + m)
+    }
+
+    pub fn add_key(&self, k: &ApiKey) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO api_keys (key, name, scope, stacks, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.key, k.name, k.scope, k.stacks, k.secret_hash, k.created_at],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn key(&self, key: &str) -> Result<Option<ApiKey>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT key, name, scope, stacks, secret_hash, created_at FROM api_keys WHERE key = ?1",
+                [key],
+                key_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    pub fn keys(&self) -> Result<Vec<ApiKey>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, name, scope, stacks, secret_hash, created_at FROM api_keys ORDER BY name")
+            .map_err(self.err())?;
+        st.query_map([], key_row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    pub fn delete_key(&self, name: &str) -> Result<bool, StateError> {
+        Ok(self.conn.execute("DELETE FROM api_keys WHERE name = ?1", [name]).map_err(self.err())? > 0)
+    }
+
+    /// Record a configuration the controller refused to run.
+    pub fn reject_config(&self, repo: &str, commit: &str, errors: &[String]) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO config_rejections (repo, commit_sha, errors, at) VALUES (?1, ?2, ?3, ?4)",
+                params![repo, commit, serde_json::to_string(errors).unwrap_or_default(), now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The newest rejections: (repo, commit, errors, at).
+    pub fn rejections(&self, limit: usize) -> Result<Vec<(String, String, Vec<String>, i64)>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT repo, commit_sha, errors, at FROM config_rejections ORDER BY id DESC LIMIT ?1")
+            .map_err(self.err())?;
+        st.query_map([limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(), r.get(3)?))
+        })
+        .map_err(self.err())?
+        .collect::<Result<_, _>>()
+        .map_err(self.err())
+    }
+
+    /// Is the database usable (for health checks)?
+    pub fn ping(&self) -> Result<(), StateError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(self.err())
     }
 
     /// Record a deploy that never started (blocked by a dependency).
@@ -196,6 +348,17 @@ impl State {
 
 const SELECT: &str = "SELECT id, stack, server, commit_sha, config_hash, vars, overrides, status, reason, trigger,
                              started_at, finished_at FROM deploys";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        key: r.get(0)?,
+        name: r.get(1)?,
+        scope: r.get(2)?,
+        stacks: r.get(3)?,
+        secret_hash: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
 
 fn json(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".into())

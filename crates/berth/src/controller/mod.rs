@@ -1,0 +1,214 @@
+//! The controller behind `berth serve`: repository mirrors kept in sync, and one
+//! deploy queue for every stack.
+//!
+//! Two kinds of tasks: a syncer per repository (fetch, validate the config at
+//! the new commit, plan, enqueue) and one scheduler that owns the queue (at
+//! most one running and one pending deploy per stack, a global concurrency
+//! limit, dependency order). Executors run on blocking threads and report to
+//! the scheduler by message only.
+
+mod queue;
+mod sync;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use berth_core::Project;
+use berth_core::project::RepoSpec;
+use berth_core::record::DeployRecord;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::docker::Compose;
+use crate::git::{Mirror, Repo};
+use crate::state::State;
+use crate::workspace::Workspace;
+
+pub use sync::{SyncError, SyncOutcome, Target, Want};
+
+/// The last sync of a repository, for health checks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncInfo {
+    pub at: i64,
+    pub commit: Option<String>,
+    pub ok: bool,
+    pub message: String,
+    /// When the last successful sync happened.
+    pub last_ok: Option<i64>,
+}
+
+/// One mirrored repository.
+pub struct RepoHandle {
+    pub spec: RepoSpec,
+    pub mirror: Mirror,
+    pub ws: Workspace,
+    pub webhook_secret: Option<String>,
+    /// The commit and project the controller runs now (the newest valid config).
+    pub current: RwLock<Option<(String, Project)>>,
+    pub last_sync: RwLock<Option<SyncInfo>>,
+    sync_tx: mpsc::UnboundedSender<sync::Request>,
+}
+
+/// State shared by the HTTP handlers, syncers, scheduler and executors.
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub state_dir: PathBuf,
+    pub repos: Vec<Arc<RepoHandle>>,
+    pub compose: Compose,
+    pub started: Instant,
+    pub max_parallel: usize,
+    /// Bumped whenever a deploy settles; waiters re-check their deploys.
+    settled: watch::Sender<u64>,
+    sched_tx: mpsc::UnboundedSender<queue::Msg>,
+}
+
+/// Handle to a running controller.
+#[derive(Clone)]
+pub struct Controller {
+    pub shared: Arc<Shared>,
+}
+
+/// A deploy a request created or joined.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Enqueued {
+    pub stack: String,
+    pub id: i64,
+    /// True when the request joined a deploy that was already pending.
+    pub joined: bool,
+}
+
+impl Shared {
+    /// Run `f` with the state store. Never held across an await.
+    pub fn state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+}
+
+/// What the controller needs to start.
+pub struct Setup {
+    pub state_dir: PathBuf,
+    pub repos: Vec<(RepoSpec, Option<String>, Option<String>)>,
+    pub compose: Compose,
+    pub max_parallel: usize,
+}
+
+impl Controller {
+    /// Open the state, settle what a previous run left behind, and start the
+    /// scheduler and one syncer per repository (each syncs once at start).
+    pub fn start(setup: Setup) -> Result<Controller, crate::error::Error> {
+        let state = State::open(&setup.state_dir)?;
+        let n = state.settle_abandoned(
+            "berth stopped while this deploy was running",
+            "berth stopped before this deploy started",
+        )?;
+        if n > 0 {
+            tracing::warn!(deploys = n, "settled deploys left behind by a previous run");
+        }
+        let (sched_tx, sched_rx) = mpsc::unbounded_channel();
+        let (settled, _) = watch::channel(0u64);
+        let mut repos = Vec::new();
+        let mut sync_rxs = Vec::new();
+        for (spec, token, webhook_secret) in setup.repos {
+            let root = setup.state_dir.join("mirrors").join(format!("{}.git", spec.name));
+            let mirror =
+                Mirror { url: spec.url.clone(), branch: spec.branch.clone(), repo: Repo { root: root.clone() }, token };
+            let ws = Workspace { repo: Repo { root }, state_dir: setup.state_dir.clone() };
+            let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+            repos.push(Arc::new(RepoHandle {
+                spec,
+                mirror,
+                ws,
+                webhook_secret,
+                current: RwLock::new(None),
+                last_sync: RwLock::new(None),
+                sync_tx,
+            }));
+            sync_rxs.push(sync_rx);
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            state_dir: setup.state_dir,
+            repos,
+            compose: setup.compose,
+            started: Instant::now(),
+            max_parallel: setup.max_parallel,
+            settled,
+            sched_tx,
+        });
+        tokio::spawn(queue::run(shared.clone(), sched_rx));
+        for (i, rx) in sync_rxs.into_iter().enumerate() {
+            tokio::spawn(sync::run(shared.clone(), i, rx));
+            let _ = shared.repos[i].sync_tx.send(sync::Request::startup());
+        }
+        Ok(Controller { shared })
+    }
+
+    pub fn repo(&self, name: Option<&str>) -> Option<&Arc<RepoHandle>> {
+        match name {
+            Some(n) => self.shared.repos.iter().find(|r| r.spec.name == n),
+            None => self.shared.repos.first(),
+        }
+    }
+
+    /// The repository whose current project has `stack`.
+    pub fn repo_of_stack(&self, stack: &str) -> Option<&Arc<RepoHandle>> {
+        self.shared.repos.iter().find(|r| {
+            r.current.read().map(|c| c.as_ref().is_some_and(|(_, p)| p.stack(stack).is_some())).unwrap_or(false)
+        })
+    }
+
+    /// Ask a repository's syncer for deploys. With `reply`, wait until they are enqueued.
+    pub async fn request(
+        &self,
+        repo: &RepoHandle,
+        want: Want,
+        target: Target,
+        trigger: &str,
+        wait_for_enqueue: bool,
+    ) -> Result<Option<SyncOutcome>, SyncError> {
+        let (tx, rx) = oneshot::channel();
+        let req = sync::Request { want, target, trigger: trigger.to_string(), reply: wait_for_enqueue.then_some(tx) };
+        repo.sync_tx.send(req).map_err(|_| SyncError::Stopped)?;
+        if !wait_for_enqueue {
+            return Ok(None);
+        }
+        rx.await.map_err(|_| SyncError::Stopped)?.map(Some)
+    }
+
+    /// Wait until every deploy in `ids` has settled, or the timeout passes; returns their records.
+    pub async fn wait(&self, ids: &[i64], timeout: Duration) -> Vec<DeployRecord> {
+        let mut rx = self.shared.settled.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let records: Vec<DeployRecord> =
+                self.shared.state(|s| ids.iter().filter_map(|id| s.get(*id).ok()).collect());
+            if records.iter().all(|r| r.status.is_final()) || tokio::time::Instant::now() >= deadline {
+                return records;
+            }
+            let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+        }
+    }
+
+    /// Stop taking deploys, cancel queued ones and wait (bounded) for running ones.
+    pub async fn shutdown(&self, grace: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.sched_tx.send(queue::Msg::Shutdown { reply: tx }).is_ok() {
+            if tokio::time::timeout(grace, rx).await.is_err() {
+                tracing::warn!("deploys still running after {}s; recording them as interrupted", grace.as_secs());
+            }
+        }
+        self.shared.state(|s| {
+            let _ = s.settle_abandoned(
+                "berth shut down before this deploy finished",
+                "berth shut down before this deploy started",
+            );
+        });
+    }
+}
+
+/// Variables (redacted) for recording.
+pub(crate) fn redacted(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    berth_core::vars::redact(vars)
+}

@@ -1,0 +1,280 @@
+//! The scheduler: owns the deploy queue; executors report to it by message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use berth_core::record::DeployStatus;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use super::Shared;
+use crate::deploy::{self, Job};
+use crate::docker::Engine;
+use crate::state::NewDeploy;
+
+pub enum Msg {
+    Enqueue {
+        repo: usize,
+        stack: String,
+        server: String,
+        commit: String,
+        /// `None`: replay the last successful deploy's variables (a reconcile).
+        overrides: Option<BTreeMap<String, String>>,
+        trigger: String,
+        batch: u64,
+        reply: oneshot::Sender<Result<(i64, bool), String>>,
+    },
+    Finished {
+        stack: String,
+        status: DeployStatus,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct Pending {
+    id: i64,
+    repo: usize,
+    commit: String,
+    overrides: Option<BTreeMap<String, String>>,
+    trigger: String,
+    batch: u64,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<u64>,
+    pending: Option<Pending>,
+}
+
+struct Queue {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+    slots: HashMap<String, Slot>,
+    running: usize,
+    /// The batch and outcome of each stack's last deploy, to block dependents in the same batch.
+    last: HashMap<String, (u64, DeployStatus)>,
+    stopping: Option<Vec<oneshot::Sender<()>>>,
+}
+
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut q = Queue {
+        tx: shared.sched_tx.clone(),
+        shared,
+        slots: HashMap::new(),
+        running: 0,
+        last: HashMap::new(),
+        stopping: None,
+    };
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, reply } => {
+                let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch);
+                let _ = reply.send(r);
+            }
+            Msg::Finished { stack, status } => {
+                q.running -= 1;
+                if let Some(slot) = q.slots.get_mut(&stack)
+                    && let Some(batch) = slot.running.take()
+                {
+                    q.last.insert(stack, (batch, status));
+                }
+                q.shared.settled.send_modify(|n| *n += 1);
+            }
+            Msg::Shutdown { reply } => {
+                let cancelled: Vec<i64> =
+                    q.slots.values_mut().filter_map(|s| s.pending.take()).map(|p| p.id).collect();
+                q.shared.state(|s| {
+                    for id in cancelled {
+                        let _ = s.finish(
+                            id,
+                            DeployStatus::Cancelled,
+                            Some("berth shut down before this deploy started"),
+                            "",
+                            &BTreeMap::new(),
+                        );
+                    }
+                });
+                q.stopping.get_or_insert_with(Vec::new).push(reply);
+            }
+        }
+        if q.stopping.is_some() {
+            if q.running == 0 {
+                for r in q.stopping.take().unwrap_or_default() {
+                    let _ = r.send(());
+                }
+                q.stopping = Some(Vec::new());
+            }
+            continue;
+        }
+        q.schedule();
+    }
+}
+
+impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &mut self,
+        repo: usize,
+        stack: String,
+        server: String,
+        commit: String,
+        overrides: Option<BTreeMap<String, String>>,
+        trigger: String,
+        batch: u64,
+    ) -> Result<(i64, bool), String> {
+        if self.stopping.is_some() {
+            return Err("berth is shutting down".into());
+        }
+        let slot = self.slots.entry(stack.clone()).or_default();
+        if let Some(p) = &mut slot.pending {
+            // Coalesce: the pending deploy takes the newest commit.
+            p.commit = commit;
+            p.trigger = trigger;
+            p.batch = batch;
+            if overrides.is_some() {
+                p.overrides = overrides;
+            }
+            let (id, commit, trigger) = (p.id, p.commit.clone(), p.trigger.clone());
+            self.shared.state(|s| s.retarget(id, &commit, &trigger)).map_err(|e| e.to_string())?;
+            return Ok((id, true));
+        }
+        let redacted = overrides.as_ref().map(super::redacted).unwrap_or_default();
+        let id = self
+            .shared
+            .state(|s| {
+                s.enqueue(&NewDeploy {
+                    stack: &stack,
+                    server: &server,
+                    commit: &commit,
+                    config_hash: "",
+                    vars: &redacted,
+                    overrides: &redacted,
+                    trigger: &trigger,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch });
+        Ok((id, false))
+    }
+
+    fn schedule(&mut self) {
+        let mut ready: Vec<(i64, String)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.running.is_none())
+            .filter_map(|(name, s)| s.pending.as_ref().map(|p| (p.id, name.clone())))
+            .collect();
+        ready.sort();
+        for (_, name) in ready {
+            if self.running >= self.shared.max_parallel {
+                return;
+            }
+            let Some(p) = self.slots.get(&name).and_then(|s| s.pending.as_ref()) else { continue };
+            let after = self.shared.repos[p.repo]
+                .current
+                .read()
+                .ok()
+                .and_then(|c| c.as_ref().and_then(|(_, proj)| proj.stack(&name).map(|s| s.after.clone())))
+                .unwrap_or_default();
+            // Wait for dependencies that are queued or running; block on ones that failed in this batch.
+            let busy = after.iter().any(|d| self.slots.get(d).is_some_and(|s| s.running.is_some() || s.pending.is_some()));
+            if busy {
+                continue;
+            }
+            let failed = after.iter().find(|d| {
+                self.last.get(d.as_str()).is_some_and(|(b, st)| *b == p.batch && *st != DeployStatus::Succeeded)
+            });
+            let Some(slot) = self.slots.get_mut(&name) else { continue };
+            let Some(p) = slot.pending.take() else { continue };
+            if let Some(dep) = failed {
+                let reason = format!("dependency `{dep}` did not deploy");
+                self.shared.state(|s| {
+                    let _ = s.finish(p.id, DeployStatus::Blocked, Some(&reason), "", &BTreeMap::new());
+                });
+                self.last.insert(name.clone(), (p.batch, DeployStatus::Blocked));
+                self.shared.settled.send_modify(|n| *n += 1);
+                continue;
+            }
+            slot.running = Some(p.batch);
+            self.running += 1;
+            let shared = self.shared.clone();
+            let tx = self.tx.clone();
+            let span = tracing::info_span!("deploy", deploy_id = p.id, stack = %name, commit = %p.commit);
+            tokio::spawn(
+                async move {
+                    let stack = name.clone();
+                    let status = tokio::task::spawn_blocking({
+                        let span = tracing::Span::current();
+                        move || span.in_scope(|| execute(&shared, &name, p))
+                    })
+                    .await
+                    .unwrap_or(DeployStatus::Failed);
+                    let _ = tx.send(Msg::Finished { stack, status });
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// Run one deploy to the end and record it. Blocking.
+fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
+    let fail = |reason: String| {
+        tracing::error!(%reason, "deploy failed before it started");
+        shared.state(|s| {
+            let _ = s.finish(p.id, DeployStatus::Failed, Some(&reason), "", &BTreeMap::new());
+        });
+        DeployStatus::Failed
+    };
+    let repo = &shared.repos[p.repo];
+    let snap = match repo.ws.snapshot(&p.commit) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot load the project at {}: {e}", &p.commit)),
+    };
+    let Some(stack) = snap.project.stack(name).cloned() else {
+        return fail(format!("stack `{name}` does not exist at {}", &p.commit));
+    };
+    let history = match shared.state(|s| s.summaries()) {
+        Ok(h) => h,
+        Err(e) => return fail(e.to_string()),
+    };
+    let requested = [name.to_string()];
+    let overrides = p.overrides.clone().unwrap_or_else(|| {
+        history
+            .get(name)
+            .map(|h| h.overrides.iter().filter(|(k, _)| !berth_core::vars::is_secret_key(k)))
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    let (plan, _) = match repo.ws.plan(&snap, &history, Some(&requested), &overrides) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    let Some(step) = plan.steps.iter().find(|s| s.stack == name) else {
+        return fail(format!("stack `{name}` is not in the plan"));
+    };
+    let Some(server) = snap.project.server(&stack.server) else {
+        return fail(format!("server `{}` is not declared", stack.server));
+    };
+    let engine = Engine { host: server.docker.clone(), compose: shared.compose.clone() };
+    if let Err(e) = shared.state(|s| s.start(p.id, &step.config_hash, &super::redacted(&overrides))) {
+        return fail(e.to_string());
+    }
+    tracing::info!(trigger = %p.trigger, "deploy started");
+    let job = Job { stack, commit: p.commit.clone(), overrides, changed_paths: step.paths.clone(), engine };
+    let outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job);
+    match &outcome.reason {
+        None => tracing::info!("deploy succeeded"),
+        Some(r) => tracing::error!(reason = %r, "deploy failed"),
+    }
+    shared.state(|s| {
+        if let Err(e) = s.finish(p.id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars) {
+            tracing::error!(error = %e, "cannot record the deploy's outcome");
+        }
+    });
+    outcome.status
+}

@@ -1,0 +1,216 @@
+//! The syncer of one repository: fetch, validate the config at the new commit, plan, enqueue.
+//!
+//! Requests that arrive while a sync runs are drained together afterwards, so
+//! a storm of pushes costs one fetch per round, not one per push.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_core::plan::Action;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Enqueued, Shared, SyncInfo, queue};
+use crate::error::Error;
+use crate::state::now;
+
+/// Which stacks a request wants deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Deploy the stacks whose config hash changed (all stacks, or only these).
+    Reconcile { only: Option<Vec<String>> },
+    /// Deploy these stacks whatever their state, with these variables.
+    Force { stacks: Vec<String>, overrides: BTreeMap<String, String> },
+}
+
+/// Which commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The tip of the tracked branch after fetching.
+    Tip,
+    /// A revision (tag, commit) in the mirror after fetching.
+    Rev(String),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncOutcome {
+    pub commit: String,
+    pub deploys: Vec<Enqueued>,
+    /// Stacks that were considered and needed nothing.
+    pub unchanged: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    #[error("fetching the repository failed: {0}")]
+    Fetch(String),
+    #[error("the configuration at {commit} is invalid and was rejected; the previous one keeps running: {errors:?}")]
+    ConfigRejected { commit: String, errors: Vec<String> },
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("the controller is shutting down")]
+    Stopped,
+}
+
+pub struct Request {
+    pub want: Want,
+    pub target: Target,
+    pub trigger: String,
+    pub reply: Option<oneshot::Sender<Result<SyncOutcome, SyncError>>>,
+}
+
+impl Request {
+    pub fn startup() -> Request {
+        Request { want: Want::Reconcile { only: None }, target: Target::Tip, trigger: "startup".into(), reply: None }
+    }
+}
+
+static BATCH: AtomicU64 = AtomicU64::new(1);
+
+pub async fn run(shared: Arc<Shared>, repo: usize, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let poll = shared.repos[repo].spec.poll;
+    loop {
+        let first = match poll {
+            Some(p) => match tokio::time::timeout(p, rx.recv()).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(_) => Request { trigger: "poll".into(), ..Request::startup() },
+            },
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
+        }
+        let shared2 = shared.clone();
+        let replies = tokio::task::spawn_blocking(move || round(&shared2, repo, batch)).await;
+        if let Err(e) = replies {
+            tracing::error!(error = %e, "sync round panicked");
+        }
+    }
+}
+
+/// One round: one fetch, then every request of the batch (identical reconciles merged).
+fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
+    let h = &shared.repos[repo];
+    let fetched = h.mirror.fetch();
+    let mut merged: Vec<(Want, Target, String, Vec<oneshot::Sender<Result<SyncOutcome, SyncError>>>)> = Vec::new();
+    for r in batch {
+        match merged.iter_mut().find(|m| m.0 == r.want && m.1 == r.target) {
+            Some(m) => {
+                m.2 = r.trigger;
+                m.3.extend(r.reply);
+            }
+            None => merged.push((r.want, r.target, r.trigger, r.reply.into_iter().collect())),
+        }
+    }
+    for (want, target, trigger, replies) in merged {
+        let result = match &fetched {
+            Err(e) => Err(SyncError::Fetch(e.to_string())),
+            Ok(()) => sync_one(shared, repo, &want, &target, &trigger),
+        };
+        if target == Target::Tip {
+            let prev_ok = h.last_sync.read().ok().and_then(|l| l.as_ref().and_then(|s| s.last_ok));
+            let info = SyncInfo {
+                at: now(),
+                commit: result.as_ref().ok().map(|o| o.commit.clone()),
+                ok: result.is_ok(),
+                message: match &result {
+                    Ok(o) => format!("{} deploys queued", o.deploys.len()),
+                    Err(e) => e.to_string(),
+                },
+                last_ok: if result.is_ok() { Some(now()) } else { prev_ok },
+            };
+            if let Ok(mut l) = h.last_sync.write() {
+                *l = Some(info);
+            }
+        }
+        match &result {
+            Ok(o) => tracing::info!(repo = %h.spec.name, commit = %o.commit, deploys = o.deploys.len(), %trigger, "synced"),
+            Err(e) => tracing::error!(repo = %h.spec.name, error = %e, %trigger, "sync failed"),
+        }
+        for r in replies {
+            let _ = r.send(result.clone());
+        }
+    }
+}
+
+fn sync_one(shared: &Shared, repo: usize, want: &Want, target: &Target, trigger: &str) -> Result<SyncOutcome, SyncError> {
+    let h = &shared.repos[repo];
+    let commit = match target {
+        Target::Tip => h.mirror.tip(),
+        Target::Rev(r) => h.ws.repo.resolve(r),
+    }
+    .map_err(|e| SyncError::Unknown(e.to_string()))?;
+    let snap = match h.ws.snapshot(&commit) {
+        Ok(s) => s,
+        Err(Error::Config(errs)) => {
+            let errors: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            let already = shared.state(|s| s.rejections(1)).ok().and_then(|r| r.into_iter().next());
+            if already.is_none_or(|(r, c, _, _)| r != h.spec.name || c != commit) {
+                shared.state(|s| s.reject_config(&h.spec.name, &commit, &errors)).map_err(|e| SyncError::Failed(e.to_string()))?;
+                tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
+            }
+            return Err(SyncError::ConfigRejected { commit, errors });
+        }
+        Err(e) => return Err(SyncError::Failed(e.to_string())),
+    };
+    if *target == Target::Tip
+        && let Ok(mut cur) = h.current.write()
+    {
+        *cur = Some((commit.clone(), snap.project.clone()));
+    }
+    let history = shared.state(|s| s.summaries()).map_err(|e| SyncError::Failed(e.to_string()))?;
+    let (requested, overrides) = match want {
+        Want::Reconcile { .. } => (None, BTreeMap::new()),
+        Want::Force { stacks, overrides } => {
+            if let Some(missing) = stacks.iter().find(|s| snap.project.stack(s).is_none()) {
+                return Err(SyncError::Unknown(format!("no stack named `{missing}` at {}", &commit[..12])));
+            }
+            (Some(stacks.clone()), overrides.clone())
+        }
+    };
+    if let Want::Reconcile { only: Some(only) } = want
+        && let Some(missing) = only.iter().find(|s| snap.project.stack(s).is_none())
+    {
+        return Err(SyncError::Unknown(format!("no stack named `{missing}` at {}", &commit[..12])));
+    }
+    let (plan, _) =
+        h.ws.plan(&snap, &history, requested.as_deref(), &overrides).map_err(|e| SyncError::Failed(e.to_string()))?;
+    let batch = BATCH.fetch_add(1, Ordering::Relaxed);
+    let mut out = SyncOutcome { commit: commit.clone(), deploys: Vec::new(), unchanged: Vec::new() };
+    for step in &plan.steps {
+        let wanted = match want {
+            Want::Reconcile { only: Some(only) } => only.contains(&step.stack),
+            Want::Reconcile { only: None } => true,
+            Want::Force { stacks, .. } => stacks.contains(&step.stack),
+        };
+        if !wanted {
+            continue;
+        }
+        if step.action != Action::Deploy {
+            out.unchanged.push(step.stack.clone());
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let msg = queue::Msg::Enqueue {
+            repo,
+            stack: step.stack.clone(),
+            server: step.server.clone(),
+            commit: commit.clone(),
+            overrides: matches!(want, Want::Force { .. }).then(|| overrides.clone()),
+            trigger: trigger.to_string(),
+            batch,
+            reply: tx,
+        };
+        shared.sched_tx.send(msg).map_err(|_| SyncError::Stopped)?;
+        let (id, joined) = rx.blocking_recv().map_err(|_| SyncError::Stopped)?.map_err(SyncError::Failed)?;
+        out.deploys.push(Enqueued { stack: step.stack.clone(), id, joined });
+    }
+    Ok(out)
+}

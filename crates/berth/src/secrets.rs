@@ -1,0 +1,65 @@
+//! Reading secret values from files and environment variables (never from berth.toml itself).
+
+use berth_core::config::SecretRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret file {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("environment variable {0} (or {0}_FILE) is not set")]
+    Env(String),
+    #[error("the secret from {0} is empty")]
+    Empty(String),
+}
+
+/// Resolve a reference: `{ file = .. }` reads the file (one trailing newline
+/// dropped); `{ env = "X" }` reads `$X`, or the file named by `$X_FILE`
+/// (the convention of Docker secrets and vault agents).
+pub fn resolve(r: &SecretRef) -> Result<String, SecretError> {
+    let (value, origin) = match (&r.file, &r.env) {
+        (Some(path), _) => (read_file(path)?, path.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) => (v, format!("${var}")),
+            Err(_) => match std::env::var(format!("{var}_FILE")) {
+                Ok(path) => (read_file(&path)?, path),
+                Err(_) => return Err(SecretError::Env(var.clone())),
+            },
+        },
+        (None, None) => return Err(SecretError::Empty("an empty reference".into())),
+    };
+    if value.is_empty() {
+        return Err(SecretError::Empty(origin));
+    }
+    Ok(value)
+}
+
+fn read_file(path: &str) -> Result<String, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::File { path: path.to_string(), source })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+}
+
+/// `n` random bytes from the kernel, hex encoded.
+pub fn random_hex(n: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(hex::encode(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_env_vars_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "hunter2\n").unwrap();
+        let file = SecretRef { file: Some(f.display().to_string()), env: None };
+        assert_eq!(resolve(&file).unwrap(), "hunter2");
+        let missing = SecretRef { file: None, env: Some("BERTH_TEST_SURELY_UNSET".into()) };
+        assert!(matches!(resolve(&missing), Err(SecretError::Env(_))));
+        assert_eq!(random_hex(16).unwrap().len(), 32);
+    }
+}
