@@ -85,4 +85,59 @@ pub enum Command {
     Logs { id: i64 },
     /// Check git, docker, compose, every server's engine, the config and the state dir.
     Doctor,
+    /// Run the controller: mirror the repositories, serve webhooks and the API, deploy on push.
+    Serve {
+        /// A config file with [berth] and [[repo]] (default: berth.toml of --repo's committed HEAD).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen address (default: [berth] listen, else 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// How long running deploys may take to finish on SIGTERM.
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        shutdown_grace: String,
+        /// Log as JSON lines (default on when stderr is not a terminal).
+        #[arg(long)]
+        json_logs: Option<bool>,
+    },
+    /// Manage API keys of the controller.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Ask a running berth (or Komodo) server to deploy stacks: the CI-side client.
+    Trigger {
+        /// Stack names.
+        #[arg(required = true)]
+        stacks: Vec<String>,
+        /// Base URL of the server.
+        #[arg(long, env = "BERTH_SERVER", value_name = "URL")]
+        server: String,
+        #[arg(long, env = "BERTH_API_KEY", hide_env_values = true)]
+        api_key: String,
+        #[arg(long, env = "BERTH_API_SECRET", hide_env_values = true)]
+        api_secret: String,
+        /// Wait for each deploy to finish and fail if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once and only a hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read, deploy or admin.
+        #[arg(long, default_value = "deploy")]
+        scope: String,
+        /// Glob of stacks the key may deploy.
+        #[arg(long, default_value = "*")]
+        stacks: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Delete a key by name.
+    Delete { name: String },
 }

@@ -73,6 +73,11 @@ impl Repo {
         Ok(out.stdout.trim().to_string())
     }
 
+    /// The branch checked out (for following a local checkout).
+    pub fn current_branch(&self) -> Result<String, GitError> {
+        Ok(self.git(&["symbolic-ref", "--short", "HEAD"])?.trim().to_string())
+    }
+
     pub fn git_dir(&self) -> Result<PathBuf, GitError> {
         Ok(PathBuf::from(self.git(&["rev-parse", "--absolute-git-dir"])?.trim_end()))
     }
@@ -195,12 +200,19 @@ impl Mirror {
                 Duration::from_secs(600),
             )?;
             if !out.success() {
-                return Err(GitError::Failed { args: format!("clone --mirror {}", self.url), message: out.last_error_line() });
+                return Err(GitError::Failed {
+                    args: format!("clone --mirror {}", self.url),
+                    message: out.last_error_line(),
+                });
             }
-            std::fs::rename(&tmp, dir).map_err(|e| GitError::Failed { args: "clone".into(), message: e.to_string() })?;
+            std::fs::rename(&tmp, dir)
+                .map_err(|e| GitError::Failed { args: "clone".into(), message: e.to_string() })?;
             return Ok(());
         }
-        let out = process::run(self.git(Some(dir)).args(["fetch", "--prune", "--quiet", "origin"]), Duration::from_secs(600))?;
+        let out = process::run(
+            self.git(Some(dir)).args(["fetch", "--prune", "--quiet", "origin"]),
+            Duration::from_secs(600),
+        )?;
         if !out.success() {
             return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.last_error_line() });
         }

@@ -2,17 +2,18 @@
 //! line, run the command, and turn errors into reports and exit codes.
 
 mod cli;
-mod controller;
 mod commands;
+mod controller;
 mod deploy;
 mod dispatch;
 mod docker;
 mod error;
 mod git;
+mod keys;
 mod lock;
 mod output;
-mod keys;
 mod process;
+mod server;
 mod secrets;
 mod state;
 mod workspace;

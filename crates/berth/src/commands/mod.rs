@@ -3,6 +3,8 @@
 mod doctor;
 mod inspect;
 mod run;
+mod serve;
+mod trigger;
 
 use std::collections::HashMap;
 
@@ -28,6 +30,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::History { stack, limit, json } => inspect::history(&ws()?, &stack, limit, json),
         Command::Logs { id } => inspect::logs(&ws()?, id),
         Command::Doctor => doctor::doctor(g.repo.as_deref(), g.state_dir.as_deref()),
+        Command::Serve { config, listen, shutdown_grace, .. } => {
+            serve::serve(g, config.as_deref(), listen.as_deref(), &shutdown_grace)
+        }
+        Command::Keys { command } => serve::keys(g, &command),
+        Command::Trigger { stacks, server, api_key, api_secret, wait } => {
+            trigger::trigger(&stacks, &server, &api_key, &api_secret, wait)
+        }
     }
 }
 

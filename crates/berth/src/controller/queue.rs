@@ -83,8 +83,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 q.shared.settled.send_modify(|n| *n += 1);
             }
             Msg::Shutdown { reply } => {
-                let cancelled: Vec<i64> =
-                    q.slots.values_mut().filter_map(|s| s.pending.take()).map(|p| p.id).collect();
+                let cancelled: Vec<i64> = q.slots.values_mut().filter_map(|s| s.pending.take()).map(|p| p.id).collect();
                 q.shared.state(|s| {
                     for id in cancelled {
                         let _ = s.finish(
@@ -179,7 +178,8 @@ impl Queue {
                 .and_then(|c| c.as_ref().and_then(|(_, proj)| proj.stack(&name).map(|s| s.after.clone())))
                 .unwrap_or_default();
             // Wait for dependencies that are queued or running; block on ones that failed in this batch.
-            let busy = after.iter().any(|d| self.slots.get(d).is_some_and(|s| s.running.is_some() || s.pending.is_some()));
+            let busy =
+                after.iter().any(|d| self.slots.get(d).is_some_and(|s| s.running.is_some() || s.pending.is_some()));
             if busy {
                 continue;
             }

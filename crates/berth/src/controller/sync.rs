@@ -131,7 +131,9 @@ fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
             }
         }
         match &result {
-            Ok(o) => tracing::info!(repo = %h.spec.name, commit = %o.commit, deploys = o.deploys.len(), %trigger, "synced"),
+            Ok(o) => {
+                tracing::info!(repo = %h.spec.name, commit = %o.commit, deploys = o.deploys.len(), %trigger, "synced")
+            }
             Err(e) => tracing::error!(repo = %h.spec.name, error = %e, %trigger, "sync failed"),
         }
         for r in replies {
@@ -140,7 +142,13 @@ fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
     }
 }
 
-fn sync_one(shared: &Shared, repo: usize, want: &Want, target: &Target, trigger: &str) -> Result<SyncOutcome, SyncError> {
+fn sync_one(
+    shared: &Shared,
+    repo: usize,
+    want: &Want,
+    target: &Target,
+    trigger: &str,
+) -> Result<SyncOutcome, SyncError> {
     let h = &shared.repos[repo];
     let commit = match target {
         Target::Tip => h.mirror.tip(),
@@ -153,7 +161,9 @@ fn sync_one(shared: &Shared, repo: usize, want: &Want, target: &Target, trigger:
             let errors: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
             let already = shared.state(|s| s.rejections(1)).ok().and_then(|r| r.into_iter().next());
             if already.is_none_or(|(r, c, _, _)| r != h.spec.name || c != commit) {
-                shared.state(|s| s.reject_config(&h.spec.name, &commit, &errors)).map_err(|e| SyncError::Failed(e.to_string()))?;
+                shared
+                    .state(|s| s.reject_config(&h.spec.name, &commit, &errors))
+                    .map_err(|e| SyncError::Failed(e.to_string()))?;
                 tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
             }
             return Err(SyncError::ConfigRejected { commit, errors });

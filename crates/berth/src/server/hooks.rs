@@ -1,0 +1,210 @@
+//! Signed entry points: forge push webhooks, `POST /sync` and `POST /deploy`.
+//!
+//! Nothing here acts before the HMAC signature over the raw body checked out.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::webhook::{self, EventKind, Provider};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{Wait, answer};
+use super::{ApiError, App, parse_json};
+use crate::controller::{RepoHandle, Target, Want};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HookQuery {
+    /// Which `[[repo]]` (default: the one whose secret verifies the signature).
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub wait: bool,
+    pub timeout: Option<u64>,
+}
+
+impl HookQuery {
+    fn wait(&self) -> Wait {
+        Wait { wait: self.wait, timeout: self.timeout }
+    }
+}
+
+fn lookup(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn unauthorized(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+}
+
+fn ignored(reason: String) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(json!({ "status": "ignored", "reason": reason }))).into_response()
+}
+
+/// The repository whose webhook secret verifies this request.
+fn verified_repo<'a>(
+    app: &'a App,
+    q: &HookQuery,
+    check: impl Fn(&[u8]) -> Result<(), webhook::SignatureError>,
+) -> Result<&'a Arc<RepoHandle>, ApiError> {
+    let candidates: Vec<&Arc<RepoHandle>> = match &q.repo {
+        Some(name) => vec![app.ctl.repo(Some(name)).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_repo", format!("no repo named `{name}`"))
+        })?],
+        None => app.ctl.shared.repos.iter().collect(),
+    };
+    let mut last = None;
+    let mut any_secret = false;
+    for r in candidates {
+        let Some(secret) = &r.webhook_secret else { continue };
+        any_secret = true;
+        match check(secret.as_bytes()) {
+            Ok(()) => return Ok(r),
+            Err(e) => last = Some(e),
+        }
+    }
+    if !any_secret {
+        return Err(unauthorized("no webhook secret is configured, so no request can be verified"));
+    }
+    Err(unauthorized(match last {
+        Some(e) => format!("signature check failed: {e}"),
+        None => "signature check failed".to_string(),
+    }))
+}
+
+pub async fn webhook(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HookQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let h = lookup(&headers);
+    let provider = Provider::detect(&h);
+    let repo = verified_repo(&app, &q, |secret| webhook::verify(provider, &h, &body, secret))?;
+    let push = match webhook::event_kind(provider, &h, &body) {
+        EventKind::Ping => return Ok(axum::Json(json!({ "status": "pong", "provider": provider.as_str() })).into_response()),
+        EventKind::Other(name) => return Ok(ignored(format!("`{name}` events are not pushes"))),
+        EventKind::Push => webhook::parse_push(provider, &body).map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    let delivery = webhook::delivery_id(provider, &h);
+    if let Some(d) = &delivery
+        && !app.first_delivery(d)
+    {
+        return Ok(ignored(format!("delivery {d} was already received")));
+    }
+    if let Some(tag) = push.tag() {
+        return Ok(ignored(format!("push of tag `{tag}`; berth follows branch `{}`", repo.spec.branch)));
+    }
+    if push.branch.as_deref() != Some(repo.spec.branch.as_str()) {
+        return Ok(ignored(format!(
+            "push to `{}`; berth follows branch `{}`",
+            push.branch.as_deref().unwrap_or(&push.git_ref),
+            repo.spec.branch
+        )));
+    }
+    if push.deleted {
+        return Ok(ignored(format!("branch `{}` was deleted; nothing running is touched", repo.spec.branch)));
+    }
+    tracing::info!(provider = provider.as_str(), delivery = ?delivery, before = %push.before, after = %push.after, "push received");
+    let trigger = format!("webhook:{}", provider.as_str());
+    let out = app.ctl.request(repo, Want::Reconcile { only: None }, Target::Tip, &trigger, q.wait).await?;
+    match out {
+        None => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after })),
+        )
+            .into_response()),
+        Some(out) => answer(&app, out, &q.wait()).await,
+    }
+}
+
+fn hub_signed<'a>(app: &'a App, q: &HookQuery, headers: &HeaderMap, body: &[u8]) -> Result<&'a Arc<RepoHandle>, ApiError> {
+    let Some(sig) = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()) else {
+        return Err(unauthorized("missing X-Hub-Signature-256 (sha256=<hex HMAC-SHA256 of the body>)"));
+    };
+    verified_repo(app, q, |secret| webhook::verify_hub_signature(sig, body, secret))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /sync`: `{"services": ["platform/postgres"]}` or `{"all": true}`.
+pub async fn sync(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HookQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let repo = hub_signed(&app, &q, &headers, &body)?;
+    let req: SyncBody = parse_json(&body)?;
+    let only = match (req.all, req.services.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            let mut names = Vec::new();
+            let cur = repo.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.clone()));
+            for s in &req.services {
+                let found = cur.as_ref().and_then(|p| {
+                    p.stack(s).or_else(|| p.stacks.iter().find(|x| x.path == *s || x.path.ends_with(&format!("/{s}"))))
+                });
+                match found {
+                    Some(st) => names.push(st.name.clone()),
+                    None => return Err(ApiError::unknown_stack(s)),
+                }
+            }
+            Some(names)
+        }
+        _ => return Err(ApiError::bad_request("give either \"services\": [...] or \"all\": true")),
+    };
+    let out = app.ctl.request(repo, Want::Reconcile { only }, Target::Tip, "sync", true).await?;
+    answer(&app, out.ok_or_else(|| ApiError::internal("no answer"))?, &q.wait()).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    env: String,
+    tag: String,
+    #[serde(default)]
+    triggered_by: Option<String>,
+}
+
+/// `POST /deploy`: `{"env": "staging", "tag": "v1.2.4", "triggered_by": "ci"}`.
+pub async fn deploy(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HookQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let repo = hub_signed(&app, &q, &headers, &body)?;
+    let req: DeployBody = parse_json(&body)?;
+    let stacks: Vec<String> = {
+        let cur = repo.current.read().map_err(|_| ApiError::internal("state poisoned"))?;
+        let Some((_, project)) = cur.as_ref() else {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the repository has not synced yet"));
+        };
+        let Some(env) = project.environments.iter().find(|e| e.name == req.env) else {
+            let known: Vec<&str> = project.environments.iter().map(|e| e.name.as_str()).collect();
+            return Err(ApiError::bad_request(format!(
+                "unknown environment `{}` (configured: {})",
+                req.env,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        };
+        project.environment_stacks(env).iter().filter(|s| !s.manual).map(|s| s.name.clone()).collect()
+    };
+    if req.tag.starts_with('-') || req.tag.is_empty() {
+        return Err(ApiError::bad_request("invalid tag"));
+    }
+    let trigger = format!("deploy:{}", req.triggered_by.as_deref().unwrap_or("api"));
+    let want = Want::Force { stacks, overrides: Default::default() };
+    let out = app.ctl.request(repo, want, Target::Rev(format!("refs/tags/{}", req.tag)), &trigger, true).await?;
+    answer(&app, out.ok_or_else(|| ApiError::internal("no answer"))?, &q.wait()).await
+}

@@ -1,0 +1,220 @@
+//! The HTTP server of `berth serve`: the only module that knows HTTP.
+//!
+//! Routes: health, forge webhooks and signed sync/deploy calls (`hooks`), the
+//! Komodo-compatible execute/read API (`komodo`) and the versioned REST API
+//! (`api`). Every JSON error has one shape: `{"error", "code", "trace"}`.
+
+mod api;
+mod hooks;
+mod komodo;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::controller::Controller;
+use crate::keys::{self, Caller, Scope};
+
+/// Shared by every handler.
+pub struct App {
+    pub ctl: Controller,
+    deliveries: Mutex<Recent>,
+}
+
+/// The last delivery ids seen, for replay protection (bounded).
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+const RECENT_DELIVERIES: usize = 10_000;
+
+impl App {
+    /// Record a delivery id; false if it was seen before (a replay).
+    fn first_delivery(&self, id: &str) -> bool {
+        let mut r = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        if r.seen.contains(id) {
+            return false;
+        }
+        r.seen.insert(id.to_string());
+        r.order.push_back(id.to_string());
+        if r.order.len() > RECENT_DELIVERIES
+            && let Some(old) = r.order.pop_front()
+        {
+            r.seen.remove(&old);
+        }
+        true
+    }
+
+    /// Authenticate `X-Api-Key` + `X-Api-Secret` and require a scope.
+    fn caller(&self, headers: &HeaderMap, need: Scope) -> Result<Caller, ApiError> {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (Some(key), Some(secret)) = (h("x-api-key"), h("x-api-secret")) else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing X-Api-Key / X-Api-Secret"));
+        };
+        let caller = self
+            .ctl
+            .shared
+            .state(|s| keys::verify(s, &key, &secret))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key or secret"))?;
+        if caller.scope < need {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("key `{}` has scope `{}`; this needs `{}`", caller.name, caller.scope.as_str(), need.as_str()),
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// An error answer: `{"error": message, "code": code, "trace": [...]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    trace: Vec<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), trace: Vec::new() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unknown_stack(name: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_stack", format!("no stack named `{name}`"))
+    }
+
+    pub fn with_trace(mut self, trace: Vec<String>) -> ApiError {
+        self.trace = trace;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, error = %self.message, "request failed");
+        }
+        (self.status, axum::Json(json!({ "error": self.message, "code": self.code, "trace": self.trace })))
+            .into_response()
+    }
+}
+
+impl From<crate::controller::SyncError> for ApiError {
+    fn from(e: crate::controller::SyncError) -> ApiError {
+        use crate::controller::SyncError as S;
+        match e {
+            S::Unknown(m) => ApiError::new(StatusCode::NOT_FOUND, "unknown", m),
+            S::ConfigRejected { errors, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "config_rejected", "the configuration is invalid")
+                    .with_trace(errors)
+            }
+            S::Fetch(m) => ApiError::new(StatusCode::BAD_GATEWAY, "fetch_failed", m),
+            S::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "berth is shutting down"),
+            S::Failed(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// Parse a JSON body, answering 400 with serde's message when it is malformed.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// Build the router.
+pub fn router(ctl: Controller, max_body: usize) -> Router {
+    let app = std::sync::Arc::new(App { ctl, deliveries: Mutex::new(Recent::default()) });
+    Router::new()
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/webhook", post(hooks::webhook))
+        .route("/sync", post(hooks::sync))
+        .route("/deploy", post(hooks::deploy))
+        .route("/execute", post(komodo::execute))
+        .route("/execute/{kind}", post(komodo::execute_path))
+        .route("/read", post(komodo::read))
+        .route("/read/{kind}", post(komodo::read_path))
+        .merge(api::routes())
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn health(State(app): State<std::sync::Arc<App>>) -> Response {
+    let shared = &app.ctl.shared;
+    let db = shared.state(|s| s.ping());
+    let mut healthy = db.is_ok();
+    let repos: Vec<_> = shared
+        .repos
+        .iter()
+        .map(|r| {
+            let last = r.last_sync.read().ok().and_then(|l| l.clone());
+            // A repo that never synced yet is starting, not broken.
+            if last.as_ref().is_some_and(|l| !l.ok) {
+                healthy = false;
+            }
+            json!({
+                "name": r.spec.name, "branch": r.spec.branch,
+                "last_sync": last,
+                "commit": r.current.read().ok().and_then(|c| c.as_ref().map(|(c, _)| c.clone())),
+            })
+        })
+        .collect();
+    let body = json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "state": match &db { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "repos": repos,
+    });
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body)).into_response()
+}
+
+/// Serve until SIGTERM or SIGINT, then let running deploys finish (bounded by `grace`).
+pub async fn serve(ctl: Controller, addr: SocketAddr, max_body: usize, grace: Duration) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "listening");
+    // Print the bound address for scripts and tests (port 0 picks a free one).
+    println!("listening on {}", listener.local_addr()?);
+    let router = router(ctl.clone(), max_body).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(15 * 60),
+    ));
+    axum::serve(listener, router).with_graceful_shutdown(signal()).await?;
+    tracing::info!("shutting down: waiting for running deploys");
+    ctl.shutdown(grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
