@@ -13,8 +13,8 @@ mod keys;
 mod lock;
 mod output;
 mod process;
-mod server;
 mod secrets;
+mod server;
 mod state;
 mod workspace;
 
@@ -27,10 +27,21 @@ fn main() {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| filter.into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let (filter, json) = match &cli.command {
+        // The controller logs what it does by default, as JSON lines unless on a terminal.
+        cli::Command::Serve { json_logs, .. } => (
+            if cli.global.verbose > 1 { "debug" } else { "info" },
+            json_logs.unwrap_or_else(|| !std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        ),
+        _ => (filter, false),
+    };
+    let env_filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| filter.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -44,6 +44,9 @@ pub enum RunError {
 /// Run `cmd` to completion, killing it after `timeout`. stdin is closed.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
+    // Own process group: a Ctrl-C or a SIGTERM to berth's group must not kill a
+    // compose run half-way; berth decides when to stop (and kills on timeout).
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

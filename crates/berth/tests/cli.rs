@@ -26,7 +26,11 @@ fn validate_summarises_a_good_repo_and_reports_every_error_of_a_bad_one() {
     let out = repo.berth(&["validate"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("berth.toml:8:1: stack path `../../etc` leaves the repository"), "{}", out.stderr);
-    assert!(out.stderr.contains("unknown stack `cady`") && out.stderr.contains("did you mean `caddy`?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown stack `cady`") && out.stderr.contains("did you mean `caddy`?"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("invalid configuration (2 problems)"), "{}", out.stderr);
     // The committed config is still fine.
     repo.berth(&["validate", "--ref", "HEAD"]).ok();
@@ -74,7 +78,11 @@ fn unknown_stacks_are_named_with_a_suggestion() {
     repo.commit("web");
     let out = repo.berth(&["deploy", "wbe"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("no stack named `wbe`") && out.stderr.contains("did you mean `web`?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no stack named `wbe`") && out.stderr.contains("did you mean `web`?"),
+        "{}",
+        out.stderr
+    );
     let out = repo.berth(&["deploy", "web", "--set", "1BAD=x"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }

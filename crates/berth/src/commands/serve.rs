@@ -43,7 +43,8 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
             ]));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        let state_dir = g.state_dir.clone().unwrap_or_else(|| base.join(cfg.berth.state_dir.as_deref().unwrap_or(".berth")));
+        let state_dir =
+            g.state_dir.clone().unwrap_or_else(|| base.join(cfg.berth.state_dir.as_deref().unwrap_or(".berth")));
         return Ok(ServeConfig {
             state_dir,
             repos,
@@ -105,12 +106,8 @@ pub fn serve(g: &Global, config_file: Option<&Path>, listen: Option<&str>, grace
     let compose = Compose::detect()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Io(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        let ctl = Controller::start(Setup {
-            state_dir: cfg.state_dir,
-            repos,
-            compose,
-            max_parallel: cfg.max_parallel,
-        })?;
+        let ctl =
+            Controller::start(Setup { state_dir: cfg.state_dir, repos, compose, max_parallel: cfg.max_parallel })?;
         crate::server::serve(ctl, addr, cfg.max_body, grace)
             .await
             .map_err(|e| Error::Io(format!("cannot serve on {addr}: {e}")))
@@ -134,7 +131,9 @@ pub fn keys(g: &Global, command: &KeysCommand) -> Result<i32> {
             let (k, secret) = keys::create(&state, name, scope, stacks).map_err(Error::Usage)?;
             println!("key:    {}", k.key);
             println!("secret: {secret}");
-            eprintln!("The secret is shown only now; berth stores a hash of it. Send both as X-Api-Key and X-Api-Secret.");
+            eprintln!(
+                "The secret is shown only now; berth stores a hash of it. Send both as X-Api-Key and X-Api-Secret."
+            );
         }
         KeysCommand::List => {
             let rows: Vec<Vec<String>> = state

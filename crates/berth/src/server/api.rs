@@ -62,7 +62,11 @@ async fn stacks(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
     Ok(axum::Json(json!({ "stacks": out })).into_response())
 }
 
-async fn stack(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn stack(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     app.caller(&headers, Scope::Read)?;
     let repo = app.ctl.repo_of_stack(&name).ok_or_else(|| ApiError::unknown_stack(&name))?;
     let def = repo
@@ -72,7 +76,8 @@ async fn stack(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path
         .and_then(|c| c.as_ref().and_then(|(_, p)| p.stack(&name).cloned()))
         .ok_or_else(|| ApiError::unknown_stack(&name))?;
     let history = app.ctl.shared.state(|s| s.history(&name, 20)).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(axum::Json(json!({ "name": name, "repo": repo.spec.name, "definition": def, "deploys": history })).into_response())
+    Ok(axum::Json(json!({ "name": name, "repo": repo.spec.name, "definition": def, "deploys": history }))
+        .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +115,8 @@ async fn deploy(
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars };
     let trigger = format!("api:{}", caller.name);
-    let out = app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
+    let out =
+        app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
     answer(&app, out, &wait).await
 }
 
@@ -118,7 +124,11 @@ async fn deploy(
 pub async fn answer(app: &App, out: crate::controller::SyncOutcome, wait: &Wait) -> Result<Response, ApiError> {
     let ids: Vec<i64> = out.deploys.iter().map(|d| d.id).collect();
     if !wait.wait {
-        return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "commit": out.commit, "deploys": out.deploys, "unchanged": out.unchanged }))).into_response());
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "commit": out.commit, "deploys": out.deploys, "unchanged": out.unchanged })),
+        )
+            .into_response());
     }
     let records = app.ctl.wait(&ids, wait.duration()).await;
     let settled = records.iter().all(|r| r.status.is_final());
@@ -139,10 +149,15 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn deploys(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn deploys(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     app.caller(&headers, Scope::Read)?;
     let limit = q.limit.unwrap_or(50).min(1000);
-    let list = app.ctl.shared.state(|s| s.list(q.stack.as_deref(), limit)).map_err(|e| ApiError::internal(e.to_string()))?;
+    let list =
+        app.ctl.shared.state(|s| s.list(q.stack.as_deref(), limit)).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(axum::Json(json!({ "deploys": list })).into_response())
 }
 
@@ -155,12 +170,20 @@ fn deploy_record(app: &App, id: i64) -> Result<berth_core::record::DeployRecord,
     })
 }
 
-async fn deploy_detail(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn deploy_detail(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     app.caller(&headers, Scope::Read)?;
     Ok(axum::Json(deploy_record(&app, id)?).into_response())
 }
 
-async fn deploy_log(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn deploy_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     app.caller(&headers, Scope::Read)?;
     let record = deploy_record(&app, id)?;
     let log = app.ctl.shared.state(|s| s.log(id)).map_err(|e| ApiError::internal(e.to_string()))?;

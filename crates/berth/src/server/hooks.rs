@@ -49,12 +49,13 @@ fn verified_repo<'a>(
     q: &HookQuery,
     check: impl Fn(&[u8]) -> Result<(), webhook::SignatureError>,
 ) -> Result<&'a Arc<RepoHandle>, ApiError> {
-    let candidates: Vec<&Arc<RepoHandle>> = match &q.repo {
-        Some(name) => vec![app.ctl.repo(Some(name)).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_repo", format!("no repo named `{name}`"))
-        })?],
-        None => app.ctl.shared.repos.iter().collect(),
-    };
+    let candidates: Vec<&Arc<RepoHandle>> =
+        match &q.repo {
+            Some(name) => vec![app.ctl.repo(Some(name)).ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_repo", format!("no repo named `{name}`"))
+            })?],
+            None => app.ctl.shared.repos.iter().collect(),
+        };
     let mut last = None;
     let mut any_secret = false;
     for r in candidates {
@@ -84,7 +85,9 @@ pub async fn webhook(
     let provider = Provider::detect(&h);
     let repo = verified_repo(&app, &q, |secret| webhook::verify(provider, &h, &body, secret))?;
     let push = match webhook::event_kind(provider, &h, &body) {
-        EventKind::Ping => return Ok(axum::Json(json!({ "status": "pong", "provider": provider.as_str() })).into_response()),
+        EventKind::Ping => {
+            return Ok(axum::Json(json!({ "status": "pong", "provider": provider.as_str() })).into_response());
+        }
         EventKind::Other(name) => return Ok(ignored(format!("`{name}` events are not pushes"))),
         EventKind::Push => webhook::parse_push(provider, &body).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
@@ -107,7 +110,7 @@ pub async fn webhook(
     if push.deleted {
         return Ok(ignored(format!("branch `{}` was deleted; nothing running is touched", repo.spec.branch)));
     }
-    tracing::info!(provider = provider.as_str(), delivery = ?delivery, before = %push.before, after = %push.after, "push received");
+    tracing::info!(provider = provider.as_str(), delivery = delivery.as_deref().unwrap_or(""), before = %push.before, after = %push.after, "push received");
     let trigger = format!("webhook:{}", provider.as_str());
     let out = app.ctl.request(repo, Want::Reconcile { only: None }, Target::Tip, &trigger, q.wait).await?;
     match out {
@@ -120,7 +123,12 @@ pub async fn webhook(
     }
 }
 
-fn hub_signed<'a>(app: &'a App, q: &HookQuery, headers: &HeaderMap, body: &[u8]) -> Result<&'a Arc<RepoHandle>, ApiError> {
+fn hub_signed<'a>(
+    app: &'a App,
+    q: &HookQuery,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'a Arc<RepoHandle>, ApiError> {
     let Some(sig) = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized("missing X-Hub-Signature-256 (sha256=<hex HMAC-SHA256 of the body>)"));
     };
@@ -188,7 +196,11 @@ pub async fn deploy(
     let stacks: Vec<String> = {
         let cur = repo.current.read().map_err(|_| ApiError::internal("state poisoned"))?;
         let Some((_, project)) = cur.as_ref() else {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the repository has not synced yet"));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the repository has not synced yet",
+            ));
         };
         let Some(env) = project.environments.iter().find(|e| e.name == req.env) else {
             let known: Vec<&str> = project.environments.iter().map(|e| e.name.as_str()).collect();

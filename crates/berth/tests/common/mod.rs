@@ -1,6 +1,8 @@
 //! Test harness: real git repositories in temp dirs, the real berth binary and the real Docker engine.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

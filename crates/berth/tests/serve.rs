@@ -1,0 +1,234 @@
+//! `berth serve` end to end: a real server process, real HTTP, real git, the real engine.
+
+mod common;
+
+use common::server::{SECRET, Server};
+use common::*;
+use serde_json::json;
+
+fn env_stack(color: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+    )
+}
+
+#[test]
+fn a_signed_push_redeploys_exactly_the_changed_stack() {
+    docker();
+    let (a, b) = (unique("a"), unique("b"));
+    let _c = Cleanup(vec![a.clone(), b.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{a}/compose.yaml"), &env_stack("red"));
+    repo.write(&format!("stacks/{b}/compose.yaml"), &env_stack("blue"));
+    let first = repo.commit("two stacks");
+    let server = Server::start(&repo);
+    let startup = server.settle();
+    assert_eq!(startup.len(), 2, "{startup:?}");
+    assert!(startup.iter().all(|d| d["status"] == "succeeded" && d["trigger"] == "startup"), "{startup:?}");
+    let a_id = container(&a, "app");
+    let b_id = container(&b, "app");
+
+    repo.write(&format!("stacks/{b}/compose.yaml"), &env_stack("green"));
+    let second = repo.commit("b turns green");
+    let (code, body) = server.push(&first, &second, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    let deploys = body["deploys"].as_array().unwrap();
+    assert_eq!(deploys.len(), 1, "{body}");
+    assert_eq!(deploys[0]["stack"], b.as_str());
+    assert_eq!(deploys[0]["commit"], second.as_str());
+    assert_eq!(deploys[0]["trigger"], "webhook:github");
+
+    let b_new = container(&b, "app");
+    assert_ne!(b_new, b_id);
+    assert!(inspect(&b_new, "{{json .Config.Env}}").contains("COLOR=green"));
+    assert_eq!(container(&a, "app"), a_id, "the untouched stack was recreated");
+
+    let health = server.get("/health").unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["repos"][0]["commit"], second.as_str());
+}
+
+#[test]
+fn bad_requests_are_refused_and_deploy_nothing() {
+    docker();
+    let s = unique("neg");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("one");
+    let server = Server::start(&repo);
+    server.settle();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let second = repo.commit("change");
+    let before = server.deploys().len();
+
+    let body = json!({"ref": "refs/heads/main", "before": first, "after": second}).to_string();
+    let good = berth_core::webhook::sign(SECRET.as_bytes(), body.as_bytes());
+    let wrong = berth_core::webhook::sign(b"not-the-secret", body.as_bytes());
+    let push = |sig: Option<&str>, body: &str| {
+        let mut h = vec![("X-GitHub-Event", "push")];
+        if let Some(s) = sig {
+            h.push(("X-Hub-Signature-256", s));
+        }
+        server.raw("/webhook", &h, body.as_bytes().to_vec())
+    };
+    assert_eq!(push(Some(&wrong), &body).0, 401, "wrong signature");
+    assert_eq!(push(None, &body).0, 401, "missing signature");
+    let malformed = "{\"ref\": ";
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), malformed.as_bytes());
+    assert_eq!(push(Some(&sig), malformed).0, 400, "malformed JSON");
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), &big);
+    let (code, _) = server.raw("/webhook", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], big);
+    assert_eq!(code, 413, "oversized body");
+
+    let ping = json!({"zen": "Keep it logically awesome.", "hook_id": 1}).to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), ping.as_bytes());
+    let (code, _) =
+        server.raw("/webhook", &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &sig)], ping.into_bytes());
+    assert_eq!(code, 200, "ping");
+
+    let other = json!({"ref": "refs/heads/feature", "before": first, "after": second}).to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), other.as_bytes());
+    let (code, body) = push(Some(&sig), &other);
+    assert_eq!((code, body["status"].as_str()), (202, Some("ignored")), "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("feature"), "{body}");
+
+    // /sync: unknown stack is a 404 naming it.
+    let sync = json!({"services": ["no-such-stack"]}).to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), sync.as_bytes());
+    let (code, body) = server.raw("/sync", &[("X-Hub-Signature-256", &sig)], sync.into_bytes());
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no-such-stack"), "{body}");
+    // /deploy: unknown environment is a 400.
+    let dep = json!({"env": "staging", "tag": "v1.2.4", "triggered_by": "ci"}).to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), dep.as_bytes());
+    let (code, body) = server.raw("/deploy", &[("X-Hub-Signature-256", &sig)], dep.into_bytes());
+    assert_eq!(code, 400, "{body}");
+
+    // API keys: wrong secret, and a scope that does not cover the stack.
+    let url = format!("/api/v1/stacks/{s}/deploy");
+    let r = server
+        .http
+        .post(server.url(&url))
+        .header("X-Api-Key", &server.key)
+        .header("X-Api-Secret", "bs_wrong")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let out = repo.berth(&["keys", "create", "--name", "narrow", "--scope", "deploy", "--stacks", "other-*"]).ok();
+    let get = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n)).unwrap().trim().to_string();
+    let (k, sec) = (get("key:"), get("secret:"));
+    let r = server.http.post(server.url(&url)).header("X-Api-Key", &k).header("X-Api-Secret", &sec).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = server
+        .http
+        .post(server.url("/api/v1/stacks/nope/deploy"))
+        .header("X-Api-Key", &server.key)
+        .header("X-Api-Secret", &server.secret)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    assert_eq!(server.deploys().len(), before, "a refused request deployed something");
+
+    // The good signature does deploy; a replayed delivery id is ignored.
+    let h = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", good.as_str()), ("X-GitHub-Delivery", "d-1")];
+    let (code, _) = server.raw("/webhook?wait=true", &h, body_bytes(&first, &second));
+    assert_eq!(code, 200);
+    let (code, again) = server.raw("/webhook", &h, body_bytes(&first, &second));
+    assert_eq!((code, again["status"].as_str()), (202, Some("ignored")), "{again}");
+    assert_eq!(server.settle().len(), before + 1);
+}
+
+fn body_bytes(first: &str, second: &str) -> Vec<u8> {
+    json!({"ref": "refs/heads/main", "before": first, "after": second}).to_string().into_bytes()
+}
+
+#[test]
+fn an_invalid_config_push_is_rejected_and_the_old_one_keeps_running() {
+    docker();
+    let s = unique("cfg");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("one");
+    let server = Server::start(&repo);
+    server.settle();
+    let id = container(&s, "app");
+    repo.write("berth.toml", "[[stack]]\nname = \"x\"\nwach = []\n");
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let bad = repo.commit("broken config");
+    let (code, body) = server.push(&first, &bad, "?wait=true");
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["code"], "config_rejected");
+    assert!(body["trace"][0].as_str().unwrap().contains("wach"), "{body}");
+    let rej = server.get("/api/v1/config/rejections").unwrap();
+    assert_eq!(rej["rejections"][0]["commit"], bad.as_str());
+    assert_eq!(container(&s, "app"), id, "a rejected config touched the running stack");
+    let health = server.get("/health").unwrap();
+    assert_eq!(health["repos"][0]["commit"], first.as_str(), "the controller switched to the rejected config");
+}
+
+#[test]
+fn a_storm_of_pushes_coalesces_and_ends_on_the_last_commit() {
+    docker();
+    let s = unique("storm");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("c0"));
+    let mut prev = repo.commit("c0");
+    let server = Server::start(&repo);
+    server.settle();
+    let mut last = prev.clone();
+    for i in 1..=20 {
+        repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack(&format!("c{i}")));
+        last = repo.commit(&format!("c{i}"));
+        // Several deliveries per commit, as a forge retrying would send.
+        for _ in 0..5 {
+            let (code, _) = server.push(&prev, &last, "");
+            assert_eq!(code, 202);
+        }
+        let d = server.deploys();
+        let queued = d.iter().filter(|x| x["stack"] == s.as_str() && x["status"] == "queued").count();
+        let running = d.iter().filter(|x| x["stack"] == s.as_str() && x["status"] == "running").count();
+        assert!(queued <= 1 && running <= 1, "queued {queued}, running {running}");
+        prev = last.clone();
+    }
+    // A final push with wait settles everything.
+    let (code, body) = server.push(&prev, &last, "?wait=true");
+    assert!(code == 200 || code == 202, "{body}");
+    let d = server.settle();
+    let ours: Vec<_> = d.iter().filter(|x| x["stack"] == s.as_str()).collect();
+    assert!(ours.len() < 100, "pushes were not coalesced: {} deploys", ours.len());
+    let newest = ours.iter().find(|x| x["status"] == "succeeded").unwrap();
+    assert_eq!(newest["commit"], last.as_str());
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=c20"));
+}
+
+#[test]
+fn sigterm_lets_the_running_deploy_finish_and_leaves_nothing_running() {
+    docker();
+    let s = unique("term");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("one");
+    let mut server = Server::start(&repo);
+    server.settle();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let second = repo.commit("two");
+    let (code, _) = server.push(&first, &second, "");
+    assert_eq!(code, 202);
+    wait_for("the deploy to start", std::time::Duration::from_secs(60), || {
+        server.deploys().iter().any(|d| d["commit"] == second.as_str() && d["status"] != "queued").then_some(())
+    });
+    let status = server.stop();
+    assert!(status.success(), "berth serve exited with {status}");
+    let hist = repo.json(&["history", &s, "--json"]);
+    for h in hist.as_array().unwrap() {
+        assert!(h["status"] != "running" && h["status"] != "queued", "left behind: {h}");
+    }
+    assert_eq!(hist[0]["status"], "succeeded", "{}", hist[0]);
+}
