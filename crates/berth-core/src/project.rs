@@ -338,53 +338,7 @@ impl Project {
             );
         }
 
-        let mut repos: Vec<RepoSpec> = Vec::new();
-        for r in &cfg.repo {
-            let l = loc(r.span());
-            let r = r.get_ref();
-            let at = |m: String| ConfigError::new(m).at(l.clone());
-            if !valid_name(&r.name) {
-                errors.push(at(format!("invalid repo name `{}`", r.name)).help(NAME_HELP));
-            }
-            if repos.iter().any(|x| x.name == r.name) {
-                errors.push(at(format!("repo `{}` is declared twice", r.name)));
-            }
-            if url_has_password(&r.url) {
-                errors.push(
-                    at(format!("repo `{}`: the url carries credentials", r.name))
-                        .help("remove the password or token from the url and use token = { file = \"...\" } instead"),
-                );
-            }
-            let poll = match r.poll.as_deref().map(duration::parse) {
-                None => Some(DEFAULT_POLL),
-                Some(Ok(d)) if d.is_zero() => None,
-                Some(Ok(d)) => Some(d),
-                Some(Err(e)) => {
-                    errors.push(at(format!("repo `{}` poll: {e}", r.name)));
-                    None
-                }
-            };
-            for (what, s) in [("token", &r.token), ("webhook_secret", &r.webhook_secret)] {
-                if let Some(s) = s
-                    && s.file.is_some() == s.env.is_some()
-                {
-                    errors.push(at(format!("repo `{}` {what}: give exactly one of file or env", r.name)).help(
-                        format!(
-                            "{what} = {{ file = \"/run/secrets/{what}\" }} or {what} = {{ env = \"BERTH_{}\" }}",
-                            what.to_uppercase()
-                        ),
-                    ));
-                }
-            }
-            repos.push(RepoSpec {
-                name: r.name.clone(),
-                url: r.url.clone(),
-                branch: r.branch.clone().unwrap_or_else(|| "main".into()),
-                poll,
-                token: r.token.clone(),
-                webhook_secret: r.webhook_secret.clone(),
-            });
-        }
+        let repos = repo_specs(file, text, &cfg, &mut errors);
         let mut environments: Vec<Environment> = Vec::new();
         for e in &cfg.environment {
             let l = loc(e.span());
@@ -463,6 +417,57 @@ impl Project {
             None => e.help("`berth plan` lists every stack"),
         }
     }
+}
+
+/// The `[[repo]]` entries of a parsed file, validated (errors are appended to `errors`).
+pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Vec<RepoSpec> {
+    let loc = |span: std::ops::Range<usize>| Some(Location::from_offset(file, text, span.start));
+    let mut repos: Vec<RepoSpec> = Vec::new();
+    for r in &cfg.repo {
+        let l = loc(r.span());
+        let r = r.get_ref();
+        let at = |m: String| ConfigError::new(m).at(l.clone());
+        if !valid_name(&r.name) {
+            errors.push(at(format!("invalid repo name `{}`", r.name)).help(NAME_HELP));
+        }
+        if repos.iter().any(|x| x.name == r.name) {
+            errors.push(at(format!("repo `{}` is declared twice", r.name)));
+        }
+        if url_has_password(&r.url) {
+            errors.push(
+                at(format!("repo `{}`: the url carries credentials", r.name))
+                    .help("remove the password or token from the url and use token = { file = \"...\" } instead"),
+            );
+        }
+        let poll = match r.poll.as_deref().map(duration::parse) {
+            None => Some(DEFAULT_POLL),
+            Some(Ok(d)) if d.is_zero() => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                errors.push(at(format!("repo `{}` poll: {e}", r.name)));
+                None
+            }
+        };
+        for (what, s) in [("token", &r.token), ("webhook_secret", &r.webhook_secret)] {
+            if let Some(s) = s
+                && s.file.is_some() == s.env.is_some()
+            {
+                errors.push(at(format!("repo `{}` {what}: give exactly one of file or env", r.name)).help(format!(
+                    "{what} = {{ file = \"/run/secrets/{what}\" }} or {what} = {{ env = \"BERTH_{}\" }}",
+                    what.to_uppercase()
+                )));
+            }
+        }
+        repos.push(RepoSpec {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            branch: r.branch.clone().unwrap_or_else(|| "main".into()),
+            poll,
+            token: r.token.clone(),
+            webhook_secret: r.webhook_secret.clone(),
+        });
+    }
+    repos
 }
 
 /// Does a URL carry a password or token (`https://user:secret@host/...`)?
