@@ -44,8 +44,11 @@ pub enum Command {
         from: String,
         #[arg(long, value_name = "REV", default_value = "HEAD")]
         to: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "names")]
         json: bool,
+        /// Print only the names of the changed stacks, one per line (for scripts).
+        #[arg(long)]
+        names: bool,
     },
     /// Show, in dependency order, what `apply` would do with each stack and why.
     Plan {

@@ -40,7 +40,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool) -> Result<i32> {
+pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool, names: bool) -> Result<i32> {
     let snap = ws.snapshot(to)?;
     let everything = if git::is_null_rev(from) {
         Some("`from` is the null commit (a new branch)".to_string())
@@ -89,6 +89,12 @@ pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool) -> Result<i3
     }
     if let Some(why) = &everything {
         eprintln!("every stack counts as changed: {why}");
+    }
+    if names {
+        for name in touched.keys() {
+            println!("{name}");
+        }
+        return Ok(exit::OK);
     }
     for (name, paths) in &touched {
         if paths.is_empty() {

@@ -22,7 +22,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ws = || Workspace::open(g.repo.as_deref(), g.state_dir.as_deref());
     match cli.command {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
-        Command::Changed { from, to, json } => inspect::changed(&ws()?, &from, &to, json),
+        Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
         Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
