@@ -213,7 +213,8 @@ fn sync_one(
             stack: step.stack.clone(),
             server: step.server.clone(),
             commit: commit.clone(),
-            overrides: matches!(want, Want::Force { .. }).then(|| overrides.clone()),
+            // An explicit deploy without variables keeps the stack's pinned ones.
+            overrides: (matches!(want, Want::Force { .. }) && !overrides.is_empty()).then(|| overrides.clone()),
             trigger: trigger.to_string(),
             batch,
             reply: tx,

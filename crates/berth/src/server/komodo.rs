@@ -1,33 +1,266 @@
-//! Komodo-compatible execute/read API (placeholder until shapes are settled).
+//! The Komodo-compatible execute/read API, so CI jobs and clients written for
+//! Komodo (its Rust client 2.x, its TypeScript client, `km`) work unchanged.
+//!
+//! Requests come body-style (`POST /execute {"type","params"}`) or path-style
+//! (`POST /execute/DeployStack` with the params as the body). Deploys answer
+//! Komodo's `Update` object; its `_id` is the deploy id as a 24-digit hex
+//! ObjectId, and `GetUpdate` moves it from `Queued`/`InProgress` to `Complete`.
+//! Successes are always HTTP 200, as Komodo's older clients require.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::record::{DeployRecord, DeployStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use super::{ApiError, App};
+use super::{ApiError, App, parse_json};
+use crate::controller::{Target, Want};
+use crate::keys::{Caller, Scope};
 
-pub async fn execute(State(_app): State<Arc<App>>, _h: HeaderMap, _b: Bytes) -> Result<Response, ApiError> {
-    Err(ApiError::internal("todo"))
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    params: Value,
 }
+
+#[derive(Debug, Deserialize)]
+struct StackParams {
+    stack: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchParams {
+    pattern: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdParams {
+    id: String,
+}
+
+pub async fn execute(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let env: Envelope = parse_json(&body)?;
+    run_execute(&app, &headers, &env.kind, env.params).await
+}
+
 pub async fn execute_path(
-    State(_app): State<Arc<App>>,
-    Path(_k): Path<String>,
-    _h: HeaderMap,
-    _b: Bytes,
+    State(app): State<Arc<App>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    Err(ApiError::internal("todo"))
+    let params: Value = if body.is_empty() { json!({}) } else { parse_json(&body)? };
+    run_execute(&app, &headers, &kind, params).await
 }
-pub async fn read(State(_app): State<Arc<App>>, _h: HeaderMap, _b: Bytes) -> Result<Response, ApiError> {
-    Err(ApiError::internal("todo"))
+
+pub async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let env: Envelope = parse_json(&body)?;
+    run_read(&app, &headers, &env.kind, env.params)
 }
+
 pub async fn read_path(
-    State(_app): State<Arc<App>>,
-    Path(_k): Path<String>,
-    _h: HeaderMap,
-    _b: Bytes,
+    State(app): State<Arc<App>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    Err(ApiError::internal("todo"))
+    let params: Value = if body.is_empty() { json!({}) } else { parse_json(&body)? };
+    run_read(&app, &headers, &kind, params)
+}
+
+/// `GET /version`: the bare version, without auth, as Komodo answers it.
+pub async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+fn params<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid params: {e}")))
+}
+
+fn ok(v: Value) -> Result<Response, ApiError> {
+    Ok((StatusCode::OK, axum::Json(v)).into_response())
+}
+
+async fn run_execute(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Response, ApiError> {
+    let caller = app.caller(headers, Scope::Deploy)?;
+    match kind {
+        "DeployStack" => ok(deploy(app, &caller, &params::<StackParams>(p)?.stack, false).await?),
+        "DeployStackIfChanged" => ok(deploy(app, &caller, &params::<StackParams>(p)?.stack, true).await?),
+        "BatchDeployStack" | "BatchDeployStackIfChanged" => {
+            let pattern = params::<BatchParams>(p)?.pattern;
+            let if_changed = kind == "BatchDeployStackIfChanged";
+            let mut items = Vec::new();
+            for stack in matching(app, &pattern)? {
+                items.push(match deploy(app, &caller, &stack, if_changed).await {
+                    Ok(update) => json!({ "status": "Ok", "data": update }),
+                    Err(e) => json!({
+                        "status": "Err",
+                        "data": { "name": stack, "error": { "error": e.message, "trace": e.trace } },
+                    }),
+                });
+            }
+            ok(Value::Array(items))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "berth does not implement the execution `{other}` (supported: DeployStack, DeployStackIfChanged, BatchDeployStack, BatchDeployStackIfChanged)"
+        ))),
+    }
+}
+
+fn run_read(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Response, ApiError> {
+    app.caller(headers, Scope::Read)?;
+    match kind {
+        "GetVersion" => ok(json!({ "version": env!("CARGO_PKG_VERSION") })),
+        "GetUpdate" => {
+            let id = params::<IdParams>(p)?.id;
+            if let Some(u) = noop_updates().lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+                return ok(u.clone());
+            }
+            let deploy_id = i64::from_str_radix(&id, 16)
+                .ok()
+                .filter(|_| id.len() == 24)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_update", format!("no update {id}")))?;
+            let record = app
+                .ctl
+                .shared
+                .state(|s| s.get(deploy_id))
+                .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown_update", format!("no update {id}")))?;
+            let log = app.ctl.shared.state(|s| s.log(deploy_id)).unwrap_or_default();
+            ok(update(&record, &log))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "berth does not implement the read `{other}` (supported: GetVersion, GetUpdate)"
+        ))),
+    }
+}
+
+/// Deploy one stack for a Komodo client; returns the `Update`.
+async fn deploy(app: &App, caller: &Caller, stack: &str, if_changed: bool) -> Result<Value, ApiError> {
+    let repo = app.ctl.repo_of_stack(stack).ok_or_else(|| ApiError::unknown_stack(stack))?;
+    if !caller.may_deploy(stack) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("key `{}` may not deploy stack `{stack}`", caller.name),
+        ));
+    }
+    let want = if if_changed {
+        Want::Reconcile { only: Some(vec![stack.to_string()]) }
+    } else {
+        Want::Force { stacks: vec![stack.to_string()], overrides: Default::default() }
+    };
+    let trigger = format!("komodo:{}", caller.name);
+    let out = app
+        .ctl
+        .request(repo, want, Target::Tip, &trigger, true)
+        .await?
+        .ok_or_else(|| ApiError::internal("no answer"))?;
+    match out.deploys.first() {
+        Some(d) => {
+            let record = app.ctl.shared.state(|s| s.get(d.id)).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(update(&record, ""))
+        }
+        None => Ok(noop(stack, &out.commit, &trigger)),
+    }
+}
+
+/// Stacks whose names match a Komodo batch pattern: names or wildcards, comma or newline separated.
+fn matching(app: &App, pattern: &str) -> Result<Vec<String>, ApiError> {
+    let mut globs = Vec::new();
+    for p in pattern.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+        globs.push(berth_core::changes::glob(p).map_err(ApiError::bad_request)?);
+    }
+    let mut names: Vec<String> = Vec::new();
+    for r in &app.ctl.shared.repos {
+        if let Ok(cur) = r.current.read()
+            && let Some((_, project)) = cur.as_ref()
+        {
+            names.extend(
+                project.stacks.iter().filter(|s| globs.iter().any(|g| g.is_match(&s.name))).map(|s| s.name.clone()),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The Komodo `Update` for a deploy record.
+fn update(r: &DeployRecord, log: &str) -> Value {
+    let status = match r.status {
+        DeployStatus::Queued => "Queued",
+        DeployStatus::Running => "InProgress",
+        _ => "Complete",
+    };
+    let done = r.status.is_final();
+    let success = if done { r.status == DeployStatus::Succeeded } else { true };
+    let (start, end) = (r.started_at * 1000, r.finished_at.map(|t| t * 1000));
+    let logs = if done {
+        vec![json!({
+            "stage": "Deploy Stack",
+            "command": format!("berth deploy {} (deploy {}, {})", r.stack, r.id, r.status),
+            "stdout": log,
+            "stderr": r.reason.clone().unwrap_or_default(),
+            "success": success,
+            "start_ts": start,
+            "end_ts": end.unwrap_or(start),
+        })]
+    } else {
+        Vec::new()
+    };
+    json!({
+        "_id": { "$oid": format!("{:024x}", r.id) },
+        "operation": "DeployStack",
+        "start_ts": start,
+        "success": success,
+        "operator": r.trigger,
+        "target": { "type": "Stack", "id": r.stack },
+        "logs": logs,
+        "end_ts": end,
+        "status": status,
+        "commit_hash": r.commit,
+        "other_data": "",
+    })
+}
+
+/// Updates for "nothing changed" answers, kept so `GetUpdate` finds them (bounded).
+fn noop_updates() -> &'static Mutex<HashMap<String, Value>> {
+    static M: OnceLock<Mutex<HashMap<String, Value>>> = OnceLock::new();
+    M.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn noop(stack: &str, commit: &str, operator: &str) -> Value {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Above any deploy id, so the two never collide.
+    let id = format!("ff{:022x}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let now = crate::state::now() * 1000;
+    let u = json!({
+        "_id": { "$oid": id },
+        "operation": "DeployStack",
+        "start_ts": now,
+        "success": true,
+        "operator": operator,
+        "target": { "type": "Stack", "id": stack },
+        "logs": [{
+            "stage": "Deploy Stack", "command": "berth deploy-if-changed", "success": true,
+            "stdout": "Deploy cancelled after no changes detected.", "stderr": "", "start_ts": now, "end_ts": now,
+        }],
+        "end_ts": now,
+        "status": "Complete",
+        "commit_hash": commit,
+        "other_data": "",
+    });
+    let mut m = noop_updates().lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() > 10_000 {
+        m.clear();
+    }
+    m.insert(id, u.clone());
+    u
 }

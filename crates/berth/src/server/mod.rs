@@ -83,8 +83,8 @@ impl App {
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
-    message: String,
-    trace: Vec<String>,
+    pub message: String,
+    pub trace: Vec<String>,
 }
 
 impl ApiError {
@@ -154,6 +154,7 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/execute/{kind}", post(komodo::execute_path))
         .route("/read", post(komodo::read))
         .route("/read/{kind}", post(komodo::read_path))
+        .route("/version", get(komodo::version))
         .merge(api::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
