@@ -31,6 +31,8 @@ pub enum GitError {
 #[derive(Debug, Clone)]
 pub struct Repo {
     pub root: PathBuf,
+    /// berth's own mirror: trust it whoever owns the files (`safe.directory`).
+    pub mirror: bool,
 }
 
 /// The all-zero object id a forge sends as `before` for a new branch.
@@ -45,13 +47,27 @@ impl Repo {
         if !out.success() {
             return Err(GitError::NotARepo(dir.to_path_buf()));
         }
-        Ok(Repo { root: PathBuf::from(out.stdout.trim_end()) })
+        Ok(Repo { root: PathBuf::from(out.stdout.trim_end()), mirror: false })
     }
 
     fn cmd(&self) -> Command {
         let mut c = Command::new("git");
+        self.trust(&mut c);
         c.arg("-C").arg(&self.root).env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C");
         c
+    }
+
+    /// The state dir may belong to another user than the one berth runs as.
+    /// `-c` settings do not reach the upload-pack git runs for a local remote,
+    /// so the setting also comes from a global config file of berth's own that
+    /// includes the user's (credential helpers and the like keep working).
+    fn trust(&self, c: &mut Command) {
+        if self.mirror {
+            c.args(["-c", "safe.directory=*"]);
+            if let Some(dir) = self.root.parent() {
+                c.env("GIT_CONFIG_GLOBAL", dir.join("gitconfig"));
+            }
+        }
     }
 
     fn git(&self, args: &[&str]) -> Result<String, GitError> {
@@ -135,9 +151,10 @@ impl Repo {
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
         let index = dir.with_extension("index");
+        let mut git = Command::new("git");
+        self.trust(&mut git);
         let out = process::run(
-            Command::new("git")
-                .arg("--git-dir")
+            git.arg("--git-dir")
                 .arg(&git_dir)
                 .arg("--work-tree")
                 .arg(dir)
@@ -167,13 +184,11 @@ pub struct Mirror {
 impl Mirror {
     fn git(&self, dir: Option<&Path>) -> Command {
         let mut c = Command::new("git");
+        self.repo.trust(&mut c);
         if let Some(d) = dir {
             c.arg("-C").arg(d);
         }
-        // The state dir may belong to another user than the one berth runs as.
-        c.args(["-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null"])
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("LC_ALL", "C");
+        c.args(["-c", "core.hooksPath=/dev/null"]).env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C");
         if let Some(t) = &self.token {
             let basic = base64(&format!("x-access-token:{t}"));
             c.env("GIT_CONFIG_COUNT", "1")
@@ -186,6 +201,7 @@ impl Mirror {
     /// Clone the mirror if it does not exist yet, then fetch every ref (pruning deleted ones).
     pub fn fetch(&self) -> Result<(), GitError> {
         let dir = &self.repo.root;
+        self.write_global_config()?;
         if !dir.join("HEAD").exists() {
             if let Some(parent) = dir.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| GitError::Failed {
@@ -217,6 +233,20 @@ impl Mirror {
             return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.last_error_line() });
         }
         Ok(())
+    }
+
+    fn write_global_config(&self) -> Result<(), GitError> {
+        let Some(parent) = self.repo.root.parent() else { return Ok(()) };
+        let path = parent.join("gitconfig");
+        if path.exists() {
+            return Ok(());
+        }
+        let text = "# Written by berth: the user's own git config, plus trust in berth's mirrors.\n\
+                    [include]\n\tpath = ~/.gitconfig\n\tpath = ~/.config/git/config\n[safe]\n\tdirectory = *\n";
+        std::fs::create_dir_all(parent).and_then(|_| std::fs::write(&path, text)).map_err(|e| GitError::Failed {
+            args: "config".into(),
+            message: format!("cannot write {}: {e}", path.display()),
+        })
     }
 
     /// The commit at the tip of the tracked branch.

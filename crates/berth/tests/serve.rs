@@ -232,3 +232,26 @@ fn sigterm_lets_the_running_deploy_finish_and_leaves_nothing_running() {
     }
     assert_eq!(hist[0]["status"], "succeeded", "{}", hist[0]);
 }
+
+#[test]
+fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
+    docker();
+    let s = unique("owner");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("one");
+    let server = Server::start(&repo);
+    server.settle();
+    // Hand everything to another user, as when the state dir is a volume owned by a service account.
+    for dir in [repo.path(), repo.state.path()] {
+        let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(dir).status().unwrap();
+        assert!(st.success());
+    }
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let second = repo.commit("two");
+    let (code, body) = server.push(&first, &second, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+}

@@ -112,9 +112,13 @@ impl Controller {
         let mut sync_rxs = Vec::new();
         for (spec, token, webhook_secret) in setup.repos {
             let root = setup.state_dir.join("mirrors").join(format!("{}.git", spec.name));
-            let mirror =
-                Mirror { url: spec.url.clone(), branch: spec.branch.clone(), repo: Repo { root: root.clone() }, token };
-            let ws = Workspace { repo: Repo { root }, state_dir: setup.state_dir.clone() };
+            let mirror = Mirror {
+                url: spec.url.clone(),
+                branch: spec.branch.clone(),
+                repo: Repo { root: root.clone(), mirror: true },
+                token,
+            };
+            let ws = Workspace { repo: Repo { root, mirror: true }, state_dir: setup.state_dir.clone() };
             let (sync_tx, sync_rx) = mpsc::unbounded_channel();
             repos.push(Arc::new(RepoHandle {
                 spec,

@@ -62,6 +62,7 @@ impl Repo {
             .arg("-C")
             .arg(self.path())
             .args(["-c", "user.email=test@berth", "-c", "user.name=berth-test", "-c", "commit.gpgsign=false"])
+            .args(["-c", "safe.directory=*"])
             .args(args)
             .output()
             .unwrap();
