@@ -111,6 +111,58 @@ pub struct DefaultsToml {
     pub server: Option<String>,
     pub mode: Option<String>,
     pub timeout: Option<String>,
+    /// `auto` (default) or `manual`.
+    pub rollback: Option<String>,
+    pub verify: Option<VerifyToml>,
+}
+
+/// `verify = { ... }` / `[stack.verify]`: how berth knows a deploy really serves.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyToml {
+    /// Upper bound for containers to converge (default 2m).
+    pub timeout: Option<String>,
+    /// How long every container must stay up and healthy to count (default 5s).
+    pub stable: Option<String>,
+    /// Services judged by exiting 0 instead of running (init or migration jobs).
+    #[serde(default)]
+    pub ignore_services: Vec<String>,
+    /// HTTP smoke checks run after the containers converged.
+    #[serde(default)]
+    pub http: Vec<HttpCheckToml>,
+}
+
+/// `[[stack.verify.http]]`: one smoke check.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheckToml {
+    pub url: String,
+    /// Expected status (default: any 2xx).
+    pub status: Option<u16>,
+    /// A substring the body must contain.
+    pub body: Option<String>,
+    /// Tries before giving up (default 10).
+    pub retries: Option<u32>,
+    /// Pause between tries (default 3s).
+    pub interval: Option<String>,
+    /// Per-request timeout (default 5s).
+    pub timeout: Option<String>,
+    pub basic_auth: Option<BasicAuthToml>,
+    /// Dial this address but keep the URL's host for TLS SNI and the Host header.
+    pub resolve: Option<String>,
+    /// PEM file of a CA to trust.
+    pub ca: Option<String>,
+    /// Accept any certificate (explicitly insecure).
+    pub insecure: Option<bool>,
+    /// Also fail when a stylesheet, script or image URL has another scheme than the page.
+    pub assets: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthToml {
+    pub user: String,
+    pub password: SecretRef,
 }
 
 /// `[[stack]]`: declares a stack or refines a discovered one (matched by name, then path).
@@ -138,6 +190,9 @@ pub struct StackToml {
     #[serde(default)]
     pub env_files: Vec<String>,
     pub timeout: Option<String>,
+    /// `auto` (default) or `manual`.
+    pub rollback: Option<String>,
+    pub verify: Option<VerifyToml>,
 }
 
 /// Parse the text of a configuration file. Syntax and shape errors stop the

@@ -74,6 +74,8 @@ mod tests {
             env: Default::default(),
             env_files: vec![],
             timeout: std::time::Duration::from_secs(60),
+            verify: Default::default(),
+            rollback: Default::default(),
             origin: String::new(),
             location: None,
         }

@@ -21,6 +21,7 @@ pub mod project;
 pub mod record;
 pub mod tree;
 pub mod vars;
+pub mod verify;
 pub mod webhook;
 
 pub use error::{ConfigError, Location};

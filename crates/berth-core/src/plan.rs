@@ -48,6 +48,8 @@ pub enum Reason {
     Manual,
     /// A stack it comes after failed or is blocked.
     DependencyFailed,
+    /// This exact config already failed (or was rolled back): not retried until it changes.
+    FailedBefore,
 }
 
 impl Reason {
@@ -60,6 +62,7 @@ impl Reason {
             Reason::Requested => "requested",
             Reason::Manual => "manual",
             Reason::DependencyFailed => "dependency failed",
+            Reason::FailedBefore => "failed before",
         }
     }
 }
@@ -132,6 +135,16 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             Some(_) => (Action::Skip, Reason::Unchanged, Some("not requested".to_string())),
             None if s.manual => (Action::Manual, Reason::Manual, None),
             None if previous_hash.as_deref() == Some(hash.as_str()) => (Action::Skip, Reason::Unchanged, None),
+            None if hist.is_some_and(|h| {
+                h.latest.is_some_and(|l| matches!(l, DeployStatus::Failed | DeployStatus::RolledBack))
+                    && h.latest_hash.as_deref() == Some(hash.as_str())
+            }) =>
+            {
+                let id = hist.and_then(|h| h.latest_id).unwrap_or_default();
+                let detail =
+                    format!("deploy {id} of this exact config failed; push a fix or run `berth deploy {}`", s.name);
+                (Action::Skip, Reason::FailedBefore, Some(detail))
+            }
             None => {
                 let reason = if previous_hash.is_none() {
                     Reason::New
@@ -233,6 +246,27 @@ mod tests {
         let app = plan.steps.iter().find(|s| s.stack == "app").unwrap();
         assert_eq!(app.action, Action::Blocked);
         assert_eq!(app.detail.as_deref(), Some("`db` failed"));
+    }
+
+    #[test]
+    fn a_config_that_failed_is_not_retried_until_it_changes() {
+        let p = project();
+        let mut history = HashMap::new();
+        let failed = |hash: &str| History {
+            latest: Some(DeployStatus::RolledBack),
+            latest_hash: Some(hash.into()),
+            latest_id: Some(7),
+            ..Default::default()
+        };
+        history.insert("web".to_string(), failed("h-web"));
+        let (hs, none) = (hashes(), BTreeMap::new());
+        let plan = build(&p, &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None });
+        let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!((web.action, web.reason), (Action::Skip, Reason::FailedBefore));
+        history.insert("web".to_string(), failed("older"));
+        let plan = build(&p, &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None });
+        let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!(web.action, Action::Deploy);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::discovery::{self, DEFAULT_PATTERNS, Pattern};
 use crate::duration;
 use crate::error::{ConfigError, Location, did_you_mean};
 use crate::tree::{self, Tree};
+use crate::verify::{self, Rollback, Verify};
 
 /// The server every stack targets unless told otherwise: the local engine.
 pub const LOCAL_SERVER: &str = "local";
@@ -50,6 +51,11 @@ pub struct Stack {
     pub env_files: Vec<String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
+    /// How a deploy is verified. Not part of the config hash: it does not change what runs.
+    #[serde(skip)]
+    pub verify: Verify,
+    #[serde(skip)]
+    pub rollback: Rollback,
     /// Where the stack comes from: a discovery pattern, `berth.toml:LINE`, or both.
     #[serde(skip)]
     pub origin: String,
@@ -164,6 +170,18 @@ impl Project {
             }
         };
 
+        let mut verr = Vec::new();
+        let default_verify = verify::resolve(&Verify::default(), cfg.defaults.verify.as_ref(), &mut verr);
+        let default_rollback = match cfg.defaults.rollback.as_deref().map(Rollback::parse) {
+            None => Rollback::Auto,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                verr.push(e);
+                Rollback::Auto
+            }
+        };
+        errors.extend(verr.into_iter().map(|e| ConfigError::new(format!("[defaults] {e}"))));
+
         // Discovery.
         let (pattern_texts, ignore) = match &cfg.discovery {
             Some(d) => {
@@ -199,6 +217,8 @@ impl Project {
                 env: BTreeMap::new(),
                 env_files: Vec::new(),
                 timeout: default_timeout,
+                verify: default_verify.clone(),
+                rollback: default_rollback,
                 origin: format!("discovered by `{}`", d.pattern),
                 location: None,
             })
@@ -264,6 +284,8 @@ impl Project {
                         env: BTreeMap::new(),
                         env_files: Vec::new(),
                         timeout: default_timeout,
+                        verify: default_verify.clone(),
+                        rollback: default_rollback,
                         origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
                         location: None,
                     });
@@ -539,6 +561,15 @@ fn apply_entry(
             Err(e) => errors.push(at(format!("stack `{}` timeout: {e}", stack.name))),
         }
     }
+    let mut verr = Vec::new();
+    stack.verify = verify::resolve(&stack.verify, st.verify.as_ref(), &mut verr);
+    if let Some(r) = &st.rollback {
+        match Rollback::parse(r) {
+            Ok(r) => stack.rollback = r,
+            Err(e) => verr.push(e),
+        }
+    }
+    errors.extend(verr.into_iter().map(|e| at(format!("stack `{}`: {e}", stack.name))));
     for g in st.watch.iter().chain(&st.ignore) {
         if let Err(e) = crate::changes::glob(g) {
             errors.push(at(format!("stack `{}`: {e}", stack.name)));

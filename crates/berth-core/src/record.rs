@@ -20,10 +20,12 @@ pub enum DeployStatus {
     Interrupted,
     /// berth stopped before the queued deploy started.
     Cancelled,
+    /// The deploy failed verification and the previous deploy is serving again.
+    RolledBack,
 }
 
 impl DeployStatus {
-    pub const ALL: [DeployStatus; 7] = [
+    pub const ALL: [DeployStatus; 8] = [
         DeployStatus::Queued,
         DeployStatus::Running,
         DeployStatus::Succeeded,
@@ -31,6 +33,7 @@ impl DeployStatus {
         DeployStatus::Blocked,
         DeployStatus::Interrupted,
         DeployStatus::Cancelled,
+        DeployStatus::RolledBack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,11 +45,17 @@ impl DeployStatus {
             DeployStatus::Blocked => "blocked",
             DeployStatus::Interrupted => "interrupted",
             DeployStatus::Cancelled => "cancelled",
+            DeployStatus::RolledBack => "rolled_back",
         }
     }
 
     pub fn parse(s: &str) -> Option<DeployStatus> {
         DeployStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Did the deploy leave its own version running and verified?
+    pub fn is_failure(self) -> bool {
+        matches!(self, DeployStatus::Failed | DeployStatus::RolledBack | DeployStatus::Blocked)
     }
 
     pub fn is_final(self) -> bool {
@@ -91,4 +100,7 @@ pub struct History {
     pub overrides: BTreeMap<String, String>,
     /// Status of the most recent deploy of any outcome.
     pub latest: Option<DeployStatus>,
+    /// Config hash and id of the most recent deploy.
+    pub latest_hash: Option<String>,
+    pub latest_id: Option<i64>,
 }

@@ -1,11 +1,15 @@
-//! The deploy executor: brings one stack to one commit on its Docker engine.
+//! The deploy executor: brings one stack to one commit on its Docker engine,
+//! verifies that the new version really serves, and puts the last good one
+//! back when it does not.
 //!
 //! Steps: take the stack's lock, check the commit out into the stack's own
 //! work tree, resolve variables, let compose validate the files (`config`),
-//! `up -d --remove-orphans`, then force-recreate the services that bind-mount
-//! a file that changed (compose does not notice those by itself). The
-//! executor never touches the state store: it reports an [`Outcome`] to the
-//! dispatcher, which records it.
+//! `up -d --remove-orphans`, force-recreate the services that bind-mount a
+//! file that changed (compose does not notice those by itself), then converge
+//! (Engine API) and run the smoke checks. On failure after `up`, with
+//! `rollback = "auto"`, the same steps run for the last successful deploy.
+//! The executor never writes the state store: it reports progress through a
+//! callback and an [`Outcome`] to its caller, which records them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,10 +19,14 @@ use berth_core::Stack;
 use berth_core::record::DeployStatus;
 use berth_core::vars;
 
+use berth_core::verify::Rollback;
+
+use crate::converge;
 use crate::docker::{self, Engine, ProjectRef};
 use crate::git::Repo;
 use crate::lock;
 use crate::process::RunError;
+use crate::smoke;
 
 /// Everything one deploy needs.
 pub struct Job {
@@ -29,7 +37,14 @@ pub struct Job {
     /// Repo-relative paths changed since the stack's last successful deploy.
     pub changed_paths: Vec<String>,
     pub engine: Engine,
+    /// The last successful deploy, to put back if this one fails (with `rollback = "auto"`).
+    pub rollback: Option<Box<Job>>,
+    /// Only verify what runs now (recovery after a crash); never run compose.
+    pub verify_only: bool,
 }
+
+/// Told about each phase a deploy enters (checkout, up, converging, smoke, rollback).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
 /// How a deploy ended.
 #[derive(Debug, Clone)]
@@ -42,6 +57,14 @@ pub struct Outcome {
     pub vars: BTreeMap<String, String>,
     /// Services force-recreated because a bind-mounted file changed.
     pub recreated: Vec<String>,
+    /// Verification results (convergence and smoke checks), and the rollback's.
+    pub verify: serde_json::Value,
+}
+
+/// Why an attempt failed, and whether it had touched what runs.
+struct Failure {
+    reason: String,
+    touched: bool,
 }
 
 /// Where stack `name` is checked out under the state dir.
@@ -97,26 +120,130 @@ impl Run<'_> {
 }
 
 /// Deploy one stack. Never panics on docker or git failures: they become a failed outcome.
-pub fn run(repo: &Repo, state_dir: &Path, job: &Job) -> Outcome {
+pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> Outcome {
     let mut r = Run { log: String::new(), secrets: Vec::new(), deadline: Instant::now() + job.stack.timeout, job };
     let mut resolved = BTreeMap::new();
-    let result = steps(repo, state_dir, &mut r, &mut resolved);
+    let mut verify = serde_json::Map::new();
+    let forward = attempt(repo, state_dir, &mut r, &mut resolved, progress, &mut verify);
     let vars = vars::redact(&resolved);
-    match result {
-        Ok(recreated) => {
-            Outcome { status: DeployStatus::Succeeded, reason: None, log: r.redacted_log(), vars, recreated }
-        }
-        Err(reason) => {
-            r.note(&format!("error: {reason}"));
-            let reason = r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED));
-            Outcome {
-                status: DeployStatus::Failed,
-                reason: Some(reason),
-                log: r.redacted_log(),
-                vars,
-                recreated: Vec::new(),
+    let (status, reason, recreated) = match forward {
+        Ok(recreated) => (DeployStatus::Succeeded, None, recreated),
+        Err(f) => {
+            r.note(&format!("error: {}", f.reason));
+            match (&job.rollback, f.touched && job.stack.rollback == Rollback::Auto) {
+                (Some(back), true) => {
+                    progress("rollback");
+                    r.note(&format!("rolling back to {} (the last successful deploy)", short(&back.commit)));
+                    let mut rb = Run {
+                        log: String::new(),
+                        secrets: r.secrets.clone(),
+                        deadline: Instant::now() + back.stack.timeout,
+                        job: back,
+                    };
+                    let mut rb_vars = BTreeMap::new();
+                    let mut rb_verify = serde_json::Map::new();
+                    let result = attempt(repo, state_dir, &mut rb, &mut rb_vars, progress, &mut rb_verify);
+                    r.log.push_str(&rb.log);
+                    r.secrets.extend(rb.secrets);
+                    verify.insert("rollback".into(), serde_json::Value::Object(rb_verify));
+                    match result {
+                        Ok(_) => (
+                            DeployStatus::RolledBack,
+                            Some(format!("{}; rolled back to {}", f.reason, short(&back.commit))),
+                            Vec::new(),
+                        ),
+                        Err(g) => (
+                            DeployStatus::Failed,
+                            Some(format!("{}; the rollback failed too: {}", f.reason, g.reason)),
+                            Vec::new(),
+                        ),
+                    }
+                }
+                (None, true) => (
+                    DeployStatus::Failed,
+                    Some(format!("{} (no earlier successful deploy to roll back to)", f.reason)),
+                    Vec::new(),
+                ),
+                _ => (DeployStatus::Failed, Some(f.reason), Vec::new()),
             }
         }
+    };
+    let reason = reason.map(|reason| r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED)));
+    progress("done");
+    Outcome { status, reason, log: r.redacted_log(), vars, recreated, verify: serde_json::Value::Object(verify) }
+}
+
+/// One deploy attempt: the compose steps, then verification.
+fn attempt(
+    repo: &Repo,
+    state_dir: &Path,
+    r: &mut Run<'_>,
+    resolved: &mut BTreeMap<String, String>,
+    progress: Progress<'_>,
+    verify: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<String>, Failure> {
+    let (config, recreated) = steps(repo, state_dir, r, resolved, progress)?;
+    let job = r.job;
+    let services = docker::services(&config).map_err(|reason| Failure { reason, touched: true })?;
+    progress("converging");
+    let v = &job.stack.verify;
+    let host = job.engine.host.clone();
+    let project = job.stack.name.clone();
+    let (report, checks) = block_on(async {
+        let docker = match converge::connect(host.as_deref()).await {
+            Ok(d) => d,
+            Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
+        };
+        let expected = match converge::expected_images(&docker, &services).await {
+            Ok(e) => e,
+            Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
+        };
+        let report =
+            converge::converge(&docker, &project, &services, &v.ignore_services, &expected, v.timeout, v.stable).await;
+        if !report.ok || v.http.is_empty() {
+            return (report, Vec::new());
+        }
+        progress("smoke");
+        let mut checks = Vec::new();
+        for c in &v.http {
+            let res = smoke::run(c).await;
+            let failed = !res.ok;
+            checks.push(res);
+            if failed {
+                break;
+            }
+        }
+        (report, checks)
+    });
+    r.note(&format!("converge: {}", report.summary));
+    for c in &checks {
+        r.note(&format!(
+            "smoke {}: {} after {} tr{}",
+            c.url,
+            c.detail,
+            c.tries,
+            if c.tries == 1 { "y" } else { "ies" }
+        ));
+    }
+    verify.insert("converge".into(), serde_json::to_value(&report).unwrap_or_default());
+    verify.insert("http".into(), serde_json::to_value(&checks).unwrap_or_default());
+    if !report.ok {
+        return Err(Failure { reason: format!("verification failed: {}", report.summary), touched: true });
+    }
+    if let Some(c) = checks.iter().find(|c| !c.ok) {
+        return Err(Failure { reason: format!("smoke check {} failed: {}", c.url, c.detail), touched: true });
+    }
+    Ok(recreated)
+}
+
+/// Run a future to completion from an executor thread (inside or outside the controller's runtime).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        return h.block_on(f);
+    }
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => panic!("cannot start a runtime for verification: {e}"),
     }
 }
 
@@ -125,18 +252,26 @@ fn steps(
     state_dir: &Path,
     r: &mut Run<'_>,
     resolved: &mut BTreeMap<String, String>,
-) -> Result<Vec<String>, String> {
+    progress: Progress<'_>,
+) -> Result<(String, Vec<String>), Failure> {
+    let untouched = |reason: String| Failure { reason, touched: false };
+    let touched = |reason: String| Failure { reason, touched: true };
     let job = r.job;
     let stack = &job.stack;
-    let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| e.to_string())?;
+    let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| untouched(e.to_string()))?;
 
     let dir = work_dir(state_dir, &stack.name);
-    r.note(&format!("checkout {} into {}", job.commit, dir.display()));
-    repo.checkout_into(&job.commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(&job.commit)))?;
+    progress("checkout");
+    if !job.verify_only {
+        r.note(&format!("checkout {} into {}", job.commit, dir.display()));
+        repo.checkout_into(&job.commit, &dir)
+            .map_err(|e| untouched(format!("checkout of {} failed: {e}", short(&job.commit))))?;
+    }
 
     for f in &stack.env_files {
-        let text = std::fs::read_to_string(dir.join(f)).map_err(|e| format!("cannot read env file {f}: {e}"))?;
-        let parsed = vars::parse_env_file(&text).map_err(|(line, m)| format!("{f}:{line}: {m}"))?;
+        let text =
+            std::fs::read_to_string(dir.join(f)).map_err(|e| untouched(format!("cannot read env file {f}: {e}")))?;
+        let parsed = vars::parse_env_file(&text).map_err(|(line, m)| untouched(format!("{f}:{line}: {m}")))?;
         resolved.extend(parsed);
     }
     resolved.extend(stack.env.clone());
@@ -148,8 +283,14 @@ fn steps(
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: resolved };
 
-    let config = r.compose(&project, &["config"], "compose config (the stack's compose files were rejected)")?;
-    r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up")?;
+    let config = r
+        .compose(&project, &["config"], "compose config (the stack's compose files were rejected)")
+        .map_err(untouched)?;
+    if job.verify_only {
+        return Ok((config, Vec::new()));
+    }
+    progress("up");
+    r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up").map_err(touched)?;
 
     // `up` leaves a container alone when only a bind-mounted file changed: recreate those services.
     let changed: Vec<PathBuf> = job.changed_paths.iter().map(|p| dir.join(p)).collect();
@@ -171,9 +312,9 @@ fn steps(
         // An empty name stands for "the whole stack" (we could not tell which services).
         args.extend(services.iter().filter(|s| !s.is_empty()).map(String::as_str));
         r.note(&format!("bind-mounted files changed; recreating: {}", services.join(" ")));
-        r.compose(&project, &args, "recreating services with changed bind mounts")?;
+        r.compose(&project, &args, "recreating services with changed bind mounts").map_err(touched)?;
     }
-    Ok(services)
+    Ok((config, services))
 }
 
 fn short(commit: &str) -> &str {

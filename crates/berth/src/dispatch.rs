@@ -6,7 +6,6 @@
 //! its dependents while independent stacks carry on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,8 @@ use berth_core::{Project, vars};
 use crate::deploy::{self, Job, Outcome};
 use crate::docker::Engine;
 use crate::error::Result;
-use crate::git::Repo;
 use crate::state::{NewDeploy, State};
+use crate::workspace::Workspace;
 
 /// What the dispatcher tells its observer.
 #[derive(Debug)]
@@ -26,6 +25,7 @@ pub enum Event<'a> {
     Started { stack: &'a str, id: i64 },
     Finished { stack: &'a str, id: i64, outcome: &'a Outcome, took: Duration },
     Blocked { stack: &'a str, id: i64, by: &'a str },
+    Phase { stack: &'a str, id: i64, phase: &'a str },
 }
 
 /// The result of one stack.
@@ -39,8 +39,7 @@ pub struct Done {
 
 /// Inputs shared by every deploy of a run.
 pub struct Context<'a> {
-    pub repo: &'a Repo,
-    pub state_dir: &'a Path,
+    pub ws: &'a Workspace,
     pub state: &'a State,
     pub engines: &'a HashMap<String, Engine>,
     pub trigger: &'a str,
@@ -70,7 +69,11 @@ pub fn run(
     let mut ids = vec![0i64; steps.len()];
     let mut done = Vec::new();
     let empty = BTreeMap::new();
-    let (tx, rx) = mpsc::channel::<(usize, Outcome, Duration)>();
+    enum Msg {
+        Phase(usize, String),
+        Done(usize, Box<Outcome>, Duration),
+    }
+    let (tx, rx) = mpsc::channel::<Msg>();
 
     std::thread::scope(|scope| -> Result<()> {
         let mut running = 0usize;
@@ -115,27 +118,42 @@ pub fn run(
                 slots[i] = Slot::Running;
                 running += 1;
                 observe(Event::Started { stack: &step.stack, id });
+                let rollback = ctx.ws.previous_job(ctx.state, &step.stack, None, &engine, &step.paths).map(Box::new);
                 let job = Job {
                     stack,
                     commit: plan.commit.clone(),
                     overrides: overrides.clone(),
                     changed_paths: step.paths.clone(),
                     engine,
+                    rollback,
+                    verify_only: false,
                 };
                 let tx = tx.clone();
-                let (repo, state_dir) = (ctx.repo, ctx.state_dir);
+                let (repo, state_dir) = (&ctx.ws.repo, &ctx.ws.state_dir);
                 scope.spawn(move || {
                     let start = Instant::now();
-                    let outcome = deploy::run(repo, state_dir, &job);
-                    let _ = tx.send((i, outcome, start.elapsed()));
+                    let progress = |phase: &str| {
+                        let _ = tx.send(Msg::Phase(i, phase.to_string()));
+                    };
+                    let outcome = deploy::run(repo, state_dir, &job, &progress);
+                    let _ = tx.send(Msg::Done(i, Box::new(outcome), start.elapsed()));
                 });
             }
             if running == 0 {
                 break;
             }
-            let Ok((i, outcome, took)) = rx.recv() else { break };
+            let (i, outcome, took) = match rx.recv() {
+                Ok(Msg::Phase(i, phase)) => {
+                    ctx.state.set_phase(ids[i], &phase)?;
+                    observe(Event::Phase { stack: &steps[i].stack, id: ids[i], phase: &phase });
+                    continue;
+                }
+                Ok(Msg::Done(i, outcome, took)) => (i, outcome, took),
+                Err(_) => break,
+            };
             running -= 1;
             let id = ids[i];
+            ctx.state.set_verify(id, &outcome.verify.to_string())?;
             ctx.state.finish(id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars)?;
             slots[i] = if outcome.status == DeployStatus::Succeeded { Slot::Ok } else { Slot::Failed };
             observe(Event::Finished { stack: &steps[i].stack, id, outcome: &outcome, took });

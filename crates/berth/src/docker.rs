@@ -136,6 +136,34 @@ impl Engine {
     }
 }
 
+/// A service as `compose config` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: Option<String>,
+    /// `restart: "no"`: an init or migration job, judged by exiting 0.
+    pub one_shot: bool,
+}
+
+/// Services of the output of `compose config`.
+pub fn services(config_yaml: &str) -> Result<Vec<ServiceSpec>, String> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
+    let mut out = Vec::new();
+    if let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) {
+        for (name, svc) in services {
+            let Some(name) = name.as_str() else { continue };
+            let restart = svc.get("restart").and_then(|r| r.as_str());
+            out.push(ServiceSpec {
+                name: name.to_string(),
+                image: svc.get("image").and_then(|i| i.as_str()).map(str::to_string),
+                one_shot: restart == Some("no"),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Bind-mount sources per service in the output of `compose config`
 /// (long syntax from Compose v2, `src:dst[:mode]` short syntax from v1).
 pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String> {
@@ -169,6 +197,17 @@ pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_services_and_one_shots() {
+        let cfg =
+            "services:\n  web:\n    image: x:1\n  init:\n    image: y\n    restart: 'no'\n  built:\n    build: .\n";
+        let s = services(cfg).unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().any(|x| x.name == "init" && x.one_shot));
+        assert!(s.iter().any(|x| x.name == "web" && !x.one_shot && x.image.as_deref() == Some("x:1")));
+        assert!(s.iter().any(|x| x.name == "built" && x.image.is_none()));
+    }
 
     #[test]
     fn finds_bind_mounts_in_both_syntaxes() {

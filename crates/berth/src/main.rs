@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod controller;
+mod converge;
 mod deploy;
 mod dispatch;
 mod docker;
@@ -15,6 +16,7 @@ mod output;
 mod process;
 mod secrets;
 mod server;
+mod smoke;
 mod state;
 mod workspace;
 

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS deploys (
     trigger     TEXT NOT NULL,
     started_at  INTEGER NOT NULL,
     finished_at INTEGER,
-    log         TEXT NOT NULL DEFAULT ''
+    log         TEXT NOT NULL DEFAULT '',
+    phase       TEXT NOT NULL DEFAULT '',
+    verify      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deploys_by_stack ON deploys (stack, id);
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -101,6 +103,10 @@ impl State {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Columns added after the first release of the schema.
+        for col in ["phase", "verify"] {
+            let _ = conn.execute(&format!("ALTER TABLE deploys ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"), []);
+        }
         Ok(State { conn, path })
     }
 
@@ -248,6 +254,47 @@ impl State {
         .map_err(self.err())
     }
 
+    /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...).
+    pub fn set_phase(&self, id: i64, phase: &str) -> Result<(), StateError> {
+        self.conn.execute("UPDATE deploys SET phase = ?2 WHERE id = ?1", params![id, phase]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Phase and verification results (JSON) of a deploy.
+    pub fn progress(&self, id: i64) -> Result<(String, String), StateError> {
+        self.conn
+            .query_row("SELECT phase, verify FROM deploys WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.err())?
+            .ok_or(StateError::NoSuchDeploy(id))
+    }
+
+    pub fn set_verify(&self, id: i64, results: &str) -> Result<(), StateError> {
+        self.conn.execute("UPDATE deploys SET verify = ?2 WHERE id = ?1", params![id, results]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The last deploy of `stack` that succeeded, other than `except`.
+    pub fn last_success(&self, stack: &str, except: Option<i64>) -> Result<Option<DeployRecord>, StateError> {
+        self.conn
+            .query_row(
+                &format!("{SELECT} WHERE stack = ?1 AND status = 'succeeded' AND id != ?2 ORDER BY id DESC LIMIT 1"),
+                params![stack, except.unwrap_or(-1)],
+                row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Deploys a crashed berth left `running`, now marked interrupted: (id, stack).
+    pub fn interrupted_since(&self, since_id: i64) -> Result<Vec<DeployRecord>, StateError> {
+        let mut st = self
+            .conn
+            .prepare(&format!("{SELECT} WHERE status = 'interrupted' AND id > ?1 ORDER BY id"))
+            .map_err(self.err())?;
+        st.query_map([since_id], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
+    }
+
     /// Is the database usable (for health checks)?
     pub fn ping(&self) -> Result<(), StateError> {
         self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(self.err())
@@ -324,7 +371,10 @@ impl State {
     pub fn summaries(&self) -> Result<HashMap<String, History>, StateError> {
         let mut out: HashMap<String, History> = HashMap::new();
         for r in self.latest()? {
-            out.entry(r.stack.clone()).or_default().latest = Some(r.status);
+            let h = out.entry(r.stack.clone()).or_default();
+            h.latest = Some(r.status);
+            h.latest_hash = Some(r.config_hash);
+            h.latest_id = Some(r.id);
         }
         let mut st = self
             .conn

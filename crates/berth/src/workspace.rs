@@ -79,6 +79,32 @@ impl Workspace {
         Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)
     }
 
+    /// The job that puts back the last successful deploy of `stack` (other than
+    /// `except`): its commit, its definition at that commit, its variables (secret
+    /// ones cannot be replayed). `None` when there is none or it cannot be loaded.
+    pub fn previous_job(
+        &self,
+        state: &State,
+        stack: &str,
+        except: Option<i64>,
+        engine: &crate::docker::Engine,
+        changed_paths: &[String],
+    ) -> Option<crate::deploy::Job> {
+        let last = state.last_success(stack, except).ok()??;
+        let snap = self.snapshot(&last.commit).ok()?;
+        let def = snap.project.stack(stack)?.clone();
+        let overrides = last.overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect();
+        Some(crate::deploy::Job {
+            stack: def,
+            commit: last.commit,
+            overrides,
+            changed_paths: changed_paths.to_vec(),
+            engine: engine.clone(),
+            rollback: None,
+            verify_only: false,
+        })
+    }
+
     /// Plan a reconcile (`requested = None`) or an explicit deploy of some stacks.
     /// `overrides` are the `--set` variables of an explicit deploy; a reconcile
     /// replays each stack's last successful overrides so pinned variables stick

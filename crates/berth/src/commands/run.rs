@@ -60,14 +60,7 @@ fn execute(
         return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
     }
     let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
-    let ctx = Context {
-        repo: &ws.repo,
-        state_dir: &ws.state_dir,
-        state: &state,
-        engines: &engines,
-        trigger,
-        max_parallel: snap.project.max_parallel,
-    };
+    let ctx = Context { ws, state: &state, engines: &engines, trigger, max_parallel: snap.project.max_parallel };
     let done = dispatch::run(&ctx, &snap.project, &plan, &vars, |e| match e {
         Event::Started { stack, id } => println!("→ {stack:<20} deploying (deploy {id})"),
         Event::Finished { stack, id, outcome, took } => match &outcome.reason {
@@ -81,6 +74,11 @@ fn execute(
             }
             Some(r) => println!("✗ {stack:<20} failed: {r} (deploy {id}; `berth logs {id}`)"),
         },
+        Event::Phase { stack, id, phase } => {
+            if matches!(phase, "converging" | "smoke" | "rollback") {
+                println!("  {stack:<20} {phase} (deploy {id})");
+            }
+        }
         Event::Blocked { stack, id, by } => {
             println!("- {stack:<20} blocked: dependency `{by}` did not deploy (deploy {id})")
         }

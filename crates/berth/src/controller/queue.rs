@@ -265,10 +265,28 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         return fail(e.to_string());
     }
     tracing::info!(trigger = %p.trigger, "deploy started");
-    let job = Job { stack, commit: p.commit.clone(), overrides, changed_paths: step.paths.clone(), engine };
-    let outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job);
+    let rollback = shared.state(|s| repo.ws.previous_job(s, name, Some(p.id), &engine, &step.paths)).map(Box::new);
+    let job = Job {
+        stack,
+        commit: p.commit.clone(),
+        overrides,
+        changed_paths: step.paths.clone(),
+        engine,
+        rollback,
+        verify_only: false,
+    };
+    let progress = |phase: &str| {
+        shared.state(|s| {
+            let _ = s.set_phase(p.id, phase);
+        });
+    };
+    let outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job, &progress);
+    shared.state(|s| {
+        let _ = s.set_verify(p.id, &outcome.verify.to_string());
+    });
     match &outcome.reason {
         None => tracing::info!("deploy succeeded"),
+        Some(r) if outcome.status == DeployStatus::RolledBack => tracing::warn!(reason = %r, "deploy rolled back"),
         Some(r) => tracing::error!(reason = %r, "deploy failed"),
     }
     shared.state(|s| {
