@@ -89,6 +89,9 @@ pub struct DeployRecord {
     /// Unix seconds.
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// The phase a running deploy is in: checkout, up, converging, smoke, rollback, done.
+    #[serde(default)]
+    pub phase: String,
 }
 
 /// What the plan needs to know about a stack's past.

@@ -84,8 +84,39 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the captured log of one deploy.
+    /// Print the captured log and verification results of one deploy.
     Logs { id: i64 },
+    /// Put an earlier version of a stack back (default: the success before the current one).
+    Rollback {
+        stack: String,
+        /// The deploy to put back (its commit and variables).
+        #[arg(long, value_name = "DEPLOY_ID", conflicts_with = "ref")]
+        to: Option<i64>,
+        /// A revision to put back.
+        #[arg(long = "ref", value_name = "REV")]
+        r#ref: Option<String>,
+    },
+    /// Follow deploys until they settle: exit 0 succeeded, 1 failed, 3 rolled back.
+    Watch {
+        /// A deploy id.
+        id: Option<i64>,
+        /// Wait for and follow the deploys of this commit (call it right after a push).
+        #[arg(long, value_name = "SHA", conflicts_with_all = ["id", "stack"])]
+        commit: Option<String>,
+        /// Follow the newest deploy of this stack.
+        #[arg(long, conflicts_with = "id")]
+        stack: Option<String>,
+        /// Ask a running `berth serve` instead of the local state (API key from BERTH_API_KEY/SECRET).
+        #[arg(long, env = "BERTH_SERVER", value_name = "URL")]
+        server: Option<String>,
+        #[arg(long, env = "BERTH_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[arg(long, env = "BERTH_API_SECRET", hide_env_values = true)]
+        api_secret: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
     /// Check git, docker, compose, every server's engine, the config and the state dir.
     Doctor,
     /// Run the controller: mirror the repositories, serve webhooks and the API, deploy on push.

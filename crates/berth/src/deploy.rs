@@ -44,7 +44,7 @@ pub struct Job {
 }
 
 /// Told about each phase a deploy enters (checkout, up, converging, smoke, rollback).
-pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+pub type Progress<'a> = &'a dyn Fn(&str);
 
 /// How a deploy ended.
 #[derive(Debug, Clone)]
@@ -262,11 +262,9 @@ fn steps(
 
     let dir = work_dir(state_dir, &stack.name);
     progress("checkout");
-    if !job.verify_only {
-        r.note(&format!("checkout {} into {}", job.commit, dir.display()));
-        repo.checkout_into(&job.commit, &dir)
-            .map_err(|e| untouched(format!("checkout of {} failed: {e}", short(&job.commit))))?;
-    }
+    r.note(&format!("checkout {} into {}", job.commit, dir.display()));
+    repo.checkout_into(&job.commit, &dir)
+        .map_err(|e| untouched(format!("checkout of {} failed: {e}", short(&job.commit))))?;
 
     for f in &stack.env_files {
         let text =

@@ -14,6 +14,8 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad usage or invalid configuration: nothing was done.
     pub const USAGE: i32 = 2;
+    /// A deploy failed verification and the previous version was put back.
+    pub const ROLLED_BACK: i32 = 3;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ mod keys;
 mod lock;
 mod output;
 mod process;
+mod recovery;
 mod secrets;
 mod server;
 mod smoke;

@@ -83,6 +83,18 @@ pub struct State {
     path: PathBuf,
 }
 
+/// Something that can lend the state store for a moment: the store itself, or
+/// the controller's shared, locked one (held only for the call).
+pub trait WithState {
+    fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T;
+}
+
+impl WithState for State {
+    fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(self)
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -176,24 +188,24 @@ impl State {
         }
     }
 
-    /// Settle every deploy a stopped controller left behind: running ones were
-    /// interrupted, queued ones never started.
-    pub fn settle_abandoned(&self, reason_running: &str, reason_queued: &str) -> Result<usize, StateError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE deploys SET status = 'interrupted', reason = ?1, finished_at = ?2 WHERE status = 'running'",
-                params![reason_running, now()],
-            )
-            .map_err(self.err())?;
-        let m = self
-            .conn
+    /// Settle every deploy a stopped berth left behind: running ones were
+    /// interrupted, queued ones never started. Returns the interrupted ones.
+    pub fn settle_abandoned(&self, reason_running: &str, reason_queued: &str) -> Result<Vec<DeployRecord>, StateError> {
+        let running: Vec<DeployRecord> = {
+            let mut st =
+                self.conn.prepare(&format!("{SELECT} WHERE status = 'running' ORDER BY id")).map_err(self.err())?;
+            st.query_map([], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())?
+        };
+        for r in &running {
+            self.finish(r.id, DeployStatus::Interrupted, Some(reason_running), &self.log(r.id)?, &BTreeMap::new())?;
+        }
+        self.conn
             .execute(
                 "UPDATE deploys SET status = 'cancelled', reason = ?1, finished_at = ?2 WHERE status = 'queued'",
                 params![reason_queued, now()],
             )
             .map_err(self.err())?;
-        Ok(n + m)
+        Ok(running)
     }
 
     pub fn add_key(&self, k: &ApiKey) -> Result<(), StateError> {
@@ -260,10 +272,10 @@ impl State {
         Ok(())
     }
 
-    /// Phase and verification results (JSON) of a deploy.
-    pub fn progress(&self, id: i64) -> Result<(String, String), StateError> {
+    /// Verification results (JSON) of a deploy.
+    pub fn verify_results(&self, id: i64) -> Result<String, StateError> {
         self.conn
-            .query_row("SELECT phase, verify FROM deploys WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT verify FROM deploys WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(self.err())?
             .ok_or(StateError::NoSuchDeploy(id))
@@ -284,15 +296,6 @@ impl State {
             )
             .optional()
             .map_err(self.err())
-    }
-
-    /// Deploys a crashed berth left `running`, now marked interrupted: (id, stack).
-    pub fn interrupted_since(&self, since_id: i64) -> Result<Vec<DeployRecord>, StateError> {
-        let mut st = self
-            .conn
-            .prepare(&format!("{SELECT} WHERE status = 'interrupted' AND id > ?1 ORDER BY id"))
-            .map_err(self.err())?;
-        st.query_map([since_id], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// Is the database usable (for health checks)?
@@ -397,7 +400,7 @@ impl State {
 }
 
 const SELECT: &str = "SELECT id, stack, server, commit_sha, config_hash, vars, overrides, status, reason, trigger,
-                             started_at, finished_at FROM deploys";
+                             started_at, finished_at, phase FROM deploys";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -429,6 +432,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRecord> {
         trigger: r.get(9)?,
         started_at: r.get(10)?,
         finished_at: r.get(11)?,
+        phase: r.get(12)?,
     })
 }
 

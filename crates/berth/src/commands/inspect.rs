@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use berth_core::changes::{self, Index};
+use berth_core::config;
 use berth_core::plan::{Action, Reason, Step};
-use berth_core::{config, record::DeployStatus};
 use serde_json::json;
 
 use crate::error::{Error, Result, exit};
@@ -235,6 +235,16 @@ pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
     let state = ws.state()?;
     let r = state.get(id)?;
     println!("# deploy {} of {} at {}: {}", r.id, r.stack, short(&r.commit), r.status);
+    if let Some(why) = &r.reason {
+        println!("# {why}");
+    }
     print!("{}", state.log(id)?);
-    Ok(if r.status == DeployStatus::Failed { exit::FAILED } else { exit::OK })
+    let verify = state.verify_results(id)?;
+    if !verify.is_empty() && verify != "{}" {
+        let pretty = serde_json::from_str::<serde_json::Value>(&verify)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(verify);
+        println!("# verification\n{pretty}");
+    }
+    Ok(if r.status.is_failure() { exit::FAILED } else { exit::OK })
 }

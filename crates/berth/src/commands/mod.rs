@@ -5,6 +5,7 @@ mod inspect;
 mod run;
 mod serve;
 mod trigger;
+mod watch;
 
 use std::collections::HashMap;
 
@@ -26,9 +27,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
         Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
-        Command::Status { json } => inspect::status(&ws()?, json),
+        Command::Status { json } => {
+            let ws = ws()?;
+            recover(&ws, &ws.state()?)?;
+            inspect::status(&ws, json)
+        }
         Command::History { stack, limit, json } => inspect::history(&ws()?, &stack, limit, json),
         Command::Logs { id } => inspect::logs(&ws()?, id),
+        Command::Rollback { stack, to, r#ref } => run::rollback(&ws()?, &stack, to, r#ref.as_deref()),
+        Command::Watch { id, commit, stack, server, api_key, api_secret, timeout } => {
+            let target = watch::Target { id, commit, stack };
+            let timeout = berth_core::duration::parse(&timeout).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
+            match server {
+                Some(url) => watch::remote(&url, api_key.as_deref(), api_secret.as_deref(), &target, timeout),
+                None => watch::local(&ws()?, &target, timeout),
+            }
+        }
         Command::Doctor => doctor::doctor(g.repo.as_deref(), g.state_dir.as_deref()),
         Command::Serve { config, listen, shutdown_grace, .. } => {
             serve::serve(g, config.as_deref(), listen.as_deref(), &shutdown_grace)
@@ -64,8 +78,10 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
     Ok(out)
 }
 
-/// Deploys left `running` whose stack lock nobody holds belonged to a berth that died.
+/// Deploys left `running` whose stack lock nobody holds belonged to a berth that
+/// died: mark them interrupted, re-verify their stacks and apply the rollback policy.
 fn recover(ws: &Workspace, state: &State) -> Result<()> {
+    let mut interrupted = Vec::new();
     for r in state.latest()? {
         if r.status == berth_core::record::DeployStatus::Running
             && crate::lock::try_lock(&ws.state_dir, &r.stack)?.is_some()
@@ -77,7 +93,15 @@ fn recover(ws: &Workspace, state: &State) -> Result<()> {
                 &state.log(r.id)?,
                 &Default::default(),
             )?;
+            interrupted.push(state.get(r.id)?);
         }
+    }
+    if interrupted.is_empty() {
+        return Ok(());
+    }
+    let compose = Compose::detect()?;
+    for (stack, status) in crate::recovery::recover(ws, state, &compose, &interrupted) {
+        println!("! {stack:<20} a deploy was interrupted; re-verified: {status}");
     }
     Ok(())
 }

@@ -16,7 +16,13 @@ pub fn apply(ws: &Workspace, rev: &str) -> Result<i32> {
 }
 
 pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<i32> {
-    let mut overrides = BTreeMap::new();
+    // Variables pinned by earlier deploys stay unless set again (secret ones cannot be replayed).
+    let mut overrides: BTreeMap<String, String> = ws
+        .state()?
+        .summaries()?
+        .remove(stack)
+        .map(|h| h.overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect())
+        .unwrap_or_default();
     for s in set {
         let (k, v) = vars::parse_set(s).map_err(|e| Error::Usage(format!("--set {e}")))?;
         overrides.insert(k, v);
@@ -85,9 +91,50 @@ fn execute(
     })?;
     let n = |st: DeployStatus| done.iter().filter(|d| d.status == st).count();
     let (ok, failed, blocked) = (n(DeployStatus::Succeeded), n(DeployStatus::Failed), n(DeployStatus::Blocked));
-    println!("{trigger}: {ok} deployed, {failed} failed, {blocked} blocked");
+    let rolled = n(DeployStatus::RolledBack);
+    println!("{trigger}: {ok} deployed, {failed} failed, {rolled} rolled back, {blocked} blocked");
     for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
         println!("  {} {} (deploy {}): {}", d.stack, d.status, d.id, d.reason.as_deref().unwrap_or(""));
     }
-    Ok(if failed + blocked + count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK })
+    Ok(if failed + blocked + count(Action::Blocked) > 0 {
+        exit::FAILED
+    } else if rolled > 0 {
+        exit::ROLLED_BACK
+    } else {
+        exit::OK
+    })
+}
+
+/// `berth rollback`: deploy an earlier version (a deploy's commit and variables, or a revision).
+pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>) -> Result<i32> {
+    let state = ws.state()?;
+    let (commit, overrides) = match (to, rev) {
+        (Some(id), _) => {
+            let r = state.get(id)?;
+            if r.stack != stack {
+                return Err(Error::Usage(format!("deploy {id} is of stack `{}`, not `{stack}`", r.stack)));
+            }
+            (r.commit, r.overrides)
+        }
+        (None, Some(rev)) => (ws.repo.resolve(rev)?, BTreeMap::new()),
+        (None, None) => {
+            // The success before the one running now.
+            let current = state.last_success(stack, None)?;
+            let earlier = state
+                .last_success(stack, current.as_ref().map(|c| c.id))?
+                .filter(|e| current.as_ref().is_none_or(|c| c.commit != e.commit || c.overrides != e.overrides));
+            match earlier {
+                Some(r) => (r.commit, r.overrides),
+                None => {
+                    return Err(Error::Usage(format!(
+                        "stack `{stack}` has no earlier successful deploy to roll back to; use --to ID or --ref REV"
+                    )));
+                }
+            }
+        }
+    };
+    // Secret values are stored redacted and cannot be replayed.
+    let overrides: BTreeMap<String, String> = overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect();
+    println!("rolling `{stack}` back to {}", short(&commit));
+    execute(ws, &commit, Some(stack), &overrides, "rollback")
 }

@@ -86,6 +86,12 @@ impl Shared {
     }
 }
 
+impl crate::state::WithState for Shared {
+    fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        self.state(f)
+    }
+}
+
 /// What the controller needs to start.
 pub struct Setup {
     pub state_dir: PathBuf,
@@ -99,12 +105,12 @@ impl Controller {
     /// scheduler and one syncer per repository (each syncs once at start).
     pub fn start(setup: Setup) -> Result<Controller, crate::error::Error> {
         let state = State::open(&setup.state_dir)?;
-        let n = state.settle_abandoned(
+        let interrupted = state.settle_abandoned(
             "berth stopped while this deploy was running",
             "berth stopped before this deploy started",
         )?;
-        if n > 0 {
-            tracing::warn!(deploys = n, "settled deploys left behind by a previous run");
+        if !interrupted.is_empty() {
+            tracing::warn!(deploys = interrupted.len(), "deploys were interrupted by a previous run; re-verifying");
         }
         let (sched_tx, sched_rx) = mpsc::unbounded_channel();
         let (settled, _) = watch::channel(0u64);
@@ -142,6 +148,16 @@ impl Controller {
             sched_tx,
         });
         tokio::spawn(queue::run(shared.clone(), sched_rx));
+        if !interrupted.is_empty() {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                for r in &shared.repos {
+                    let mine: Vec<_> =
+                        interrupted.iter().filter(|d| r.ws.repo.resolve(&d.commit).is_ok()).cloned().collect();
+                    crate::recovery::recover(&r.ws, &*shared, &shared.compose, &mine);
+                }
+            });
+        }
         for (i, rx) in sync_rxs.into_iter().enumerate() {
             tokio::spawn(sync::run(shared.clone(), i, rx));
             let _ = shared.repos[i].sync_tx.send(sync::Request::startup());
@@ -204,7 +220,7 @@ impl Controller {
             }
         }
         self.shared.state(|s| {
-            let _ = s.settle_abandoned(
+            let _: Result<_, _> = s.settle_abandoned(
                 "berth shut down before this deploy finished",
                 "berth shut down before this deploy started",
             );

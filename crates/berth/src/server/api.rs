@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/stacks", get(stacks))
         .route("/api/v1/stacks/{name}", get(stack))
         .route("/api/v1/stacks/{name}/deploy", post(deploy))
+        .route("/api/v1/stacks/{name}/rollback", post(rollback))
         .route("/api/v1/deploys", get(deploys))
         .route("/api/v1/deploys/{id}", get(deploy_detail))
         .route("/api/v1/deploys/{id}/log", get(deploy_log))
@@ -115,6 +116,67 @@ async fn deploy(
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars };
     let trigger = format!("api:{}", caller.name);
+    let out =
+        app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
+    answer(&app, out, &wait).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// The deploy to put back.
+    to: Option<i64>,
+    #[serde(rename = "ref")]
+    rev: Option<String>,
+}
+
+/// `POST /api/v1/stacks/{name}/rollback`: put back an earlier deploy (default: the success before the current one).
+async fn rollback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, Scope::Deploy)?;
+    let req: RollbackBody = if body.is_empty() { RollbackBody::default() } else { parse_json(&body)? };
+    let repo = app.ctl.repo_of_stack(&name).ok_or_else(|| ApiError::unknown_stack(&name))?;
+    if !caller.may_deploy(&name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("key `{}` may not deploy stack `{name}`", caller.name),
+        ));
+    }
+    let internal = |e: crate::state::StateError| ApiError::internal(e.to_string());
+    let (target, overrides) = match (req.to, req.rev) {
+        (Some(id), _) => {
+            let r = app.ctl.shared.state(|s| s.get(id)).map_err(|_| {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_deploy", format!("no deploy with id {id}"))
+            })?;
+            if r.stack != name {
+                return Err(ApiError::bad_request(format!("deploy {id} is of stack `{}`", r.stack)));
+            }
+            (Target::Rev(r.commit), r.overrides)
+        }
+        (None, Some(rev)) => (Target::Rev(rev), BTreeMap::new()),
+        (None, None) => {
+            let current = app.ctl.shared.state(|s| s.last_success(&name, None)).map_err(internal)?;
+            let earlier =
+                app.ctl.shared.state(|s| s.last_success(&name, current.as_ref().map(|c| c.id))).map_err(internal)?;
+            let r = earlier.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "nothing_to_roll_back",
+                    format!("stack `{name}` has no earlier successful deploy"),
+                )
+            })?;
+            (Target::Rev(r.commit), r.overrides)
+        }
+    };
+    let overrides = overrides.into_iter().filter(|(k, _)| !berth_core::vars::is_secret_key(k)).collect();
+    let want = Want::Force { stacks: vec![name], overrides };
+    let trigger = format!("rollback:{}", caller.name);
     let out =
         app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
     answer(&app, out, &wait).await

@@ -1,0 +1,174 @@
+//! `berth watch`: follow deploys until they settle, from the local state or a server.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use berth_core::record::{DeployRecord, DeployStatus};
+
+use crate::error::{Error, Result, exit};
+use crate::output::short;
+use crate::workspace::Workspace;
+
+/// What to follow.
+pub struct Target {
+    pub id: Option<i64>,
+    pub commit: Option<String>,
+    pub stack: Option<String>,
+}
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// Where deploy records come from.
+trait Source {
+    fn list(&self) -> Result<Vec<DeployRecord>>;
+    fn get(&self, id: i64) -> Result<DeployRecord>;
+}
+
+struct Local<'a>(&'a Workspace);
+
+impl Source for Local<'_> {
+    fn list(&self) -> Result<Vec<DeployRecord>> {
+        Ok(self.0.state()?.list(None, 200)?)
+    }
+    fn get(&self, id: i64) -> Result<DeployRecord> {
+        Ok(self.0.state()?.get(id)?)
+    }
+}
+
+struct Remote {
+    base: String,
+    key: String,
+    secret: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Remote {
+    fn fetch(&self, path: &str) -> Result<serde_json::Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("X-Api-Key", &self.key)
+            .header("X-Api-Secret", &self.secret)
+            .send()
+            .map_err(|e| Error::Io(format!("cannot reach {}: {e}", self.base)))?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().unwrap_or_default();
+        if !status.is_success() {
+            let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("");
+            return Err(Error::Io(format!("{} answered {status}: {msg}", self.base)));
+        }
+        Ok(body)
+    }
+}
+
+impl Source for Remote {
+    fn list(&self) -> Result<Vec<DeployRecord>> {
+        let v = self.fetch("/api/v1/deploys?limit=200")?;
+        serde_json::from_value(v["deploys"].clone()).map_err(|e| Error::Io(format!("unexpected answer: {e}")))
+    }
+    fn get(&self, id: i64) -> Result<DeployRecord> {
+        let v = self.fetch(&format!("/api/v1/deploys/{id}"))?;
+        serde_json::from_value(v).map_err(|e| Error::Io(format!("unexpected answer: {e}")))
+    }
+}
+
+pub fn local(ws: &Workspace, target: &Target, timeout: Duration) -> Result<i32> {
+    let commit = match &target.commit {
+        Some(c) => Some(ws.repo.resolve(c).unwrap_or_else(|_| c.clone())),
+        None => None,
+    };
+    follow(&Local(ws), target, commit, timeout)
+}
+
+pub fn remote(url: &str, key: Option<&str>, secret: Option<&str>, target: &Target, timeout: Duration) -> Result<i32> {
+    let (Some(key), Some(secret)) = (key, secret) else {
+        return Err(Error::Usage(
+            "--server needs BERTH_API_KEY and BERTH_API_SECRET (or --api-key/--api-secret)".into(),
+        ));
+    };
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
+    let src = Remote { base: url.trim_end_matches('/').to_string(), key: key.into(), secret: secret.into(), http };
+    follow(&src, target, target.commit.clone(), timeout)
+}
+
+fn follow(src: &dyn Source, target: &Target, commit: Option<String>, timeout: Duration) -> Result<i32> {
+    let deadline = Instant::now() + timeout;
+    let tty = std::io::stdout().is_terminal();
+    // Which deploys: resolved once they exist (a commit's deploys may not be queued yet).
+    let ids: Vec<i64> = loop {
+        let found: Vec<i64> = match (target.id, &commit, &target.stack) {
+            (Some(id), _, _) => vec![src.get(id)?.id],
+            (None, Some(c), _) => {
+                src.list()?.iter().filter(|d| d.commit.starts_with(c.as_str())).map(|d| d.id).collect()
+            }
+            (None, None, Some(s)) => src.list()?.iter().filter(|d| &d.stack == s).map(|d| d.id).take(1).collect(),
+            (None, None, None) => return Err(Error::Usage("give a deploy id, --commit SHA or --stack NAME".into())),
+        };
+        if !found.is_empty() {
+            break found;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("no deploy appeared within {}s", timeout.as_secs());
+            return Ok(exit::FAILED);
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut seen: BTreeMap<i64, (DeployStatus, String)> = BTreeMap::new();
+    let spinner = ['|', '/', '-', '\\'];
+    let mut tick = 0usize;
+    loop {
+        let records: Vec<DeployRecord> = ids.iter().map(|id| src.get(*id)).collect::<Result<_>>()?;
+        for r in &records {
+            let phase = if r.status == DeployStatus::Running { r.phase.clone() } else { String::new() };
+            let now = (r.status, phase.clone());
+            if seen.get(&r.id) != Some(&now) {
+                let what = if phase.is_empty() { r.status.to_string() } else { phase };
+                if tty {
+                    print!("\r\x1b[2K");
+                }
+                println!("{} {:<20} deploy {:<5} {} {}", mark(r.status), r.stack, r.id, short(&r.commit), what);
+                if r.status.is_final()
+                    && let Some(why) = &r.reason
+                {
+                    println!("  {why}");
+                }
+                seen.insert(r.id, now);
+            }
+        }
+        if records.iter().all(|r| r.status.is_final()) {
+            let failed =
+                records.iter().any(|r| !matches!(r.status, DeployStatus::Succeeded | DeployStatus::RolledBack));
+            let code = if failed {
+                exit::FAILED
+            } else if records.iter().any(|r| r.status == DeployStatus::RolledBack) {
+                exit::ROLLED_BACK
+            } else {
+                exit::OK
+            };
+            return Ok(code);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("still running after {}s", timeout.as_secs());
+            return Ok(exit::FAILED);
+        }
+        if tty {
+            tick += 1;
+            print!("\r{} waiting", spinner[tick % spinner.len()]);
+            let _ = std::io::stdout().flush();
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn mark(s: DeployStatus) -> char {
+    match s {
+        DeployStatus::Succeeded => '✓',
+        DeployStatus::RolledBack => '↩',
+        s if s.is_final() => '✗',
+        _ => '→',
+    }
+}
