@@ -1,0 +1,334 @@
+//! Verification, smoke checks, rollback, watch and crash recovery on the real engine.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A busybox web server answering `version` at / and `status` at /cgi-bin/health.
+fn web(version: &str, port: u16, healthy: bool, status: u16) -> String {
+    let health = if healthy {
+        r#"["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]"#
+    } else {
+        r#"["CMD", "false"]"#
+    };
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    stop_signal: SIGKILL
+    ports:
+      - "127.0.0.1:{port}:8080"
+    environment:
+      VERSION: {version}
+    command:
+      - sh
+      - -c
+      - |
+        mkdir -p /tmp/w/cgi-bin
+        echo {version} > /tmp/w/index.html
+        printf '#!/bin/sh\necho "HTTP/1.0 {status} X"\necho\necho {version}\n' > /tmp/w/cgi-bin/health
+        chmod +x /tmp/w/cgi-bin/health
+        exec httpd -f -p 8080 -h /tmp/w
+    healthcheck:
+      test: {health}
+      interval: 1s
+      timeout: 2s
+      retries: 2
+"#
+    )
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(3)).send().ok()?;
+    Some((r.status().as_u16(), r.text().ok()?.trim().to_string()))
+}
+
+const FAST: &str = "[defaults]\nverify = { timeout = \"60s\", stable = \"2s\" }\n";
+
+#[test]
+fn a_failing_health_check_rolls_back_to_the_version_that_serves() {
+    docker();
+    let s = unique("health");
+    let _c = Cleanup(vec![s.clone()]);
+    let port = free_port();
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/")).map(|r| r.1).as_deref(), Some("v1"));
+
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, false, 200));
+    repo.commit("v2 with a failing health check");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 3, "a rollback exits 3: {}{}", out.stdout, out.stderr);
+    let hist = repo.json(&["history", &s, "--json"]);
+    assert_eq!(hist[0]["status"], "rolled_back", "{}", hist[0]);
+    let reason = hist[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("unhealthy") && reason.contains("rolled back"), "{reason}");
+    // The previous version serves again, as a client sees it.
+    let body = wait_for("v1 to serve again", Duration::from_secs(30), || get(&format!("http://127.0.0.1:{port}/")));
+    assert_eq!(body.1, "v1");
+    assert!(inspect(&container(&s, "web"), "{{json .Config.Env}}").contains("VERSION=v1"));
+
+    // watch reports the rollback with exit code 3; the failed config is not retried.
+    let id = hist[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(repo.berth(&["watch", &id]).code, 3);
+    let plan = repo.json(&["plan", "--json"]);
+    assert_eq!(plan["steps"][0]["reason"], "failed_before", "{plan}");
+    let logs = repo.berth(&["logs", &id]);
+    assert!(logs.stdout.contains("\"converge\""), "{}", logs.stdout);
+}
+
+#[test]
+fn a_smoke_check_returning_500_rolls_back() {
+    docker();
+    let s = unique("smoke");
+    let _c = Cleanup(vec![s.clone()]);
+    let port = free_port();
+    let repo = Repo::new();
+    let cfg = format!(
+        "{FAST}[[stack]]\nname = \"{s}\"\n[[stack.verify.http]]\nurl = \"http://127.0.0.1:{port}/cgi-bin/health\"\nbody = \"v\"\nretries = 3\ninterval = \"1s\"\n"
+    );
+    repo.write("berth.toml", &cfg);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, true, 500));
+    repo.commit("v2 answers 500");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let hist = repo.json(&["history", &s, "--json"]);
+    assert_eq!(hist[0]["status"], "rolled_back");
+    assert!(hist[0]["reason"].as_str().unwrap().contains("HTTP 500"), "{}", hist[0]);
+    let health =
+        wait_for("v1 to answer", Duration::from_secs(30), || get(&format!("http://127.0.0.1:{port}/cgi-bin/health")));
+    assert_eq!(health, (200, "v1".to_string()));
+}
+
+#[test]
+fn a_container_that_exits_right_after_start_is_a_failure() {
+    docker();
+    let (once, looping) = (unique("exits"), unique("loops"));
+    let _c = Cleanup(vec![once.clone(), looping.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(
+        &format!("stacks/{once}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n"),
+    );
+    repo.write(
+        &format!("stacks/{looping}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    restart: always\n    command: [\"sh\", \"-c\", \"sleep 1; exit 4\"]\n"),
+    );
+    repo.commit("crashers");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &once, "--json"]);
+    assert_eq!(h[0]["status"], "failed");
+    assert!(h[0]["reason"].as_str().unwrap().contains("exited with code 3"), "{}", h[0]);
+    let h = repo.json(&["history", &looping, "--json"]);
+    assert_eq!(h[0]["status"], "failed");
+    let reason = h[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("restart") || reason.contains("exited with code 4"), "{reason}");
+}
+
+#[test]
+fn one_shot_services_are_judged_by_their_exit_code() {
+    docker();
+    let s = unique("oneshot");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!(
+            "services:\n  migrate:\n    image: {IMAGE}\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"sleep 1; exit 0\"]\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+        ),
+    );
+    repo.commit("migration plus app");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// A CA, and a certificate it signed for `app.berth.test`.
+fn tls_files(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(st.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=app.berth.test",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:app.berth.test\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_https_page_linking_http_assets_fails_the_assets_check() {
+    docker();
+    let s = unique("assets");
+    let _c = Cleanup(vec![s.clone()]);
+    let tls = tempfile::tempdir().unwrap();
+    tls_files(tls.path());
+    let page =
+        |href: &str| format!("<html><head><link rel=\"stylesheet\" href=\"{href}\"></head><body>ok</body></html>\n");
+    std::fs::write(tls.path().join("index.html"), page("http://app.berth.test/style.css")).unwrap();
+    let port = free_port();
+    // A real TLS-terminating server standing in for the reverse proxy.
+    let _proxy = Kill(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept", &port.to_string(), "-cert", "srv.pem", "-key", "srv.key"])
+            .current_dir(tls.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the TLS server", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    let repo = Repo::new();
+    let ca = tls.path().join("ca.pem");
+    repo.write(
+        "berth.toml",
+        &format!(
+            "{FAST}[[stack]]\nname = \"{s}\"\n[[stack.verify.http]]\nurl = \"https://app.berth.test:{port}/index.html\"\nresolve = \"127.0.0.1\"\nca = \"{}\"\nassets = true\nretries = 2\ninterval = \"1s\"\n",
+            ca.display()
+        ),
+    );
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("https page with an http stylesheet");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &s, "--json"]);
+    let reason = h[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("asset") && reason.contains("http://app.berth.test/style.css"), "{reason}");
+
+    // Fixed page (relative link): the same check passes, through SNI and the CA file.
+    std::fs::write(tls.path().join("index.html"), page("/style.css")).unwrap();
+    repo.write(&format!("stacks/{s}/touch"), "1\n");
+    repo.commit("retry");
+    repo.berth(&["apply"]).ok();
+}
+
+#[test]
+fn manual_rollback_puts_the_previous_version_back() {
+    docker();
+    let s = unique("manual");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    let stack = |color: &str| {
+        format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+        )
+    };
+    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("red"));
+    repo.commit("red");
+    repo.berth(&["apply"]).ok();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("blue"));
+    repo.commit("blue");
+    repo.berth(&["apply"]).ok();
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+    repo.berth(&["rollback", &s]).ok();
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!((h[0]["trigger"].as_str(), h[0]["status"].as_str()), (Some("rollback"), Some("succeeded")));
+    assert_eq!(repo.berth(&["watch", "--stack", &s]).code, 0);
+}
+
+#[test]
+fn kill_9_during_a_deploy_is_recovered_on_the_next_run() {
+    docker();
+    let s = unique("crash");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", "[defaults]\nverify = { timeout = \"90s\", stable = \"1s\" }\n");
+    // Healthy only after a few seconds: the deploy sits in `converging` long enough to be killed.
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    command: [\"sh\", \"-c\", \"sleep 6; touch /tmp/ready; exec sleep 2147483647\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n      interval: 1s\n      retries: 3\n      start_period: 60s\n"
+        ),
+    );
+    repo.commit("slow to become healthy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--state-dir")
+        .arg(repo.state.path())
+        .arg("apply")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the deploy to converge", Duration::from_secs(60), || {
+        let h = repo.berth(&["history", &s, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&h.stdout).ok()?;
+        (v[0]["phase"] == "converging").then_some(())
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The next run settles the interrupted deploy and re-verifies the stack.
+    let out = repo.berth(&["status"]).ok();
+    assert!(out.stdout.contains("interrupted; re-verified: succeeded"), "{}", out.stdout);
+    let h = repo.json(&["history", &s, "--json"]);
+    let statuses: Vec<&str> = h.as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["succeeded", "interrupted"], "{h}");
+    assert_eq!(h[0]["trigger"], "recovery");
+    assert!(h.as_array().unwrap().iter().all(|d| d["status"] != "running"));
+}
