@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS config_rejections (
 );
 ";
 
+/// A configuration the controller refused: (repo, commit, errors, unix time).
+pub type Rejection = (String, String, Vec<String>, i64);
+
 /// A stored API key (the secret itself is never stored, only its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApiKey {
@@ -253,7 +256,7 @@ impl State {
     }
 
     /// The newest rejections: (repo, commit, errors, at).
-    pub fn rejections(&self, limit: usize) -> Result<Vec<(String, String, Vec<String>, i64)>, StateError> {
+    pub fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StateError> {
         let mut st = self
             .conn
             .prepare("SELECT repo, commit_sha, errors, at FROM config_rejections ORDER BY id DESC LIMIT ?1")

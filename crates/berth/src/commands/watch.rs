@@ -74,10 +74,7 @@ impl Source for Remote {
 }
 
 pub fn local(ws: &Workspace, target: &Target, timeout: Duration) -> Result<i32> {
-    let commit = match &target.commit {
-        Some(c) => Some(ws.repo.resolve(c).unwrap_or_else(|_| c.clone())),
-        None => None,
-    };
+    let commit = target.commit.as_ref().map(|c| ws.repo.resolve(c).unwrap_or_else(|_| c.clone()));
     follow(&Local(ws), target, commit, timeout)
 }
 

@@ -214,10 +214,10 @@ impl Controller {
     /// Stop taking deploys, cancel queued ones and wait (bounded) for running ones.
     pub async fn shutdown(&self, grace: Duration) {
         let (tx, rx) = oneshot::channel();
-        if self.shared.sched_tx.send(queue::Msg::Shutdown { reply: tx }).is_ok() {
-            if tokio::time::timeout(grace, rx).await.is_err() {
-                tracing::warn!("deploys still running after {}s; recording them as interrupted", grace.as_secs());
-            }
+        if self.shared.sched_tx.send(queue::Msg::Shutdown { reply: tx }).is_ok()
+            && tokio::time::timeout(grace, rx).await.is_err()
+        {
+            tracing::warn!("deploys still running after {}s; recording them as interrupted", grace.as_secs());
         }
         self.shared.state(|s| {
             let _: Result<_, _> = s.settle_abandoned(

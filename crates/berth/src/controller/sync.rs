@@ -54,11 +54,13 @@ pub enum SyncError {
     Stopped,
 }
 
+type Reply = oneshot::Sender<Result<SyncOutcome, SyncError>>;
+
 pub struct Request {
     pub want: Want,
     pub target: Target,
     pub trigger: String,
-    pub reply: Option<oneshot::Sender<Result<SyncOutcome, SyncError>>>,
+    pub reply: Option<Reply>,
 }
 
 impl Request {
@@ -99,7 +101,7 @@ pub async fn run(shared: Arc<Shared>, repo: usize, mut rx: mpsc::UnboundedReceiv
 fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
     let h = &shared.repos[repo];
     let fetched = h.mirror.fetch();
-    let mut merged: Vec<(Want, Target, String, Vec<oneshot::Sender<Result<SyncOutcome, SyncError>>>)> = Vec::new();
+    let mut merged: Vec<(Want, Target, String, Vec<Reply>)> = Vec::new();
     for r in batch {
         match merged.iter_mut().find(|m| m.0 == r.want && m.1 == r.target) {
             Some(m) => {
