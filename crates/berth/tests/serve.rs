@@ -255,3 +255,58 @@ fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
     assert_eq!(body["success"], true, "{body}");
     assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
 }
+
+#[test]
+fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
+    docker();
+    let s = unique("gitea");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        "[defaults]\nverify = { stable = \"1s\" }\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\n",
+    );
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("red");
+    repo.git(&["tag", "v1.0.0"]);
+    let server = Server::start(&repo);
+    server.settle();
+
+    // A Gitea push, signed the Gitea way.
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    let second = repo.commit("blue");
+    let body = json!({"ref": "refs/heads/main", "before": first, "after": second,
+        "repository": {"full_name": "me/stacks", "clone_url": "https://gitea.example.com/me/stacks.git"},
+        "pusher": {"login": "me"}})
+    .to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), body.as_bytes());
+    let hex = sig.trim_start_matches("sha256=");
+    let (code, _) = server.raw("/webhook", &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", hex)], body.into_bytes());
+    assert_eq!(code, 202);
+    // `berth watch --commit` against the server waits for that commit's deploy.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["watch", "--commit", &second, "--server", &server.base, "--timeout", "2m"])
+        .env("BERTH_API_KEY", &server.key)
+        .env("BERTH_API_SECRET", &server.secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+
+    // POST /deploy of a tag to an environment.
+    let dep = json!({"env": "staging", "tag": "v1.0.0", "triggered_by": "ci"}).to_string();
+    let sig = berth_core::webhook::sign(SECRET.as_bytes(), dep.as_bytes());
+    let (code, body) = server.raw("/deploy?wait=true", &[("X-Hub-Signature-256", &sig)], dep.into_bytes());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["deploys"][0]["commit"], first.as_str(), "{body}");
+    assert_eq!(body["deploys"][0]["trigger"], "deploy:ci");
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+
+    // The API's rollback puts back the success before the current one (blue).
+    let (code, body) = server.post(&format!("/api/v1/stacks/{s}/rollback?wait=true"), &json!({}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+    let detail = server.get(&format!("/api/v1/deploys/{}", body["deploys"][0]["id"])).unwrap();
+    assert_eq!(detail["verify"]["converge"]["ok"], true, "{detail}");
+}

@@ -332,3 +332,24 @@ fn kill_9_during_a_deploy_is_recovered_on_the_next_run() {
     assert_eq!(h[0]["trigger"], "recovery");
     assert!(h.as_array().unwrap().iter().all(|d| d["status"] != "running"));
 }
+
+#[test]
+fn rollback_manual_only_records_the_failure() {
+    docker();
+    let s = unique("norb");
+    let _c = Cleanup(vec![s.clone()]);
+    let port = free_port();
+    let repo = Repo::new();
+    repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nrollback = \"manual\"\n"));
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, false, 200));
+    repo.commit("v2 unhealthy");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!(h[0]["status"], "failed");
+    assert!(!h[0]["reason"].as_str().unwrap().contains("rolled back"), "{}", h[0]);
+    assert!(inspect(&container(&s, "web"), "{{json .Config.Env}}").contains("VERSION=v2"), "manual must not roll back");
+}

@@ -238,7 +238,11 @@ async fn deploy_detail(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     app.caller(&headers, Scope::Read)?;
-    Ok(axum::Json(deploy_record(&app, id)?).into_response())
+    let record = deploy_record(&app, id)?;
+    let verify = app.ctl.shared.state(|s| s.verify_results(id)).unwrap_or_default();
+    let mut v = serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["verify"] = serde_json::from_str(&verify).unwrap_or(serde_json::Value::Null);
+    Ok(axum::Json(v).into_response())
 }
 
 async fn deploy_log(
