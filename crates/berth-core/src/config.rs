@@ -82,6 +82,9 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Largest request body `berth serve` accepts, in bytes (default 1 MiB).
     pub max_body: Option<usize>,
+    /// Named tiers in deploy order: every stack of a tier comes after all stacks of the tiers before it.
+    #[serde(default)]
+    pub tiers: Vec<String>,
 }
 
 /// `[[server]]`: a Docker endpoint stacks can be bound to.
@@ -91,6 +94,19 @@ pub struct ServerToml {
     pub name: String,
     /// Anything `DOCKER_HOST` accepts; unset means the local engine.
     pub docker: Option<String>,
+    /// Client certificates for a `tcp://` endpoint with TLS.
+    pub tls: Option<TlsToml>,
+    /// A Docker client config file (`config.json` with registry auths) for pulls from private registries.
+    pub registry_auth: Option<String>,
+}
+
+/// `tls = { ca = "...", cert = "...", key = "..." }` of a server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsToml {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
 }
 
 /// `[discovery]`: folder conventions that make stacks without configuration.
@@ -193,6 +209,12 @@ pub struct StackToml {
     /// `auto` (default) or `manual`.
     pub rollback: Option<String>,
     pub verify: Option<VerifyToml>,
+    /// A command (argument vector) run in the stack's checkout before deploying; failing stops the deploy.
+    pub pre_deploy: Option<Vec<String>>,
+    /// A command run after the deploy verified; failing fails the deploy.
+    pub post_deploy: Option<Vec<String>>,
+    /// The tier (from `[berth] tiers`) the stack belongs to.
+    pub tier: Option<String>,
 }
 
 /// Parse the text of a configuration file. Syntax and shape errors stop the

@@ -10,6 +10,7 @@
 //! [`changes`] / [`hash`] → [`plan`] → the binary's executors → [`record`].
 
 pub mod changes;
+pub mod compat;
 pub mod config;
 pub mod dag;
 pub mod discovery;

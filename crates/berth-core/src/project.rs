@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_PARALLEL: usize = 4;
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Compose,
+    /// `docker stack deploy` against a swarm manager.
+    Swarm,
 }
 
 /// A Docker endpoint.
@@ -33,6 +35,9 @@ pub struct Server {
     pub name: String,
     /// `DOCKER_HOST` value; `None` is the local engine.
     pub docker: Option<String>,
+    pub tls: Option<crate::config::TlsToml>,
+    /// Docker client config file with registry credentials.
+    pub registry_auth: Option<String>,
 }
 
 /// One deployable stack, fully resolved. Every path is repo-relative.
@@ -51,6 +56,9 @@ pub struct Stack {
     pub env_files: Vec<String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
+    pub pre_deploy: Vec<String>,
+    pub post_deploy: Vec<String>,
+    pub tier: Option<String>,
     /// How a deploy is verified. Not part of the config hash: it does not change what runs.
     #[serde(skip)]
     pub verify: Verify,
@@ -148,11 +156,22 @@ impl Project {
             } else if servers.iter().any(|x| x.name == s.name) {
                 errors.push(ConfigError::new(format!("server `{}` is declared twice", s.name)).at(l));
             } else {
-                servers.push(Server { name: s.name.clone(), docker: s.docker.clone() });
+                if s.tls.is_some() && !s.docker.as_deref().is_some_and(|d| d.starts_with("tcp://")) {
+                    errors.push(
+                        ConfigError::new(format!("server `{}`: tls needs a tcp:// docker endpoint", s.name))
+                            .at(l.clone()),
+                    );
+                }
+                servers.push(Server {
+                    name: s.name.clone(),
+                    docker: s.docker.clone(),
+                    tls: s.tls.clone(),
+                    registry_auth: s.registry_auth.clone(),
+                });
             }
         }
         if !servers.iter().any(|s| s.name == LOCAL_SERVER) {
-            servers.insert(0, Server { name: LOCAL_SERVER.into(), docker: None });
+            servers.insert(0, Server { name: LOCAL_SERVER.into(), docker: None, tls: None, registry_auth: None });
         }
 
         // Defaults.
@@ -217,6 +236,9 @@ impl Project {
                 env: BTreeMap::new(),
                 env_files: Vec::new(),
                 timeout: default_timeout,
+                pre_deploy: Vec::new(),
+                post_deploy: Vec::new(),
+                tier: None,
                 verify: default_verify.clone(),
                 rollback: default_rollback,
                 origin: format!("discovered by `{}`", d.pattern),
@@ -284,6 +306,9 @@ impl Project {
                         env: BTreeMap::new(),
                         env_files: Vec::new(),
                         timeout: default_timeout,
+                        pre_deploy: Vec::new(),
+                        post_deploy: Vec::new(),
+                        tier: None,
                         verify: default_verify.clone(),
                         rollback: default_rollback,
                         origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
@@ -350,6 +375,34 @@ impl Project {
             }
         }
         drop(by_name);
+        // Tiers order whole groups: each stack comes after every stack of the nearest earlier, non-empty tier.
+        let tiers = &cfg.berth.tiers;
+        for s in &stacks {
+            if let Some(t) = &s.tier
+                && !tiers.contains(t)
+            {
+                let e = ConfigError::new(format!("stack `{}` is in unknown tier `{t}`", s.name)).at(s.location.clone());
+                errors.push(match did_you_mean(t, tiers.iter().map(String::as_str)) {
+                    Some(best) => e.help(format!("did you mean `{best}`? Tiers are listed in [berth] tiers")),
+                    None => e.help("list it in [berth] tiers = [...]"),
+                });
+            }
+        }
+        let rank = |s: &Stack| s.tier.as_ref().and_then(|t| tiers.iter().position(|x| x == t));
+        let ranks: Vec<Option<usize>> = stacks.iter().map(rank).collect();
+        for i in 0..stacks.len() {
+            let Some(r) = ranks[i] else { continue };
+            let earlier = (0..r).rev().find_map(|k| {
+                let members: Vec<String> =
+                    stacks.iter().zip(&ranks).filter(|(_, rr)| **rr == Some(k)).map(|(s, _)| s.name.clone()).collect();
+                (!members.is_empty()).then_some(members)
+            });
+            for d in earlier.unwrap_or_default() {
+                if !stacks[i].after.contains(&d) {
+                    stacks[i].after.push(d);
+                }
+            }
+        }
         stacks.sort_by(|a, b| a.name.cmp(&b.name));
         if errors.is_empty()
             && let Err(cycle) = dag::order(&stacks)
@@ -502,8 +555,8 @@ fn url_has_password(url: &str) -> bool {
 fn parse_mode(m: Option<&str>) -> Result<Mode, String> {
     match m {
         None | Some("compose") => Ok(Mode::Compose),
-        Some("swarm") => Err("mode `swarm` is not supported yet; use mode = \"compose\"".into()),
-        Some(other) => Err(format!("unknown mode `{other}`; use mode = \"compose\"")),
+        Some("swarm") => Ok(Mode::Swarm),
+        Some(other) => Err(format!("unknown mode `{other}`; use mode = \"compose\" or \"swarm\"")),
     }
 }
 
@@ -579,6 +632,23 @@ fn apply_entry(
         if !crate::vars::valid_key(k) {
             errors.push(at(format!("stack `{}`: `{k}` is not a valid variable name", stack.name)));
         }
+    }
+    for (what, cmd) in [("pre_deploy", &st.pre_deploy), ("post_deploy", &st.post_deploy)] {
+        if cmd.as_ref().is_some_and(|c| c.is_empty() || c[0].is_empty()) {
+            errors.push(at(format!(
+                "stack `{}`: {what} needs a program, e.g. [\"sh\", \"scripts/check.sh\"]",
+                stack.name
+            )));
+        }
+    }
+    if let Some(c) = &st.pre_deploy {
+        stack.pre_deploy = c.clone();
+    }
+    if let Some(c) = &st.post_deploy {
+        stack.post_deploy = c.clone();
+    }
+    if st.tier.is_some() {
+        stack.tier = st.tier.clone();
     }
     stack.after.extend(st.after.iter().cloned());
     stack.watch.extend(st.watch.iter().cloned());
@@ -719,6 +789,22 @@ after = ["caddy"]
         assert!(url_has_password("https://u:p@h/x"));
         assert!(!url_has_password("ssh://git@h/x"));
         assert!(!url_has_password("https://h/x@y"));
+    }
+
+    #[test]
+    fn tiers_order_whole_groups() {
+        let t = Tree::from_paths([
+            "stacks/db/compose.yaml",
+            "stacks/proxy/compose.yaml",
+            "stacks/app/compose.yaml",
+            "stacks/free/compose.yaml",
+        ]);
+        let cfg = "[berth]\ntiers = [\"infra\", \"platform\", \"apps\"]\n[[stack]]\nname = \"db\"\ntier = \"infra\"\n[[stack]]\nname = \"proxy\"\ntier = \"infra\"\n[[stack]]\nname = \"app\"\ntier = \"apps\"\n";
+        let p = Project::load("berth.toml", Some(cfg), &t).unwrap();
+        assert_eq!(p.stack("app").unwrap().after, ["db", "proxy"]);
+        assert!(p.stack("free").unwrap().after.is_empty());
+        let bad = Project::load("berth.toml", Some(&cfg.replace("tier = \"apps\"", "tier = \"aps\"")), &t).unwrap_err();
+        assert!(bad[0].help.as_deref().unwrap().contains("apps"), "{bad:?}");
     }
 
     #[test]

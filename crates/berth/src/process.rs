@@ -22,8 +22,8 @@ impl Output {
     pub fn last_error_line(&self) -> String {
         self.stderr
             .lines()
-            .chain(self.stdout.lines())
             .rev()
+            .chain(self.stdout.lines().rev())
             .find(|l| !l.trim().is_empty())
             .map(|l| l.trim().to_string())
             .unwrap_or_else(|| format!("exited with {}", self.status))
