@@ -62,6 +62,11 @@ pub enum Command {
         #[arg(long, value_name = "REV", default_value = "HEAD")]
         r#ref: String,
     },
+    /// Bring up the `manual = true` stacks (secrets, reverse proxy, berth itself) in dependency order.
+    Bootstrap {
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+    },
     /// Deploy one stack now, whatever its state, optionally with variables.
     Deploy {
         stack: String,

@@ -14,7 +14,7 @@ use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use serde::Serialize;
 
-use crate::docker::ServiceSpec;
+use crate::docker::{Engine, ServiceSpec};
 
 const PROJECT: &str = "com.docker.compose.project";
 const SERVICE: &str = "com.docker.compose.service";
@@ -41,17 +41,27 @@ pub struct ContainerState {
     pub restarts: i64,
 }
 
-/// Connect to the engine at `host` (`None`: `DOCKER_HOST` or the local socket).
-pub async fn connect(host: Option<&str>) -> Result<Docker, String> {
-    let d = match host {
-        None => Docker::connect_with_defaults(),
-        Some(h) if h.starts_with("ssh://") => {
-            return Err(format!("verification through {h} is not supported yet (use unix:// or tcp://)"));
+/// Connect to a server's engine the way the docker CLI would: the local socket,
+/// `tcp://` (with TLS client certificates when configured) or `ssh://`.
+pub async fn connect(engine: &Engine) -> Result<Docker, String> {
+    const TIMEOUT: u64 = 120;
+    let d = match (engine.host.as_deref(), &engine.tls) {
+        (None, _) => Docker::connect_with_defaults(),
+        (Some(h), _) if h.starts_with("ssh://") => {
+            Docker::connect_with_ssh(h, TIMEOUT, bollard::API_DEFAULT_VERSION, None)
         }
-        Some(h) => Docker::connect_with_host(h),
+        (Some(h), Some(t)) => Docker::connect_with_ssl(
+            h,
+            std::path::Path::new(&t.key),
+            std::path::Path::new(&t.cert),
+            std::path::Path::new(&t.ca),
+            TIMEOUT,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        (Some(h), None) => Docker::connect_with_host(h),
     }
-    .map_err(|e| format!("cannot connect to the Docker engine: {e}"))?;
-    d.negotiate_version().await.map_err(|e| format!("the Docker engine does not answer: {e}"))
+    .map_err(|e| format!("cannot connect to the Docker engine at {}: {e}", engine.endpoint()))?;
+    d.negotiate_version().await.map_err(|e| format!("the Docker engine at {} does not answer: {e}", engine.endpoint()))
 }
 
 /// Image id of each service's image, resolved now (right after `up`).
@@ -78,12 +88,16 @@ pub async fn converge(
     timeout: Duration,
     stable: Duration,
 ) -> Report {
-    let deadline = Instant::now() + timeout;
     let mut baseline: HashMap<String, i64> = HashMap::new();
+    window(timeout, stable, async || observe(docker, project, services, ignore, expected, &mut baseline).await).await
+}
+
+/// Poll `observe` until it is good for `stable` in a row, fails, or `timeout` passes.
+async fn window(timeout: Duration, stable: Duration, mut observe: impl AsyncFnMut() -> Verdict) -> Report {
+    let deadline = Instant::now() + timeout;
     let mut good_since: Option<Instant> = None;
     loop {
-        let verdict = observe(docker, project, services, ignore, expected, &mut baseline).await;
-        match verdict {
+        match observe().await {
             Verdict::Failed(report) => return report,
             Verdict::Good(report) => {
                 let since = *good_since.get_or_insert_with(Instant::now);
@@ -93,6 +107,9 @@ pub async fn converge(
                         summary: format!("converged and stable for {}s", stable.as_secs()),
                         ..report
                     };
+                }
+                if Instant::now() >= deadline + stable {
+                    return Report { ok: true, summary: "converged".into(), ..report };
                 }
             }
             Verdict::Waiting(report) => {
@@ -106,16 +123,124 @@ pub async fn converge(
                 }
             }
         }
-        if Instant::now() >= deadline && good_since.is_some() {
-            // Converged late in the window: give the stable period its due once.
-            tokio::time::sleep(stable).await;
-            let last = observe(docker, project, services, ignore, expected, &mut baseline).await;
-            return match last {
-                Verdict::Good(r) => Report { ok: true, summary: "converged".into(), ..r },
-                Verdict::Failed(r) | Verdict::Waiting(r) => Report { ok: false, ..r },
-            };
-        }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Wait until every service of swarm stack `stack` finished its update and runs
+/// the desired number of tasks on its image, or fail on paused or rolled-back
+/// updates and tasks that keep failing.
+pub async fn converge_swarm(
+    docker: &Docker,
+    stack: &str,
+    services: &[ServiceSpec],
+    ignore: &[String],
+    timeout: Duration,
+    stable: Duration,
+) -> Report {
+    let mut baseline: HashMap<String, usize> = HashMap::new();
+    window(timeout, stable, async || observe_swarm(docker, stack, services, ignore, &mut baseline).await).await
+}
+
+async fn observe_swarm(
+    docker: &Docker,
+    stack: &str,
+    services: &[ServiceSpec],
+    ignore: &[String],
+    baseline: &mut HashMap<String, usize>,
+) -> Verdict {
+    use bollard::query_parameters::{ListServicesOptions, ListTasksOptions};
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
+    let list = match docker
+        .list_services(Some(ListServicesOptions { filters: Some(filters), ..Default::default() }))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            return Verdict::Waiting(Report { summary: format!("cannot list services: {e}"), ..Default::default() });
+        }
+    };
+    let mut report = Report::default();
+    let mut waiting = None;
+    for svc in services.iter().filter(|s| !ignore.contains(&s.name)) {
+        let full = format!("{stack}_{}", svc.name);
+        let Some(service) =
+            list.iter().find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
+        else {
+            waiting.get_or_insert(format!("service `{full}` does not exist yet"));
+            continue;
+        };
+        let state = service.update_status.as_ref().and_then(|u| u.state).map(|s| s.to_string()).unwrap_or_default();
+        if state == "paused" || state.starts_with("rollback") {
+            let msg = service.update_status.as_ref().and_then(|u| u.message.clone()).unwrap_or_default();
+            return Verdict::Failed(Report {
+                ok: false,
+                summary: format!("service `{full}` update is {state}: {msg}"),
+                ..report
+            });
+        }
+        if state == "updating" {
+            waiting.get_or_insert(format!("service `{full}` is updating"));
+        }
+        let spec = service.spec.as_ref();
+        let want = spec
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let replicas = spec
+            .and_then(|s| s.mode.as_ref())
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .unwrap_or(1);
+        let mut tf = HashMap::new();
+        tf.insert("service".to_string(), vec![full.clone()]);
+        let tasks = match docker.list_tasks(Some(ListTasksOptions { filters: Some(tf) })).await {
+            Ok(t) => t,
+            Err(e) => {
+                waiting.get_or_insert(format!("cannot list tasks of `{full}`: {e}"));
+                continue;
+            }
+        };
+        let image_of = |t: &bollard::models::Task| {
+            t.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.image.clone()).unwrap_or_default()
+        };
+        let task_state = |t: &bollard::models::Task| {
+            t.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default()
+        };
+        let running = tasks.iter().filter(|t| task_state(t) == "running" && image_of(t) == want).count() as i64;
+        let failed: Vec<_> = tasks
+            .iter()
+            .filter(|t| matches!(task_state(t).as_str(), "failed" | "rejected") && image_of(t) == want)
+            .collect();
+        let base = *baseline.entry(full.clone()).or_insert(failed.len());
+        report.containers.push(ContainerState {
+            service: full.clone(),
+            id: service.id.clone().unwrap_or_default().chars().take(12).collect(),
+            image_ok: running > 0,
+            state: format!("{running}/{replicas} running, update {}", if state.is_empty() { "none" } else { &state }),
+            health: None,
+            restarts: (failed.len() - base.min(failed.len())) as i64,
+        });
+        if failed.len() >= base + 2 {
+            let err = failed
+                .iter()
+                .find_map(|t| t.status.as_ref().and_then(|s| s.err.clone()))
+                .unwrap_or_else(|| "no error given".into());
+            return Verdict::Failed(Report {
+                ok: false,
+                summary: format!("tasks of `{full}` keep failing: {err}"),
+                ..report
+            });
+        }
+        if running < replicas {
+            waiting.get_or_insert(format!("service `{full}` runs {running} of {replicas} tasks on the new image"));
+        }
+    }
+    match waiting {
+        Some(w) => Verdict::Waiting(Report { summary: w, ..report }),
+        None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }),
     }
 }
 

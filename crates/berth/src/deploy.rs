@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_core::Stack;
 use berth_core::record::DeployStatus;
 use berth_core::vars;
+use berth_core::{Mode, Stack};
 
 use berth_core::verify::Rollback;
 
@@ -90,13 +91,19 @@ impl Run<'_> {
     }
 
     fn compose(&mut self, project: &ProjectRef<'_>, args: &[&str], what: &str) -> Result<String, String> {
+        let cmd = self.job.engine.compose(project, args);
+        self.exec(cmd, what)
+    }
+
+    /// Run a command within the deploy's deadline, logging it and its output.
+    fn exec(&mut self, mut cmd: Command, what: &str) -> Result<String, String> {
         let left = self.remaining();
         if left.is_zero() {
             return Err(format!("timed out after {}s before {what}", self.job.stack.timeout.as_secs()));
         }
-        match self.job.engine.run_compose(project, args, left) {
-            Ok((line, out)) => {
-                self.note(&format!("$ {line}"));
+        self.note(&format!("$ {}", crate::process::display(&cmd)));
+        match crate::process::run(&mut cmd, left) {
+            Ok(out) => {
                 self.log.push_str(&out.stdout);
                 self.log.push_str(&out.stderr);
                 if out.success() { Ok(out.stdout) } else { Err(format!("{what} failed: {}", out.last_error_line())) }
@@ -108,6 +115,25 @@ impl Run<'_> {
             }
             Err(e) => Err(format!("{what}: {e}")),
         }
+    }
+
+    /// Run a `pre_deploy`/`post_deploy` hook in the stack's folder with the deploy's variables.
+    fn hook(
+        &mut self,
+        which: &str,
+        argv: &[String],
+        dir: &Path,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let Some((program, args)) = argv.split_first() else { return Ok(()) };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(dir)
+            .envs(vars)
+            .env("BERTH_STACK", &self.job.stack.name)
+            .env("BERTH_COMMIT", &self.job.commit)
+            .env("BERTH_SERVER", &self.job.stack.server);
+        self.exec(cmd, which).map(|_| ())
     }
 
     fn redacted_log(&self) -> String {
@@ -187,19 +213,27 @@ fn attempt(
     let services = docker::services(&config).map_err(|reason| Failure { reason, touched: true })?;
     progress("converging");
     let v = &job.stack.verify;
-    let host = job.engine.host.clone();
+    let swarm = job.stack.mode == Mode::Swarm;
+    let engine = job.engine.clone();
     let project = job.stack.name.clone();
     let (report, checks) = block_on(async {
-        let docker = match converge::connect(host.as_deref()).await {
+        let docker = match converge::connect(&engine).await {
             Ok(d) => d,
             Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
         };
-        let expected = match converge::expected_images(&docker, &services).await {
-            Ok(e) => e,
-            Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
+        let expected = if swarm {
+            Default::default()
+        } else {
+            match converge::expected_images(&docker, &services).await {
+                Ok(e) => e,
+                Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
+            }
         };
-        let report =
-            converge::converge(&docker, &project, &services, &v.ignore_services, &expected, v.timeout, v.stable).await;
+        let report = if swarm {
+            converge::converge_swarm(&docker, &project, &services, &v.ignore_services, v.timeout, v.stable).await
+        } else {
+            converge::converge(&docker, &project, &services, &v.ignore_services, &expected, v.timeout, v.stable).await
+        };
         if !report.ok || v.http.is_empty() {
             return (report, Vec::new());
         }
@@ -232,6 +266,13 @@ fn attempt(
     }
     if let Some(c) = checks.iter().find(|c| !c.ok) {
         return Err(Failure { reason: format!("smoke check {} failed: {}", c.url, c.detail), touched: true });
+    }
+    if !job.stack.post_deploy.is_empty() && !job.verify_only {
+        progress("post-deploy");
+        let dir = work_dir(state_dir, &job.stack.name).join(&job.stack.path);
+        let vars = resolved.clone();
+        r.hook("post_deploy", &job.stack.post_deploy, &dir, &vars)
+            .map_err(|reason| Failure { reason, touched: true })?;
     }
     Ok(recreated)
 }
@@ -281,14 +322,28 @@ fn steps(
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: resolved };
 
-    let config = r
-        .compose(&project, &["config"], "compose config (the stack's compose files were rejected)")
-        .map_err(untouched)?;
+    let swarm = stack.mode == Mode::Swarm;
+    let config = if swarm {
+        let cmd = job.engine.stack(&project, "config", &[], false);
+        r.exec(cmd, "docker stack config (the stack's compose files were rejected)")
+    } else {
+        r.compose(&project, &["config"], "compose config (the stack's compose files were rejected)")
+    }
+    .map_err(untouched)?;
     if job.verify_only {
         return Ok((config, Vec::new()));
     }
+    if !stack.pre_deploy.is_empty() {
+        progress("pre-deploy");
+        r.hook("pre_deploy", &stack.pre_deploy, &stack_dir, resolved).map_err(untouched)?;
+    }
     progress("up");
-    r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up").map_err(touched)?;
+    if swarm {
+        let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
+        r.exec(cmd, "docker stack deploy").map_err(touched)?;
+    } else {
+        r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up").map_err(touched)?;
+    }
 
     // `up` leaves a container alone when only a bind-mounted file changed: recreate those services.
     let changed: Vec<PathBuf> = job.changed_paths.iter().map(|p| dir.join(p)).collect();
@@ -305,7 +360,13 @@ fn steps(
     };
     services.sort();
     services.dedup();
-    if !services.is_empty() {
+    if swarm {
+        for svc in services.iter().filter(|s| !s.is_empty()) {
+            r.note(&format!("bind-mounted files changed; forcing an update of {svc}"));
+            let cmd = job.engine.force_update(&stack.name, svc);
+            r.exec(cmd, "docker service update --force").map_err(touched)?;
+        }
+    } else if !services.is_empty() {
         let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
         // An empty name stands for "the whole stack" (we could not tell which services).
         args.extend(services.iter().filter(|s| !s.is_empty()).map(String::as_str));

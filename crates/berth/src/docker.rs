@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{self, Output, RunError};
+use berth_core::Server;
+use berth_core::config::TlsToml;
+
+use crate::process::{self, RunError};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -59,6 +62,10 @@ impl Compose {
 pub struct Engine {
     /// `DOCKER_HOST` value; `None` is the environment's default (the local socket).
     pub host: Option<String>,
+    /// Client certificates for a TLS `tcp://` endpoint.
+    pub tls: Option<TlsToml>,
+    /// `DOCKER_CONFIG` directory with registry credentials.
+    pub docker_config: Option<PathBuf>,
     pub compose: Compose,
 }
 
@@ -74,6 +81,33 @@ pub struct ProjectRef<'a> {
 }
 
 impl Engine {
+    /// The engine of a configured server.
+    pub fn for_server(server: &Server, compose: &Compose) -> Engine {
+        // `registry_auth` names a config.json (or the folder holding one); DOCKER_CONFIG wants the folder.
+        let docker_config = server.registry_auth.as_ref().map(|p| {
+            let p = PathBuf::from(p);
+            if p.file_name().is_some_and(|n| n == "config.json") {
+                p.parent().map(Path::to_path_buf).unwrap_or(p)
+            } else {
+                p
+            }
+        });
+        Engine { host: server.docker.clone(), tls: server.tls.clone(), docker_config, compose: compose.clone() }
+    }
+
+    /// Environment and TLS flags shared by `docker` and `docker-compose` invocations.
+    fn target(&self, c: &mut Command) {
+        if let Some(h) = &self.host {
+            c.env("DOCKER_HOST", h);
+        }
+        if let Some(d) = &self.docker_config {
+            c.env("DOCKER_CONFIG", d);
+        }
+        if let Some(t) = &self.tls {
+            c.args(["--tlsverify", "--tlscacert", &t.ca, "--tlscert", &t.cert, "--tlskey", &t.key]);
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         self.host.clone().unwrap_or_else(|| {
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
@@ -82,9 +116,7 @@ impl Engine {
 
     fn docker(&self) -> Command {
         let mut c = Command::new("docker");
-        if let Some(h) = &self.host {
-            c.env("DOCKER_HOST", h);
-        }
+        self.target(&mut c);
         c
     }
 
@@ -108,9 +140,7 @@ impl Engine {
             }
             Compose::Standalone { .. } => {
                 let mut c = Command::new("docker-compose");
-                if let Some(h) = &self.host {
-                    c.env("DOCKER_HOST", h);
-                }
+                self.target(&mut c);
                 c
             }
         };
@@ -123,16 +153,26 @@ impl Engine {
         c
     }
 
-    /// Run a compose command; returns its output whatever the exit status.
-    pub fn run_compose(
-        &self,
-        project: &ProjectRef<'_>,
-        args: &[&str],
-        timeout: Duration,
-    ) -> Result<(String, Output), RunError> {
-        let mut cmd = self.compose(project, args);
-        let line = process::display(&cmd);
-        process::run(&mut cmd, timeout).map(|o| (line, o))
+    /// A `docker stack` command for a swarm stack: `stack <verb> -c files... [args] [name]`.
+    pub fn stack(&self, project: &ProjectRef<'_>, verb: &str, args: &[&str], with_name: bool) -> Command {
+        let mut c = self.docker();
+        c.current_dir(project.dir).args(["stack", verb]);
+        for f in project.files {
+            c.arg("--compose-file").arg(f);
+        }
+        c.args(args);
+        if with_name {
+            c.arg(project.name);
+        }
+        c.envs(project.vars);
+        c
+    }
+
+    /// `docker service update --force` of some services of a swarm stack (bind-mounted files changed).
+    pub fn force_update(&self, stack: &str, service: &str) -> Command {
+        let mut c = self.docker();
+        c.args(["service", "update", "--force", "--detach", &format!("{stack}_{service}")]);
+        c
     }
 }
 

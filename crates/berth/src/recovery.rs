@@ -26,7 +26,7 @@ pub fn recover(
         };
         let Some(stack) = snap.project.stack(&r.stack).cloned() else { continue };
         let Some(server) = snap.project.server(&stack.server) else { continue };
-        let engine = Engine { host: server.docker.clone(), compose: compose.clone() };
+        let engine = Engine::for_server(server, compose);
         let overrides: BTreeMap<String, String> = r
             .overrides
             .iter()

@@ -33,12 +33,12 @@ pub fn doctor(repo: Option<&Path>, state_dir: Option<&Path>) -> Result<i32> {
             None
         }
     };
-    let mut servers = vec![("local".to_string(), None)];
+    let mut servers = vec![berth_core::Server { name: "local".into(), docker: None, tls: None, registry_auth: None }];
     if let Some(ws) = &ws {
         match ws.snapshot("HEAD") {
             Ok(s) => {
                 line(true, "config", &format!("{} stacks at {}", s.project.stacks.len(), &s.commit[..10]));
-                servers = s.project.servers.iter().map(|s| (s.name.clone(), s.docker.clone())).collect();
+                servers = s.project.servers.clone();
             }
             Err(e) => {
                 line(false, "config", &format!("{e}; run `berth validate` for details"));
@@ -60,8 +60,9 @@ pub fn doctor(repo: Option<&Path>, state_dir: Option<&Path>) -> Result<i32> {
     match Compose::detect() {
         Ok(c) => {
             line(true, "compose", &c.describe());
-            for (name, host) in servers {
-                let engine = Engine { host, compose: c.clone() };
+            for server in servers {
+                let name = &server.name;
+                let engine = Engine::for_server(&server, &c);
                 match engine.ping() {
                     Ok(v) => line(true, &format!("server {name}"), &format!("Docker {v} at {}", engine.endpoint())),
                     Err(e) => {

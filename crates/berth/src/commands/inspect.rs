@@ -17,6 +17,22 @@ pub fn validate(ws: &Workspace, rev: Option<&str>) -> Result<i32> {
         Some(r) => ws.snapshot(r)?.project,
         None => ws.snapshot_worktree()?,
     };
+    let mut warnings = 0;
+    for s in project.stacks.iter().filter(|s| s.mode == berth_core::Mode::Swarm) {
+        for f in &s.compose_files {
+            let text = match rev {
+                Some(r) => ws.repo.read(&ws.repo.resolve(r)?, f)?.unwrap_or_default(),
+                None => std::fs::read_to_string(ws.repo.root.join(f)).unwrap_or_default(),
+            };
+            for w in berth_core::compat::swarm_warnings(f, &text) {
+                eprintln!("warning: stack `{}` (mode = \"swarm\"): {w}", s.name);
+                warnings += 1;
+            }
+        }
+    }
+    if warnings > 0 {
+        eprintln!("hint: a stack that needs these options can deploy with mode = \"compose\" instead");
+    }
     let manual = project.stacks.iter().filter(|s| s.manual).count();
     let servers: std::collections::BTreeSet<&str> = project.stacks.iter().map(|s| s.server.as_str()).collect();
     println!(

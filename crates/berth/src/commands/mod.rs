@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
         Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
+        Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
         Command::Status { json } => {
             let ws = ws()?;
             recover(&ws, &ws.state()?)?;
@@ -66,7 +67,7 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
         let Some(server) = project.server(name) else {
             return Err(Error::Usage(format!("server `{name}` is not declared")));
         };
-        let engine = Engine { host: server.docker.clone(), compose: compose.clone() };
+        let engine = Engine::for_server(server, &compose);
         engine.ping().map_err(|e| match e {
             crate::docker::DockerError::Unreachable { endpoint, message } => {
                 crate::docker::DockerError::Unreachable { endpoint: format!("{endpoint} (server `{name}`)"), message }

@@ -1,4 +1,5 @@
-//! Verbs that change the hosts: apply (reconcile) and deploy (one stack, explicitly).
+//! Verbs that change the hosts: apply (reconcile), deploy (one stack, explicitly),
+//! bootstrap (the manual stacks) and rollback.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,19 @@ pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<
     execute(ws, rev, Some(stack), &overrides, "deploy")
 }
 
+/// `berth bootstrap`: bring up the `manual = true` stacks (secrets service, reverse
+/// proxy, berth itself) in dependency order, skipping those already running this config.
+pub fn bootstrap(ws: &Workspace, rev: &str) -> Result<i32> {
+    let snap = ws.snapshot(rev)?;
+    let manual: Vec<String> = snap.project.stacks.iter().filter(|s| s.manual).map(|s| s.name.clone()).collect();
+    if manual.is_empty() {
+        println!("no stack is marked manual = true: nothing to bootstrap");
+        return Ok(exit::OK);
+    }
+    println!("bootstrapping {}", manual.join(", "));
+    run_plan(ws, snap, Some(&manual), &BTreeMap::new(), "bootstrap", true)
+}
+
 fn execute(
     ws: &Workspace,
     rev: &str,
@@ -43,10 +57,33 @@ fn execute(
     {
         return Err(Error::Config(vec![snap.project.unknown_stack(name)]));
     }
+    let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
+    run_plan(ws, snap, requested.as_deref(), overrides, trigger, false)
+}
+
+/// Plan (a reconcile, or the `requested` stacks) and run the deploys.
+/// `skip_unchanged` drops requested stacks already running this exact config.
+fn run_plan(
+    ws: &Workspace,
+    snap: crate::workspace::Snapshot,
+    requested: Option<&[String]>,
+    overrides: &BTreeMap<String, String>,
+    trigger: &str,
+    skip_unchanged: bool,
+) -> Result<i32> {
     let state = ws.state()?;
     super::recover(ws, &state)?;
-    let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
-    let (plan, vars) = ws.plan(&snap, &state.summaries()?, requested.as_deref(), overrides)?;
+    let only = requested.filter(|r| r.len() == 1 && !skip_unchanged).map(|r| r[0].as_str());
+    let (mut plan, vars) = ws.plan(&snap, &state.summaries()?, requested, overrides)?;
+    if skip_unchanged {
+        for s in plan.steps.iter_mut() {
+            if s.action == Action::Deploy && s.previous_hash.as_deref() == Some(s.config_hash.as_str()) {
+                s.action = Action::Skip;
+                s.reason = berth_core::plan::Reason::Unchanged;
+                println!("- {:<20} already running this config", s.stack);
+            }
+        }
+    }
     let count = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
     if only.is_none() {
         println!(

@@ -260,7 +260,7 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
     let Some(server) = snap.project.server(&stack.server) else {
         return fail(format!("server `{}` is not declared", stack.server));
     };
-    let engine = Engine { host: server.docker.clone(), compose: shared.compose.clone() };
+    let engine = Engine::for_server(server, &shared.compose);
     if let Err(e) = shared.state(|s| s.start(p.id, &step.config_hash, &super::redacted(&overrides))) {
         return fail(e.to_string());
     }

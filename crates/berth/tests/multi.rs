@@ -1,0 +1,264 @@
+//! Several servers, swarm stacks, dependency-ordered parallel deploys, hooks and bootstrap.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+/// A TCP endpoint in front of the local engine's socket that remembers what clients sent:
+/// a second "server" that is really the same engine, so a test can see which requests went where.
+struct Proxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { return };
+                    let (mut c_read, mut e_write) = (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                    let (mut e_read, mut c_write) = (engine, client);
+                    let up = std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = c_read.read(&mut buf) {
+                            if n == 0 || e_write.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        }
+                        let _ = e_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut e_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                    let _ = up.join();
+                });
+            }
+        });
+        Proxy { port, seen }
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        let seen = self.seen.lock().unwrap();
+        seen.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+}
+
+#[test]
+fn each_stack_goes_to_its_own_server() {
+    docker();
+    let (remote, local) = (unique("remote"), unique("local"));
+    let _c = Cleanup(vec![remote.clone(), local.clone()]);
+    let proxy = Proxy::start();
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"edge\"\ndocker = \"tcp://127.0.0.1:{}\"\n", proxy.port),
+    );
+    repo.write(&format!("nodes/edge/{remote}/compose.yaml"), &sleeper(&["app"]));
+    repo.write(&format!("stacks/{local}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("two servers");
+    let plan = repo.json(&["plan", "--json"]);
+    let server_of =
+        |n: &str| plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == n).unwrap()["server"].clone();
+    assert_eq!(server_of(&remote), "edge");
+    assert_eq!(server_of(&local), "local");
+    repo.berth(&["apply"]).ok();
+    container(&remote, "app");
+    container(&local, "app");
+    assert!(proxy.saw(&remote), "the edge stack did not go through the edge endpoint");
+    assert!(!proxy.saw(&local), "the local stack went through the edge endpoint");
+    let doc = repo.berth(&["doctor"]).ok();
+    assert!(
+        doc.stdout.contains("✓ server edge: Docker") && doc.stdout.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "{}",
+        doc.stdout
+    );
+}
+
+#[test]
+fn a_dag_deploys_in_order_in_parallel_and_blocks_behind_a_failure() {
+    docker();
+    let names: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|n| unique(n)).collect();
+    let _c = Cleanup(names.clone());
+    let (a, b, c, d, e) = (&names[0], &names[1], &names[2], &names[3], &names[4]);
+    let timeline = tempfile::NamedTempFile::new().unwrap();
+    let tl = timeline.path().display().to_string();
+    let repo = Repo::new();
+    // b → c → d is a chain; a and e are independent; c's pre-deploy hook fails.
+    let hook = |fail: bool| {
+        format!(
+            "pre_deploy = [\"sh\", \"-c\", \"echo start $BERTH_STACK $(date +%s%N) >> {tl}; sleep 1; echo end $BERTH_STACK $(date +%s%N) >> {tl}; echo env $BERTH_STACK $BERTH_COMMIT $BERTH_SERVER $GREETING >> {tl}; exit {}\"]\n",
+            if fail { 1 } else { 0 }
+        )
+    };
+    let mut cfg = String::from("[berth]\nmax_parallel = 4\n[defaults]\nverify = { stable = \"1s\" }\n");
+    for n in [a, b, e] {
+        cfg.push_str(&format!("[[stack]]\nname = \"{n}\"\nenv = {{ GREETING = \"hi\" }}\n{}", hook(false)));
+    }
+    cfg.push_str(&format!("[[stack]]\nname = \"{c}\"\nafter = [\"{b}\"]\n{}", hook(true)));
+    cfg.push_str(&format!("[[stack]]\nname = \"{d}\"\nafter = [\"{c}\"]\n{}", hook(false)));
+    repo.write("berth.toml", &cfg);
+    for n in &names {
+        repo.write(&format!("stacks/{n}/compose.yaml"), &sleeper(&["app"]));
+    }
+    let commit = repo.commit("five stacks");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    for n in [a, b, e] {
+        container(n, "app");
+    }
+    assert!(containers(c).is_empty() && containers(d).is_empty());
+    assert_eq!(repo.json(&["history", c, "--json"])[0]["status"], "failed");
+    assert!(repo.json(&["history", c, "--json"])[0]["reason"].as_str().unwrap().contains("pre_deploy"));
+    assert_eq!(repo.json(&["history", d, "--json"])[0]["status"], "blocked");
+
+    let text = std::fs::read_to_string(timeline.path()).unwrap();
+    let at = |what: &str, n: &str| -> u128 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{what} {n} ")).and_then(|t| t.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no `{what} {n}` in\n{text}"))
+    };
+    // Independent stacks overlap; a dependent starts only after its dependency finished.
+    assert!(at("start", e) < at("end", a) && at("start", a) < at("end", e), "a and e did not overlap:\n{text}");
+    assert!(at("start", c) > at("end", b), "c started before b finished:\n{text}");
+    assert!(!text.contains(&format!("start {d} ")), "d ran although c failed:\n{text}");
+    assert!(text.contains(&format!("env {a} {commit} local hi")), "hook environment:\n{text}");
+}
+
+#[test]
+fn bootstrap_brings_up_manual_stacks_in_order_once() {
+    docker();
+    let (vault, proxy) = (unique("vault"), unique("proxy"));
+    let _c = Cleanup(vec![vault.clone(), proxy.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{vault}\"\npath = \"bootstrap/{vault}\"\nmanual = true\n[[stack]]\nname = \"{proxy}\"\npath = \"bootstrap/{proxy}\"\nmanual = true\nafter = [\"{vault}\"]\n"
+        ),
+    );
+    repo.write(&format!("bootstrap/{vault}/compose.yaml"), &sleeper(&["v"]));
+    repo.write(&format!("bootstrap/{proxy}/compose.yaml"), &sleeper(&["p"]));
+    repo.commit("bootstrap tier");
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("nothing to deploy"), "apply must never deploy manual stacks: {}", out.stdout);
+    let out = repo.berth(&["bootstrap"]).ok();
+    let first_vault = out.stdout.find(&format!("→ {vault}")).unwrap();
+    let first_proxy = out.stdout.find(&format!("→ {proxy}")).unwrap();
+    assert!(first_vault < first_proxy, "{}", out.stdout);
+    container(&vault, "v");
+    container(&proxy, "p");
+    let again = repo.berth(&["bootstrap"]).ok();
+    assert!(again.stdout.contains("nothing to deploy"), "{}", again.stdout);
+}
+
+#[test]
+fn validate_warns_about_options_swarm_ignores() {
+    let repo = Repo::new();
+    repo.write("stacks/web/compose.yaml", "services:\n  web:\n    image: x\n    container_name: web\n    build: .\n");
+    repo.write("berth.toml", "[[stack]]\nname = \"web\"\nmode = \"swarm\"\n");
+    let out = repo.berth(&["validate"]).ok();
+    assert!(out.stderr.contains("uses `container_name`") && out.stderr.contains("uses `build`"), "{}", out.stderr);
+    assert!(out.stderr.contains("mode = \"compose\""), "{}", out.stderr);
+}
+
+/// Leaves the swarm (if this test made it) and removes its stacks, even on failure.
+struct Swarm {
+    made: bool,
+    stacks: Vec<String>,
+}
+
+impl Swarm {
+    fn join(stacks: Vec<String>) -> Swarm {
+        let state = docker_out(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        let made = state != "active";
+        if made {
+            let o = Command::new("docker").args(["swarm", "init", "--advertise-addr", "127.0.0.1"]).output().unwrap();
+            assert!(o.status.success(), "docker swarm init: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Swarm { made, stacks }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        for s in &self.stacks {
+            let _ = Command::new("docker").args(["stack", "rm", s]).output();
+        }
+        if self.made {
+            let _ = Command::new("docker").args(["swarm", "leave", "--force"]).output();
+        }
+    }
+}
+
+#[test]
+fn swarm_stacks_deploy_converge_and_roll_back() {
+    docker();
+    let s = unique("swarm");
+    let _swarm = Swarm::join(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!("[defaults]\nverify = {{ timeout = \"60s\", stable = \"2s\" }}\n[[stack]]\nname = \"{s}\"\nmode = \"swarm\"\n"),
+    );
+    let stack = |image: &str, color: &str| {
+        format!(
+            "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    environment:\n      COLOR: {color}\n    deploy:\n      replicas: 2\n"
+        )
+    };
+    repo.write(&format!("stacks/{s}/compose.yaml"), &stack(IMAGE, "red"));
+    repo.commit("swarm red");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let env = docker_out(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &format!("{s}_app"),
+    ]);
+    assert!(env.contains("COLOR=red"), "{env}");
+    let verify = repo.berth(&["logs", &repo.json(&["history", &s, "--json"])[0]["id"].to_string()]).stdout;
+    assert!(verify.contains("2/2 running"), "{verify}");
+
+    // An image that cannot exist: tasks keep failing, berth rolls back to red.
+    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("berth-test/does-not-exist:1", "blue"));
+    repo.commit("swarm broken");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!(h[0]["status"], "rolled_back", "{}", h[0]);
+    let env = docker_out(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &format!("{s}_app"),
+    ]);
+    assert!(env.contains("COLOR=red"), "{env}");
+    wait_for("red tasks to run", Duration::from_secs(60), || {
+        let ps = docker_out(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}",
+            &format!("{s}_app"),
+        ]);
+        (ps.lines().filter(|l| l.starts_with("Running")).count() == 2).then_some(())
+    });
+}
