@@ -225,7 +225,7 @@ fn plan(f: &Fixture) -> Plan {
             .collect();
         let hashed: BTreeMap<String, String> =
             vars.iter().filter(|(k, _)| !vars::is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        hashes.insert(s.name.clone(), hash::stack_hash(s, owned, &hashed));
+        hashes.insert(s.name.clone(), hash::stack_hash(s, project.server(&s.server), owned, &hashed));
         vars_by_stack.insert(s.name.clone(), vars);
     }
     // Stacks whose hash moved since their last success, grouped by that success's commit.
@@ -336,7 +336,11 @@ mod stages {
         let files = hash::owned_files(&idx, &f.tree);
         let none = BTreeMap::new();
         bencher.bench(|| {
-            p.stacks.iter().zip(&files).map(|(s, owned)| hash::stack_hash(s, owned, &none)).collect::<Vec<_>>()
+            p.stacks
+                .iter()
+                .zip(&files)
+                .map(|(s, owned)| hash::stack_hash(s, p.server(&s.server), owned, &none))
+                .collect::<Vec<_>>()
         });
     }
 

@@ -33,9 +33,11 @@ pub fn owned_files<'t>(index: &Index<'_>, tree: &'t Tree) -> Vec<Vec<(&'t str, &
     files
 }
 
-/// Hash of one stack given its owned files and the deploy's extra variables.
+/// Hash of one stack given its server, owned files and the deploy's extra variables.
+/// The server's definition counts: a new endpoint or new registry credentials redeploy.
 pub fn stack_hash(
     stack: &crate::project::Stack,
+    server: Option<&crate::project::Server>,
     files: &[(&str, &str)],
     extra_vars: &BTreeMap<String, String>,
 ) -> String {
@@ -43,6 +45,8 @@ pub fn stack_hash(
     h.update(FORMAT);
     // Serialising a struct of strings, vectors and BTreeMaps cannot fail.
     h.update(serde_json::to_vec(stack).unwrap_or_default());
+    h.update(b"\0server\0");
+    h.update(serde_json::to_vec(&server).unwrap_or_default());
     h.update(b"\0files\0");
     for (path, oid) in files {
         h.update(path.as_bytes());
@@ -64,7 +68,8 @@ pub fn stack_hash(
 pub fn all(index: &Index<'_>, tree: &Tree) -> BTreeMap<String, String> {
     let none = BTreeMap::new();
     let files = owned_files(index, tree);
-    index.project().stacks.iter().zip(&files).map(|(s, f)| (s.name.clone(), stack_hash(s, f, &none))).collect()
+    let p = index.project();
+    p.stacks.iter().zip(&files).map(|(s, f)| (s.name.clone(), stack_hash(s, p.server(&s.server), f, &none))).collect()
 }
 
 #[cfg(test)]
@@ -113,7 +118,7 @@ mod tests {
         let p = Project::load("berth.toml", Some(CFG), &t).unwrap();
         let mut vars = BTreeMap::new();
         vars.insert("APP_TAG".to_string(), "abc".to_string());
-        assert_ne!(stack_hash(&p.stacks[0], &[], &vars), stack_hash(&p.stacks[0], &[], &BTreeMap::new()));
+        assert_ne!(stack_hash(&p.stacks[0], None, &[], &vars), stack_hash(&p.stacks[0], None, &[], &BTreeMap::new()));
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Workspace {
             // them does not count as a change.
             let hashed: BTreeMap<String, String> =
                 vars.iter().filter(|(k, _)| !vars::is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            hashes.insert(s.name.clone(), hash::stack_hash(s, f, &hashed));
+            hashes.insert(s.name.clone(), hash::stack_hash(s, snap.project.server(&s.server), f, &hashed));
             vars_by_stack.insert(s.name.clone(), vars);
         }
         // Paths changed since each stack's last success, one diff per distinct commit.

@@ -262,3 +262,93 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
         (ps.lines().filter(|l| l.starts_with("Running")).count() == 2).then_some(())
     });
 }
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn private_registry_pulls_use_the_servers_auth_file() {
+    docker();
+    for tool in ["docker-registry", "htpasswd"] {
+        assert!(
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success(),
+            "{tool} is needed: apt-get install docker-registry apache2-utils"
+        );
+    }
+    let s = unique("registry");
+    let _c = Cleanup(vec![s.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let htpasswd = dir.path().join("htpasswd");
+    let o = Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args(["berth", "s3cret-pass"]).output().unwrap();
+    assert!(o.status.success());
+    let config = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+        dir.path().join("data").display(),
+        htpasswd.display()
+    );
+    std::fs::write(dir.path().join("config.yml"), config).unwrap();
+    let _registry = Child(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    // Push an image with credentials kept in a private docker config.
+    let creds = dir.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    let image = format!("127.0.0.1:{port}/berth/{s}:1");
+    let docker_with = |args: &[&str]| {
+        let o = Command::new("docker").args(args).env("DOCKER_CONFIG", &creds).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let login = Command::new("docker")
+        .args(["login", &format!("127.0.0.1:{port}"), "-u", "berth", "--password-stdin"])
+        .env("DOCKER_CONFIG", &creds)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"s3cret-pass")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(login.success());
+    docker_with(&["tag", IMAGE, &image]);
+    docker_with(&["push", &image]);
+    docker_with(&["rmi", &image]);
+
+    let repo = Repo::new();
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
+    );
+    repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.commit("private image");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "a pull without credentials must fail: {}", out.stdout);
+
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n",
+            creds.join("config.json").display()
+        ),
+    );
+    repo.commit("with registry credentials");
+    repo.berth(&["apply"]).ok();
+    assert_eq!(inspect(&container(&s, "app"), "{{.Config.Image}}"), image);
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+}
