@@ -99,6 +99,10 @@ impl Engine {
     fn target(&self, c: &mut Command) {
         if let Some(h) = &self.host {
             c.env("DOCKER_HOST", h);
+            // docker-compose 1.x applies its TLS flags only to a host given with -H.
+            if self.tls.is_some() && c.get_program() == "docker-compose" {
+                c.args(["-H", h]);
+            }
         }
         if let Some(d) = &self.docker_config {
             c.env("DOCKER_CONFIG", d);

@@ -175,21 +175,26 @@ fn validate_warns_about_options_swarm_ignores() {
     assert!(out.stderr.contains("mode = \"compose\""), "{}", out.stderr);
 }
 
+/// Tests that need the swarm take turns: one leaving it must not pull it from under another.
+static SWARM: Mutex<()> = Mutex::new(());
+
 /// Leaves the swarm (if this test made it) and removes its stacks, even on failure.
 struct Swarm {
     made: bool,
     stacks: Vec<String>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Swarm {
     fn join(stacks: Vec<String>) -> Swarm {
+        let turn = SWARM.lock().unwrap_or_else(|p| p.into_inner());
         let state = docker_out(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
         let made = state != "active";
         if made {
             let o = Command::new("docker").args(["swarm", "init", "--advertise-addr", "127.0.0.1"]).output().unwrap();
             assert!(o.status.success(), "docker swarm init: {}", String::from_utf8_lossy(&o.stderr));
         }
-        Swarm { made, stacks }
+        Swarm { made, stacks, _turn: turn }
     }
 }
 
@@ -351,4 +356,107 @@ fn private_registry_pulls_use_the_servers_auth_file() {
     repo.berth(&["apply"]).ok();
     assert_eq!(inspect(&container(&s, "app"), "{{.Config.Image}}"), image);
     let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+}
+
+#[test]
+fn a_tls_endpoint_with_client_certificates_works_for_cli_and_engine_api() {
+    docker();
+    let s = unique("tls");
+    // Swarm mode: the docker CLI and the Engine API client both speak TLS with client
+    // certificates; the standalone docker-compose 1.x fails its own certificate check here.
+    let _swarm = Swarm::join(vec![s.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth CA",
+    ]);
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        std::fs::write(dir.path().join(format!("{name}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    let port = free_port();
+    // The engine behind TLS that demands a client certificate, as a remote `tcp://host:2376` would.
+    let conf = format!(
+        "foreground = yes\npid =\n[docker]\naccept = 127.0.0.1:{port}\nconnect = /var/run/docker.sock\ncert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\nverifyChain = yes\n",
+        d = dir.path().display()
+    );
+    std::fs::write(dir.path().join("stunnel.conf"), conf).unwrap();
+    let _tls = Child(
+        Command::new("stunnel")
+            .arg(dir.path().join("stunnel.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("stunnel is needed: apt-get install stunnel4"),
+    );
+    wait_for("the TLS endpoint", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nmode = \"swarm\"\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"secure\"\ndocker = \"tcp://127.0.0.1:{port}\"\ntls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}\n",
+            p("ca.pem"),
+            p("client.pem"),
+            p("client.key")
+        ),
+    );
+    repo.write(&format!("nodes/secure/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("over tls");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!(h[0]["status"], "succeeded", "{}", h[0]);
+    let id = h[0]["id"].to_string();
+    assert!(repo.berth(&["logs", &id]).stdout.contains("1/1 running"), "converged through the TLS endpoint");
+    assert_eq!(
+        docker_out(&["service", "ls", "--filter", &format!("name={s}_app"), "--format", "{{.Replicas}}"]),
+        "1/1"
+    );
 }
