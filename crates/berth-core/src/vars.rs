@@ -24,6 +24,12 @@ pub fn redact(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     vars.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { REDACTED.to_string() } else { v.clone() })).collect()
 }
 
+/// The variables a later deploy may replay: every one but the secret-named, whose
+/// values are stored redacted.
+pub fn replayable(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    vars.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// Parse `KEY=VALUE` from the command line.
 pub fn parse_set(arg: &str) -> Result<(String, String), String> {
     let (k, v) = arg.split_once('=').ok_or_else(|| format!("`{arg}` is not KEY=VALUE"))?;

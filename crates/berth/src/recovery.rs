@@ -1,8 +1,6 @@
 //! Crash recovery: re-verify the stacks whose deploys a dying berth interrupted,
 //! and apply their rollback policy when they do not converge.
 
-use std::collections::BTreeMap;
-
 use berth_core::record::{DeployRecord, DeployStatus};
 
 use crate::deploy::{self, Job};
@@ -27,12 +25,7 @@ pub fn recover(
         let Some(stack) = snap.project.stack(&r.stack).cloned() else { continue };
         let Some(server) = snap.project.server(&stack.server) else { continue };
         let engine = Engine::for_server(server, compose);
-        let overrides: BTreeMap<String, String> = r
-            .overrides
-            .iter()
-            .filter(|(k, _)| !berth_core::vars::is_secret_key(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let overrides = berth_core::vars::replayable(&r.overrides);
         let rollback = state.with_state(|s| ws.previous_job(s, &r.stack, None, &engine, &[])).map(Box::new);
         let job = Job {
             stack,

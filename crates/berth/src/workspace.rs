@@ -93,7 +93,7 @@ impl Workspace {
         let last = state.last_success(stack, except).ok()??;
         let snap = self.snapshot(&last.commit).ok()?;
         let def = snap.project.stack(stack)?.clone();
-        let overrides = last.overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect();
+        let overrides = vars::replayable(&last.overrides);
         Some(crate::deploy::Job {
             stack: def,
             commit: last.commit,
@@ -124,18 +124,11 @@ impl Workspace {
             let vars = match requested {
                 Some(r) if r.contains(&s.name) => overrides.clone(),
                 // Secret values are stored redacted, so they cannot be replayed.
-                _ => history
-                    .get(&s.name)
-                    .map(|h| h.overrides.iter().filter(|(k, _)| !vars::is_secret_key(k)))
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                _ => history.get(&s.name).map(|h| vars::replayable(&h.overrides)).unwrap_or_default(),
             };
             // Secret values stay out of the hash too, so a reconcile that cannot replay
             // them does not count as a change.
-            let hashed: BTreeMap<String, String> =
-                vars.iter().filter(|(k, _)| !vars::is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let hashed = vars::replayable(&vars);
             hashes.insert(s.name.clone(), hash::stack_hash(s, snap.project.server(&s.server), f, &hashed));
             vars_by_stack.insert(s.name.clone(), vars);
         }

@@ -366,60 +366,9 @@ fn a_tls_endpoint_with_client_certificates_works_for_cli_and_engine_api() {
     // certificates; the standalone docker-compose 1.x fails its own certificate check here.
     let _swarm = Swarm::join(vec![s.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=berth CA",
-    ]);
-    for (name, ext) in [
-        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        std::fs::write(dir.path().join(format!("{name}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
+    make_ca(dir.path());
+    sign_cert(dir.path(), "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    sign_cert(dir.path(), "client", "extendedKeyUsage=clientAuth\n");
     let port = free_port();
     // The engine behind TLS that demands a client certificate, as a remote `tcp://host:2376` would.
     let conf = format!(

@@ -158,57 +158,10 @@ fn one_shot_services_are_judged_by_their_exit_code() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
 
-/// A CA, and a certificate it signed for `app.berth.test`.
+/// A CA, and a certificate it signed for `app.berth.test` (`srv.pem`, `srv.key`).
 fn tls_files(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let st = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(st.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&st.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=berth test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=app.berth.test",
-    ]);
-    std::fs::write(dir.join("ext"), "subjectAltName=DNS:app.berth.test\nbasicConstraints=CA:FALSE\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
+    make_ca(dir);
+    sign_cert(dir, "srv", "subjectAltName=DNS:app.berth.test\n");
 }
 
 struct Kill(std::process::Child);

@@ -18,12 +18,8 @@ pub fn apply(ws: &Workspace, rev: &str) -> Result<i32> {
 
 pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<i32> {
     // Variables pinned by earlier deploys stay unless set again (secret ones cannot be replayed).
-    let mut overrides: BTreeMap<String, String> = ws
-        .state()?
-        .summaries()?
-        .remove(stack)
-        .map(|h| h.overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect())
-        .unwrap_or_default();
+    let mut overrides: BTreeMap<String, String> =
+        ws.state()?.summaries()?.remove(stack).map(|h| vars::replayable(&h.overrides)).unwrap_or_default();
     for s in set {
         let (k, v) = vars::parse_set(s).map_err(|e| Error::Usage(format!("--set {e}")))?;
         overrides.insert(k, v);
@@ -171,7 +167,7 @@ pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>)
         }
     };
     // Secret values are stored redacted and cannot be replayed.
-    let overrides: BTreeMap<String, String> = overrides.into_iter().filter(|(k, _)| !vars::is_secret_key(k)).collect();
+    let overrides = vars::replayable(&overrides);
     println!("rolling `{stack}` back to {}", short(&commit));
     execute(ws, &commit, Some(stack), &overrides, "rollback")
 }

@@ -241,15 +241,10 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         Err(e) => return fail(e.to_string()),
     };
     let requested = [name.to_string()];
-    let overrides = p.overrides.clone().unwrap_or_else(|| {
-        history
-            .get(name)
-            .map(|h| h.overrides.iter().filter(|(k, _)| !berth_core::vars::is_secret_key(k)))
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    });
+    let overrides = p
+        .overrides
+        .clone()
+        .unwrap_or_else(|| history.get(name).map(|h| berth_core::vars::replayable(&h.overrides)).unwrap_or_default());
     let (plan, _) = match repo.ws.plan(&snap, &history, Some(&requested), &overrides) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),

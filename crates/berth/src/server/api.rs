@@ -105,14 +105,7 @@ async fn deploy(
             return Err(ApiError::bad_request(format!("`{k}` is not a valid variable name")));
         }
     }
-    let repo = app.ctl.repo_of_stack(&name).ok_or_else(|| ApiError::unknown_stack(&name))?;
-    if !caller.may_deploy(&name) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("key `{}` may not deploy stack `{name}`", caller.name),
-        ));
-    }
+    let repo = app.deployable(&caller, &name)?;
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars };
     let trigger = format!("api:{}", caller.name);
@@ -140,14 +133,7 @@ async fn rollback(
 ) -> Result<Response, ApiError> {
     let caller = app.caller(&headers, Scope::Deploy)?;
     let req: RollbackBody = if body.is_empty() { RollbackBody::default() } else { parse_json(&body)? };
-    let repo = app.ctl.repo_of_stack(&name).ok_or_else(|| ApiError::unknown_stack(&name))?;
-    if !caller.may_deploy(&name) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("key `{}` may not deploy stack `{name}`", caller.name),
-        ));
-    }
+    let repo = app.deployable(&caller, &name)?;
     let internal = |e: crate::state::StateError| ApiError::internal(e.to_string());
     let (target, overrides) = match (req.to, req.rev) {
         (Some(id), _) => {
@@ -174,7 +160,7 @@ async fn rollback(
             (Target::Rev(r.commit), r.overrides)
         }
     };
-    let overrides = overrides.into_iter().filter(|(k, _)| !berth_core::vars::is_secret_key(k)).collect();
+    let overrides = berth_core::vars::replayable(&overrides);
     let want = Want::Force { stacks: vec![name], overrides };
     let trigger = format!("rollback:{}", caller.name);
     let out =

@@ -143,14 +143,7 @@ fn run_read(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Resp
 
 /// Deploy one stack for a Komodo client; returns the `Update`.
 async fn deploy(app: &App, caller: &Caller, stack: &str, if_changed: bool) -> Result<Value, ApiError> {
-    let repo = app.ctl.repo_of_stack(stack).ok_or_else(|| ApiError::unknown_stack(stack))?;
-    if !caller.may_deploy(stack) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("key `{}` may not deploy stack `{stack}`", caller.name),
-        ));
-    }
+    let repo = app.deployable(caller, stack)?;
     let want = if if_changed {
         Want::Reconcile { only: Some(vec![stack.to_string()]) }
     } else {

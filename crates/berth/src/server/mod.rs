@@ -78,6 +78,26 @@ impl App {
     }
 }
 
+impl App {
+    /// The repository that holds `stack`, checked against what `caller` may deploy.
+    /// An unknown stack (404) is told apart from a key that does not cover it (403).
+    pub fn deployable(
+        &self,
+        caller: &Caller,
+        stack: &str,
+    ) -> Result<&std::sync::Arc<crate::controller::RepoHandle>, ApiError> {
+        let repo = self.ctl.repo_of_stack(stack).ok_or_else(|| ApiError::unknown_stack(stack))?;
+        if !caller.may_deploy(stack) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("key `{}` may not deploy stack `{stack}`", caller.name),
+            ));
+        }
+        Ok(repo)
+    }
+}
+
 /// An error answer: `{"error": message, "code": code, "trace": [...]}`.
 #[derive(Debug)]
 pub struct ApiError {

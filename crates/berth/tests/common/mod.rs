@@ -227,3 +227,62 @@ pub fn sleeper(services: &[&str]) -> String {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Run openssl in `dir`, failing the test on error.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A test CA in `dir` (`ca.pem`, `ca.key`).
+pub fn make_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth test CA",
+        ],
+    );
+}
+
+/// `NAME.pem` and `NAME.key` in `dir`, signed by the test CA, with extra X.509 extension lines.
+pub fn sign_cert(dir: &Path, name: &str, extensions: &str) {
+    let (key, csr, pem, ext) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")],
+    );
+    std::fs::write(dir.join(&ext), format!("basicConstraints=CA:FALSE\n{extensions}")).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
