@@ -177,6 +177,8 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/version", get(komodo::version))
         .merge(api::routes())
         .layer(DefaultBodyLimit::max(max_body))
+        // Refuse an announced oversized body at once, before reading it.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
