@@ -68,6 +68,22 @@ pub struct EnvironmentToml {
     #[serde(default)]
     pub stacks: Vec<String>,
     pub auto: Option<bool>,
+    pub require_ci: Option<CiToml>,
+}
+
+/// `require_ci = { provider = "gitea", url = "...", repo = "owner/name", token = { env = "..." } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiToml {
+    /// `woodpecker`, `gitea`, `forgejo` or `github`.
+    pub provider: String,
+    /// Base URL of the CI or forge API (GitHub: default https://api.github.com).
+    pub url: Option<String>,
+    /// `owner/name` (default: taken from the repository's URL).
+    pub repo: Option<String>,
+    pub token: Option<SecretRef>,
+    /// How long to wait for a pending pipeline (default 30m).
+    pub timeout: Option<String>,
 }
 
 /// `[berth]`: settings of berth itself.
@@ -215,6 +231,8 @@ pub struct StackToml {
     pub post_deploy: Option<Vec<String>>,
     /// The tier (from `[berth] tiers`) the stack belongs to.
     pub tier: Option<String>,
+    /// Wait for a green CI status of the commit before deploying it.
+    pub require_ci: Option<CiToml>,
 }
 
 /// Parse the text of a configuration file. Syntax and shape errors stop the

@@ -77,6 +77,7 @@ mod tests {
             pre_deploy: vec![],
             post_deploy: vec![],
             tier: None,
+            require_ci: None,
             verify: Default::default(),
             rollback: Default::default(),
             origin: String::new(),

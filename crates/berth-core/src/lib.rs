@@ -23,6 +23,7 @@ pub mod record;
 pub mod tree;
 pub mod vars;
 pub mod verify;
+pub mod version;
 pub mod webhook;
 
 pub use error::{ConfigError, Location};

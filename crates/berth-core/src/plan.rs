@@ -134,6 +134,9 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             Some(req) if req.contains(&s.name) => (Action::Deploy, Reason::Requested, None),
             Some(_) => (Action::Skip, Reason::Unchanged, Some("not requested".to_string())),
             None if s.manual => (Action::Manual, Reason::Manual, None),
+            None if !project.auto_deploys(s) => {
+                (Action::Manual, Reason::Manual, Some("its environment moves only by `berth promote`".to_string()))
+            }
             None if previous_hash.as_deref() == Some(hash.as_str()) => (Action::Skip, Reason::Unchanged, None),
             None if hist.is_some_and(|h| {
                 h.latest.is_some_and(|l| matches!(l, DeployStatus::Failed | DeployStatus::RolledBack))

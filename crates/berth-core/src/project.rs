@@ -59,6 +59,9 @@ pub struct Stack {
     pub pre_deploy: Vec<String>,
     pub post_deploy: Vec<String>,
     pub tier: Option<String>,
+    /// CI gate of the stack itself (its environment's applies too).
+    #[serde(skip)]
+    pub require_ci: Option<crate::config::CiToml>,
     /// How a deploy is verified. Not part of the config hash: it does not change what runs.
     #[serde(skip)]
     pub verify: Verify,
@@ -96,7 +99,9 @@ pub struct Environment {
     pub name: String,
     pub servers: Vec<String>,
     pub stacks: Vec<String>,
+    /// A push to the tracked branch deploys it (otherwise only promotion does).
     pub auto: bool,
+    pub require_ci: Option<crate::config::CiToml>,
 }
 
 /// Default poll interval of a `[[repo]]`.
@@ -239,6 +244,7 @@ impl Project {
                 pre_deploy: Vec::new(),
                 post_deploy: Vec::new(),
                 tier: None,
+                require_ci: None,
                 verify: default_verify.clone(),
                 rollback: default_rollback,
                 origin: format!("discovered by `{}`", d.pattern),
@@ -309,6 +315,7 @@ impl Project {
                         pre_deploy: Vec::new(),
                         post_deploy: Vec::new(),
                         tier: None,
+                        require_ci: None,
                         verify: default_verify.clone(),
                         rollback: default_rollback,
                         origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
@@ -442,7 +449,13 @@ impl Project {
                 servers: e.servers.clone(),
                 stacks: e.stacks.clone(),
                 auto: e.auto.unwrap_or(false),
+                require_ci: e.require_ci.clone(),
             });
+            if let Some(ci) = &e.require_ci
+                && let Err(m) = check_ci(ci)
+            {
+                errors.push(ConfigError::new(format!("environment `{}` require_ci: {m}", e.name)).at(l.clone()));
+            }
         }
         let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
@@ -468,6 +481,26 @@ impl Project {
 
     pub fn stack(&self, name: &str) -> Option<&Stack> {
         self.stacks.binary_search_by(|s| s.name.as_str().cmp(name)).ok().map(|i| &self.stacks[i])
+    }
+
+    /// The environments a stack belongs to.
+    pub fn environments_of(&self, stack: &Stack) -> Vec<&Environment> {
+        self.environments
+            .iter()
+            .filter(|e| if e.stacks.is_empty() { e.servers.contains(&stack.server) } else { e.stacks.contains(&stack.name) })
+            .collect()
+    }
+
+    /// Does a push to the tracked branch deploy this stack? Stacks outside every
+    /// environment do; stacks of environments do when one of them is `auto`.
+    pub fn auto_deploys(&self, stack: &Stack) -> bool {
+        let envs = self.environments_of(stack);
+        envs.is_empty() || envs.iter().any(|e| e.auto)
+    }
+
+    /// The CI gate of a stack: its own, else the first of its environments'.
+    pub fn ci_gate<'a>(&'a self, stack: &'a Stack) -> Option<&'a crate::config::CiToml> {
+        stack.require_ci.as_ref().or_else(|| self.environments_of(stack).into_iter().find_map(|e| e.require_ci.as_ref()))
     }
 
     /// Stacks that belong to an environment: its stacks if listed, else every stack on its servers.
@@ -543,6 +576,23 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
         });
     }
     repos
+}
+
+fn check_ci(ci: &crate::config::CiToml) -> Result<(), String> {
+    match ci.provider.as_str() {
+        "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => Err(format!("provider `{}` needs url = \"https://...\"", ci.provider)),
+        "woodpecker" | "gitea" | "forgejo" | "github" => Ok(()),
+        other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo or github)")),
+    }?;
+    if let Some(r) = &ci.repo
+        && r.split('/').filter(|p| !p.is_empty()).count() != 2
+    {
+        return Err(format!("repo `{r}` is not owner/name"));
+    }
+    if let Some(t) = &ci.timeout {
+        duration::parse(t)?;
+    }
+    Ok(())
 }
 
 /// Does a URL carry a password or token (`https://user:secret@host/...`)?
@@ -649,6 +699,12 @@ fn apply_entry(
     }
     if st.tier.is_some() {
         stack.tier = st.tier.clone();
+    }
+    if let Some(ci) = &st.require_ci {
+        if let Err(m) = check_ci(ci) {
+            errors.push(at(format!("stack `{}` require_ci: {m}", stack.name)));
+        }
+        stack.require_ci = Some(ci.clone());
     }
     stack.after.extend(st.after.iter().cloned());
     stack.watch.extend(st.watch.iter().cloned());
