@@ -487,7 +487,9 @@ impl Project {
     pub fn environments_of(&self, stack: &Stack) -> Vec<&Environment> {
         self.environments
             .iter()
-            .filter(|e| if e.stacks.is_empty() { e.servers.contains(&stack.server) } else { e.stacks.contains(&stack.name) })
+            .filter(|e| {
+                if e.stacks.is_empty() { e.servers.contains(&stack.server) } else { e.stacks.contains(&stack.name) }
+            })
             .collect()
     }
 
@@ -500,7 +502,10 @@ impl Project {
 
     /// The CI gate of a stack: its own, else the first of its environments'.
     pub fn ci_gate<'a>(&'a self, stack: &'a Stack) -> Option<&'a crate::config::CiToml> {
-        stack.require_ci.as_ref().or_else(|| self.environments_of(stack).into_iter().find_map(|e| e.require_ci.as_ref()))
+        stack
+            .require_ci
+            .as_ref()
+            .or_else(|| self.environments_of(stack).into_iter().find_map(|e| e.require_ci.as_ref()))
     }
 
     /// Stacks that belong to an environment: its stacks if listed, else every stack on its servers.
@@ -580,7 +585,9 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
 
 fn check_ci(ci: &crate::config::CiToml) -> Result<(), String> {
     match ci.provider.as_str() {
-        "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => Err(format!("provider `{}` needs url = \"https://...\"", ci.provider)),
+        "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => {
+            Err(format!("provider `{}` needs url = \"https://...\"", ci.provider))
+        }
         "woodpecker" | "gitea" | "forgejo" | "github" => Ok(()),
         other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo or github)")),
     }?;

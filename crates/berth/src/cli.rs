@@ -62,6 +62,23 @@ pub enum Command {
         #[arg(long, value_name = "REV", default_value = "HEAD")]
         r#ref: String,
     },
+    /// Deploy an environment at a release: promote another environment's release under a new
+    /// minor version, or deploy an existing tag (a hotfix) directly.
+    Promote {
+        /// The environment whose release is promoted (its newest, unless --tag).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: String,
+        /// The release to promote or deploy, e.g. v1.2.4.
+        #[arg(long, required_unless_present = "from")]
+        tag: Option<String>,
+    },
+    /// CI of a commit (default HEAD) on Woodpecker, Gitea/Forgejo or GitHub, from the repo's remote.
+    Ci {
+        #[command(subcommand)]
+        command: CiCommand,
+    },
     /// Bring up the `manual = true` stacks (secrets, reverse proxy, berth itself) in dependency order.
     Bootstrap {
         #[arg(long, value_name = "REV", default_value = "HEAD")]
@@ -81,9 +98,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Past deploys of a stack, newest first.
+    /// Past deploys of a stack, newest first; or, with --env, an environment's releases.
     History {
-        stack: String,
+        #[arg(required_unless_present = "env")]
+        stack: Option<String>,
+        /// List the releases (version tags) of an environment with their deploy outcomes.
+        #[arg(long, conflicts_with = "stack")]
+        env: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -159,6 +180,41 @@ pub enum Command {
         /// Wait for each deploy to finish and fail if it failed.
         #[arg(long)]
         wait: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CiTarget {
+    /// The commit (default: HEAD).
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// woodpecker, gitea, forgejo or github (default: the first require_ci in berth.toml).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Base URL of the CI or forge API.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// owner/name (default: from the `origin` remote).
+    #[arg(long = "ci-repo", value_name = "OWNER/NAME")]
+    pub ci_repo: Option<String>,
+    /// Environment variable holding the API token.
+    #[arg(long, value_name = "VAR", default_value = "BERTH_CI_TOKEN")]
+    pub token_env: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Print the CI state once: exit 0 success, 1 failure, 4 pending.
+    Status {
+        #[command(flatten)]
+        target: CiTarget,
+    },
+    /// Follow CI until it finishes: exit 0 success, 1 failure.
+    Watch {
+        #[command(flatten)]
+        target: CiTarget,
+        #[arg(long, default_value = "30m")]
+        timeout: String,
     },
 }
 

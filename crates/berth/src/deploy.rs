@@ -42,6 +42,8 @@ pub struct Job {
     pub rollback: Option<Box<Job>>,
     /// Only verify what runs now (recovery after a crash); never run compose.
     pub verify_only: bool,
+    /// Wait for a green CI status of the commit first.
+    pub ci: Option<crate::ci::Gate>,
 }
 
 /// Told about each phase a deploy enters (checkout, up, converging, smoke, rollback).
@@ -299,6 +301,20 @@ fn steps(
     let touched = |reason: String| Failure { reason, touched: true };
     let job = r.job;
     let stack = &job.stack;
+    if let Some(gate) = &job.ci
+        && !job.verify_only
+    {
+        progress("ci");
+        r.note(&format!("waiting for {} CI of {} ({}/{})", gate.provider, short(&job.commit), gate.owner, gate.name));
+        let mut notes = Vec::new();
+        let result = block_on(gate.wait(&job.commit, &mut |m: &str| notes.push(m.to_string())));
+        for n in &notes {
+            tracing::info!(stack = %stack.name, "{n}");
+            r.note(n);
+        }
+        result.map_err(untouched)?;
+        r.note("CI is green");
+    }
     let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| untouched(e.to_string()))?;
 
     let dir = work_dir(state_dir, &stack.name);

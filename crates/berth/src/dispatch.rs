@@ -114,6 +114,22 @@ pub fn run(
                 let Some(stack) = project.stack(&step.stack).cloned() else { continue };
                 let Some(engine) = ctx.engines.get(&stack.server).cloned() else { continue };
                 let id = ctx.state.begin(&record)?;
+                let ci = match ctx.ws.ci_gate(project, &stack) {
+                    Ok(ci) => ci,
+                    Err(e) => {
+                        // A gate that cannot be asked fails this stack, not the whole run.
+                        let reason = e.to_string();
+                        ctx.state.finish(id, DeployStatus::Failed, Some(&reason), "", &BTreeMap::new())?;
+                        slots[i] = Slot::Failed;
+                        done.push(Done {
+                            stack: step.stack.clone(),
+                            id,
+                            status: DeployStatus::Failed,
+                            reason: Some(reason),
+                        });
+                        continue;
+                    }
+                };
                 ids[i] = id;
                 slots[i] = Slot::Running;
                 running += 1;
@@ -127,6 +143,7 @@ pub fn run(
                     engine,
                     rollback,
                     verify_only: false,
+                    ci,
                 };
                 let tx = tx.clone();
                 let (repo, state_dir) = (&ctx.ws.repo, &ctx.ws.state_dir);

@@ -89,6 +89,49 @@ impl Repo {
         Ok(out.stdout.trim().to_string())
     }
 
+    /// The URL of `origin`, if there is one.
+    pub fn remote_url(&self) -> Option<String> {
+        self.git(&["remote", "get-url", "origin"]).ok().map(|u| u.trim().to_string()).filter(|u| !u.is_empty())
+    }
+
+    /// Every tag with the commit it points at (annotated tags peeled).
+    pub fn tags(&self) -> Result<Vec<(String, String)>, GitError> {
+        let out =
+            self.git(&["for-each-ref", "refs/tags", "--format=%(refname:short)%00%(objectname)%00%(*objectname)"])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\0');
+                let (name, obj, peeled) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+                Some((name.to_string(), if peeled.is_empty() { obj } else { peeled }.to_string()))
+            })
+            .collect())
+    }
+
+    /// Create an annotated tag on `commit`.
+    pub fn create_tag(&self, name: &str, commit: &str, message: &str) -> Result<(), GitError> {
+        let mut cmd = self.cmd();
+        // berth's own identity when the repository has none configured.
+        if self.git(&["config", "user.email"]).map(|e| e.trim().is_empty()).unwrap_or(true) {
+            cmd.env("GIT_COMMITTER_NAME", "berth").env("GIT_COMMITTER_EMAIL", "berth@localhost");
+        }
+        let out = process::run(cmd.args(["tag", "-a", "-m", message, "--", name, commit]), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed { args: format!("tag {name}"), message: out.last_error_line() });
+        }
+        Ok(())
+    }
+
+    /// Push one tag to `origin`; the error text says why the remote refused.
+    pub fn push_tag(&self, name: &str) -> Result<(), GitError> {
+        let spec = format!("refs/tags/{name}:refs/tags/{name}");
+        let out = process::run(self.cmd().args(["push", "--quiet", "origin", &spec]), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.last_error_line() });
+        }
+        Ok(())
+    }
+
     /// The branch checked out (for following a local checkout).
     pub fn current_branch(&self) -> Result<String, GitError> {
         Ok(self.git(&["symbolic-ref", "--short", "HEAD"])?.trim().to_string())

@@ -1,6 +1,7 @@
 //! berth: GitOps for self-hosted Docker. The binary's edge: parse the command
 //! line, run the command, and turn errors into reports and exit codes.
 
+mod ci;
 mod cli;
 mod commands;
 mod controller;
@@ -15,6 +16,7 @@ mod lock;
 mod output;
 mod process;
 mod recovery;
+mod release;
 mod secrets;
 mod server;
 mod smoke;

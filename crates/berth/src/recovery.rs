@@ -35,6 +35,7 @@ pub fn recover(
             engine,
             rollback,
             verify_only: true,
+            ci: None,
         };
         let redacted = berth_core::vars::redact(&overrides);
         let Ok(id) = state.with_state(|s| {

@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS api_keys (
     secret_hash TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS releases (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag        TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    env        TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    from_tag   TEXT,
+    by         TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    pushed     INTEGER NOT NULL,
+    note       TEXT
+);
 CREATE TABLE IF NOT EXISTS config_rejections (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     repo       TEXT NOT NULL,
@@ -51,6 +63,22 @@ CREATE TABLE IF NOT EXISTS config_rejections (
     at         INTEGER NOT NULL
 );
 ";
+
+/// A version tag berth made or deployed for an environment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Release {
+    pub tag: String,
+    pub commit: String,
+    pub env: String,
+    /// `patch` (a push deployed to an auto environment), `promotion`, or `deploy` (an existing tag, e.g. a hotfix).
+    pub kind: String,
+    pub from_tag: Option<String>,
+    pub by: String,
+    pub at: i64,
+    /// Whether the tag reached the remote.
+    pub pushed: bool,
+    pub note: Option<String>,
+}
 
 /// A configuration the controller refused: (repo, commit, errors, unix time).
 pub type Rejection = (String, String, Vec<String>, i64);
@@ -299,6 +327,44 @@ impl State {
             )
             .optional()
             .map_err(self.err())
+    }
+
+    pub fn add_release(&self, r: &Release) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO releases (tag, commit_sha, env, kind, from_tag, by, at, pushed, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![r.tag, r.commit, r.env, r.kind, r.from_tag, r.by, r.at, r.pushed, r.note],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Releases of an environment (or all), newest first.
+    pub fn releases(&self, env: Option<&str>) -> Result<Vec<Release>, StateError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT tag, commit_sha, env, kind, from_tag, by, at, pushed, note FROM releases
+                 WHERE ?1 IS NULL OR env = ?1 ORDER BY id DESC",
+            )
+            .map_err(self.err())?;
+        st.query_map([env], |r| {
+            Ok(Release {
+                tag: r.get(0)?,
+                commit: r.get(1)?,
+                env: r.get(2)?,
+                kind: r.get(3)?,
+                from_tag: r.get(4)?,
+                by: r.get(5)?,
+                at: r.get(6)?,
+                pushed: r.get(7)?,
+                note: r.get(8)?,
+            })
+        })
+        .map_err(self.err())?
+        .collect::<Result<_, _>>()
+        .map_err(self.err())
     }
 
     /// Is the database usable (for health checks)?

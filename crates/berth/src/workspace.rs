@@ -102,7 +102,17 @@ impl Workspace {
             engine: engine.clone(),
             rollback: None,
             verify_only: false,
+            ci: None,
         })
+    }
+
+    /// The CI gate of `stack` (its own `require_ci`, else its environment's), resolved.
+    pub fn ci_gate(&self, project: &Project, stack: &berth_core::Stack) -> Result<Option<crate::ci::Gate>> {
+        let Some(ci) = project.ci_gate(stack) else { return Ok(None) };
+        let url = self.repo.remote_url();
+        crate::ci::Gate::resolve(ci, url.as_deref())
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("stack `{}` require_ci: {e}", stack.name)))
     }
 
     /// Plan a reconcile (`requested = None`) or an explicit deploy of some stacks.

@@ -264,3 +264,39 @@ pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
     }
     Ok(if r.status.is_failure() { exit::FAILED } else { exit::OK })
 }
+
+/// `berth history --env ENV`: the environment's releases with their deploy outcomes.
+pub fn releases(ws: &Workspace, env: &str, as_json: bool) -> Result<i32> {
+    let state = ws.state()?;
+    let releases = state.releases(Some(env))?;
+    let deploys = state.list(None, 10_000)?;
+    let outcome = |commit: &str| {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in deploys.iter().filter(|d| d.commit == commit) {
+            *counts.entry(d.status.as_str()).or_default() += 1;
+        }
+        counts.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+    };
+    if as_json {
+        let v: Vec<_> = releases.iter().map(|r| json!({ "release": r, "deploys": outcome(&r.commit) })).collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = releases
+        .iter()
+        .map(|r| {
+            vec![
+                r.tag.clone(),
+                short(&r.commit),
+                r.kind.clone(),
+                r.from_tag.clone().unwrap_or_default(),
+                r.by.clone(),
+                age(r.at),
+                if r.pushed { "yes".into() } else { "no".into() },
+                outcome(&r.commit),
+            ]
+        })
+        .collect();
+    table(&["VERSION", "COMMIT", "KIND", "FROM", "BY", "WHEN", "PUSHED", "DEPLOYS"], &rows);
+    Ok(exit::OK)
+}

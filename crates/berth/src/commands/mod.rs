@@ -1,5 +1,6 @@
 //! Command implementations: one function per verb, sharing workspace setup.
 
+mod ci;
 mod doctor;
 mod inspect;
 mod run;
@@ -28,12 +29,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
+        Command::Ci { command } => ci::run(&ws()?, &command),
         Command::Status { json } => {
             let ws = ws()?;
             recover(&ws, &ws.state()?)?;
             inspect::status(&ws, json)
         }
-        Command::History { stack, limit, json } => inspect::history(&ws()?, &stack, limit, json),
+        Command::History { stack: Some(stack), limit, json, .. } => inspect::history(&ws()?, &stack, limit, json),
+        Command::History { env: Some(env), json, .. } => inspect::releases(&ws()?, &env, json),
+        Command::History { .. } => Err(Error::Usage("give a stack or --env".into())),
+        Command::Promote { from, to, tag } => run::promote(&ws()?, from.as_deref(), &to, tag.as_deref()),
         Command::Logs { id } => inspect::logs(&ws()?, id),
         Command::Rollback { stack, to, r#ref } => run::rollback(&ws()?, &stack, to, r#ref.as_deref()),
         Command::Watch { id, commit, stack, server, api_key, api_secret, timeout } => {

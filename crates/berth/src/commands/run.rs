@@ -122,6 +122,18 @@ fn run_plan(
             println!("- {stack:<20} blocked: dependency `{by}` did not deploy (deploy {id})")
         }
     })?;
+    if trigger == "apply" {
+        let deployed: Vec<String> =
+            done.iter().filter(|d| d.status == DeployStatus::Succeeded).map(|d| d.stack.clone()).collect();
+        if let Some(r) = crate::release::tag_auto_deploy(&ws.repo, &state, &snap.project, &plan.commit, &deployed) {
+            println!(
+                "released {} to {}{}",
+                r.tag,
+                r.env,
+                if r.pushed { "" } else { " (tag kept locally: the remote refused it)" }
+            );
+        }
+    }
     let n = |st: DeployStatus| done.iter().filter(|d| d.status == st).count();
     let (ok, failed, blocked) = (n(DeployStatus::Succeeded), n(DeployStatus::Failed), n(DeployStatus::Blocked));
     let rolled = n(DeployStatus::RolledBack);
@@ -170,4 +182,67 @@ pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>)
     let overrides = vars::replayable(&overrides);
     println!("rolling `{stack}` back to {}", short(&commit));
     execute(ws, &commit, Some(stack), &overrides, "rollback")
+}
+
+/// `berth promote`: deploy an environment at a release. With `--from`, the source
+/// environment's release (its newest, or `--tag`) is tagged with the next minor
+/// version and deployed; without, `--tag` itself (e.g. a hotfix) is deployed.
+pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) -> Result<i32> {
+    let head = ws.snapshot("HEAD")?;
+    let known = |name: &str| head.project.environments.iter().any(|e| e.name == name);
+    for env in std::iter::once(to).chain(from) {
+        if !known(env) {
+            let names: Vec<&str> = head.project.environments.iter().map(|e| e.name.as_str()).collect();
+            return Err(Error::Usage(format!("unknown environment `{env}` (configured: {})", names.join(", "))));
+        }
+    }
+    let state = ws.state()?;
+    let (source, commit) = match (tag, from) {
+        (Some(t), _) => (t.to_string(), ws.repo.resolve(&format!("refs/tags/{t}"))?),
+        (None, Some(f)) => {
+            let r = state.releases(Some(f))?.into_iter().next().ok_or_else(|| {
+                Error::Usage(format!("environment `{f}` has no release yet; deploy to it first or give --tag"))
+            })?;
+            (r.tag, r.commit)
+        }
+        (None, None) => return Err(Error::Usage("give --from ENV or --tag TAG".into())),
+    };
+    let by = crate::release::actor();
+    match from {
+        Some(f) => {
+            let version = crate::release::next(&ws.repo, true)?;
+            let meta = crate::release::Meta { env: to, kind: "promotion", from_tag: Some(&source), by: &by };
+            let r = crate::release::make(&ws.repo, &state, version, &commit, &meta)?;
+            println!(
+                "promoting {source} ({f}) to {to} as {}{}",
+                r.tag,
+                if r.pushed { "" } else { " (tag kept locally: the remote refused it)" }
+            );
+        }
+        None => {
+            state.add_release(&crate::state::Release {
+                tag: source.clone(),
+                commit: commit.clone(),
+                env: to.to_string(),
+                kind: "deploy".into(),
+                from_tag: None,
+                by,
+                at: crate::state::now(),
+                pushed: true,
+                note: None,
+            })?;
+            println!("deploying {source} to {to}");
+        }
+    }
+    let snap = ws.snapshot(&commit)?;
+    let Some(env) = snap.project.environments.iter().find(|e| e.name == to) else {
+        return Err(Error::Usage(format!("environment `{to}` does not exist at {}", short(&commit))));
+    };
+    let stacks: Vec<String> =
+        snap.project.environment_stacks(env).iter().filter(|s| !s.manual).map(|s| s.name.clone()).collect();
+    if stacks.is_empty() {
+        println!("environment `{to}` has no stacks at {}", short(&commit));
+        return Ok(exit::OK);
+    }
+    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false)
 }

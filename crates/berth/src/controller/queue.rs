@@ -260,6 +260,10 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         return fail(e.to_string());
     }
     tracing::info!(trigger = %p.trigger, "deploy started");
+    let ci = match repo.ws.ci_gate(&snap.project, &stack) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
     let rollback = shared.state(|s| repo.ws.previous_job(s, name, Some(p.id), &engine, &step.paths)).map(Box::new);
     let job = Job {
         stack,
@@ -269,6 +273,7 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         engine,
         rollback,
         verify_only: false,
+        ci,
     };
     let progress = |phase: &str| {
         shared.state(|s| {

@@ -225,5 +225,10 @@ fn sync_one(
         let (id, joined) = rx.blocking_recv().map_err(|_| SyncError::Stopped)?.map_err(SyncError::Failed)?;
         out.deploys.push(Enqueued { stack: step.stack.clone(), id, joined });
     }
+    // A push that deploys to an auto environment gets the next patch version.
+    if matches!(want, Want::Reconcile { only: None }) && *target == Target::Tip && !out.deploys.is_empty() {
+        let names: Vec<String> = out.deploys.iter().map(|d| d.stack.clone()).collect();
+        shared.state(|s| crate::release::tag_auto_deploy(&h.ws.repo, s, &snap.project, &commit, &names));
+    }
     Ok(out)
 }

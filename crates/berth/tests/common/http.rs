@@ -1,0 +1,52 @@
+//! A small HTTP server on loopback answering like a CI provider's API, scripted per test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// Answers: (status, body) for a request path and how many times that path was asked before.
+pub type Script = Box<dyn Fn(&str, usize) -> (u16, String) + Send + Sync>;
+
+pub struct Api {
+    pub base: String,
+    pub hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl Api {
+    pub fn start(script: Script) -> Api {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                }
+                let n = {
+                    let mut s = seen.lock().unwrap();
+                    let n = s.iter().filter(|p| **p == path).count();
+                    s.push(path.clone());
+                    n
+                };
+                let (status, body) = script(&path, n);
+                let mut out = stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Api { base, hits }
+    }
+}

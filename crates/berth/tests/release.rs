@@ -1,0 +1,190 @@
+//! Environments, version tags, promotion and CI gates, on real git repos and the real engine.
+
+mod common;
+
+use std::process::Command;
+
+use common::http::Api;
+use common::*;
+
+fn app(color: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+    )
+}
+
+fn remote_tags(bare: &std::path::Path) -> String {
+    let o = Command::new("git").arg("-C").arg(bare).args(["tag", "-l"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn staging_follows_pushes_and_production_moves_by_promotion() {
+    docker();
+    let (stg, prd) = (unique("stg"), unique("prd"));
+    let _c = Cleanup(vec![stg.clone(), prd.clone()]);
+    let bare = tempfile::tempdir().unwrap();
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+    repo.write(
+        "berth.toml",
+        "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"prod\"\n\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[environment]]\nname = \"production\"\nservers = [\"prod\"]\n",
+    );
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("red"));
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("red"));
+    repo.write("README.md", "stacks\n");
+    let first = repo.commit("first");
+    repo.git(&["tag", "-a", "-m", "old release", "v1.2.3", &first]);
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("green"));
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("green"));
+    let second = repo.commit("green");
+    repo.git(&["push", "-q", "origin", "main", "--tags"]);
+
+    // A reconcile deploys staging only and tags the commit with the next patch version.
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("released v1.2.4 to staging"), "{}", out.stdout);
+    container(&stg, "app");
+    assert!(containers(&prd).is_empty(), "production moved without a promotion");
+    assert!(remote_tags(bare.path()).contains("v1.2.4"), "the tag was not pushed");
+    assert_eq!(repo.git(&["rev-list", "-n1", "v1.2.4"]), second);
+
+    // Promotion: the same commit, a new minor version, recorded.
+    let out = repo.berth_env(&["promote", "--from", "staging", "--to", "production"], None);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("promoting v1.2.4 (staging) to production as v1.3.0"), "{}", out.stdout);
+    assert!(inspect(&container(&prd, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+    assert!(remote_tags(bare.path()).contains("v1.3.0"));
+    let hist = repo.json(&["history", "--env", "production", "--json"]);
+    assert_eq!(hist[0]["release"]["tag"], "v1.3.0");
+    assert_eq!(hist[0]["release"]["kind"], "promotion");
+    assert_eq!(hist[0]["release"]["from_tag"], "v1.2.4");
+    assert!(hist[0]["deploys"].as_str().unwrap().contains("succeeded"), "{hist}");
+
+    // A hotfix tag made from the production tag deploys to production directly.
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("hotfix"));
+    let fix = repo.commit("hotfix");
+    repo.git(&["tag", "-a", "-m", "hotfix", "v1.3.1", &fix]);
+    let out = repo.berth(&["promote", "--to", "production", "--tag", "v1.3.1"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(inspect(&container(&prd, "app"), "{{json .Config.Env}}").contains("COLOR=hotfix"));
+
+    // A read-only remote: the tag is kept locally and the refusal is reported.
+    std::fs::write(bare.path().join("hooks/pre-receive"), "#!/bin/sh\necho read-only >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(
+        bare.path().join("hooks/pre-receive"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("blue"));
+    repo.commit("blue");
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains("released v1.3.2 to staging (tag kept locally"), "{}", out.stdout);
+    assert!(repo.git(&["tag", "-l"]).contains("v1.3.2"));
+    assert!(!remote_tags(bare.path()).contains("v1.3.2"));
+    let rel = repo.json(&["history", "--env", "staging", "--json"]);
+    assert_eq!(rel[0]["release"]["pushed"], false);
+}
+
+fn gitea_repo(ci: &str, stack: &str) -> Repo {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
+    repo.write(
+        "berth.toml",
+        &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\nrequire_ci = {ci}\n"),
+    );
+    repo.write(&format!("stacks/{stack}/compose.yaml"), &app("red"));
+    repo.commit("gated");
+    repo
+}
+
+#[test]
+fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
+    docker();
+    let (ok, red) = (unique("green"), unique("red"));
+    let _c = Cleanup(vec![ok.clone(), red.clone()]);
+    // Gitea's combined status API (GET /api/v1/repos/{owner}/{repo}/commits/{ref}/status,
+    // documented at https://docs.gitea.com/api): a 502, an empty body, pending, then success.
+    let api = Api::start(Box::new(|path, n| {
+        if path.contains("/status") {
+            match n {
+                0 => (502, "bad gateway".into()),
+                1 => (200, String::new()),
+                2 => (200, r#"{"state":"pending","statuses":[{"context":"ci/build","state":"pending"}]}"#.into()),
+                _ => (200, r#"{"state":"success","statuses":[{"context":"ci/build","state":"success"}]}"#.into()),
+            }
+        } else {
+            (404, "{}".into())
+        }
+    }));
+    let repo = gitea_repo(&format!("{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\" }}", api.base), &ok);
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    container(&ok, "app");
+    let id = repo.json(&["history", &ok, "--json"])[0]["id"].to_string();
+    let log = repo.berth(&["logs", &id]).stdout;
+    assert!(log.contains("HTTP 502") && log.contains("an empty body") && log.contains("retrying"), "{log}");
+    assert!(log.contains("CI is green"), "{log}");
+    assert!(api.hits.lock().unwrap()[0].starts_with("/api/v1/repos/me/stacks/commits/"));
+
+    // Red CI: nothing deployed, the reason recorded.
+    let red_api = Api::start(Box::new(|_, _| {
+        (200, r#"{"state":"failure","statuses":[{"context":"ci/test","state":"failure"}]}"#.into())
+    }));
+    let repo = gitea_repo(&format!("{{ provider = \"forgejo\", url = \"{}\" }}", red_api.base), &red);
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1);
+    assert!(containers(&red).is_empty());
+    let h = repo.json(&["history", &red, "--json"]);
+    assert!(h[0]["reason"].as_str().unwrap().contains("`ci/test` is failure"), "{}", h[0]);
+}
+
+#[test]
+fn ci_status_and_watch_speak_woodpecker_and_github() {
+    // Woodpecker: GET /api/repos/lookup/{owner}/{name} and /api/repos/{id}/pipelines
+    // (https://woodpecker-ci.org/api), pipelines carry `commit`, `number` and `status`.
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "git@git.example.com:team/infra.git"]);
+    repo.write("README.md", "x\n");
+    let head = repo.commit("one");
+    let h = head.clone();
+    let wp = Api::start(Box::new(move |path, n| match path {
+        "/api/repos/lookup/team/infra" => (200, r#"{"id": 7, "full_name": "team/infra"}"#.into()),
+        "/api/repos/7/pipelines" => {
+            let status = if n < 2 { "running" } else { "success" };
+            (
+                200,
+                format!(
+                    r#"[{{"number": 12, "commit": "{h}", "status": "{status}"}}, {{"number": 11, "commit": "0000", "status": "failure"}}]"#
+                ),
+            )
+        }
+        _ => (404, "{}".into()),
+    }));
+    let run = |args: &[&str]| repo.berth(args);
+    let out = run(&["ci", "status", "--provider", "woodpecker", "--url", &wp.base]);
+    assert_eq!(out.code, 4, "pending: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("pipeline #12 is running"), "{}", out.stdout);
+    let out = run(&["ci", "watch", "--provider", "woodpecker", "--url", &wp.base, "--timeout", "60s"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    // GitHub: combined status plus check runs; a failed check run fails the commit
+    // (https://docs.github.com/rest/commits/statuses, /rest/checks/runs).
+    let gh = Api::start(Box::new(|path, _| {
+        if path.ends_with("/status") {
+            (200, r#"{"state":"pending","total_count":0,"statuses":[]}"#.into())
+        } else if path.ends_with("/check-runs") {
+            (
+                200,
+                r#"{"total_count":1,"check_runs":[{"name":"build","status":"completed","conclusion":"failure"}]}"#
+                    .into(),
+            )
+        } else {
+            (404, "{}".into())
+        }
+    }));
+    let out = run(&["ci", "status", "--provider", "github", "--url", &gh.base, "--commit", &head]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("check run `build` concluded failure"), "{}", out.stdout);
+    assert!(gh.hits.lock().unwrap().iter().any(|p| p == &format!("/repos/team/infra/commits/{head}/check-runs")));
+}
