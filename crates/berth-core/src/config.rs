@@ -84,6 +84,8 @@ pub struct CiToml {
     pub token: Option<SecretRef>,
     /// How long to wait for a pending pipeline (default 30m).
     pub timeout: Option<String>,
+    /// Post each deploy's outcome as a commit status (Gitea/Forgejo, GitHub).
+    pub report: Option<bool>,
 }
 
 /// `[berth]`: settings of berth itself.

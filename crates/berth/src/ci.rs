@@ -26,6 +26,8 @@ pub struct Gate {
     pub name: String,
     pub token: Option<String>,
     pub timeout: Duration,
+    /// Post deploy outcomes back as commit statuses.
+    pub report: bool,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -61,7 +63,15 @@ impl Gate {
         };
         let token = ci.token.as_ref().map(crate::secrets::resolve).transpose().map_err(|e| format!("CI token: {e}"))?;
         let timeout = ci.timeout.as_deref().map(berth_core::duration::parse).transpose()?.unwrap_or(DEFAULT_TIMEOUT);
-        Ok(Gate { provider: ci.provider.clone(), base, owner, name, token, timeout })
+        Ok(Gate {
+            provider: ci.provider.clone(),
+            base,
+            owner,
+            name,
+            token,
+            timeout,
+            report: ci.report.unwrap_or(false),
+        })
     }
 
     /// GET a JSON document, retrying transient failures (5xx, empty or broken bodies, timeouts).
@@ -214,6 +224,45 @@ impl Gate {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+}
+
+impl Gate {
+    /// Post a deploy's outcome as a commit status (`context` like `berth/staging`).
+    /// Woodpecker has no status API; failures are logged, never fatal.
+    pub async fn report(&self, commit: &str, context: &str, state: &str, description: &str) -> Result<(), String> {
+        let path = match self.provider.as_str() {
+            "gitea" | "forgejo" => format!("/api/v1/repos/{}/{}/statuses/{commit}", self.owner, self.name),
+            "github" => format!("/repos/{}/{}/statuses/{commit}", self.owner, self.name),
+            _ => return Ok(()),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let body = serde_json::json!({ "state": state, "context": context, "description": description });
+        let mut delay = Duration::from_millis(200);
+        let mut last = String::new();
+        for _ in 0..4 {
+            let mut req = client.post(format!("{}{path}", self.base)).header("User-Agent", "berth").json(&body);
+            if let Some(t) = &self.token {
+                req = match self.provider.as_str() {
+                    "gitea" | "forgejo" => req.header("Authorization", format!("token {t}")),
+                    _ => req.bearer_auth(t),
+                };
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_client_error() => {
+                    return Err(format!("status post answered HTTP {}", r.status().as_u16()));
+                }
+                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        Err(format!("status post kept failing: {last}"))
     }
 }
 

@@ -197,6 +197,18 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
         }
     };
     let reason = reason.map(|reason| r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED)));
+    if let Some(gate) = job.ci.as_ref().filter(|g| g.report && !job.verify_only) {
+        let (state, description) = match status {
+            DeployStatus::Succeeded => ("success", "deployed and verified".to_string()),
+            DeployStatus::RolledBack => ("failure", "rolled back".to_string()),
+            _ => ("failure", reason.clone().unwrap_or_else(|| "deploy failed".into())),
+        };
+        let context = format!("berth/{}", job.stack.name);
+        let description: String = description.chars().take(140).collect();
+        if let Err(e) = block_on(gate.report(&job.commit, &context, state, &description)) {
+            r.note(&format!("warning: could not report the deploy status to {}: {e}", gate.provider));
+        }
+    }
     progress("done");
     Outcome { status, reason, log: r.redacted_log(), vars, recreated, verify: serde_json::Value::Object(verify) }
 }

@@ -117,7 +117,10 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
             (404, "{}".into())
         }
     }));
-    let repo = gitea_repo(&format!("{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\" }}", api.base), &ok);
+    let repo = gitea_repo(
+        &format!("{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true }}", api.base),
+        &ok,
+    );
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     container(&ok, "app");
@@ -126,6 +129,14 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
     assert!(log.contains("HTTP 502") && log.contains("an empty body") && log.contains("retrying"), "{log}");
     assert!(log.contains("CI is green"), "{log}");
     assert!(api.hits.lock().unwrap()[0].starts_with("/api/v1/repos/me/stacks/commits/"));
+    // The outcome went back to the forge as a commit status.
+    let commit = repo.git(&["rev-parse", "HEAD"]);
+    let posts = api.posts.lock().unwrap().clone();
+    let status = posts
+        .iter()
+        .find(|p| p.starts_with(&format!("/api/v1/repos/me/stacks/statuses/{commit} ")))
+        .unwrap_or_else(|| panic!("{posts:?}"));
+    assert!(status.contains("\"state\":\"success\"") && status.contains(&format!("berth/{ok}")), "{status}");
 
     // Red CI: nothing deployed, the reason recorded.
     let red_api = Api::start(Box::new(|_, _| {

@@ -22,7 +22,7 @@ fn gate(ws: &Workspace, t: &CiTarget, timeout: Option<&str>) -> Result<Gate> {
             .or_else(|| p.stacks.iter().find_map(|st| st.require_ci.clone()))
     });
     let mut ci = match (&t.provider, configured) {
-        (Some(p), _) => CiToml { provider: p.clone(), url: None, repo: None, token: None, timeout: None },
+        (Some(p), _) => CiToml { provider: p.clone(), url: None, repo: None, token: None, timeout: None, report: None },
         (None, Some(c)) => c,
         (None, None) => {
             return Err(Error::Usage("no require_ci in berth.toml: give --provider (and --url)".into()));

@@ -218,5 +218,18 @@ pub async fn deploy(
     let trigger = format!("deploy:{}", req.triggered_by.as_deref().unwrap_or("api"));
     let want = Want::Force { stacks, overrides: Default::default() };
     let out = app.ctl.request(repo, want, Target::Rev(format!("refs/tags/{}", req.tag)), &trigger, true).await?;
-    answer(&app, out.ok_or_else(|| ApiError::internal("no answer"))?, &q.wait()).await
+    let out = out.ok_or_else(|| ApiError::internal("no answer"))?;
+    let release = crate::state::Release {
+        tag: req.tag.clone(),
+        commit: out.commit.clone(),
+        env: req.env.clone(),
+        kind: "deploy".into(),
+        from_tag: None,
+        by: req.triggered_by.clone().unwrap_or_else(|| "api".into()),
+        at: crate::state::now(),
+        pushed: true,
+        note: None,
+    };
+    app.ctl.shared.state(|s| s.add_release(&release)).map_err(|e| ApiError::internal(e.to_string()))?;
+    answer(&app, out, &q.wait()).await
 }

@@ -10,6 +10,8 @@ pub type Script = Box<dyn Fn(&str, usize) -> (u16, String) + Send + Sync>;
 pub struct Api {
     pub base: String,
     pub hits: Arc<Mutex<Vec<String>>>,
+    /// Bodies of POST requests, as `path body`.
+    pub posts: Arc<Mutex<Vec<String>>>,
 }
 
 impl Api {
@@ -17,7 +19,9 @@ impl Api {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let posts = Arc::new(Mutex::new(Vec::new()));
         let seen = hits.clone();
+        let posted = posts.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -26,11 +30,20 @@ impl Api {
                     continue;
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut length = 0usize;
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
                         break;
                     }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                if line.starts_with("POST") {
+                    let mut body = vec![0u8; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    posted.lock().unwrap().push(format!("{path} {}", String::from_utf8_lossy(&body)));
                 }
                 let n = {
                     let mut s = seen.lock().unwrap();
@@ -47,6 +60,6 @@ impl Api {
                 );
             }
         });
-        Api { base, hits }
+        Api { base, hits, posts }
     }
 }
