@@ -100,6 +100,8 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Largest request body `berth serve` accepts, in bytes (default 1 MiB).
     pub max_body: Option<usize>,
+    /// How often `berth serve` checks for drift (default 5m; "0" disables).
+    pub drift_interval: Option<String>,
     /// Named tiers in deploy order: every stack of a tier comes after all stacks of the tiers before it.
     #[serde(default)]
     pub tiers: Vec<String>,
@@ -148,6 +150,8 @@ pub struct DefaultsToml {
     /// `auto` (default) or `manual`.
     pub rollback: Option<String>,
     pub verify: Option<VerifyToml>,
+    /// Redeploy the recorded deploy when a stack drifts.
+    pub self_heal: Option<bool>,
 }
 
 /// `verify = { ... }` / `[stack.verify]`: how berth knows a deploy really serves.
@@ -235,6 +239,8 @@ pub struct StackToml {
     pub tier: Option<String>,
     /// Wait for a green CI status of the commit before deploying it.
     pub require_ci: Option<CiToml>,
+    /// Redeploy the recorded deploy when the stack drifts.
+    pub self_heal: Option<bool>,
 }
 
 /// Parse the text of a configuration file. Syntax and shape errors stop the

@@ -78,6 +78,7 @@ mod tests {
             post_deploy: vec![],
             tier: None,
             require_ci: None,
+            self_heal: false,
             verify: Default::default(),
             rollback: Default::default(),
             origin: String::new(),

@@ -50,6 +50,8 @@ pub enum Reason {
     DependencyFailed,
     /// This exact config already failed (or was rolled back): not retried until it changes.
     FailedBefore,
+    /// Paused by an operator (`berth pause`).
+    Paused,
 }
 
 impl Reason {
@@ -63,6 +65,7 @@ impl Reason {
             Reason::Manual => "manual",
             Reason::DependencyFailed => "dependency failed",
             Reason::FailedBefore => "failed before",
+            Reason::Paused => "paused",
         }
     }
 }
@@ -134,6 +137,9 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             Some(req) if req.contains(&s.name) => (Action::Deploy, Reason::Requested, None),
             Some(_) => (Action::Skip, Reason::Unchanged, Some("not requested".to_string())),
             None if s.manual => (Action::Manual, Reason::Manual, None),
+            None if hist.is_some_and(|h| h.paused) => {
+                (Action::Skip, Reason::Paused, Some(format!("`berth resume {}` to deploy it again", s.name)))
+            }
             None if !project.auto_deploys(s) => {
                 (Action::Manual, Reason::Manual, Some("its environment moves only by `berth promote`".to_string()))
             }

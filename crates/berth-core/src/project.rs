@@ -62,6 +62,9 @@ pub struct Stack {
     /// CI gate of the stack itself (its environment's applies too).
     #[serde(skip)]
     pub require_ci: Option<crate::config::CiToml>,
+    /// Redeploy the recorded deploy when the stack drifts.
+    #[serde(skip)]
+    pub self_heal: bool,
     /// How a deploy is verified. Not part of the config hash: it does not change what runs.
     #[serde(skip)]
     pub verify: Verify,
@@ -128,6 +131,8 @@ pub struct Project {
     pub environments: Vec<Environment>,
     pub listen: String,
     pub max_body: usize,
+    /// How often the controller checks for drift; `None`: never.
+    pub drift_interval: Option<Duration>,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -206,6 +211,8 @@ impl Project {
         };
         errors.extend(verr.into_iter().map(|e| ConfigError::new(format!("[defaults] {e}"))));
 
+        let default_self_heal = cfg.defaults.self_heal.unwrap_or(false);
+
         // Discovery.
         let (pattern_texts, ignore) = match &cfg.discovery {
             Some(d) => {
@@ -245,6 +252,7 @@ impl Project {
                 post_deploy: Vec::new(),
                 tier: None,
                 require_ci: None,
+                self_heal: default_self_heal,
                 verify: default_verify.clone(),
                 rollback: default_rollback,
                 origin: format!("discovered by `{}`", d.pattern),
@@ -316,6 +324,7 @@ impl Project {
                         post_deploy: Vec::new(),
                         tier: None,
                         require_ci: None,
+                        self_heal: default_self_heal,
                         verify: default_verify.clone(),
                         rollback: default_rollback,
                         origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
@@ -457,6 +466,15 @@ impl Project {
                 errors.push(ConfigError::new(format!("environment `{}` require_ci: {m}", e.name)).at(l.clone()));
             }
         }
+        let drift_interval = match cfg.berth.drift_interval.as_deref().map(duration::parse) {
+            None => Some(Duration::from_secs(300)),
+            Some(Ok(d)) if d.is_zero() => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                errors.push(ConfigError::new(format!("[berth] drift_interval: {e}")));
+                None
+            }
+        };
         let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
             errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
@@ -476,6 +494,7 @@ impl Project {
             environments,
             listen: cfg.berth.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into()),
             max_body: cfg.berth.max_body.unwrap_or(DEFAULT_MAX_BODY),
+            drift_interval,
         })
     }
 
@@ -706,6 +725,9 @@ fn apply_entry(
     }
     if st.tier.is_some() {
         stack.tier = st.tier.clone();
+    }
+    if let Some(h) = st.self_heal {
+        stack.self_heal = h;
     }
     if let Some(ci) = &st.require_ci {
         if let Err(m) = check_ci(ci) {

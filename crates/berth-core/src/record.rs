@@ -103,6 +103,8 @@ pub struct History {
     pub overrides: BTreeMap<String, String>,
     /// Status of the most recent deploy of any outcome.
     pub latest: Option<DeployStatus>,
+    /// Paused by an operator: never deployed or healed automatically.
+    pub paused: bool,
     /// Config hash and id of the most recent deploy.
     pub latest_hash: Option<String>,
     pub latest_id: Option<i64>,

@@ -79,6 +79,22 @@ pub enum Command {
         #[command(subcommand)]
         command: CiCommand,
     },
+    /// Compare what runs with the last successful deploys; exit 1 when something drifted.
+    Drift {
+        #[arg(long)]
+        json: bool,
+        /// Redeploy drifted stacks that have self_heal (or all, with --heal=all).
+        #[arg(long)]
+        heal: bool,
+    },
+    /// Stop deploying and healing a stack automatically (an operator stopped it on purpose).
+    Pause {
+        stack: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Let berth deploy and heal a paused stack again.
+    Resume { stack: String },
     /// Bring up the `manual = true` stacks (secrets, reverse proxy, berth itself) in dependency order.
     Bootstrap {
         #[arg(long, value_name = "REV", default_value = "HEAD")]

@@ -31,7 +31,7 @@ pub struct Report {
     pub containers: Vec<ContainerState>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ContainerState {
     pub service: String,
     pub id: String,
@@ -39,6 +39,12 @@ pub struct ContainerState {
     pub state: String,
     pub health: Option<String>,
     pub restarts: i64,
+    /// Image id the container runs (the baseline for drift detection).
+    #[serde(default)]
+    pub image: String,
+    /// Compose's config-hash label of the container.
+    #[serde(default)]
+    pub config_hash: String,
 }
 
 /// Connect to a server's engine the way the docker CLI would: the local socket,
@@ -222,6 +228,8 @@ async fn observe_swarm(
             state: format!("{running}/{replicas} running, update {}", if state.is_empty() { "none" } else { &state }),
             health: None,
             restarts: (failed.len() - base.min(failed.len())) as i64,
+            image: want.clone(),
+            config_hash: String::new(),
         });
         if failed.len() >= base + 2 {
             let err = failed
@@ -242,6 +250,48 @@ async fn observe_swarm(
         Some(w) => Verdict::Waiting(Report { summary: w, ..report }),
         None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }),
     }
+}
+
+/// What differs between the containers of `project` now and `baseline` (the
+/// containers a successful deploy left running): missing, stopped, or running
+/// another image or configuration. Empty when nothing drifted.
+pub async fn drift(docker: &Docker, project: &str, baseline: &[ContainerState]) -> Result<Vec<String>, String> {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![format!("{PROJECT}={project}")]);
+    let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let list = docker.list_containers(Some(opts)).await.map_err(|e| format!("cannot list containers: {e}"))?;
+    let mut findings = Vec::new();
+    let mut services: Vec<&ContainerState> = Vec::new();
+    for b in baseline {
+        if !services.iter().any(|s| s.service == b.service) {
+            services.push(b);
+        }
+    }
+    for b in services {
+        let mine: Vec<_> = list
+            .iter()
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(SERVICE)) == Some(&b.service))
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(ONEOFF)).map(String::as_str) != Some("True"))
+            .collect();
+        if mine.is_empty() {
+            findings.push(format!("service `{}` has no container", b.service));
+            continue;
+        }
+        for c in mine {
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            if b.state == "running" && state != "running" {
+                findings.push(format!("service `{}` is {state}", b.service));
+            }
+            if !b.image.is_empty() && c.image_id.as_deref() != Some(b.image.as_str()) {
+                findings.push(format!("service `{}` runs another image than berth deployed", b.service));
+            }
+            let hash = c.labels.as_ref().and_then(|l| l.get(CONFIG_HASH)).cloned().unwrap_or_default();
+            if !b.config_hash.is_empty() && hash != b.config_hash {
+                findings.push(format!("service `{}` runs another configuration than berth deployed", b.service));
+            }
+        }
+    }
+    Ok(findings)
 }
 
 enum Verdict {
@@ -311,6 +361,8 @@ async fn observe(
                 state: state.clone(),
                 health: health.clone(),
                 restarts,
+                image: c.image_id.clone().unwrap_or_default(),
+                config_hash: c.labels.as_ref().and_then(|l| l.get(CONFIG_HASH)).cloned().unwrap_or_default(),
             });
             if !image_ok {
                 waiting.get_or_insert(format!(

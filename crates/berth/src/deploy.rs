@@ -292,7 +292,7 @@ fn attempt(
 }
 
 /// Run a future to completion from an executor thread (inside or outside the controller's runtime).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         return h.block_on(f);
     }

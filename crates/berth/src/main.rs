@@ -9,6 +9,7 @@ mod converge;
 mod deploy;
 mod dispatch;
 mod docker;
+mod drift;
 mod error;
 mod git;
 mod keys;

@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS releases (
     pushed     INTEGER NOT NULL,
     note       TEXT
 );
+CREATE TABLE IF NOT EXISTS paused (
+    stack  TEXT PRIMARY KEY,
+    by     TEXT NOT NULL,
+    at     INTEGER NOT NULL,
+    reason TEXT
+);
 CREATE TABLE IF NOT EXISTS config_rejections (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     repo       TEXT NOT NULL,
@@ -367,6 +373,42 @@ impl State {
         .map_err(self.err())
     }
 
+    /// Pause a stack (true) or resume it (false); returns whether anything changed.
+    pub fn set_paused(&self, stack: &str, paused: bool, by: &str, reason: Option<&str>) -> Result<bool, StateError> {
+        let n = if paused {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO paused (stack, by, at, reason) VALUES (?1, ?2, ?3, ?4)",
+                params![stack, by, now(), reason],
+            )
+        } else {
+            self.conn.execute("DELETE FROM paused WHERE stack = ?1", [stack])
+        }
+        .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    /// Paused stacks: (stack, by, at, reason).
+    pub fn paused(&self) -> Result<Vec<(String, String, i64, Option<String>)>, StateError> {
+        let mut st =
+            self.conn.prepare("SELECT stack, by, at, reason FROM paused ORDER BY stack").map_err(self.err())?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())
+    }
+
+    /// How many deploys with `trigger` a stack had since `since` (unix seconds).
+    pub fn count_since(&self, stack: &str, trigger: &str, since: i64) -> Result<usize, StateError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM deploys WHERE stack = ?1 AND trigger = ?2 AND started_at >= ?3",
+                params![stack, trigger, since],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.err())
+    }
+
     /// Is the database usable (for health checks)?
     pub fn ping(&self) -> Result<(), StateError> {
         self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(self.err())
@@ -447,6 +489,9 @@ impl State {
             h.latest = Some(r.status);
             h.latest_hash = Some(r.config_hash);
             h.latest_id = Some(r.id);
+        }
+        for (stack, ..) in self.paused()? {
+            out.entry(stack).or_default().paused = true;
         }
         let mut st = self
             .conn

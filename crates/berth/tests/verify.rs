@@ -306,3 +306,44 @@ fn rollback_manual_only_records_the_failure() {
     assert!(!h[0]["reason"].as_str().unwrap().contains("rolled back"), "{}", h[0]);
     assert!(inspect(&container(&s, "web"), "{{json .Config.Env}}").contains("VERSION=v2"), "manual must not roll back");
 }
+
+#[test]
+fn manual_changes_are_drift_and_self_heal_repairs_them_unless_paused() {
+    docker();
+    let s = unique("drift");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nself_heal = true\n"));
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app", "side"]));
+    repo.commit("two services");
+    repo.berth(&["apply"]).ok();
+    let out = repo.berth(&["drift"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("no drift"), "{}", out.stdout);
+
+    // Someone stops one container and removes the other by hand.
+    docker_out(&["stop", &container(&s, "app")]);
+    docker_out(&["rm", "-f", &container(&s, "side")]);
+    let out = repo.berth(&["drift", "--json"]);
+    assert_eq!(out.code, 1);
+    let found: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let findings = found[0]["findings"].to_string();
+    assert!(findings.contains("`app` is exited") && findings.contains("`side` has no container"), "{findings}");
+
+    // Paused: reported, not healed, and not deployed by apply either.
+    repo.berth(&["pause", &s, "--reason", "maintenance"]).ok();
+    let out = repo.berth(&["drift", "--heal"]);
+    assert!(out.stdout.contains("not healed (paused)"), "{}", out.stdout);
+    assert!(containers(&s).iter().all(|(svc, _)| svc != "side"));
+    let status = repo.berth(&["status"]).ok();
+    assert!(status.stdout.contains("paused (succeeded)"), "{}", status.stdout);
+
+    // Resumed: self-heal puts the recorded deploy back.
+    repo.berth(&["resume", &s]).ok();
+    let out = repo.berth(&["drift", "--heal"]);
+    assert!(out.stdout.contains("healing"), "{}", out.stdout);
+    container(&s, "app");
+    container(&s, "side");
+    assert_eq!(repo.berth(&["drift"]).code, 0);
+    assert_eq!(repo.json(&["history", &s, "--json"])[0]["trigger"], "heal");
+}

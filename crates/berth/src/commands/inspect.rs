@@ -194,6 +194,13 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
             }),
         );
     }
+    for (stack, by, at, reason) in state.paused()? {
+        if let Some(row) = rows.get_mut(&stack) {
+            let was = row["status"].as_str().unwrap_or("").to_string();
+            row["status"] = json!(format!("paused ({was})"));
+            row["paused"] = json!({ "by": by, "at": at, "reason": reason });
+        }
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows.values().collect::<Vec<_>>()).unwrap_or_default());
         return Ok(exit::OK);

@@ -29,6 +29,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
+        Command::Drift { json, heal } => run::drift(&ws()?, json, heal),
+        Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
+        Command::Resume { stack } => run::pause(&ws()?, &stack, false, None),
         Command::Ci { command } => ci::run(&ws()?, &command),
         Command::Status { json } => {
             let ws = ws()?;

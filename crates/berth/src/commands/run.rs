@@ -246,3 +246,63 @@ pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) 
     }
     run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false)
 }
+
+/// `berth drift [--heal]`: report stacks whose containers no longer match their last
+/// successful deploy; with `--heal`, redeploy those with `self_heal` (within limits).
+pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
+    let state = ws.state()?;
+    let compose = crate::docker::Compose::detect()?;
+    let found = crate::drift::check(ws, &state, &compose)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&found).unwrap_or_default());
+    } else if found.is_empty() {
+        println!("no drift: every deployed stack runs what berth deployed");
+    }
+    let mut code = if found.is_empty() { exit::OK } else { exit::FAILED };
+    for d in &found {
+        if !as_json {
+            println!("✗ {:<20} drifted from deploy {} ({}):", d.stack, d.deploy_id, short(&d.commit));
+            for f in &d.findings {
+                println!("    {f}");
+            }
+        }
+        if !heal || !d.self_heal {
+            continue;
+        }
+        if !crate::drift::may_heal(&state, d)? {
+            println!(
+                "  {}: not healed ({})",
+                d.stack,
+                if d.paused { "paused" } else { "self-heal limit reached; look at it" }
+            );
+            continue;
+        }
+        let last = state.get(d.deploy_id)?;
+        println!("  healing {}: redeploying deploy {}", d.stack, d.deploy_id);
+        let r = execute(ws, &last.commit, Some(&d.stack), &vars::replayable(&last.overrides), "heal")?;
+        if r == exit::OK {
+            code = exit::OK.max(code);
+        }
+    }
+    Ok(code)
+}
+
+/// `berth pause` / `berth resume`.
+pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) -> Result<i32> {
+    let snap = ws.snapshot("HEAD")?;
+    if snap.project.stack(stack).is_none() {
+        return Err(Error::Config(vec![snap.project.unknown_stack(stack)]));
+    }
+    let state = ws.state()?;
+    let changed = state.set_paused(stack, paused, &crate::release::actor(), reason)?;
+    println!(
+        "{stack} {}",
+        match (paused, changed) {
+            (true, true) => "paused: berth will not deploy or heal it until `berth resume`",
+            (true, false) => "was already paused",
+            (false, true) => "resumed",
+            (false, false) => "was not paused",
+        }
+    );
+    Ok(exit::OK)
+}

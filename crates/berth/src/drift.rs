@@ -1,0 +1,73 @@
+//! Drift: does what runs on each server still match the last successful deploy?
+//! And self-heal: put the recorded deploy back, within limits.
+
+use crate::converge::{self, ContainerState};
+use crate::docker::{Compose, Engine};
+use crate::state::State;
+use crate::workspace::Workspace;
+
+/// Heal at most this many times per stack within [`HEAL_WINDOW`] seconds, then only report.
+pub const HEAL_LIMIT: usize = 5;
+pub const HEAL_WINDOW: i64 = 300;
+
+/// One stack's drift.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Drift {
+    pub stack: String,
+    pub server: String,
+    /// The deploy whose state is expected.
+    pub deploy_id: i64,
+    pub commit: String,
+    pub findings: Vec<String>,
+    pub paused: bool,
+    pub self_heal: bool,
+}
+
+/// Compare every deployed stack of the project at HEAD with its last successful deploy.
+pub fn check(ws: &Workspace, state: &State, compose: &Compose) -> crate::error::Result<Vec<Drift>> {
+    let snap = ws.snapshot("HEAD")?;
+    let paused: Vec<String> = state.paused()?.into_iter().map(|p| p.0).collect();
+    let mut out = Vec::new();
+    for s in &snap.project.stacks {
+        if s.mode != berth_core::Mode::Compose {
+            continue;
+        }
+        let Some(last) = state.last_success(&s.name, None)? else { continue };
+        let baseline: Vec<ContainerState> = serde_json::from_str::<serde_json::Value>(&state.verify_results(last.id)?)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["converge"]["containers"].clone()).ok())
+            .unwrap_or_default();
+        if baseline.is_empty() {
+            continue;
+        }
+        let Some(server) = snap.project.server(&s.server) else { continue };
+        let engine = Engine::for_server(server, compose);
+        let findings = crate::deploy::block_on(async {
+            match converge::connect(&engine).await {
+                Ok(d) => converge::drift(&d, &s.name, &baseline).await,
+                Err(e) => Err(e),
+            }
+        })
+        .unwrap_or_else(|e| vec![format!("cannot observe: {e}")]);
+        if !findings.is_empty() {
+            out.push(Drift {
+                stack: s.name.clone(),
+                server: s.server.clone(),
+                deploy_id: last.id,
+                commit: last.commit.clone(),
+                findings,
+                paused: paused.contains(&s.name),
+                self_heal: s.self_heal,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// May `stack` be healed now (not paused, under the limit)?
+pub fn may_heal(state: &State, d: &Drift) -> Result<bool, crate::state::StateError> {
+    if d.paused {
+        return Ok(false);
+    }
+    Ok(state.count_since(&d.stack, "heal", crate::state::now() - HEAL_WINDOW)? < HEAL_LIMIT)
+}
