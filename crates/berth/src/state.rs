@@ -86,6 +86,9 @@ pub struct Release {
     pub note: Option<String>,
 }
 
+/// A paused stack: (stack, by, unix time, reason).
+pub type Paused = (String, String, i64, Option<String>);
+
 /// A configuration the controller refused: (repo, commit, errors, unix time).
 pub type Rejection = (String, String, Vec<String>, i64);
 
@@ -388,7 +391,7 @@ impl State {
     }
 
     /// Paused stacks: (stack, by, at, reason).
-    pub fn paused(&self) -> Result<Vec<(String, String, i64, Option<String>)>, StateError> {
+    pub fn paused(&self) -> Result<Vec<Paused>, StateError> {
         let mut st =
             self.conn.prepare("SELECT stack, by, at, reason FROM paused ORDER BY stack").map_err(self.err())?;
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
