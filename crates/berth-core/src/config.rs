@@ -31,7 +31,27 @@ pub struct ConfigFile {
     pub repo: Vec<Spanned<RepoToml>>,
     #[serde(default)]
     pub environment: Vec<Spanned<EnvironmentToml>>,
+    #[serde(default)]
+    pub notify: Vec<Spanned<NotifyToml>>,
 }
+
+/// `[[notify]]`: where berth tells what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyToml {
+    /// `webhook`, `ntfy`, `slack`, `discord` or `gotify`.
+    pub kind: String,
+    pub url: String,
+    /// Events to send (default all): started, succeeded, failed, rolled_back, drift, config_rejected.
+    pub events: Option<Vec<String>>,
+    /// `webhook`: HMAC-SHA256 key for the `X-Berth-Signature-256` header.
+    pub secret: Option<SecretRef>,
+    /// `gotify` application token, `ntfy` access token.
+    pub token: Option<SecretRef>,
+}
+
+/// Every event a `[[notify]]` target can subscribe to.
+pub const NOTIFY_EVENTS: [&str; 6] = ["started", "succeeded", "failed", "rolled_back", "drift", "config_rejected"];
 
 /// A secret value that never sits in the file itself: read from a file or an env var.
 /// `{ file = "/run/secrets/x" }` or `{ env = "X" }`.

@@ -133,6 +133,7 @@ pub struct Project {
     pub max_body: usize,
     /// How often the controller checks for drift; `None`: never.
     pub drift_interval: Option<Duration>,
+    pub notify: Vec<crate::config::NotifyToml>,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -475,6 +476,29 @@ impl Project {
                 None
             }
         };
+        for n in &cfg.notify {
+            let l = loc(n.span());
+            let n = n.get_ref();
+            if !["webhook", "ntfy", "slack", "discord", "gotify"].contains(&n.kind.as_str()) {
+                errors.push(
+                    ConfigError::new(format!("unknown notify kind `{}`", n.kind))
+                        .at(l.clone())
+                        .help("use webhook, ntfy, slack, discord or gotify"),
+                );
+            }
+            if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+                errors.push(ConfigError::new(format!("notify url `{}` must be http(s)", n.url)).at(l.clone()));
+            }
+            for e in n.events.iter().flatten() {
+                if !crate::config::NOTIFY_EVENTS.contains(&e.as_str()) {
+                    let err = ConfigError::new(format!("unknown notify event `{e}`")).at(l.clone());
+                    errors.push(match did_you_mean(e, crate::config::NOTIFY_EVENTS) {
+                        Some(best) => err.help(format!("did you mean `{best}`?")),
+                        None => err.help(format!("events: {}", crate::config::NOTIFY_EVENTS.join(", "))),
+                    });
+                }
+            }
+        }
         let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
             errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
@@ -495,6 +519,7 @@ impl Project {
             listen: cfg.berth.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into()),
             max_body: cfg.berth.max_body.unwrap_or(DEFAULT_MAX_BODY),
             drift_interval,
+            notify: cfg.notify.iter().map(|n| n.get_ref().clone()).collect(),
         })
     }
 

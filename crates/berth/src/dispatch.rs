@@ -44,6 +44,7 @@ pub struct Context<'a> {
     pub engines: &'a HashMap<String, Engine>,
     pub trigger: &'a str,
     pub max_parallel: usize,
+    pub notifier: &'a crate::notify::Notifier,
 }
 
 enum Slot {
@@ -134,6 +135,14 @@ pub fn run(
                 slots[i] = Slot::Running;
                 running += 1;
                 observe(Event::Started { stack: &step.stack, id });
+                ctx.notifier.send(&crate::notify::Event::deploy(
+                    "started",
+                    &step.stack,
+                    &step.server,
+                    &plan.commit,
+                    id,
+                    None,
+                ));
                 let rollback = ctx.ws.previous_job(ctx.state, &step.stack, None, &engine, &step.paths).map(Box::new);
                 let job = Job {
                     stack,
@@ -174,6 +183,20 @@ pub fn run(
             ctx.state.finish(id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars)?;
             slots[i] = if outcome.status == DeployStatus::Succeeded { Slot::Ok } else { Slot::Failed };
             observe(Event::Finished { stack: &steps[i].stack, id, outcome: &outcome, took });
+            let what = match outcome.status {
+                DeployStatus::Succeeded => "succeeded",
+                DeployStatus::RolledBack => "rolled_back",
+                _ => "failed",
+            };
+            let event = crate::notify::Event::deploy(
+                what,
+                &steps[i].stack,
+                &steps[i].server,
+                &plan.commit,
+                id,
+                outcome.reason.clone(),
+            );
+            ctx.notifier.send(&event);
             done.push(Done { stack: steps[i].stack.clone(), id, status: outcome.status, reason: outcome.reason });
         }
         Ok(())

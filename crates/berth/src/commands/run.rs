@@ -99,7 +99,15 @@ fn run_plan(
         return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
     }
     let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
-    let ctx = Context { ws, state: &state, engines: &engines, trigger, max_parallel: snap.project.max_parallel };
+    let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
+    let ctx = Context {
+        ws,
+        state: &state,
+        engines: &engines,
+        trigger,
+        max_parallel: snap.project.max_parallel,
+        notifier: &notifier,
+    };
     let done = dispatch::run(&ctx, &snap.project, &plan, &vars, |e| match e {
         Event::Started { stack, id } => println!("→ {stack:<20} deploying (deploy {id})"),
         Event::Finished { stack, id, outcome, took } => match &outcome.reason {
@@ -134,6 +142,7 @@ fn run_plan(
             );
         }
     }
+    notifier.flush(std::time::Duration::from_secs(15));
     let n = |st: DeployStatus| done.iter().filter(|d| d.status == st).count();
     let (ok, failed, blocked) = (n(DeployStatus::Succeeded), n(DeployStatus::Failed), n(DeployStatus::Blocked));
     let rolled = n(DeployStatus::RolledBack);
@@ -258,6 +267,18 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
     } else if found.is_empty() {
         println!("no drift: every deployed stack runs what berth deployed");
     }
+    let notifier = crate::notify::Notifier::new(ws.snapshot("HEAD")?.project.notify.clone());
+    for d in &found {
+        notifier.send(&crate::notify::Event {
+            event: "drift".into(),
+            stack: Some(d.stack.clone()),
+            server: Some(d.server.clone()),
+            commit: Some(d.commit.clone()),
+            deploy_id: Some(d.deploy_id),
+            detail: Some(d.findings.join("; ")),
+            at: crate::state::now(),
+        });
+    }
     let mut code = if found.is_empty() { exit::OK } else { exit::FAILED };
     for d in &found {
         if !as_json {
@@ -284,6 +305,7 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
             code = exit::OK.max(code);
         }
     }
+    notifier.flush(std::time::Duration::from_secs(15));
     Ok(code)
 }
 

@@ -260,6 +260,9 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         return fail(e.to_string());
     }
     tracing::info!(trigger = %p.trigger, "deploy started");
+    let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
+    notifier.send(&crate::notify::Event::deploy("started", name, &stack.server, &p.commit, p.id, None));
+    let server_name = stack.server.clone();
     let ci = match repo.ws.ci_gate(&snap.project, &stack) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
@@ -289,6 +292,12 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         Some(r) if outcome.status == DeployStatus::RolledBack => tracing::warn!(reason = %r, "deploy rolled back"),
         Some(r) => tracing::error!(reason = %r, "deploy failed"),
     }
+    let what = match outcome.status {
+        DeployStatus::Succeeded => "succeeded",
+        DeployStatus::RolledBack => "rolled_back",
+        _ => "failed",
+    };
+    notifier.send(&crate::notify::Event::deploy(what, name, &server_name, &p.commit, p.id, outcome.reason.clone()));
     shared.state(|s| {
         if let Err(e) = s.finish(p.id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars) {
             tracing::error!(error = %e, "cannot record the deploy's outcome");

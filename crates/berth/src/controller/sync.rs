@@ -167,6 +167,18 @@ fn sync_one(
                     .state(|s| s.reject_config(&h.spec.name, &commit, &errors))
                     .map_err(|e| SyncError::Failed(e.to_string()))?;
                 tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
+                // Told through the targets of the configuration that keeps running.
+                let targets =
+                    h.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.notify.clone())).unwrap_or_default();
+                crate::notify::Notifier::new(targets).send(&crate::notify::Event {
+                    event: "config_rejected".into(),
+                    stack: None,
+                    server: None,
+                    commit: Some(commit.clone()),
+                    deploy_id: None,
+                    detail: Some(errors.join("; ")),
+                    at: crate::state::now(),
+                });
             }
             return Err(SyncError::ConfigRejected { commit, errors });
         }

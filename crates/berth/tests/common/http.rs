@@ -10,7 +10,7 @@ pub type Script = Box<dyn Fn(&str, usize) -> (u16, String) + Send + Sync>;
 pub struct Api {
     pub base: String,
     pub hits: Arc<Mutex<Vec<String>>>,
-    /// Bodies of POST requests, as `path body`.
+    /// POST requests, as `path body` then the lowercased header lines.
     pub posts: Arc<Mutex<Vec<String>>>,
 }
 
@@ -31,11 +31,13 @@ impl Api {
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let mut length = 0usize;
+                let mut head = String::new();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
                         break;
                     }
+                    head.push_str(&h.to_ascii_lowercase());
                     if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
                     }
@@ -43,7 +45,7 @@ impl Api {
                 if line.starts_with("POST") {
                     let mut body = vec![0u8; length];
                     let _ = std::io::Read::read_exact(&mut reader, &mut body);
-                    posted.lock().unwrap().push(format!("{path} {}", String::from_utf8_lossy(&body)));
+                    posted.lock().unwrap().push(format!("{path} {}\n{head}", String::from_utf8_lossy(&body)));
                 }
                 let n = {
                     let mut s = seen.lock().unwrap();
