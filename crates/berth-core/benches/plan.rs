@@ -252,7 +252,14 @@ fn plan(f: &Fixture) -> Plan {
     black_box(&vars_by_stack);
     plan::build(
         &project,
-        &plan::Inputs { commit: COMMIT, hashes: &hashes, history: &f.history, touched: &touched, requested: None },
+        &plan::Inputs {
+            commit: COMMIT,
+            hashes: &hashes,
+            history: &f.history,
+            touched: &touched,
+            requested: None,
+            gone: &[],
+        },
     )
 }
 
@@ -368,6 +375,7 @@ mod stages {
                     history: &f.history,
                     touched: &touched,
                     requested: None,
+                    gone: &[],
                 },
             )
         });

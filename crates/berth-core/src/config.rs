@@ -120,6 +120,8 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Largest request body `berth serve` accepts, in bytes (default 1 MiB).
     pub max_body: Option<usize>,
+    /// Take down stacks removed from the repository (default false: only report them).
+    pub prune: Option<bool>,
     /// How often `berth serve` checks for drift (default 5m; "0" disables).
     pub drift_interval: Option<String>,
     /// Named tiers in deploy order: every stack of a tier comes after all stacks of the tiers before it.
@@ -138,6 +140,8 @@ pub struct ServerToml {
     pub tls: Option<TlsToml>,
     /// A Docker client config file (`config.json` with registry auths) for pulls from private registries.
     pub registry_auth: Option<String>,
+    /// Overrides `[berth] prune` for stacks of this server.
+    pub prune: Option<bool>,
 }
 
 /// `tls = { ca = "...", cert = "...", key = "..." }` of a server.

@@ -18,6 +18,8 @@ pub enum Action {
     Blocked,
     /// `manual = true`: only an explicit `berth deploy` runs it.
     Manual,
+    /// Removed from the repository and `prune` is on: take it down.
+    Remove,
 }
 
 impl Action {
@@ -27,6 +29,7 @@ impl Action {
             Action::Skip => "skip",
             Action::Blocked => "blocked",
             Action::Manual => "manual",
+            Action::Remove => "remove",
         }
     }
 }
@@ -52,6 +55,8 @@ pub enum Reason {
     FailedBefore,
     /// Paused by an operator (`berth pause`).
     Paused,
+    /// No longer in the repository.
+    Removed,
 }
 
 impl Reason {
@@ -66,6 +71,7 @@ impl Reason {
             Reason::DependencyFailed => "dependency failed",
             Reason::FailedBefore => "failed before",
             Reason::Paused => "paused",
+            Reason::Removed => "removed from the repository",
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct Inputs<'a> {
     pub touched: &'a BTreeMap<String, Vec<String>>,
     /// Deploy exactly these stacks whatever their state (`berth deploy`); `None` is a reconcile.
     pub requested: Option<&'a [String]>,
+    /// Stacks berth deployed that are gone from the repository: (name, server).
+    pub gone: &'a [(String, String)],
 }
 
 /// Decide what to do with every stack.
@@ -181,6 +189,22 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             after: s.after.clone(),
         });
     }
+    if input.requested.is_none() {
+        for (name, server) in input.gone {
+            let prune = project.prunes(server);
+            steps.push(Step {
+                stack: name.clone(),
+                server: server.clone(),
+                action: if prune { Action::Remove } else { Action::Skip },
+                reason: Reason::Removed,
+                detail: (!prune).then(|| "set prune = true to take it down".to_string()),
+                paths: Vec::new(),
+                config_hash: String::new(),
+                previous_hash: None,
+                after: Vec::new(),
+            });
+        }
+    }
     Plan { commit: input.commit.to_string(), steps }
 }
 
@@ -222,7 +246,14 @@ mod tests {
         touched.insert("db".to_string(), vec!["stacks/db/compose.yaml".to_string()]);
         let plan = build(
             &p,
-            &Inputs { commit: "c1", hashes: &hashes(), history: &history, touched: &touched, requested: None },
+            &Inputs {
+                commit: "c1",
+                hashes: &hashes(),
+                history: &history,
+                touched: &touched,
+                requested: None,
+                gone: &[],
+            },
         );
         let got: Vec<_> = plan.steps.iter().map(|s| (s.stack.as_str(), s.action, s.reason)).collect();
         assert_eq!(
@@ -250,7 +281,14 @@ mod tests {
         );
         let plan = build(
             &p,
-            &Inputs { commit: "c1", hashes: &hashes(), history: &history, touched: &BTreeMap::new(), requested: None },
+            &Inputs {
+                commit: "c1",
+                hashes: &hashes(),
+                history: &history,
+                touched: &BTreeMap::new(),
+                requested: None,
+                gone: &[],
+            },
         );
         let app = plan.steps.iter().find(|s| s.stack == "app").unwrap();
         assert_eq!(app.action, Action::Blocked);
@@ -269,11 +307,17 @@ mod tests {
         };
         history.insert("web".to_string(), failed("h-web"));
         let (hs, none) = (hashes(), BTreeMap::new());
-        let plan = build(&p, &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None });
+        let plan = build(
+            &p,
+            &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None, gone: &[] },
+        );
         let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
         assert_eq!((web.action, web.reason), (Action::Skip, Reason::FailedBefore));
         history.insert("web".to_string(), failed("older"));
-        let plan = build(&p, &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None });
+        let plan = build(
+            &p,
+            &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None, gone: &[] },
+        );
         let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
         assert_eq!(web.action, Action::Deploy);
     }
@@ -292,6 +336,7 @@ mod tests {
                 history: &history,
                 touched: &BTreeMap::new(),
                 requested: Some(&req),
+                gone: &[],
             },
         );
         let deploy: Vec<_> = plan.to_deploy().map(|s| s.stack.as_str()).collect();

@@ -38,6 +38,9 @@ pub struct Server {
     pub tls: Option<crate::config::TlsToml>,
     /// Docker client config file with registry credentials.
     pub registry_auth: Option<String>,
+    /// Take down stacks of this server that were removed from the repository.
+    #[serde(skip)]
+    pub prune: Option<bool>,
 }
 
 /// One deployable stack, fully resolved. Every path is repo-relative.
@@ -134,6 +137,8 @@ pub struct Project {
     /// How often the controller checks for drift; `None`: never.
     pub drift_interval: Option<Duration>,
     pub notify: Vec<crate::config::NotifyToml>,
+    /// `[berth] prune`.
+    pub prune: bool,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -178,11 +183,15 @@ impl Project {
                     docker: s.docker.clone(),
                     tls: s.tls.clone(),
                     registry_auth: s.registry_auth.clone(),
+                    prune: s.prune,
                 });
             }
         }
         if !servers.iter().any(|s| s.name == LOCAL_SERVER) {
-            servers.insert(0, Server { name: LOCAL_SERVER.into(), docker: None, tls: None, registry_auth: None });
+            servers.insert(
+                0,
+                Server { name: LOCAL_SERVER.into(), docker: None, tls: None, registry_auth: None, prune: None },
+            );
         }
 
         // Defaults.
@@ -520,11 +529,17 @@ impl Project {
             max_body: cfg.berth.max_body.unwrap_or(DEFAULT_MAX_BODY),
             drift_interval,
             notify: cfg.notify.iter().map(|n| n.get_ref().clone()).collect(),
+            prune: cfg.berth.prune.unwrap_or(false),
         })
     }
 
     pub fn stack(&self, name: &str) -> Option<&Stack> {
         self.stacks.binary_search_by(|s| s.name.as_str().cmp(name)).ok().map(|i| &self.stacks[i])
+    }
+
+    /// May berth take down a removed stack that ran on `server`?
+    pub fn prunes(&self, server: &str) -> bool {
+        self.server(server).and_then(|s| s.prune).unwrap_or(self.prune)
     }
 
     /// The environments a stack belongs to.

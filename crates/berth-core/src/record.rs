@@ -20,12 +20,14 @@ pub enum DeployStatus {
     Interrupted,
     /// berth stopped before the queued deploy started.
     Cancelled,
+    /// Taken down because it was removed from the repository (`prune`).
+    Removed,
     /// The deploy failed verification and the previous deploy is serving again.
     RolledBack,
 }
 
 impl DeployStatus {
-    pub const ALL: [DeployStatus; 8] = [
+    pub const ALL: [DeployStatus; 9] = [
         DeployStatus::Queued,
         DeployStatus::Running,
         DeployStatus::Succeeded,
@@ -34,6 +36,7 @@ impl DeployStatus {
         DeployStatus::Interrupted,
         DeployStatus::Cancelled,
         DeployStatus::RolledBack,
+        DeployStatus::Removed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl DeployStatus {
             DeployStatus::Interrupted => "interrupted",
             DeployStatus::Cancelled => "cancelled",
             DeployStatus::RolledBack => "rolled_back",
+            DeployStatus::Removed => "removed",
         }
     }
 
@@ -105,6 +109,8 @@ pub struct History {
     pub latest: Option<DeployStatus>,
     /// Paused by an operator: never deployed or healed automatically.
     pub paused: bool,
+    /// Server of the most recent deploy.
+    pub server: Option<String>,
     /// Config hash and id of the most recent deploy.
     pub latest_hash: Option<String>,
     pub latest_id: Option<i64>,

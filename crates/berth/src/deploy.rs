@@ -407,3 +407,34 @@ fn steps(
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
+
+/// Take down a stack removed from the repository: `compose down --remove-orphans`
+/// (or `docker stack rm`) with its definition at its last deployed commit.
+/// Returns the captured log, or why it failed.
+pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine: &Engine) -> Result<String, String> {
+    let job = Job {
+        stack: stack.clone(),
+        commit: commit.to_string(),
+        overrides: BTreeMap::new(),
+        changed_paths: Vec::new(),
+        engine: engine.clone(),
+        rollback: None,
+        verify_only: false,
+        ci: None,
+    };
+    let mut r = Run { log: String::new(), secrets: Vec::new(), deadline: Instant::now() + stack.timeout, job: &job };
+    let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| e.to_string())?;
+    let dir = work_dir(state_dir, &stack.name);
+    repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;
+    let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
+    let stack_dir = dir.join(&stack.path);
+    let vars = stack.env.clone();
+    let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &vars };
+    if stack.mode == Mode::Swarm {
+        let cmd = engine.stack(&project, "rm", &[], true);
+        r.exec(cmd, "docker stack rm")?;
+    } else {
+        r.compose(&project, &["down", "--remove-orphans"], "compose down")?;
+    }
+    Ok(r.log)
+}

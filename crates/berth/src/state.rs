@@ -492,6 +492,7 @@ impl State {
             h.latest = Some(r.status);
             h.latest_hash = Some(r.config_hash);
             h.latest_id = Some(r.id);
+            h.server = Some(r.server);
         }
         for (stack, ..) in self.paused()? {
             out.entry(stack).or_default().paused = true;

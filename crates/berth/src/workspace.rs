@@ -163,9 +163,21 @@ impl Workspace {
                 }
             }
         }
+        // Stacks berth deployed that the repository no longer has.
+        let gone: Vec<(String, String)> = history
+            .iter()
+            .filter(|(name, h)| {
+                snap.project.stack(name).is_none()
+                    && h.last_success.is_some()
+                    && h.latest != Some(berth_core::record::DeployStatus::Removed)
+            })
+            .map(|(name, h)| (name.clone(), h.server.clone().unwrap_or_default()))
+            .collect();
+        let mut gone = gone;
+        gone.sort();
         let plan = plan::build(
             &snap.project,
-            &plan::Inputs { commit: &snap.commit, hashes: &hashes, history, touched: &touched, requested },
+            &plan::Inputs { commit: &snap.commit, hashes: &hashes, history, touched: &touched, requested, gone: &gone },
         );
         Ok((plan, vars_by_stack))
     }

@@ -228,3 +228,33 @@ fn an_unreachable_engine_is_a_clear_error() {
     assert!(doc.stdout.contains("✗ server ghost"), "{}", doc.stdout);
     assert!(doc.stdout.contains("✓ server local"), "{}", doc.stdout);
 }
+
+#[test]
+fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
+    docker();
+    let (keep, gone) = (unique("keep"), unique("gone"));
+    let _c = Cleanup(vec![keep.clone(), gone.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.write(&format!("stacks/{keep}/compose.yaml"), &sleeper(&["app"]));
+    repo.write(&format!("stacks/{gone}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("two");
+    repo.berth(&["apply"]).ok();
+    repo.remove(&format!("stacks/{gone}"));
+    repo.commit("drop one");
+    let plan = repo.json(&["plan", "--json"]);
+    let step = plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == gone.as_str()).unwrap().clone();
+    assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("skip"), Some("removed")), "{step}");
+    repo.berth(&["apply"]).ok();
+    container(&gone, "app"); // without prune, only reported
+
+    repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.commit("prune on");
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains(&format!("- {gone}")) && out.stdout.contains("removed"), "{}", out.stdout);
+    assert!(containers(&gone).is_empty(), "the removed stack still runs");
+    container(&keep, "app");
+    assert_eq!(repo.json(&["history", &gone, "--json"])[0]["status"], "removed");
+    let again = repo.berth(&["apply"]).ok();
+    assert!(!again.stdout.contains(&gone), "{}", again.stdout);
+}

@@ -33,7 +33,8 @@ pub fn doctor(repo: Option<&Path>, state_dir: Option<&Path>) -> Result<i32> {
             None
         }
     };
-    let mut servers = vec![berth_core::Server { name: "local".into(), docker: None, tls: None, registry_auth: None }];
+    let mut servers =
+        vec![berth_core::Server { name: "local".into(), docker: None, tls: None, registry_auth: None, prune: None }];
     if let Some(ws) = &ws {
         match ws.snapshot("HEAD") {
             Ok(s) => {

@@ -94,7 +94,11 @@ fn run_plan(
             println!("- {:<20} blocked: {}", s.stack, super::inspect::explain(s));
         }
     }
+    let removed = prune(ws, &state, &plan)?;
     if count(Action::Deploy) == 0 {
+        if removed > 0 {
+            return Ok(exit::OK);
+        }
         println!("nothing to deploy");
         return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
     }
@@ -327,4 +331,40 @@ pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) ->
         }
     );
     Ok(exit::OK)
+}
+
+/// Take down the stacks the plan marks `remove` (gone from the repository, `prune` on).
+/// Only stacks berth itself deployed reach this: they come from its own records.
+fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::Plan) -> Result<usize> {
+    let mut n = 0;
+    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
+        let Some(last) = state.last_success(&step.stack, None)? else { continue };
+        let snap = ws.snapshot(&last.commit)?;
+        let (Some(stack), Some(server)) = (snap.project.stack(&step.stack), snap.project.server(&last.server)) else {
+            continue;
+        };
+        let engine = crate::docker::Engine::for_server(server, &crate::docker::Compose::detect()?);
+        let record = crate::state::NewDeploy {
+            stack: &step.stack,
+            server: &last.server,
+            commit: &last.commit,
+            config_hash: &last.config_hash,
+            vars: &BTreeMap::new(),
+            overrides: &BTreeMap::new(),
+            trigger: "prune",
+        };
+        let id = state.begin(&record)?;
+        match crate::deploy::remove(&ws.repo, &ws.state_dir, stack, &last.commit, &engine) {
+            Ok(log) => {
+                state.finish(id, DeployStatus::Removed, Some("removed from the repository"), &log, &BTreeMap::new())?;
+                println!("- {:<20} removed (deploy {id})", step.stack);
+                n += 1;
+            }
+            Err(why) => {
+                state.finish(id, DeployStatus::Failed, Some(&why), "", &BTreeMap::new())?;
+                println!("✗ {:<20} could not be removed: {why}", step.stack);
+            }
+        }
+    }
+    Ok(n)
 }
