@@ -62,6 +62,14 @@ pub struct SecretRef {
     pub env: Option<String>,
 }
 
+/// A variable's value in `env = { .. }`: text, or a secret read at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(SecretRef),
+}
+
 /// `[[repo]]`: a remote repository `berth serve` mirrors and deploys from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +128,8 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Largest request body `berth serve` accepts, in bytes (default 1 MiB).
     pub max_body: Option<usize>,
+    /// The age identity that decrypts `*.env.age` files (default: `$BERTH_AGE_IDENTITY` or `$BERTH_AGE_IDENTITY_FILE`).
+    pub age_identity: Option<SecretRef>,
     /// Take down stacks removed from the repository (default false: only report them).
     pub prune: Option<bool>,
     /// How often `berth serve` checks for drift (default 5m; "0" disables).
@@ -246,8 +256,12 @@ pub struct StackToml {
     #[serde(default)]
     pub ignore: Vec<String>,
     pub manual: Option<bool>,
+    /// Variables: a value, or a secret reference `{ file = ".." }` / `{ env = ".." }`.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Encrypted env files (age) relative to the stack folder, besides the folder's `*.env.age`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Env files (KEY=VALUE lines) relative to the stack folder, read at deploy time.
     #[serde(default)]
     pub env_files: Vec<String>,
@@ -342,6 +356,6 @@ env = { TAG = "1" }
 "#;
         let cfg = parse("berth.toml", text).unwrap();
         assert_eq!(cfg.server.len(), 1);
-        assert_eq!(cfg.stack[0].get_ref().env["TAG"], "1");
+        assert_eq!(cfg.stack[0].get_ref().env["TAG"], EnvValue::Plain("1".into()));
     }
 }

@@ -56,6 +56,10 @@ pub struct Stack {
     pub ignore: Vec<String>,
     pub manual: bool,
     pub env: BTreeMap<String, String>,
+    /// Variables whose values are secrets read at deploy time (the reference is hashed, never the value).
+    pub secret_env: BTreeMap<String, crate::config::SecretRef>,
+    /// age-encrypted env files: the folder's `*.env.age` and the ones listed in `secrets`.
+    pub secrets: Vec<String>,
     pub env_files: Vec<String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
@@ -68,6 +72,9 @@ pub struct Stack {
     /// Redeploy the recorded deploy when the stack drifts.
     #[serde(skip)]
     pub self_heal: bool,
+    /// The age identity for `secrets` (`[berth] age_identity`).
+    #[serde(skip)]
+    pub age_identity: Option<SecretRef>,
     /// How a deploy is verified. Not part of the config hash: it does not change what runs.
     #[serde(skip)]
     pub verify: Verify,
@@ -139,6 +146,7 @@ pub struct Project {
     pub notify: Vec<crate::config::NotifyToml>,
     /// `[berth] prune`.
     pub prune: bool,
+    pub age_identity: Option<SecretRef>,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -246,6 +254,7 @@ impl Project {
         let mut stacks: Vec<Stack> = discovery::discover(tree, &patterns)
             .into_iter()
             .map(|d| Stack {
+                secrets: age_files(tree, &d.path),
                 name: d.name,
                 path: d.path,
                 compose_files: d.compose_files,
@@ -256,6 +265,7 @@ impl Project {
                 ignore: Vec::new(),
                 manual: false,
                 env: BTreeMap::new(),
+                secret_env: BTreeMap::new(),
                 env_files: Vec::new(),
                 timeout: default_timeout,
                 pre_deploy: Vec::new(),
@@ -263,6 +273,7 @@ impl Project {
                 tier: None,
                 require_ci: None,
                 self_heal: default_self_heal,
+                age_identity: cfg.berth.age_identity.clone(),
                 verify: default_verify.clone(),
                 rollback: default_rollback,
                 origin: format!("discovered by `{}`", d.pattern),
@@ -319,6 +330,7 @@ impl Project {
                     let name = st.name.clone().unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").to_string());
                     stacks.push(Stack {
                         name,
+                        secrets: age_files(tree, &path),
                         compose_files: discovery::default_compose_files(tree, &path),
                         path,
                         server: default_server.clone(),
@@ -328,6 +340,7 @@ impl Project {
                         ignore: Vec::new(),
                         manual: false,
                         env: BTreeMap::new(),
+                        secret_env: BTreeMap::new(),
                         env_files: Vec::new(),
                         timeout: default_timeout,
                         pre_deploy: Vec::new(),
@@ -335,6 +348,7 @@ impl Project {
                         tier: None,
                         require_ci: None,
                         self_heal: default_self_heal,
+                        age_identity: cfg.berth.age_identity.clone(),
                         verify: default_verify.clone(),
                         rollback: default_rollback,
                         origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
@@ -530,6 +544,7 @@ impl Project {
             drift_interval,
             notify: cfg.notify.iter().map(|n| n.get_ref().clone()).collect(),
             prune: cfg.berth.prune.unwrap_or(false),
+            age_identity: cfg.berth.age_identity.clone(),
         })
     }
 
@@ -642,6 +657,18 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
     repos
 }
 
+/// The `*.env.age` files directly in a stack folder.
+fn age_files(tree: &Tree, dir: &str) -> Vec<String> {
+    let prefix = format!("{dir}/");
+    tree.entries()
+        .iter()
+        .filter(|e| {
+            e.path.starts_with(&prefix) && !e.path[prefix.len()..].contains('/') && e.path.ends_with(".env.age")
+        })
+        .map(|e| e.path.clone())
+        .collect()
+}
+
 fn check_ci(ci: &crate::config::CiToml) -> Result<(), String> {
     match ci.provider.as_str() {
         "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => {
@@ -693,6 +720,7 @@ fn apply_entry(
         && p != stack.path
     {
         stack.compose_files = discovery::default_compose_files(tree, &p);
+        stack.secrets = age_files(tree, &p);
         stack.path = p;
     }
     if !tree.entries().iter().any(|e| e.path.starts_with(&stack.path) && e.path[stack.path.len()..].starts_with('/')) {
@@ -778,7 +806,30 @@ fn apply_entry(
     stack.after.extend(st.after.iter().cloned());
     stack.watch.extend(st.watch.iter().cloned());
     stack.ignore.extend(st.ignore.iter().cloned());
-    stack.env.extend(st.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (k, v) in &st.env {
+        match v {
+            crate::config::EnvValue::Plain(v) => {
+                stack.env.insert(k.clone(), v.clone());
+            }
+            crate::config::EnvValue::Secret(r) => {
+                if r.file.is_some() == r.env.is_some() {
+                    errors.push(at(format!("stack `{}` env `{k}`: give exactly one of file or env", stack.name)));
+                }
+                stack.secret_env.insert(k.clone(), r.clone());
+            }
+        }
+    }
+    for f in &st.secrets {
+        match tree::join(&stack.path, f) {
+            Some(p) if tree.contains(&p) => {
+                if !stack.secrets.contains(&p) {
+                    stack.secrets.push(p);
+                }
+            }
+            Some(p) => errors.push(at(format!("stack `{}`: secret file `{p}` does not exist", stack.name))),
+            None => errors.push(at(format!("stack `{}`: secret file `{f}` leaves the repository", stack.name))),
+        }
+    }
     if let Some(m) = st.manual {
         stack.manual = m;
     }

@@ -78,6 +78,8 @@ pub fn work_dir(state_dir: &Path, name: &str) -> PathBuf {
 struct Run<'a> {
     log: String,
     secrets: Vec<String>,
+    /// Variables whose values came from secrets (encrypted files, secret references).
+    secret_keys: std::collections::BTreeSet<String>,
     deadline: Instant,
     job: &'a Job,
 }
@@ -149,11 +151,22 @@ impl Run<'_> {
 
 /// Deploy one stack. Never panics on docker or git failures: they become a failed outcome.
 pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> Outcome {
-    let mut r = Run { log: String::new(), secrets: Vec::new(), deadline: Instant::now() + job.stack.timeout, job };
+    let mut r = Run {
+        log: String::new(),
+        secrets: Vec::new(),
+        secret_keys: Default::default(),
+        deadline: Instant::now() + job.stack.timeout,
+        job,
+    };
     let mut resolved = BTreeMap::new();
     let mut verify = serde_json::Map::new();
     let forward = attempt(repo, state_dir, &mut r, &mut resolved, progress, &mut verify);
-    let vars = vars::redact(&resolved);
+    let mut vars = vars::redact(&resolved);
+    for k in &r.secret_keys {
+        if let Some(v) = vars.get_mut(k) {
+            *v = vars::REDACTED.to_string();
+        }
+    }
     let (status, reason, recreated) = match forward {
         Ok(recreated) => (DeployStatus::Succeeded, None, recreated),
         Err(f) => {
@@ -165,6 +178,7 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
                     let mut rb = Run {
                         log: String::new(),
                         secrets: r.secrets.clone(),
+                        secret_keys: Default::default(),
                         deadline: Instant::now() + back.stack.timeout,
                         job: back,
                     };
@@ -291,6 +305,30 @@ fn attempt(
     Ok(recreated)
 }
 
+/// Decrypted files, removed when the deploy is over (even on failure).
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Write `content` to a file only the owner can read, under the state dir.
+fn private_file(state_dir: &Path, name: &str, content: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir.join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    f.write_all(content)?;
+    Ok(path)
+}
+
 /// Run a future to completion from an executor thread (inside or outside the controller's runtime).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
@@ -341,10 +379,39 @@ fn steps(
         let parsed = vars::parse_env_file(&text).map_err(|(line, m)| untouched(format!("{f}:{line}: {m}")))?;
         resolved.extend(parsed);
     }
+    // Encrypted env files: decrypted into a private file (0600) removed after the deploy.
+    let mut plain_files = TempFiles(Vec::new());
+    if !stack.secrets.is_empty() {
+        let identity = crate::secrets::age_identity(stack.age_identity.as_ref())
+            .map_err(|e| untouched(format!("stack `{}` has encrypted secrets but no age identity: {e}", stack.name)))?;
+        for (n, f) in stack.secrets.iter().enumerate() {
+            let cipher = std::fs::read(dir.join(f)).map_err(|e| untouched(format!("cannot read {f}: {e}")))?;
+            let plain = crate::secrets::decrypt_age(&cipher, &identity).map_err(|e| untouched(format!("{f}: {e}")))?;
+            let tmp = private_file(state_dir, &format!("{}-{n}.env", stack.name), &plain)
+                .map_err(|e| untouched(format!("cannot write the decrypted {f}: {e}")))?;
+            plain_files.0.push(tmp.clone());
+            let text = std::fs::read_to_string(&tmp).map_err(|e| untouched(format!("{f}: {e}")))?;
+            let parsed =
+                vars::parse_env_file(&text).map_err(|(line, m)| untouched(format!("{f} (decrypted):{line}: {m}")))?;
+            r.note(&format!("decrypted {f} ({} variables)", parsed.len()));
+            for (k, v) in parsed {
+                r.secret_keys.insert(k.clone());
+                resolved.insert(k, v);
+            }
+        }
+    }
     resolved.extend(stack.env.clone());
+    for (k, reference) in &stack.secret_env {
+        let v = crate::secrets::resolve(reference).map_err(|e| untouched(format!("variable {k}: {e}")))?;
+        r.secret_keys.insert(k.clone());
+        resolved.insert(k.clone(), v);
+    }
     resolved.extend(job.overrides.clone());
-    r.secrets =
-        resolved.iter().filter(|(k, v)| vars::is_secret_key(k) && v.len() >= 4).map(|(_, v)| v.clone()).collect();
+    r.secrets = resolved
+        .iter()
+        .filter(|(k, v)| (vars::is_secret_key(k) || r.secret_keys.contains(*k)) && v.len() >= 3)
+        .map(|(_, v)| v.clone())
+        .collect();
 
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
@@ -422,7 +489,13 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
         verify_only: false,
         ci: None,
     };
-    let mut r = Run { log: String::new(), secrets: Vec::new(), deadline: Instant::now() + stack.timeout, job: &job };
+    let mut r = Run {
+        log: String::new(),
+        secrets: Vec::new(),
+        secret_keys: Default::default(),
+        deadline: Instant::now() + stack.timeout,
+        job: &job,
+    };
     let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| e.to_string())?;
     let dir = work_dir(state_dir, &stack.name);
     repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;

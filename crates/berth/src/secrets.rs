@@ -39,6 +39,33 @@ fn read_file(path: &str) -> Result<String, SecretError> {
     Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
+/// Decrypt an age file (binary or ASCII-armored) with the identities in `identity_file_text`.
+pub fn decrypt_age(ciphertext: &[u8], identity_file_text: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let ids = age::IdentityFile::from_buffer(identity_file_text.as_bytes())
+        .map_err(|e| format!("cannot read the age identity: {e}"))?
+        .into_identities()
+        .map_err(|e| format!("cannot use the age identity: {e}"))?;
+    let reader = age::armor::ArmoredReader::new(ciphertext);
+    let decryptor = age::Decryptor::new(reader).map_err(|e| format!("not an age file: {e}"))?;
+    let mut out = Vec::new();
+    decryptor
+        .decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| format!("cannot decrypt: {e}"))?
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot decrypt: {e}"))?;
+    Ok(out)
+}
+
+/// The identity that decrypts `*.env.age`: the configured reference, else `$BERTH_AGE_IDENTITY`
+/// (or the file named by `$BERTH_AGE_IDENTITY_FILE`).
+pub fn age_identity(configured: Option<&SecretRef>) -> Result<String, SecretError> {
+    match configured {
+        Some(r) => resolve(r),
+        None => resolve(&SecretRef { file: None, env: Some("BERTH_AGE_IDENTITY".into()) }),
+    }
+}
+
 /// `n` random bytes from the kernel, hex encoded.
 pub fn random_hex(n: usize) -> std::io::Result<String> {
     use std::io::Read;

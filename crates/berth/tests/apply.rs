@@ -258,3 +258,104 @@ fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
     let again = repo.berth(&["apply"]).ok();
     assert!(!again.stdout.contains(&gone), "{}", again.stdout);
 }
+
+#[test]
+fn encrypted_env_files_and_secret_references_never_leak() {
+    docker();
+    let s = unique("secret");
+    let _c = Cleanup(vec![s.clone()]);
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("key.txt");
+    let o = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen (apt-get install age)");
+    assert!(o.status.success());
+    let public = String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("Public key: ").to_string();
+    let planted = "planted-secret-value-42";
+    let referenced = "another-planted-secret-7";
+    let encrypt = |plain: &str| -> Vec<u8> {
+        let mut child = std::process::Command::new("age")
+            .args(["-r", &public])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), plain.as_bytes()).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!("[[stack]]\nname = \"{s}\"\nenv = {{ REF_TOKEN = {{ env = \"BERTH_TEST_REF_TOKEN\" }} }}\n"),
+    );
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo $$DB_PASSWORD; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      REF_TOKEN: ${{REF_TOKEN}}\n"),
+    );
+    std::fs::write(repo.path().join(format!("stacks/{s}/app.env.age")), encrypt(&format!("DB_PASSWORD={planted}\n")))
+        .unwrap();
+    repo.commit("encrypted");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--repo")
+            .arg(repo.path())
+            .arg("--state-dir")
+            .arg(repo.state.path())
+            .args(args)
+            .env("BERTH_AGE_IDENTITY_FILE", &identity)
+            .env("BERTH_TEST_REF_TOKEN", referenced)
+            .output()
+            .unwrap();
+        Run::from(o)
+    };
+    let out = run(&["apply"]).ok();
+    let env = inspect(&container(&s, "app"), "{{json .Config.Env}}");
+    assert!(
+        env.contains(&format!("DB_PASSWORD={planted}")) && env.contains(&format!("REF_TOKEN={referenced}")),
+        "{env}"
+    );
+
+    // Nowhere in berth's output, logs, records or files.
+    let hist = run(&["history", &s, "--json"]).ok();
+    let id = serde_json::from_str::<serde_json::Value>(&hist.stdout).unwrap()[0]["id"].to_string();
+    let logs = run(&["logs", &id]);
+    let status = run(&["status", "--json"]).ok();
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("apply output".into(), format!("{}{}", out.stdout, out.stderr).into_bytes()),
+        ("history".into(), hist.stdout.into_bytes()),
+        ("logs".into(), logs.stdout.into_bytes()),
+        ("status".into(), status.stdout.into_bytes()),
+    ];
+    for entry in walk(repo.state.path()) {
+        if !entry.starts_with(repo.state.path().join("work")) {
+            haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap_or_default()));
+        }
+    }
+    for (what, bytes) in &haystacks {
+        for secret in [planted, referenced] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret leaked into {what}");
+        }
+    }
+    assert!(
+        std::fs::read_dir(repo.state.path().join("tmp")).map(|d| d.count()).unwrap_or(0) == 0,
+        "decrypted files were left behind"
+    );
+
+    // The hash covers the ciphertext: re-encrypting the same values is a change.
+    std::fs::write(repo.path().join(format!("stacks/{s}/app.env.age")), encrypt(&format!("DB_PASSWORD={planted}\n")))
+        .unwrap();
+    repo.commit("re-encrypted");
+    let plan = run(&["plan", "--json"]).ok();
+    assert!(plan.stdout.contains("\"paths_changed\""), "{}", plan.stdout);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
