@@ -25,15 +25,42 @@ pub struct Drift {
 
 /// Compare every deployed stack of the project at HEAD with its last successful deploy.
 pub fn check(ws: &Workspace, state: &State, compose: &Compose) -> crate::error::Result<Vec<Drift>> {
-    let snap = ws.snapshot("HEAD")?;
-    let paused: Vec<String> = state.paused()?.into_iter().map(|p| p.0).collect();
+    check_at(ws, "HEAD", &|f| f(state), compose)
+}
+
+/// [`check`] at a revision, borrowing the state store only for short moments.
+pub fn check_at(
+    ws: &Workspace,
+    rev: &str,
+    with_state: &dyn Fn(&mut dyn FnMut(&State)),
+    compose: &Compose,
+) -> crate::error::Result<Vec<Drift>> {
+    let snap = ws.snapshot(rev)?;
+    let mut paused: Vec<String> = Vec::new();
+    let mut lasts = std::collections::HashMap::new();
+    let mut err = None;
+    with_state(&mut |state| {
+        match state.paused() {
+            Ok(p) => paused = p.into_iter().map(|p| p.0).collect(),
+            Err(e) => err = Some(e),
+        }
+        for s in &snap.project.stacks {
+            if let Ok(Some(last)) = state.last_success(&s.name, None) {
+                let verify = state.verify_results(last.id).unwrap_or_default();
+                lasts.insert(s.name.clone(), (last, verify));
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
     let mut out = Vec::new();
     for s in &snap.project.stacks {
         if s.mode != berth_core::Mode::Compose {
             continue;
         }
-        let Some(last) = state.last_success(&s.name, None)? else { continue };
-        let baseline: Vec<ContainerState> = serde_json::from_str::<serde_json::Value>(&state.verify_results(last.id)?)
+        let Some((last, verify)) = lasts.remove(&s.name) else { continue };
+        let baseline: Vec<ContainerState> = serde_json::from_str::<serde_json::Value>(&verify)
             .ok()
             .and_then(|v| serde_json::from_value(v["converge"]["containers"].clone()).ok())
             .unwrap_or_default();

@@ -325,3 +325,27 @@ fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
     let detail = server.get(&format!("/api/v1/deploys/{}", body["deploys"][0]["id"])).unwrap();
     assert_eq!(detail["verify"]["converge"]["ok"], true, "{detail}");
 }
+
+#[test]
+fn the_controller_notices_drift_and_heals_it() {
+    docker();
+    let s = unique("heal");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!("[berth]\ndrift_interval = \"2s\"\n[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{s}\"\nself_heal = true\n"),
+    );
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.commit("one");
+    let server = Server::start(&repo);
+    server.settle();
+    let before = container(&s, "app");
+    docker_out(&["rm", "-f", &before]);
+    let healed = wait_for("the stack to be healed", std::time::Duration::from_secs(90), || {
+        let d = server.deploys();
+        d.iter().find(|x| x["trigger"] == "heal" && x["status"] == "succeeded").cloned()
+    });
+    assert_eq!(healed["stack"], s.as_str());
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+}

@@ -158,6 +158,7 @@ impl Controller {
                 }
             });
         }
+        tokio::spawn(drift_loop(Controller { shared: shared.clone() }));
         for (i, rx) in sync_rxs.into_iter().enumerate() {
             tokio::spawn(sync::run(shared.clone(), i, rx));
             let _ = shared.repos[i].sync_tx.send(sync::Request::startup());
@@ -225,6 +226,67 @@ impl Controller {
                 "berth shut down before this deploy started",
             );
         });
+    }
+}
+
+/// Check every repository's stacks for drift on the configured interval; report it,
+/// and heal stacks with `self_heal` (within the limit) by redeploying their recorded deploy.
+async fn drift_loop(ctl: Controller) {
+    let mut last = Instant::now();
+    loop {
+        // Re-read the interval often: the first sync (or a new config) may change it.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let interval = ctl
+            .shared
+            .repos
+            .iter()
+            .filter_map(|r| r.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.drift_interval)))
+            .flatten()
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(300));
+        if last.elapsed() < interval {
+            continue;
+        }
+        last = Instant::now();
+        for repo in ctl.shared.repos.clone() {
+            let Some((commit, project)) = repo.current.read().ok().and_then(|c| c.clone()) else { continue };
+            if project.drift_interval.is_none() {
+                continue;
+            }
+            let shared = ctl.shared.clone();
+            let r2 = repo.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                let with = |f: &mut dyn FnMut(&State)| shared.state(|s| f(s));
+                crate::drift::check_at(&r2.ws, &commit, &with, &shared.compose)
+            })
+            .await;
+            let Ok(Ok(found)) = found else { continue };
+            let notifier = crate::notify::Notifier::new(project.notify.clone());
+            for d in found {
+                tracing::warn!(stack = %d.stack, findings = ?d.findings, "drift detected");
+                notifier.send(&crate::notify::Event {
+                    event: "drift".into(),
+                    stack: Some(d.stack.clone()),
+                    server: Some(d.server.clone()),
+                    commit: Some(d.commit.clone()),
+                    deploy_id: Some(d.deploy_id),
+                    detail: Some(d.findings.join("; ")),
+                    at: crate::state::now(),
+                });
+                let may = ctl.shared.state(|s| crate::drift::may_heal(s, &d)).unwrap_or(false);
+                if !d.self_heal || !may {
+                    continue;
+                }
+                let Ok(last) = ctl.shared.state(|s| s.get(d.deploy_id)) else { continue };
+                let want = Want::Force {
+                    stacks: vec![d.stack.clone()],
+                    overrides: berth_core::vars::replayable(&last.overrides),
+                };
+                if let Err(e) = ctl.request(&repo, want, Target::Rev(last.commit.clone()), "heal", true).await {
+                    tracing::error!(stack = %d.stack, error = %e, "self-heal failed to start");
+                }
+            }
+        }
     }
 }
 
