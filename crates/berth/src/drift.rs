@@ -3,7 +3,7 @@
 
 use crate::converge::{self, ContainerState};
 use crate::docker::{Compose, Engine};
-use crate::state::State;
+use crate::state::{State, WithState};
 use crate::workspace::Workspace;
 
 /// Heal at most this many times per stack within [`HEAL_WINDOW`] seconds, then only report.
@@ -25,21 +25,21 @@ pub struct Drift {
 
 /// Compare every deployed stack of the project at HEAD with its last successful deploy.
 pub fn check(ws: &Workspace, state: &State, compose: &Compose) -> crate::error::Result<Vec<Drift>> {
-    check_at(ws, "HEAD", &|f| f(state), compose)
+    check_at(ws, "HEAD", state, compose)
 }
 
 /// [`check`] at a revision, borrowing the state store only for short moments.
 pub fn check_at(
     ws: &Workspace,
     rev: &str,
-    with_state: &dyn Fn(&mut dyn FnMut(&State)),
+    with: &impl WithState,
     compose: &Compose,
 ) -> crate::error::Result<Vec<Drift>> {
     let snap = ws.snapshot(rev)?;
     let mut paused: Vec<String> = Vec::new();
     let mut lasts = std::collections::HashMap::new();
     let mut err = None;
-    with_state(&mut |state| {
+    with.with_state(|state| {
         match state.paused() {
             Ok(p) => paused = p.into_iter().map(|p| p.0).collect(),
             Err(e) => err = Some(e),

@@ -256,8 +256,7 @@ async fn drift_loop(ctl: Controller) {
             let shared = ctl.shared.clone();
             let r2 = repo.clone();
             let found = tokio::task::spawn_blocking(move || {
-                let with = |f: &mut dyn FnMut(&State)| shared.state(|s| f(s));
-                crate::drift::check_at(&r2.ws, &commit, &with, &shared.compose)
+                crate::drift::check_at(&r2.ws, &commit, &*shared, &shared.compose)
             })
             .await;
             let Ok(Ok(found)) = found else { continue };
