@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod duration;
 pub mod error;
 pub mod hash;
+pub mod import;
 pub mod plan;
 pub mod project;
 pub mod record;

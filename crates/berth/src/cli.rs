@@ -95,6 +95,11 @@ pub enum Command {
     },
     /// Let berth deploy and heal a paused stack again.
     Resume { stack: String },
+    /// Convert another tool's configuration into berth.toml (printed on stdout).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Bring up the `manual = true` stacks (secrets, reverse proxy, berth itself) in dependency order.
     Bootstrap {
         #[arg(long, value_name = "REV", default_value = "HEAD")]
@@ -232,6 +237,12 @@ pub enum CiCommand {
         #[arg(long, default_value = "30m")]
         timeout: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A Komodo ResourceSync file: `berth import komodo resources.toml > berth.toml`.
+    Komodo { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

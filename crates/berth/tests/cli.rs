@@ -183,3 +183,84 @@ fn plan_prints_a_readable_table_in_dependency_order() {
     assert!(lines[4].contains("manual"));
     assert!(out.stdout.contains("2 to deploy, 0 unchanged, 0 blocked, 1 manual"), "{}", out.stdout);
 }
+
+#[test]
+fn a_komodo_resource_sync_imports_into_a_valid_berth_toml() {
+    // Shaped after Komodo's documented ResourceSync format (komo.do/docs/sync-resources).
+    let komodo = r#"
+[[server]]
+name = "onyx"
+description = "main host"
+[server.config]
+address = "https://192.168.1.20:8120"
+region = "basement"
+enabled = true
+
+[[server]]
+name = "heimdall"
+[server.config]
+address = "http://heimdall.lan:8120"
+
+[[repo]]
+name = "homelab"
+[repo.config]
+server = "onyx"
+git_provider = "git.example.com"
+git_account = "deploy-bot"
+repo = "me/homelab"
+branch = "main"
+
+[[stack]]
+name = "db"
+[stack.config]
+server = "onyx"
+linked_repo = "homelab"
+run_directory = "stacks/db"
+file_paths = ["compose.yaml"]
+
+[[stack]]
+name = "app"
+deploy = true
+after = ["db"]
+tags = ["prod"]
+[stack.config]
+server = "heimdall"
+linked_repo = "homelab"
+run_directory = "./stacks/app/"
+file_paths = ["compose.yaml", "compose.prod.yaml"]
+environment = """
+APP_TAG=1.4.2
+# a comment
+LOG_LEVEL=info
+"""
+ignore_services = ["migrate"]
+registry_provider = "ghcr.io"
+pre_deploy.command = "sh scripts/validate.sh"
+post_deploy.command = "curl -fsS http://app/health"
+
+[[procedure]]
+name = "nightly"
+"#;
+    let repo = Repo::new();
+    repo.write("komodo.toml", komodo);
+    repo.write("stacks/db/compose.yaml", &sleeper(&["db"]));
+    repo.write("stacks/app/compose.yaml", &sleeper(&["app", "migrate"]));
+    repo.write("stacks/app/compose.prod.yaml", "services:\n  app:\n    environment:\n      PROD: \"1\"\n");
+    let out = repo.berth(&["import", "komodo", &repo.path().join("komodo.toml").display().to_string()]).ok();
+    for w in [
+        "server `onyx`: field `region` is not mapped",
+        "stack `app`: field `registry_provider` is not mapped",
+        "procedure `nightly`: berth has no equivalent",
+    ] {
+        assert!(out.stderr.contains(w), "missing warning `{w}` in:\n{}", out.stderr);
+    }
+    repo.write("berth.toml", &out.stdout);
+    let v = repo.berth(&["validate"]);
+    assert_eq!(v.code, 0, "imported config does not validate:\n{}\n{}", out.stdout, v.stderr);
+    assert!(v.stdout.contains("2 stacks"), "{}", v.stdout);
+    repo.commit("imported");
+    let plan = repo.json(&["plan", "--json"]);
+    let app = plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == "app").unwrap().clone();
+    assert_eq!(app["server"], "heimdall");
+    assert_eq!(app["after"][0], "db");
+}

@@ -33,6 +33,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
         Command::Resume { stack } => run::pause(&ws()?, &stack, false, None),
         Command::Ci { command } => ci::run(&ws()?, &command),
+        Command::Import { from: crate::cli::ImportFrom::Komodo { file } } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let out = berth_core::import::komodo(&text).map_err(Error::Usage)?;
+            print!("{}", out.toml);
+            for w in &out.warnings {
+                eprintln!("not imported: {w}");
+            }
+            Ok(crate::error::exit::OK)
+        }
         Command::Status { json } => {
             let ws = ws()?;
             recover(&ws, &ws.state()?)?;

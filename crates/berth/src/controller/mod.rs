@@ -255,10 +255,9 @@ async fn drift_loop(ctl: Controller) {
             }
             let shared = ctl.shared.clone();
             let r2 = repo.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                crate::drift::check_at(&r2.ws, &commit, &*shared, &shared.compose)
-            })
-            .await;
+            let found =
+                tokio::task::spawn_blocking(move || crate::drift::check_at(&r2.ws, &commit, &*shared, &shared.compose))
+                    .await;
             let Ok(Ok(found)) = found else { continue };
             let notifier = crate::notify::Notifier::new(project.notify.clone());
             for d in found {
