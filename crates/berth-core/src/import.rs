@@ -210,10 +210,10 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
         if !ignore.is_empty() {
             let _ = writeln!(toml, "verify = {{ ignore_services = {} }}", list(&ignore));
         }
-        if let Some(r) = gets("linked_repo").or_else(|| gets("repo")).filter(|r| !r.is_empty()) {
-            if !repos_used.contains(&r.to_string()) {
-                repos_used.push(r.to_string());
-            }
+        if let Some(r) = gets("linked_repo").or_else(|| gets("repo")).filter(|r| !r.is_empty())
+            && !repos_used.contains(&r.to_string())
+        {
+            repos_used.push(r.to_string());
         }
         if s.get("deploy").and_then(Value::as_bool) == Some(false) {
             let _ = writeln!(toml, "manual = true  # Komodo: deploy = false");
