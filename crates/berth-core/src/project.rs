@@ -112,7 +112,7 @@ pub struct Environment {
     pub name: String,
     pub servers: Vec<String>,
     pub stacks: Vec<String>,
-    /// A push to the tracked branch deploys it (otherwise only promotion does).
+    /// A push to the tracked branch deploys it (default); `false`: only promotion does.
     pub auto: bool,
     pub require_ci: Option<crate::config::CiToml>,
 }
@@ -481,7 +481,7 @@ impl Project {
                 name: e.name.clone(),
                 servers: e.servers.clone(),
                 stacks: e.stacks.clone(),
-                auto: e.auto.unwrap_or(false),
+                auto: e.auto.unwrap_or(true),
                 require_ci: e.require_ci.clone(),
             });
             if let Some(ci) = &e.require_ci

@@ -29,7 +29,7 @@ fn staging_follows_pushes_and_production_moves_by_promotion() {
     repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
     repo.write(
         "berth.toml",
-        "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"prod\"\n\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[environment]]\nname = \"production\"\nservers = [\"prod\"]\n",
+        "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"prod\"\n\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[environment]]\nname = \"production\"\nservers = [\"prod\"]\nauto = false\n",
     );
     repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("red"));
     repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("red"));
