@@ -71,6 +71,9 @@ impl Request {
 
 static BATCH: AtomicU64 = AtomicU64::new(1);
 
+/// Pause after a sync round before the next one.
+const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub async fn run(shared: Arc<Shared>, repo: usize, mut rx: mpsc::UnboundedReceiver<Request>) {
     let poll = shared.repos[repo].spec.poll;
     loop {
@@ -94,6 +97,8 @@ pub async fn run(shared: Arc<Shared>, repo: usize, mut rx: mpsc::UnboundedReceiv
         if let Err(e) = replies {
             tracing::error!(error = %e, "sync round panicked");
         }
+        // Let a burst of pushes gather into the next round instead of fetching per push.
+        tokio::time::sleep(ROUND_GAP).await;
     }
 }
 

@@ -110,7 +110,17 @@ pub async fn webhook(
     if push.deleted {
         return Ok(ignored(format!("branch `{}` was deleted; nothing running is touched", repo.spec.branch)));
     }
-    tracing::info!(provider = provider.as_str(), delivery = delivery.as_deref().unwrap_or(""), before = %push.before, after = %push.after, "push received");
+    // Per-push lines at debug: at thousands of pushes a second, logging is the cost.
+    tracing::debug!(provider = provider.as_str(), delivery = delivery.as_deref().unwrap_or(""), before = %push.before, after = %push.after, "push received");
+    // A push of what was already synced needs no fetch (retries, storms of the same push).
+    let synced = repo.current.read().ok().and_then(|c| c.as_ref().map(|(c, _)| c.clone()));
+    if !q.wait && synced.as_deref() == Some(push.after.as_str()) {
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after, "synced": true })),
+        )
+            .into_response());
+    }
     let trigger = format!("webhook:{}", provider.as_str());
     let out = app.ctl.request(repo, Want::Reconcile { only: None }, Target::Tip, &trigger, q.wait).await?;
     match out {
