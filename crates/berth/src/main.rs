@@ -14,6 +14,7 @@ mod error;
 mod git;
 mod keys;
 mod lock;
+mod metrics;
 mod notify;
 mod output;
 mod process;

@@ -349,3 +349,56 @@ fn the_controller_notices_drift_and_heals_it() {
     assert_eq!(healed["stack"], s.as_str());
     assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
 }
+
+/// Samples of a Prometheus text exposition: (name, labels, value).
+fn parse_metrics(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').expect("label");
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        out.push((name.to_string(), labels, value.parse().expect("numeric value")));
+    }
+    out
+}
+
+#[test]
+fn metrics_move_with_deploys_and_webhooks() {
+    docker();
+    let s = unique("metrics");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("one");
+    let server = Server::start(&repo);
+    server.settle();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    let second = repo.commit("two");
+    assert_eq!(server.push(&first, &second, "?wait=true").0, 200);
+    let text = server.http.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let samples = parse_metrics(&text);
+    let value = |name: &str, want: &[(&str, &str)]| {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+            .sum::<f64>()
+    };
+    assert_eq!(value("berth_deploys_total", &[("stack", &s), ("outcome", "succeeded")]), 2.0, "{text}");
+    assert_eq!(value("berth_webhook_requests_total", &[("provider", "github"), ("result", "ok")]), 1.0, "{text}");
+    assert_eq!(value("berth_deploy_duration_seconds_count", &[("stack", &s)]), 2.0, "{text}");
+    assert!(value("berth_last_success_timestamp_seconds", &[("stack", &s)]) > 1.7e9, "{text}");
+    assert_eq!(value("berth_build_info", &[]), 1.0);
+    assert!(samples.iter().any(|(n, _, _)| n == "berth_queue_depth"));
+}

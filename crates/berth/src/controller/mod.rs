@@ -58,6 +58,7 @@ pub struct Shared {
     pub compose: Compose,
     pub started: Instant,
     pub max_parallel: usize,
+    pub metrics: crate::metrics::Metrics,
     /// Bumped whenever a deploy settles; waiters re-check their deploys.
     settled: watch::Sender<u64>,
     sched_tx: mpsc::UnboundedSender<queue::Msg>,
@@ -144,6 +145,7 @@ impl Controller {
             compose: setup.compose,
             started: Instant::now(),
             max_parallel: setup.max_parallel,
+            metrics: crate::metrics::Metrics::default(),
             settled,
             sched_tx,
         });
@@ -259,6 +261,14 @@ async fn drift_loop(ctl: Controller) {
                 tokio::task::spawn_blocking(move || crate::drift::check_at(&r2.ws, &commit, &*shared, &shared.compose))
                     .await;
             let Ok(Ok(found)) = found else { continue };
+            for st in &project.stacks {
+                let drifted = found.iter().any(|d| d.stack == st.name);
+                ctl.shared
+                    .metrics
+                    .drift
+                    .get_or_create(&crate::metrics::StackLabel { stack: st.name.clone() })
+                    .set(i64::from(drifted));
+            }
             let notifier = crate::notify::Notifier::new(project.notify.clone());
             for d in found {
                 tracing::warn!(stack = %d.stack, findings = ?d.findings, "drift detected");

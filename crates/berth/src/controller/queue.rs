@@ -98,6 +98,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 q.stopping.get_or_insert_with(Vec::new).push(reply);
             }
         }
+        let depth = q.running + q.slots.values().filter(|s| s.pending.is_some()).count();
+        q.shared.metrics.queue_depth.set(depth as i64);
         if q.stopping.is_some() {
             if q.running == 0 {
                 for r in q.stopping.take().unwrap_or_default() {
@@ -221,6 +223,13 @@ impl Queue {
 
 /// Run one deploy to the end and record it. Blocking.
 fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
+    let started = std::time::Instant::now();
+    let status = execute_inner(shared, name, p);
+    shared.metrics.deployed(name, status.as_str(), started.elapsed().as_secs_f64());
+    status
+}
+
+fn execute_inner(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
     let fail = |reason: String| {
         tracing::error!(%reason, "deploy failed before it started");
         shared.state(|s| {

@@ -81,15 +81,30 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let h = lookup(&headers);
+    let provider = Provider::detect(&lookup(&headers));
+    let result = webhook_inner(&app, &q, &headers, &body).await;
+    let outcome = match &result {
+        Ok(r) if r.status() == StatusCode::OK => "ok",
+        Ok(r) if r.status() == StatusCode::ACCEPTED => "accepted",
+        Ok(_) => "other",
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => "unauthorized",
+        Err(e) if e.status.is_client_error() => "rejected",
+        Err(_) => "error",
+    };
+    app.ctl.shared.metrics.webhook(provider.as_str(), outcome);
+    result
+}
+
+async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+    let h = lookup(headers);
     let provider = Provider::detect(&h);
-    let repo = verified_repo(&app, &q, |secret| webhook::verify(provider, &h, &body, secret))?;
-    let push = match webhook::event_kind(provider, &h, &body) {
+    let repo = verified_repo(app, q, |secret| webhook::verify(provider, &h, body, secret))?;
+    let push = match webhook::event_kind(provider, &h, body) {
         EventKind::Ping => {
             return Ok(axum::Json(json!({ "status": "pong", "provider": provider.as_str() })).into_response());
         }
         EventKind::Other(name) => return Ok(ignored(format!("`{name}` events are not pushes"))),
-        EventKind::Push => webhook::parse_push(provider, &body).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        EventKind::Push => webhook::parse_push(provider, body).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     let delivery = webhook::delivery_id(provider, &h);
     if let Some(d) = &delivery
@@ -129,7 +144,7 @@ pub async fn webhook(
             axum::Json(json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after })),
         )
             .into_response()),
-        Some(out) => answer(&app, out, &q.wait()).await,
+        Some(out) => answer(app, out, &q.wait()).await,
     }
 }
 

@@ -101,7 +101,7 @@ impl App {
 /// An error answer: `{"error": message, "code": code, "trace": [...]}`.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub status: StatusCode,
     code: &'static str,
     pub message: String,
     pub trace: Vec<String>,
@@ -175,12 +175,18 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/read", post(komodo::read))
         .route("/read/{kind}", post(komodo::read_path))
         .route("/version", get(komodo::version))
+        .route("/metrics", get(metrics))
         .merge(api::routes())
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an announced oversized body at once, before reading it.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+async fn metrics(State(app): State<std::sync::Arc<App>>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.ctl.shared.metrics.render())
+        .into_response()
 }
 
 async fn health(State(app): State<std::sync::Arc<App>>) -> Response {
