@@ -281,6 +281,11 @@ impl Project {
             })
             .collect();
         let discovered = stacks.len();
+        // Declared entries find their discovered stack by name, then path, in O(1).
+        let by_disc_name: HashMap<String, usize> =
+            stacks.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).rev().collect();
+        let by_disc_path: HashMap<String, usize> =
+            stacks.iter().enumerate().map(|(i, s)| (s.path.clone(), i)).collect();
 
         // Declared stacks refine discovered ones or add new ones.
         for entry in &cfg.stack {
@@ -300,8 +305,8 @@ impl Project {
             let target = st
                 .name
                 .as_ref()
-                .and_then(|n| stacks[..discovered].iter().position(|s| &s.name == n))
-                .or_else(|| path.as_ref().and_then(|p| stacks[..discovered].iter().position(|s| &s.path == p)));
+                .and_then(|n| by_disc_name.get(n.as_str()).copied())
+                .or_else(|| path.as_ref().and_then(|p| by_disc_path.get(p.as_str()).copied()));
             let idx = match target {
                 Some(i) => {
                     stacks[i].origin = format!(
@@ -659,12 +664,9 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
 
 /// The `*.env.age` files directly in a stack folder.
 fn age_files(tree: &Tree, dir: &str) -> Vec<String> {
-    let prefix = format!("{dir}/");
-    tree.entries()
+    tree.under(dir)
         .iter()
-        .filter(|e| {
-            e.path.starts_with(&prefix) && !e.path[prefix.len()..].contains('/') && e.path.ends_with(".env.age")
-        })
+        .filter(|e| !e.path[dir.len() + 1..].contains('/') && e.path.ends_with(".env.age"))
         .map(|e| e.path.clone())
         .collect()
 }
@@ -723,7 +725,7 @@ fn apply_entry(
         stack.secrets = age_files(tree, &p);
         stack.path = p;
     }
-    if !tree.entries().iter().any(|e| e.path.starts_with(&stack.path) && e.path[stack.path.len()..].starts_with('/')) {
+    if tree.under(&stack.path).is_empty() {
         errors.push(at(format!("stack `{}`: folder `{}` does not exist in the repository", stack.name, stack.path)));
     }
     if let Some(files) = &st.compose {

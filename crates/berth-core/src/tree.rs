@@ -33,6 +33,14 @@ impl Tree {
         self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).is_ok()
     }
 
+    /// Every file under folder `dir` (a contiguous run of the sorted entries).
+    pub fn under(&self, dir: &str) -> &[TreeEntry] {
+        let prefix = format!("{dir}/");
+        let start = self.entries.partition_point(|e| e.path.as_str() < prefix.as_str());
+        let len = self.entries[start..].partition_point(|e| e.path.starts_with(&prefix));
+        &self.entries[start..start + len]
+    }
+
     pub fn get(&self, path: &str) -> Option<&TreeEntry> {
         self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).ok().map(|i| &self.entries[i])
     }
@@ -84,6 +92,10 @@ mod tests {
         let t = Tree::from_paths(["b/x", "a/y"]);
         assert_eq!(t.entries()[0].path, "a/y");
         assert!(t.contains("b/x"));
+        let t2 = Tree::from_paths(["a/x", "a/y/z", "a-b/q", "ab", "b/x"]);
+        let under: Vec<_> = t2.under("a").iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(under, ["a/x", "a/y/z"]);
+        assert!(t2.under("c").is_empty());
         assert!(!t.contains("b"));
         assert_eq!(parent("a/b/c"), "a/b");
         assert_eq!(parent("c"), "");
