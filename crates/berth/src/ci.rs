@@ -74,6 +74,11 @@ impl Gate {
         })
     }
 
+    /// How long one API request may take: a slow answer counts as transient and is retried.
+    pub fn request_timeout(&self) -> Duration {
+        (self.timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(20))
+    }
+
     /// GET a JSON document, retrying transient failures (5xx, empty or broken bodies, timeouts).
     async fn get(&self, client: &reqwest::Client, path: &str, log: &mut dyn FnMut(&str)) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
@@ -100,7 +105,16 @@ impl Gate {
                     },
                     Err(e) => format!("a broken body ({e})"),
                 },
-                Err(e) => format!("no answer ({})", if e.is_timeout() { "timeout".to_string() } else { e.to_string() }),
+                Err(e) => {
+                    let e = e.without_url();
+                    let mut why = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(inner) = src {
+                        why = format!("{why}: {inner}");
+                        src = inner.source();
+                    }
+                    format!("no answer ({why})")
+                }
             };
             last = transient;
             if attempt < ATTEMPTS {
@@ -201,7 +215,7 @@ impl Gate {
     /// Wait (bounded by the gate's timeout) until `commit` is green; `Err` says why not.
     pub async fn wait(&self, commit: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
+            .timeout(self.request_timeout())
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let deadline = Instant::now() + self.timeout;

@@ -110,7 +110,8 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
             match n {
                 0 => (502, "bad gateway".into()),
                 1 => (200, String::new()),
-                2 => (200, r#"{"state":"pending","statuses":[{"context":"ci/build","state":"pending"}]}"#.into()),
+                2 => (0, String::new()), // no answer at all
+                3 => (200, r#"{"state":"pending","statuses":[{"context":"ci/build","state":"pending"}]}"#.into()),
                 _ => (200, r#"{"state":"success","statuses":[{"context":"ci/build","state":"success"}]}"#.into()),
             }
         } else {
@@ -127,6 +128,7 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
     let id = repo.json(&["history", &ok, "--json"])[0]["id"].to_string();
     let log = repo.berth(&["logs", &id]).stdout;
     assert!(log.contains("HTTP 502") && log.contains("an empty body") && log.contains("retrying"), "{log}");
+    assert!(log.contains("no answer ("), "a request that got no answer was not retried: {log}");
     assert!(log.contains("CI is green"), "{log}");
     assert!(api.hits.lock().unwrap()[0].starts_with("/api/v1/repos/me/stacks/commits/"));
     // The outcome went back to the forge as a commit status.

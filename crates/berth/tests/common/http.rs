@@ -54,6 +54,14 @@ impl Api {
                     n
                 };
                 let (status, body) = script(&path, n);
+                // A status of 0 stands for "no answer": hold the connection a while, then drop it.
+                if status == 0 {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        drop(stream);
+                    });
+                    continue;
+                }
                 let mut out = stream;
                 let _ = write!(
                     out,
