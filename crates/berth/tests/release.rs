@@ -201,3 +201,35 @@ fn ci_status_and_watch_speak_woodpecker_and_github() {
     assert!(out.stdout.contains("check run `build` concluded failure"), "{}", out.stdout);
     assert!(gh.hits.lock().unwrap().iter().any(|p| p == &format!("/repos/team/infra/commits/{head}/check-runs")));
 }
+
+#[test]
+fn github_gates_and_receives_the_deploy_status() {
+    docker();
+    let s = unique("ghstatus");
+    let _c = Cleanup(vec![s.clone()]);
+    // GitHub: combined status and check runs both green (https://docs.github.com/rest/commits/statuses).
+    let gh = Api::start(Box::new(|path, _| {
+        if path.ends_with("/status") {
+            (200, r#"{"state":"success","total_count":1,"statuses":[{"context":"ci","state":"success"}]}"#.into())
+        } else if path.ends_with("/check-runs") {
+            (
+                200,
+                r#"{"total_count":1,"check_runs":[{"name":"build","status":"completed","conclusion":"success"}]}"#
+                    .into(),
+            )
+        } else if path.contains("/statuses/") {
+            (201, r#"{"id":1}"#.into())
+        } else {
+            (404, "{}".into())
+        }
+    }));
+    let repo = gitea_repo(&format!("{{ provider = \"github\", url = \"{}\", report = true }}", gh.base), &s);
+    repo.berth(&["apply"]).ok();
+    let commit = repo.git(&["rev-parse", "HEAD"]);
+    let posts = gh.posts.lock().unwrap().clone();
+    let status = posts
+        .iter()
+        .find(|p| p.starts_with(&format!("/repos/me/stacks/statuses/{commit} ")))
+        .unwrap_or_else(|| panic!("{posts:?}"));
+    assert!(status.contains("\"state\":\"success\"") && status.contains(&format!("berth/{s}")), "{status}");
+}
