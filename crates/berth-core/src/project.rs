@@ -251,33 +251,24 @@ impl Project {
             }
         }
 
+        let template = Defaults {
+            server: default_server.clone(),
+            mode: default_mode,
+            timeout: default_timeout,
+            self_heal: default_self_heal,
+            age_identity: cfg.berth.age_identity.clone(),
+            verify: default_verify.clone(),
+            rollback: default_rollback,
+        };
         let mut stacks: Vec<Stack> = discovery::discover(tree, &patterns)
             .into_iter()
-            .map(|d| Stack {
-                secrets: age_files(tree, &d.path),
-                name: d.name,
-                path: d.path,
-                compose_files: d.compose_files,
-                server: d.server.unwrap_or_else(|| default_server.clone()),
-                mode: default_mode,
-                after: Vec::new(),
-                watch: Vec::new(),
-                ignore: Vec::new(),
-                manual: false,
-                env: BTreeMap::new(),
-                secret_env: BTreeMap::new(),
-                env_files: Vec::new(),
-                timeout: default_timeout,
-                pre_deploy: Vec::new(),
-                post_deploy: Vec::new(),
-                tier: None,
-                require_ci: None,
-                self_heal: default_self_heal,
-                age_identity: cfg.berth.age_identity.clone(),
-                verify: default_verify.clone(),
-                rollback: default_rollback,
-                origin: format!("discovered by `{}`", d.pattern),
-                location: None,
+            .map(|d| {
+                let origin = format!("discovered by `{}`", d.pattern);
+                let mut st = template.stack(d.name, d.path, d.compose_files, tree, origin);
+                if let Some(server) = d.server {
+                    st.server = server;
+                }
+                st
             })
             .collect();
         let discovered = stacks.len();
@@ -333,32 +324,9 @@ impl Project {
                         continue;
                     };
                     let name = st.name.clone().unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").to_string());
-                    stacks.push(Stack {
-                        name,
-                        secrets: age_files(tree, &path),
-                        compose_files: discovery::default_compose_files(tree, &path),
-                        path,
-                        server: default_server.clone(),
-                        mode: default_mode,
-                        after: Vec::new(),
-                        watch: Vec::new(),
-                        ignore: Vec::new(),
-                        manual: false,
-                        env: BTreeMap::new(),
-                        secret_env: BTreeMap::new(),
-                        env_files: Vec::new(),
-                        timeout: default_timeout,
-                        pre_deploy: Vec::new(),
-                        post_deploy: Vec::new(),
-                        tier: None,
-                        require_ci: None,
-                        self_heal: default_self_heal,
-                        age_identity: cfg.berth.age_identity.clone(),
-                        verify: default_verify.clone(),
-                        rollback: default_rollback,
-                        origin: format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default()),
-                        location: None,
-                    });
+                    let origin = format!("declared at {}", l.as_ref().map(|l| l.to_string()).unwrap_or_default());
+                    let compose = discovery::default_compose_files(tree, &path);
+                    stacks.push(template.stack(name, path, compose, tree, origin));
                     stacks.len() - 1
                 }
             };
@@ -660,6 +628,48 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
         });
     }
     repos
+}
+
+/// What every new stack starts from (`[defaults]` resolved).
+struct Defaults {
+    server: String,
+    mode: Mode,
+    timeout: Duration,
+    self_heal: bool,
+    age_identity: Option<SecretRef>,
+    verify: Verify,
+    rollback: Rollback,
+}
+
+impl Defaults {
+    fn stack(&self, name: String, path: String, compose_files: Vec<String>, tree: &Tree, origin: String) -> Stack {
+        Stack {
+            name,
+            secrets: age_files(tree, &path),
+            compose_files,
+            path,
+            server: self.server.clone(),
+            mode: self.mode,
+            after: Vec::new(),
+            watch: Vec::new(),
+            ignore: Vec::new(),
+            manual: false,
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            env_files: Vec::new(),
+            timeout: self.timeout,
+            pre_deploy: Vec::new(),
+            post_deploy: Vec::new(),
+            tier: None,
+            require_ci: None,
+            self_heal: self.self_heal,
+            age_identity: self.age_identity.clone(),
+            verify: self.verify.clone(),
+            rollback: self.rollback,
+            origin,
+            location: None,
+        }
+    }
 }
 
 /// The `*.env.age` files directly in a stack folder.

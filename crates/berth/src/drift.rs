@@ -23,6 +23,21 @@ pub struct Drift {
     pub self_heal: bool,
 }
 
+impl Drift {
+    /// The notification for this drift.
+    pub fn event(&self) -> crate::notify::Event {
+        crate::notify::Event {
+            event: "drift".into(),
+            stack: Some(self.stack.clone()),
+            server: Some(self.server.clone()),
+            commit: Some(self.commit.clone()),
+            deploy_id: Some(self.deploy_id),
+            detail: Some(self.findings.join("; ")),
+            at: crate::state::now(),
+        }
+    }
+}
+
 /// Compare every deployed stack of the project at HEAD with its last successful deploy.
 pub fn check(ws: &Workspace, state: &State, compose: &Compose) -> crate::error::Result<Vec<Drift>> {
     check_at(ws, "HEAD", state, compose)

@@ -273,15 +273,7 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
     }
     let notifier = crate::notify::Notifier::new(ws.snapshot("HEAD")?.project.notify.clone());
     for d in &found {
-        notifier.send(&crate::notify::Event {
-            event: "drift".into(),
-            stack: Some(d.stack.clone()),
-            server: Some(d.server.clone()),
-            commit: Some(d.commit.clone()),
-            deploy_id: Some(d.deploy_id),
-            detail: Some(d.findings.join("; ")),
-            at: crate::state::now(),
-        });
+        notifier.send(&d.event());
     }
     let mut code = if found.is_empty() { exit::OK } else { exit::FAILED };
     for d in &found {

@@ -272,15 +272,7 @@ async fn drift_loop(ctl: Controller) {
             let notifier = crate::notify::Notifier::new(project.notify.clone());
             for d in found {
                 tracing::warn!(stack = %d.stack, findings = ?d.findings, "drift detected");
-                notifier.send(&crate::notify::Event {
-                    event: "drift".into(),
-                    stack: Some(d.stack.clone()),
-                    server: Some(d.server.clone()),
-                    commit: Some(d.commit.clone()),
-                    deploy_id: Some(d.deploy_id),
-                    detail: Some(d.findings.join("; ")),
-                    at: crate::state::now(),
-                });
+                notifier.send(&d.event());
                 let may = ctl.shared.state(|s| crate::drift::may_heal(s, &d)).unwrap_or(false);
                 if !d.self_heal || !may {
                     continue;
