@@ -262,6 +262,7 @@ fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
 #[test]
 fn encrypted_env_files_and_secret_references_never_leak() {
     docker();
+    need("age", "age");
     let s = unique("secret");
     let _c = Cleanup(vec![s.clone()]);
     let keys = tempfile::tempdir().unwrap();

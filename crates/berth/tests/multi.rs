@@ -283,12 +283,8 @@ fn free_port() -> u16 {
 #[test]
 fn private_registry_pulls_use_the_servers_auth_file() {
     docker();
-    for tool in ["docker-registry", "htpasswd"] {
-        assert!(
-            Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success(),
-            "{tool} is needed: apt-get install docker-registry apache2-utils"
-        );
-    }
+    need("docker-registry", "docker-registry");
+    need("htpasswd", "apache2-utils");
     let s = unique("registry");
     let _c = Cleanup(vec![s.clone()]);
     let dir = tempfile::tempdir().unwrap();
@@ -361,6 +357,8 @@ fn private_registry_pulls_use_the_servers_auth_file() {
 #[test]
 fn a_tls_endpoint_with_client_certificates_works_for_cli_and_engine_api() {
     docker();
+    need("openssl", "openssl");
+    need("stunnel", "stunnel4");
     let s = unique("tls");
     // Swarm mode: the docker CLI and the Engine API client both speak TLS with client
     // certificates; the standalone docker-compose 1.x fails its own certificate check here.

@@ -160,6 +160,7 @@ fn one_shot_services_are_judged_by_their_exit_code() {
 
 /// A CA, and a certificate it signed for `app.berth.test` (`srv.pem`, `srv.key`).
 fn tls_files(dir: &std::path::Path) {
+    need("openssl", "openssl");
     make_ca(dir);
     sign_cert(dir, "srv", "subjectAltName=DNS:app.berth.test\n");
 }

@@ -35,6 +35,47 @@ pub fn docker() {
     }
 }
 
+/// Make sure `program` is installed: install Debian `package` when it is missing and we
+/// are root with apt (as on a fresh machine of this project's kind); fail otherwise.
+pub fn need(program: &str, package: &str) {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let have = || {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if have() {
+        return;
+    }
+    let _turn = APT.lock().unwrap_or_else(|p| p.into_inner());
+    if !have() {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            let install = |update: bool| {
+                if update {
+                    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+                }
+                Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=120", package])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            };
+            if !install(false) {
+                install(true);
+            }
+        }
+    }
+    assert!(have(), "`{program}` is needed by this test: apt-get install {package}");
+}
+
 /// A short name unique to this test process and call, usable as a stack (compose project) name.
 pub fn unique(stem: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
