@@ -182,22 +182,24 @@ impl Controller {
         })
     }
 
-    /// Ask a repository's syncer for deploys. With `reply`, wait until they are enqueued.
+    /// Hand a request to a repository's syncer without waiting (the webhook hot path).
+    pub fn submit(&self, repo: &RepoHandle, want: Want, target: Target, trigger: &str) -> Result<(), SyncError> {
+        let req = sync::Request { want, target, trigger: trigger.to_string(), reply: None };
+        repo.sync_tx.send(req).map_err(|_| SyncError::Stopped)
+    }
+
+    /// Ask a repository's syncer for deploys and wait until they are enqueued.
     pub async fn request(
         &self,
         repo: &RepoHandle,
         want: Want,
         target: Target,
         trigger: &str,
-        wait_for_enqueue: bool,
-    ) -> Result<Option<SyncOutcome>, SyncError> {
+    ) -> Result<SyncOutcome, SyncError> {
         let (tx, rx) = oneshot::channel();
-        let req = sync::Request { want, target, trigger: trigger.to_string(), reply: wait_for_enqueue.then_some(tx) };
+        let req = sync::Request { want, target, trigger: trigger.to_string(), reply: Some(tx) };
         repo.sync_tx.send(req).map_err(|_| SyncError::Stopped)?;
-        if !wait_for_enqueue {
-            return Ok(None);
-        }
-        rx.await.map_err(|_| SyncError::Stopped)?.map(Some)
+        rx.await.map_err(|_| SyncError::Stopped)?
     }
 
     /// Wait until every deploy in `ids` has settled, or the timeout passes; returns their records.
@@ -282,7 +284,7 @@ async fn drift_loop(ctl: Controller) {
                     stacks: vec![d.stack.clone()],
                     overrides: berth_core::vars::replayable(&last.overrides),
                 };
-                if let Err(e) = ctl.request(&repo, want, Target::Rev(last.commit.clone()), "heal", true).await {
+                if let Err(e) = ctl.request(&repo, want, Target::Rev(last.commit.clone()), "heal").await {
                     tracing::error!(stack = %d.stack, error = %e, "self-heal failed to start");
                 }
             }

@@ -109,8 +109,7 @@ async fn deploy(
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars };
     let trigger = format!("api:{}", caller.name);
-    let out =
-        app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
+    let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await
 }
 
@@ -163,8 +162,7 @@ async fn rollback(
     let overrides = berth_core::vars::replayable(&overrides);
     let want = Want::Force { stacks: vec![name], overrides };
     let trigger = format!("rollback:{}", caller.name);
-    let out =
-        app.ctl.request(repo, want, target, &trigger, true).await?.ok_or_else(|| ApiError::internal("no answer"))?;
+    let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await
 }
 

@@ -137,15 +137,14 @@ async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body:
             .into_response());
     }
     let trigger = format!("webhook:{}", provider.as_str());
-    let out = app.ctl.request(repo, Want::Reconcile { only: None }, Target::Tip, &trigger, q.wait).await?;
-    match out {
-        None => Ok((
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after })),
-        )
-            .into_response()),
-        Some(out) => answer(app, out, &q.wait()).await,
+    let want = Want::Reconcile { only: None };
+    if !q.wait {
+        app.ctl.submit(repo, want, Target::Tip, &trigger)?;
+        let body = json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after });
+        return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     }
+    let out = app.ctl.request(repo, want, Target::Tip, &trigger).await?;
+    answer(app, out, &q.wait()).await
 }
 
 fn hub_signed<'a>(
@@ -182,9 +181,10 @@ pub async fn sync(
         (true, true) => None,
         (false, false) => {
             let mut names = Vec::new();
-            let cur = repo.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.clone()));
+            let guard = repo.current.read().map_err(|_| ApiError::internal("state poisoned"))?;
+            let cur = guard.as_ref().map(|(_, p)| p);
             for s in &req.services {
-                let found = cur.as_ref().and_then(|p| {
+                let found = cur.and_then(|p| {
                     p.stack(s).or_else(|| p.stacks.iter().find(|x| x.path == *s || x.path.ends_with(&format!("/{s}"))))
                 });
                 match found {
@@ -196,8 +196,8 @@ pub async fn sync(
         }
         _ => return Err(ApiError::bad_request("give either \"services\": [...] or \"all\": true")),
     };
-    let out = app.ctl.request(repo, Want::Reconcile { only }, Target::Tip, "sync", true).await?;
-    answer(&app, out.ok_or_else(|| ApiError::internal("no answer"))?, &q.wait()).await
+    let out = app.ctl.request(repo, Want::Reconcile { only }, Target::Tip, "sync").await?;
+    answer(&app, out, &q.wait()).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,8 +242,7 @@ pub async fn deploy(
     }
     let trigger = format!("deploy:{}", req.triggered_by.as_deref().unwrap_or("api"));
     let want = Want::Force { stacks, overrides: Default::default() };
-    let out = app.ctl.request(repo, want, Target::Rev(format!("refs/tags/{}", req.tag)), &trigger, true).await?;
-    let out = out.ok_or_else(|| ApiError::internal("no answer"))?;
+    let out = app.ctl.request(repo, want, Target::Rev(format!("refs/tags/{}", req.tag)), &trigger).await?;
     let release = crate::state::Release {
         tag: req.tag.clone(),
         commit: out.commit.clone(),

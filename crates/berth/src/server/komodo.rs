@@ -150,11 +150,7 @@ async fn deploy(app: &App, caller: &Caller, stack: &str, if_changed: bool) -> Re
         Want::Force { stacks: vec![stack.to_string()], overrides: Default::default() }
     };
     let trigger = format!("komodo:{}", caller.name);
-    let out = app
-        .ctl
-        .request(repo, want, Target::Tip, &trigger, true)
-        .await?
-        .ok_or_else(|| ApiError::internal("no answer"))?;
+    let out = app.ctl.request(repo, want, Target::Tip, &trigger).await?;
     match out.deploys.first() {
         Some(d) => {
             let record = app.ctl.shared.state(|s| s.get(d.id)).map_err(|e| ApiError::internal(e.to_string()))?;
