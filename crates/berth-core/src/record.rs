@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Lifecycle of one deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
     /// Accepted by the controller, waiting for its turn.
@@ -75,6 +76,7 @@ impl fmt::Display for DeployStatus {
 
 /// One deploy as stored. Variables are stored redacted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployRecord {
     pub id: i64,
     pub stack: String,

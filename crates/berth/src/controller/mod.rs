@@ -71,7 +71,7 @@ pub struct Controller {
 }
 
 /// A deploy a request created or joined.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Enqueued {
     pub stack: String,
     pub id: i64,

@@ -130,13 +130,23 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    error: String,
+    /// A stable machine-readable code, e.g. `unknown_stack`.
+    code: &'static str,
+    /// Details, e.g. each configuration error.
+    trace: Vec<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = %self.message, "request failed");
         }
-        (self.status, axum::Json(json!({ "error": self.message, "code": self.code, "trace": self.trace })))
-            .into_response()
+        (self.status, axum::Json(ErrorBody { error: self.message, code: self.code, trace: self.trace })).into_response()
     }
 }
 
@@ -164,6 +174,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 /// Build the router.
 pub fn router(ctl: Controller, max_body: usize) -> Router {
     let app = std::sync::Arc::new(App { ctl, deliveries: Mutex::new(Recent::default()) });
+    let (api, doc) = api::routes();
+    let doc = std::sync::Arc::new(doc);
     Router::new()
         .route("/health", get(health))
         .route("/healthz", get(health))
@@ -176,12 +188,18 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/read/{kind}", post(komodo::read_path))
         .route("/version", get(komodo::version))
         .route("/metrics", get(metrics))
-        .merge(api::routes())
+        .merge(api)
+        .route("/api/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an announced oversized body at once, before reading it.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; the API is described at /api/openapi.json")
 }
 
 async fn metrics(State(app): State<std::sync::Arc<App>>) -> Response {

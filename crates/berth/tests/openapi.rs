@@ -1,0 +1,65 @@
+//! The OpenAPI document at `/api/openapi.json`, held to the running server by a schemathesis conformance run.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::server::Server;
+use common::*;
+
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// schemathesis from PyPI in a virtualenv kept between runs (installed on first use).
+fn schemathesis() -> PathBuf {
+    let venv = std::env::temp_dir().join("berth-test-schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    if !bin.exists() {
+        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "python3 -m venv failed: schemathesis needs Python 3 with venv");
+        let pip = Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]).output().unwrap();
+        assert!(pip.status.success(), "pip install {SCHEMATHESIS}: {}", String::from_utf8_lossy(&pip.stderr));
+    }
+    bin
+}
+
+#[test]
+fn the_api_conforms_to_its_openapi_document() {
+    docker();
+    let s = unique("oas");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    // Deploys that random calls may trigger settle quickly.
+    repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.commit("one stack");
+    let server = Server::start(&repo);
+    server.settle();
+
+    let doc = server.get("/api/openapi.json").unwrap();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    assert!(doc["paths"]["/api/v1/stacks/{name}/rollback"]["post"].is_object(), "{doc}");
+    // An unknown route answers in the API's error shape, not an empty body.
+    let (code, body) = server.raw("/api/v1/nope", &[], Vec::new());
+    assert_eq!((code, body["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    let report = repo.state.path().join("schemathesis");
+    let out = Command::new(schemathesis())
+        .arg("run")
+        .arg(server.url("/api/openapi.json"))
+        .args(["--checks", "all", "--max-examples", "15", "--workers", "1", "--seed", "1"])
+        .args(["--request-timeout", "120", "--max-response-time", "120", "--no-color", "--generation-database", "none"])
+        .args(["-H", &format!("X-Api-Key: {}", server.key), "-H", &format!("X-Api-Secret: {}", server.secret)])
+        .arg("--report-dir")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(!text.contains(&server.secret), "the API secret was echoed");
+
+    // The stack deployed at start is still the one running: random calls never deployed a real stack by accident,
+    // or if one hit it, it went through the normal path and succeeded.
+    let stacks = server.get(&format!("/api/v1/stacks/{s}")).unwrap();
+    assert!(stacks["deploys"].as_array().is_some_and(|d| !d.is_empty()), "{stacks}");
+}
