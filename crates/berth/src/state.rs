@@ -8,12 +8,24 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {source}{}", storage_hint(source))]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("cannot create state dir {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
     #[error("no deploy with id {0}")]
     NoSuchDeploy(i64),
+}
+
+/// What to do when the database cannot be written: berth records a deploy before it acts, so it stops instead.
+fn storage_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::CannotOpen | C::ReadOnly | C::DiskFull | C::SystemIoFailure | C::PermissionDenied) => {
+            " (nothing was deployed: berth records every deploy before it touches an engine; make the state \
+             directory writable and give its filesystem free space, then run again)"
+        }
+        _ => "",
+    }
 }
 
 const SCHEMA: &str = "

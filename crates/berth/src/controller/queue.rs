@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_core::record::DeployStatus;
 use tokio::sync::{mpsc, oneshot};
@@ -27,19 +28,36 @@ pub enum Msg {
     Finished {
         stack: String,
         status: DeployStatus,
+        /// Set when the deploy failed because its engine could not be reached: try again later.
+        retry: Option<Pending>,
+    },
+    /// A retry whose backoff has passed.
+    Retry {
+        stack: String,
+        pending: Pending,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
 }
 
-struct Pending {
+pub struct Pending {
     id: i64,
     repo: usize,
     commit: String,
     overrides: Option<BTreeMap<String, String>>,
     trigger: String,
     batch: u64,
+    /// How many times this deploy was retried after its engine was unreachable.
+    attempt: u32,
+}
+
+/// Retries of a deploy whose engine was unreachable, and the first pause (doubled each time, at most 5 min).
+const MAX_RETRIES: u32 = 8;
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(300))
 }
 
 #[derive(Default)]
@@ -73,14 +91,40 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch);
                 let _ = reply.send(r);
             }
-            Msg::Finished { stack, status } => {
+            Msg::Finished { stack, status, retry } => {
                 q.running -= 1;
                 if let Some(slot) = q.slots.get_mut(&stack)
                     && let Some(batch) = slot.running.take()
                 {
-                    q.last.insert(stack, (batch, status));
+                    q.last.insert(stack.clone(), (batch, status));
                 }
                 q.shared.settled.send_modify(|n| *n += 1);
+                if let Some(pending) = retry.filter(|p| p.attempt < MAX_RETRIES && q.stopping.is_none()) {
+                    let (tx, pause) = (q.tx.clone(), backoff(pending.attempt));
+                    tracing::warn!(%stack, deploy_id = pending.id, retry_in = ?pause, "the engine is unreachable");
+                    tokio::spawn(async move {
+                        tokio::time::sleep(pause).await;
+                        let _ = tx.send(Msg::Retry { stack, pending });
+                    });
+                }
+            }
+            Msg::Retry { stack, pending } => {
+                // A deploy queued or started meanwhile carries a newer commit: it supersedes the retry.
+                let busy = q.slots.get(&stack).is_some_and(|s| s.running.is_some() || s.pending.is_some());
+                if !busy && q.stopping.is_none() {
+                    let server = q.shared.state(|s| s.get(pending.id)).map(|r| r.server).unwrap_or_default();
+                    let trigger = format!("retry:{}", pending.id);
+                    let Pending { repo, commit, overrides, batch, attempt, .. } = pending;
+                    match q.enqueue(repo, stack.clone(), server, commit, overrides, trigger, batch) {
+                        Ok((id, _)) => {
+                            if let Some(p) = q.slots.get_mut(&stack).and_then(|s| s.pending.as_mut()) {
+                                p.attempt = attempt + 1;
+                            }
+                            tracing::info!(%stack, deploy_id = id, attempt = attempt + 1, "retrying the deploy");
+                        }
+                        Err(e) => tracing::error!(%stack, error = %e, "cannot queue the retry"),
+                    }
+                }
             }
             Msg::Shutdown { reply } => {
                 let cancelled: Vec<i64> = q.slots.values_mut().filter_map(|s| s.pending.take()).map(|p| p.id).collect();
@@ -156,7 +200,7 @@ impl Queue {
                 })
             })
             .map_err(|e| e.to_string())?;
-        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch });
+        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0 });
         Ok((id, false))
     }
 
@@ -207,13 +251,13 @@ impl Queue {
             tokio::spawn(
                 async move {
                     let stack = name.clone();
-                    let status = tokio::task::spawn_blocking({
+                    let (status, retry) = tokio::task::spawn_blocking({
                         let span = tracing::Span::current();
                         move || span.in_scope(|| execute(&shared, &name, p))
                     })
                     .await
-                    .unwrap_or(DeployStatus::Failed);
-                    let _ = tx.send(Msg::Finished { stack, status });
+                    .unwrap_or((DeployStatus::Failed, None));
+                    let _ = tx.send(Msg::Finished { stack, status, retry });
                 }
                 .instrument(span),
             );
@@ -221,21 +265,21 @@ impl Queue {
     }
 }
 
-/// Run one deploy to the end and record it. Blocking.
-fn execute(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
+/// Run one deploy to the end and record it; hand it back for a retry when its engine was unreachable. Blocking.
+fn execute(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Option<Pending>) {
     let started = std::time::Instant::now();
-    let status = execute_inner(shared, name, p);
+    let (status, retry) = execute_inner(shared, name, p);
     shared.metrics.deployed(name, status.as_str(), started.elapsed().as_secs_f64());
-    status
+    (status, retry)
 }
 
-fn execute_inner(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
+fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Option<Pending>) {
     let fail = |reason: String| {
         tracing::error!(%reason, "deploy failed before it started");
         shared.state(|s| {
             let _ = s.finish(p.id, DeployStatus::Failed, Some(&reason), "", &BTreeMap::new());
         });
-        DeployStatus::Failed
+        (DeployStatus::Failed, None)
     };
     let repo = &shared.repos[p.repo];
     let snap = match repo.ws.snapshot(&p.commit) {
@@ -265,6 +309,7 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
         return fail(format!("server `{}` is not declared", stack.server));
     };
     let engine = Engine::for_server(server, &shared.compose);
+    let probe = engine.clone();
     if let Err(e) = shared.state(|s| s.start(p.id, &step.config_hash, &super::redacted(&overrides))) {
         return fail(e.to_string());
     }
@@ -292,7 +337,13 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
             let _ = s.set_phase(p.id, phase);
         });
     };
-    let outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job, &progress);
+    let mut outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job, &progress);
+    // A failure while the engine is gone says nothing about the new version: try again once it answers.
+    let unreachable = if outcome.status == DeployStatus::Failed { probe.ping().err() } else { None };
+    if let Some(e) = &unreachable {
+        let why = outcome.reason.take().unwrap_or_default();
+        outcome.reason = Some(format!("{why}; {e}; berth retries this deploy with backoff"));
+    }
     shared.state(|s| {
         let _ = s.set_verify(p.id, &outcome.verify.to_string());
     });
@@ -312,5 +363,5 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> DeployStatus {
             tracing::error!(error = %e, "cannot record the deploy's outcome");
         }
     });
-    outcome.status
+    (outcome.status, unreachable.map(|_| p))
 }

@@ -158,10 +158,16 @@ fn sync_one(
 ) -> Result<SyncOutcome, SyncError> {
     let h = &shared.repos[repo];
     let commit = match target {
-        Target::Tip => h.mirror.tip(),
-        Target::Rev(r) => h.ws.repo.resolve(r),
-    }
-    .map_err(|e| SyncError::Unknown(e.to_string()))?;
+        // The fetch worked, so a missing branch was deleted or renamed on the remote: an upstream fault, not a bad request.
+        Target::Tip => h.mirror.tip().map_err(|_| {
+            SyncError::Fetch(format!(
+                "branch `{}` is not on the remote {} (deleted or renamed?); berth leaves what runs as it is: \
+                 restore the branch or set `branch` in the repo's config",
+                h.spec.branch, h.spec.url
+            ))
+        }),
+        Target::Rev(r) => h.ws.repo.resolve(r).map_err(|e| SyncError::Unknown(e.to_string())),
+    }?;
     let snap = match h.ws.snapshot(&commit) {
         Ok(s) => s,
         Err(Error::Config(errs)) => {

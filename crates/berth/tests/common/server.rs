@@ -22,6 +22,11 @@ pub struct Server {
 impl Server {
     /// Create an admin key, start `berth serve` on a free port and wait for its first sync.
     pub fn start(repo: &Repo) -> Server {
+        Server::start_env(repo, &[])
+    }
+
+    /// `start` with extra environment for the server process (e.g. a `PATH`).
+    pub fn start_env(repo: &Repo, env: &[(&str, &str)]) -> Server {
         let out = repo.berth(&["keys", "create", "--name", "admin", "--scope", "admin"]).ok();
         let field = |name: &str| {
             out.stdout
@@ -37,6 +42,7 @@ impl Server {
             .arg(repo.state.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "60s"])
             .env("BERTH_WEBHOOK_SECRET", SECRET)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(repo.state.path().join("serve.log")).unwrap())
             .spawn()
