@@ -5,6 +5,7 @@
 //! (`api`). Every JSON error has one shape: `{"error", "code", "trace"}`.
 
 mod api;
+mod dashboard;
 mod hooks;
 mod komodo;
 
@@ -177,6 +178,7 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/version", get(komodo::version))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(dashboard::routes(app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an announced oversized body at once, before reading it.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
@@ -230,7 +232,8 @@ pub async fn serve(ctl: Controller, addr: SocketAddr, max_body: usize, grace: Du
         StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(15 * 60),
     ));
-    axum::serve(listener, router).with_graceful_shutdown(signal()).await?;
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(signal()).await?;
     tracing::info!("shutting down: waiting for running deploys");
     ctl.shutdown(grace).await;
     tracing::info!("stopped");
