@@ -2,29 +2,28 @@
 
 use std::collections::BTreeMap;
 
-use axum::Form;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::auth::CsrfForm;
+use super::auth::{CsrfForm, Posted, csrf_of};
 use super::{Ctx, blocking, message};
 use crate::controller::{Target, Want};
 
-/// Refuse unless the writer may act on `stack` and the form carries its CSRF token.
-fn allowed(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Result<(), Response> {
+/// The refusal, unless the writer may act on `stack` and the form carries its CSRF token.
+fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
     if !ctx.csrf_ok(&form.csrf) {
-        return Err(message(ctx, StatusCode::FORBIDDEN, "Refused", "The form was stale or not from this dashboard."));
+        return Some(message(ctx, StatusCode::FORBIDDEN, "Refused", "The form was stale or not from this dashboard."));
     }
     if !ctx.may_write(stack) {
-        return Err(message(ctx, StatusCode::FORBIDDEN, "Refused", format!("You may not deploy `{stack}`.")));
+        return Some(message(ctx, StatusCode::FORBIDDEN, "Refused", format!("You may not deploy `{stack}`.")));
     }
-    Ok(())
+    None
 }
 
 /// `POST …/stacks/{name}/deploy`: deploy the branch tip now, keeping the stack's pinned variables.
-pub async fn deploy(ctx: Ctx, Path(name): Path<String>, Form(f): Form<CsrfForm>) -> Response {
-    if let Err(r) = allowed(&ctx, &name, &f) {
+pub async fn deploy(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
         return r;
     }
     let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new() };
@@ -32,8 +31,8 @@ pub async fn deploy(ctx: Ctx, Path(name): Path<String>, Form(f): Form<CsrfForm>)
 }
 
 /// `POST …/stacks/{name}/rollback`: put back the successful deploy before the current one.
-pub async fn rollback(ctx: Ctx, Path(name): Path<String>, Form(f): Form<CsrfForm>) -> Response {
-    if let Err(r) = allowed(&ctx, &name, &f) {
+pub async fn rollback(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();

@@ -232,18 +232,18 @@ impl Ctx {
             title: title.to_string(),
             base: self.base.clone(),
             asset_version: super::ASSET_VERSION,
-            user: self.reader.as_ref().or(self.writer.as_ref()).map(|w| w.name.clone()).filter(|n| n != "anonymous"),
+            user: [&self.reader, &self.writer].into_iter().flatten().map(|w| w.name.clone()).find(|n| n != "anonymous"),
             logout_csrf,
             login,
         }
     }
 
-    /// Pass when the request may read; otherwise the answer that asks to sign in.
-    pub fn require_read(&self) -> Result<(), Response> {
+    /// `None` when the request may read; otherwise the answer that asks to sign in.
+    pub fn read_refusal(&self) -> Option<Response> {
         if self.reader.is_some() {
-            return Ok(());
+            return None;
         }
-        Err(match self.dash.settings().read {
+        Some(match self.dash.settings().read {
             Access::Key => Redirect::to(&format!("{}/login?next={}", self.base, encode(&self.here))).into_response(),
             Access::Basic => challenge(self),
             _ => message(self, StatusCode::FORBIDDEN, "Not signed in", "Sign in through your reverse proxy."),
@@ -380,7 +380,15 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-pub async fn logout(ctx: Ctx, headers: HeaderMap, State(dash): State<Arc<Dash>>, Form(f): Form<CsrfForm>) -> Response {
+/// A posted form; a missing or malformed body counts as a form without a token (refused with 403).
+pub type Posted = Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>;
+
+pub fn csrf_of(form: Posted) -> CsrfForm {
+    form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new() })
+}
+
+pub async fn logout(ctx: Ctx, headers: HeaderMap, State(dash): State<Arc<Dash>>, form: Posted) -> Response {
+    let f = csrf_of(form);
     let session = [&ctx.reader, &ctx.writer].into_iter().flatten().find(|w| w.session);
     if !session.is_some_and(|w| same(&w.csrf, &f.csrf)) {
         return message(&ctx, StatusCode::FORBIDDEN, "Refused", "The form was stale or not from this dashboard.");

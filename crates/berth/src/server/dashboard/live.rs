@@ -16,7 +16,7 @@ use crate::controller::Shared;
 
 /// `GET …/deploys/{id}/log`: the stored (redacted) log as plain text.
 pub async fn log(ctx: Ctx, Path(id): Path<i64>) -> Response {
-    if let Err(r) = ctx.require_read() {
+    if let Some(r) = ctx.read_refusal() {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();
@@ -44,7 +44,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// `GET …/deploys/{id}/events`: `phase` events as phases start, then `log` and `done` when it settles.
 pub async fn events(ctx: Ctx, Path(id): Path<i64>) -> Response {
-    if let Err(r) = ctx.require_read() {
+    if let Some(r) = ctx.read_refusal() {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();

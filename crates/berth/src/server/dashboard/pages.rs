@@ -143,7 +143,7 @@ fn stack_rows(shared: &Shared) -> Result<Vec<Row>, String> {
 }
 
 pub async fn overview(ctx: Ctx, Query(f): Query<Filter>) -> Response {
-    if let Err(r) = ctx.require_read() {
+    if let Some(r) = ctx.read_refusal() {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();
@@ -221,7 +221,7 @@ struct StackPage {
 const MAX_CHANGES: usize = 50;
 
 pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
-    if let Err(r) = ctx.require_read() {
+    if let Some(r) = ctx.read_refusal() {
         return r;
     }
     let Some(repo) = ctx.dash.app.ctl.repo_of_stack(&name).cloned() else {
@@ -333,7 +333,7 @@ struct DeployPage {
 }
 
 pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
-    if let Err(r) = ctx.require_read() {
+    if let Some(r) = ctx.read_refusal() {
         return r;
     }
     let shared: Arc<Shared> = ctx.dash.app.ctl.shared.clone();
@@ -406,6 +406,6 @@ mod tests {
     fn badges_prefer_drift_over_success() {
         assert_eq!(stack_badge(None, true, false).key, "manual");
         assert_eq!(stack_badge(None, false, true).key, "never");
-        assert_eq!(pretty("{\"smoke\":{\"API_TOKEN\":\"x\",\"ok\":true}}").contains("\"x\""), false);
+        assert!(!pretty("{\"smoke\":{\"API_TOKEN\":\"x\",\"ok\":true}}").contains("\"x\""));
     }
 }
