@@ -7,6 +7,8 @@
     filters.querySelectorAll("select").forEach(function (s) {
       s.addEventListener("change", function () { filters.submit(); });
     });
+    var button = filters.querySelector("button");
+    if (button) button.hidden = true;
   }
   // A running deploy: follow its phases and show the log and outcome when it settles.
   var log = document.getElementById("log");

@@ -173,7 +173,8 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n"),
     );
     repo.write(&format!("stacks/{man}/compose.yaml"), &sleeper(&["app"]));
-    repo.commit("three stacks");
+    let first = repo.commit("three stacks");
+    repo.git(&["tag", "v1.4.0"]);
     let server = Server::start(&repo);
     let startup = server.settle();
     assert_eq!(startup.len(), 2, "{startup:?}");
@@ -203,6 +204,8 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert!(row(&html, &bad).contains("class=\"badge failed\""), "{}", row(&html, &bad));
     assert!(row(&html, &man).contains("class=\"badge manual\""), "{}", row(&html, &man));
     assert!(row(&html, &web).contains(&format!("href=\"{base}/stacks/{web}\"")), "{}", row(&html, &web));
+    assert!(row(&html, &web).contains(&format!("<code>{}</code>", &first[..12])), "{}", row(&html, &web));
+    assert!(row(&html, &web).contains("<td>v1.4.0</td>"), "{}", row(&html, &web));
     assert_eq!(html.matches("<script").count(), 1, "only the one external script");
     assert!(html.contains(&format!("<script src=\"{base}/assets/dashboard.js")), "{html}");
     let (_, failed, _) = get(&http, &format!("{base}/?status=failed"), &[("Cookie", &admin)]);
@@ -255,6 +258,9 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert_eq!(code, 200);
     assert!(events.contains("event: phase\ndata: up\t"), "{events}");
     assert!(events.contains("event: done\ndata: succeeded"), "{events}");
+    let (_, page, _) = get(&http, &format!("{base}/deploys/{deploy_id}"), &[("Cookie", &admin)]);
+    let timing = page.split("<span class=\"phase\">up</span> <span class=\"took\">").nth(1).unwrap_or_default();
+    assert!(timing.split('s').next().is_some_and(|t| t.parse::<f64>().is_ok()), "phase timings: {page}");
 
     // CSRF: the deploy button's form succeeds only with its token; a read key has no button at all.
     let stack_url = format!("{base}/stacks/{web}");
@@ -270,7 +276,27 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     let (_, page, _) = get(&http, &stack_url, &[("Cookie", &viewer)]);
     assert!(!page.contains("deploy-now"), "a read key sees the deploy button");
     assert_eq!(post(&http, &deploy_url, &[("Cookie", &viewer)], &format!("csrf={}", csrf(&page))).0, 403);
+    server.settle();
+
+    // A pushed change: the stack page sums up what changed, and rolls back to the deploy before it.
+    repo.write(
+        &format!("stacks/{web}/compose.yaml"),
+        &sleeper_with(&[("DB_PASSWORD", "${DB_PASSWORD}"), ("WELCOME", "${WELCOME}"), ("COLOR", "green")]),
+    );
+    let second = repo.commit("web turns green");
+    let (code, body) = server.push(&first, &second, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    let (_, page, _) = get(&http, &stack_url, &[("Cookie", &admin)]);
+    assert!(page.contains(&format!("modified</span> <code>stacks/{web}/compose.yaml</code>")), "{page}");
+    assert!(page.contains("id=\"roll-back\""), "{page}");
+    let rollback = format!("{stack_url}/rollback");
+    let (code, location) = post(&http, &rollback, &[("Cookie", &admin)], &format!("csrf={}", csrf(&page)));
+    assert_eq!(code, 303, "{location}");
     let all = server.settle();
+    let newest = all.iter().find(|d| d["stack"] == web.as_str()).unwrap();
+    assert_eq!((newest["commit"].as_str(), newest["status"].as_str()), (Some(first.as_str()), Some("succeeded")));
+    assert_eq!(newest["trigger"], "dashboard-rollback:admin");
+    assert!(inspect(&container(&web, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
 
     // No page shows the planted secret, and the variables are shown redacted.
     let mut pages = vec![format!("{base}/"), stack_url.clone(), format!("{base}/stacks/{bad}")];
