@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::browser::Browser;
 use common::server::Server;
 use common::*;
+use serde_json::Value;
 
 /// A client that never follows redirects, optionally connecting from `from` (a loopback address).
 fn client(from: Option<&str>) -> reqwest::blocking::Client {
@@ -327,6 +328,66 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     let forged = [("Cookie", admin.as_str()), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.test")];
     let (_, html, _) = get(&http, &format!("{base}/"), &forged);
     assert!(!html.contains("evil.test") && html.contains(&format!("href=\"{base}/stacks/")), "{html}");
+}
+
+#[test]
+fn a_running_deploy_shows_its_log_live_and_without_javascript() {
+    docker();
+    let s = unique("slow");
+    let _c = Cleanup(vec![s.clone()]);
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("go");
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[dashboard]\nread = \"public\"\n\
+             [[stack]]\nname = \"{s}\"\nmanual = true\n\
+             timeout = \"90s\"\npre_deploy = [\"sh\", \"-c\", \"echo released; while [ ! -e {} ]; do sleep 0.2; done\"]\n",
+            go.display()
+        ),
+    );
+    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.commit("a stack whose deploy waits for a file");
+    let server = Server::start(&repo);
+    let (http, base) = (client(None), server.base.clone());
+    let admin = login(&http, &base, &server.key, &server.secret);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{s}"), &[("Cookie", &admin)]);
+    let (code, deploy) =
+        post(&http, &format!("{base}/stacks/{s}/deploy"), &[("Cookie", &admin)], &format!("csrf={}", csrf(&page)));
+    assert_eq!(code, 303);
+
+    // Without JavaScript: the page and the plain log show the log so far.
+    wait_for("the running deploy's log", Duration::from_secs(60), || {
+        let (_, html, _) = get(&http, &deploy, &[]);
+        (html.contains("badge deploying") && html.contains("while [ ! -e")).then_some(())
+    });
+    let (_, plain, _) = get(&http, &format!("{deploy}/log"), &[]);
+    assert!(plain.contains("while [ ! -e") && !plain.contains("<"), "{plain}");
+
+    // With JavaScript: the open page follows the deploy to its end without reloading.
+    let mut b = Browser::start();
+    b.open(&deploy);
+    assert!(b.eval("document.getElementById('log').textContent").as_str().unwrap().contains("while [ ! -e"));
+    assert_eq!(b.eval("document.getElementById('status').textContent"), "deploying");
+    b.eval("window.stayed = true");
+    std::fs::write(&go, "").unwrap();
+    wait_for("the page to show the outcome", Duration::from_secs(120), || {
+        (b.eval("document.getElementById('status').textContent") == "ok").then_some(())
+    });
+    assert_eq!(b.eval("window.stayed === true"), true, "the page reloaded");
+    let log = b.eval("document.getElementById('log').textContent");
+    assert!(log.as_str().unwrap().contains("released"), "{log}");
+    let phases = b.eval("document.getElementById('phases').textContent");
+    assert!(
+        phases.as_str().unwrap().contains("pre-deploy") && phases.as_str().unwrap().contains("converging"),
+        "{phases}"
+    );
+    let names =
+        b.eval("Array.from(document.querySelectorAll('#phases li')).map(li => li.textContent.trim().split(' ')[0])");
+    let unique: std::collections::HashSet<&str> = names.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(unique.len(), names.as_array().unwrap().len(), "a phase shows twice: {names}");
+    assert_eq!(server.settle()[0]["status"], "succeeded");
 }
 
 #[test]

@@ -327,6 +327,8 @@ struct DeployPage {
     age: String,
     reason: String,
     phases: Vec<Phase>,
+    /// Phases recorded so far (the event stream sends only later ones).
+    phases_seen: usize,
     vars: Vec<(String, String)>,
     verify: String,
     log: String,
@@ -365,10 +367,12 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
         age: when(&record),
         reason: record.reason.clone().unwrap_or_default(),
         phases: timings(&phases, record.finished_at),
+        phases_seen: phases.len(),
         // Stored redacted already; redacting again keeps a page from ever showing a secret-named value.
         vars: berth_core::vars::redact(&record.vars).into_iter().collect(),
         verify: pretty(&verify),
-        log,
+        // A running deploy's log lives in memory until it settles.
+        log: if record.status.is_final() { log } else { crate::deploy::live_log(&record.stack).unwrap_or(log) },
     };
     html(StatusCode::OK, &p)
 }
