@@ -328,6 +328,15 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     let forged = [("Cookie", admin.as_str()), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.test")];
     let (_, html, _) = get(&http, &format!("{base}/"), &forged);
     assert!(!html.contains("evil.test") && html.contains(&format!("href=\"{base}/stacks/")), "{html}");
+
+    // A session ends when its key is deleted, and at logout (which needs the session's token).
+    assert_eq!(get(&http, &format!("{base}/"), &[("Cookie", &viewer)]).0, 200);
+    repo.berth(&["keys", "delete", "viewer"]).ok();
+    assert_eq!(get(&http, &format!("{base}/"), &[("Cookie", &viewer)]).0, 303, "the deleted key's session");
+    let logout = format!("{base}/logout");
+    assert_eq!(post(&http, &logout, &[("Cookie", &admin)], "csrf=forged").0, 403);
+    assert_eq!(post(&http, &logout, &[("Cookie", &admin)], &format!("csrf={}", csrf(&html))).0, 303);
+    assert_eq!(get(&http, &format!("{base}/"), &[("Cookie", &admin)]).0, 303, "the session outlived its logout");
 }
 
 #[test]
