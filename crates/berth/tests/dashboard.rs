@@ -241,7 +241,8 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert_eq!(at, format!("{base}/stacks/{web}"));
     assert!(b.eval("document.querySelector('h1').textContent").as_str().unwrap().contains(&web));
     assert_eq!(b.eval("!!document.getElementById('deploy-now')"), true);
-    assert_eq!(b.eval("document.body.innerText.includes('verif') || document.body.innerText.includes('Verif')"), true);
+    let checks = b.eval("document.querySelector('.checks').textContent");
+    assert!(checks.as_str().unwrap().contains("passed converge: converged and stable"), "{checks}");
     b.eval("document.getElementById('deploy-now').click(); true");
     let at = b.loaded(|h| h.contains("/deploys/"));
     wait_for("the deploy page to show the outcome", Duration::from_secs(120), || {

@@ -208,6 +208,7 @@ struct StackPage {
     badge: Badge,
     current: Option<HistoryRow>,
     tag: String,
+    checks: Vec<Check>,
     verify: String,
     previous: String,
     changes: Vec<(String, String)>,
@@ -268,6 +269,7 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         badge: stack_badge(history.first(), def.manual, drift),
         tag: current.as_ref().and_then(|c| tags.get(&c.commit)).map(|t| t.join(", ")).unwrap_or_default(),
         current: current.as_ref().map(history_row),
+        checks: checks(&verify),
         verify: pretty(&verify),
         previous: previous.as_ref().map(|p| short(&p.commit)).unwrap_or_default(),
         more_changes: mine.len().saturating_sub(MAX_CHANGES),
@@ -279,6 +281,25 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         name,
     };
     html(StatusCode::OK, &p)
+}
+
+/// One verification step's outcome (converge, smoke, rollback, ...).
+pub struct Check {
+    pub name: String,
+    pub badge: Badge,
+    pub summary: String,
+}
+
+/// The steps of verification results that say whether they passed.
+fn checks(json: &str) -> Vec<Check> {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(json) else { return Vec::new() };
+    m.iter()
+        .filter_map(|(name, v)| {
+            let ok = v.get("ok")?.as_bool()?;
+            let summary = v.get("summary").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+            Some(Check { name: name.clone(), badge: if ok { badge("ok") } else { badge("failed") }, summary })
+        })
+        .collect()
 }
 
 /// Pretty JSON with secret-named fields redacted (verification results carry no secrets, but be sure).
@@ -330,6 +351,7 @@ struct DeployPage {
     /// Phases recorded so far (the event stream sends only later ones).
     phases_seen: usize,
     vars: Vec<(String, String)>,
+    checks: Vec<Check>,
     verify: String,
     log: String,
 }
@@ -370,6 +392,7 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
         phases_seen: phases.len(),
         // Stored redacted already; redacting again keeps a page from ever showing a secret-named value.
         vars: berth_core::vars::redact(&record.vars).into_iter().collect(),
+        checks: checks(&verify),
         verify: pretty(&verify),
         // A running deploy's log lives in memory until it settles.
         log: if record.status.is_final() { log } else { crate::deploy::live_log(&record.stack).unwrap_or(log) },
@@ -410,6 +433,11 @@ mod tests {
     fn badges_prefer_drift_over_success() {
         assert_eq!(stack_badge(None, true, false).key, "manual");
         assert_eq!(stack_badge(None, false, true).key, "never");
+        let c = checks("{\"converge\":{\"ok\":true,\"summary\":\"stable\"},\"smoke\":{\"ok\":false}}");
+        assert_eq!(
+            c.iter().map(|c| (c.name.as_str(), c.badge.key)).collect::<Vec<_>>(),
+            [("converge", "ok"), ("smoke", "failed")]
+        );
         assert!(!pretty("{\"smoke\":{\"API_TOKEN\":\"x\",\"ok\":true}}").contains("\"x\""));
     }
 }
