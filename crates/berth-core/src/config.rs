@@ -33,6 +33,41 @@ pub struct ConfigFile {
     pub environment: Vec<Spanned<EnvironmentToml>>,
     #[serde(default)]
     pub notify: Vec<Spanned<NotifyToml>>,
+    #[serde(default)]
+    pub dashboard: Option<Spanned<DashboardToml>>,
+}
+
+/// `[dashboard]`: the web dashboard of `berth serve`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardToml {
+    /// Serve the dashboard (default true).
+    pub enabled: Option<bool>,
+    /// Path prefix when a reverse proxy serves berth under a sub-path, e.g. `/berth`.
+    pub base_path: Option<String>,
+    /// Who may view: `public`, `key` (login with an API key, the default), `basic` or `forward`.
+    pub read: Option<String>,
+    /// Who may deploy and roll back: `key` (the default; the key's scope decides), `basic`, `forward` or `none`.
+    pub write: Option<String>,
+    /// Users of `basic`/`forward` write access allowed to deploy (default: every signed-in user).
+    pub writers: Option<Vec<String>>,
+    /// An htpasswd file's text (bcrypt entries, `htpasswd -B`) for `basic`.
+    pub htpasswd: Option<SecretRef>,
+    /// Identity from a reverse proxy that authenticates (Authelia, Authentik, oauth2-proxy).
+    pub forward_auth: Option<ForwardAuthToml>,
+    /// Proxies (CIDRs) whose `X-Forwarded-Proto` and `X-Forwarded-Host` are honoured.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `forward_auth = { header = "Remote-User", proxies = ["10.0.0.5/32"] }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthToml {
+    /// The header carrying the signed-in user (default `Remote-User`).
+    pub header: Option<String>,
+    /// Addresses (CIDRs) the header is honoured from; from anywhere else it is ignored.
+    pub proxies: Vec<String>,
 }
 
 /// `[[notify]]`: where berth tells what happened.

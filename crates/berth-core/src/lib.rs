@@ -13,6 +13,7 @@ pub mod changes;
 pub mod compat;
 pub mod config;
 pub mod dag;
+pub mod dashboard;
 pub mod discovery;
 pub mod duration;
 pub mod error;

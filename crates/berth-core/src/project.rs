@@ -147,6 +147,8 @@ pub struct Project {
     /// `[berth] prune`.
     pub prune: bool,
     pub age_identity: Option<SecretRef>,
+    /// `[dashboard]` of `berth serve`.
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 /// Is `name` a valid stack or server name (`[a-z0-9][a-z0-9_-]*`)?
@@ -495,6 +497,7 @@ impl Project {
                 }
             }
         }
+        let dashboard = crate::dashboard::resolve(cfg.dashboard.as_ref().map(|d| d.get_ref()), &mut errors);
         let max_parallel = cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
             errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
@@ -518,6 +521,7 @@ impl Project {
             notify: cfg.notify.iter().map(|n| n.get_ref().clone()).collect(),
             prune: cfg.berth.prune.unwrap_or(false),
             age_identity: cfg.berth.age_identity.clone(),
+            dashboard,
         })
     }
 

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_core::record::DeployStatus;
@@ -75,6 +76,15 @@ pub fn work_dir(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("work").join(name)
 }
 
+/// The log so far (redacted) of each stack's running deploy, for live views; a stack runs
+/// at most one deploy at a time.
+static LIVE: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The log so far of the deploy running for `stack`, if one is.
+pub fn live_log(stack: &str) -> Option<String> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner()).get(stack).cloned()
+}
+
 struct Run<'a> {
     log: String,
     secrets: Vec<String>,
@@ -88,6 +98,12 @@ impl Run<'_> {
     fn note(&mut self, line: &str) {
         self.log.push_str(line);
         self.log.push('\n');
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let log = self.redacted_log();
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(self.job.stack.name.clone(), log);
     }
 
     fn remaining(&self) -> Duration {
@@ -110,11 +126,13 @@ impl Run<'_> {
             Ok(out) => {
                 self.log.push_str(&out.stdout);
                 self.log.push_str(&out.stderr);
+                self.publish();
                 if out.success() { Ok(out.stdout) } else { Err(format!("{what} failed: {}", out.last_error_line())) }
             }
             Err(RunError::Timeout { output, timeout, .. }) => {
                 self.log.push_str(&output.stdout);
                 self.log.push_str(&output.stderr);
+                self.publish();
                 Err(format!("{what} timed out after {}s (stack timeout)", timeout.as_secs()))
             }
             Err(e) => Err(format!("{what}: {e}")),
@@ -149,6 +167,12 @@ impl Run<'_> {
     }
 }
 
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.job.stack.name);
+    }
+}
+
 /// Deploy one stack. Never panics on docker or git failures: they become a failed outcome.
 pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> Outcome {
     let mut r = Run {
@@ -175,8 +199,9 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
                 (Some(back), true) => {
                     progress("rollback");
                     r.note(&format!("rolling back to {} (the last successful deploy)", short(&back.commit)));
+                    // The rollback continues the log, so a live view shows it whole.
                     let mut rb = Run {
-                        log: String::new(),
+                        log: std::mem::take(&mut r.log),
                         secrets: r.secrets.clone(),
                         secret_keys: Default::default(),
                         deadline: Instant::now() + back.stack.timeout,
@@ -185,8 +210,8 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
                     let mut rb_vars = BTreeMap::new();
                     let mut rb_verify = serde_json::Map::new();
                     let result = attempt(repo, state_dir, &mut rb, &mut rb_vars, progress, &mut rb_verify);
-                    r.log.push_str(&rb.log);
-                    r.secrets.extend(rb.secrets);
+                    r.log = std::mem::take(&mut rb.log);
+                    r.secrets.extend(std::mem::take(&mut rb.secrets));
                     verify.insert("rollback".into(), serde_json::Value::Object(rb_verify));
                     match result {
                         Ok(_) => (
@@ -509,5 +534,5 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
     } else {
         r.compose(&project, &["down", "--remove-orphans"], "compose down")?;
     }
-    Ok(r.log)
+    Ok(std::mem::take(&mut r.log))
 }

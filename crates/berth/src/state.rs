@@ -168,7 +168,7 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Columns added after the first release of the schema.
-        for col in ["phase", "verify"] {
+        for col in ["phase", "verify", "phases"] {
             let _ = conn.execute(&format!("ALTER TABLE deploys ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"), []);
         }
         Ok(State { conn, path })
@@ -318,10 +318,35 @@ impl State {
         .map_err(self.err())
     }
 
-    /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...).
+    /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...); each
+    /// entered phase is also kept with its start time for the timings.
     pub fn set_phase(&self, id: i64, phase: &str) -> Result<(), StateError> {
-        self.conn.execute("UPDATE deploys SET phase = ?2 WHERE id = ?1", params![id, phase]).map_err(self.err())?;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.conn
+            .execute(
+                "UPDATE deploys SET phase = ?2, phases = phases || ?3 WHERE id = ?1",
+                params![id, phase, format!("{phase}\t{ms}\n")],
+            )
+            .map_err(self.err())?;
         Ok(())
+    }
+
+    /// The phases a deploy entered, in order, with their start (unix milliseconds).
+    pub fn phases(&self, id: i64) -> Result<Vec<(String, i64)>, StateError> {
+        let text: String = self
+            .conn
+            .query_row("SELECT phases FROM deploys WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?
+            .ok_or(StateError::NoSuchDeploy(id))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter_map(|(p, ms)| Some((p.to_string(), ms.parse().ok()?)))
+            .collect())
     }
 
     /// Verification results (JSON) of a deploy.
@@ -592,6 +617,11 @@ mod tests {
         assert_eq!(h.iter().map(|r| r.id).collect::<Vec<_>>(), [b, a]);
         assert_eq!(h[0].reason.as_deref(), Some("boom"));
         assert_eq!(st.log(a).unwrap(), "log a");
+        st.set_phase(b, "up").unwrap();
+        st.set_phase(b, "done").unwrap();
+        let p = st.phases(b).unwrap();
+        assert_eq!(p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["up", "done"]);
+        assert!(p[0].1 > 0 && p[0].1 <= p[1].1, "{p:?}");
         assert!(matches!(st.get(999), Err(StateError::NoSuchDeploy(999))));
     }
 }

@@ -24,6 +24,7 @@ struct ServeConfig {
     listen: String,
     max_parallel: usize,
     max_body: usize,
+    dashboard: berth_core::dashboard::Dashboard,
 }
 
 fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
@@ -33,6 +34,7 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
         let cfg = config::parse(&file, &text)?;
         let mut errors = Vec::new();
         let repos = project::repo_specs(&file, &text, &cfg, &mut errors);
+        let dashboard = berth_core::dashboard::resolve(cfg.dashboard.as_ref().map(|d| d.get_ref()), &mut errors);
         if !errors.is_empty() {
             return Err(Error::Config(errors));
         }
@@ -51,6 +53,7 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
             listen: cfg.berth.listen.unwrap_or_else(|| DEFAULT_LISTEN.into()),
             max_parallel: cfg.berth.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
             max_body: cfg.berth.max_body.unwrap_or(DEFAULT_MAX_BODY),
+            dashboard,
         });
     }
     let ws = Workspace::open(g.repo.as_deref(), g.state_dir.as_deref())?;
@@ -74,6 +77,7 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
         listen: snap.project.listen.clone(),
         max_parallel: snap.project.max_parallel,
         max_body: snap.project.max_body,
+        dashboard: snap.project.dashboard.clone(),
     })
 }
 
@@ -103,16 +107,35 @@ pub fn serve(g: &Global, config_file: Option<&Path>, listen: Option<&str>, grace
         let secret = resolve("webhook_secret", &spec.webhook_secret)?;
         repos.push((spec, token, secret));
     }
+    let dashboard = dashboard_setup(cfg.dashboard)?;
     let compose = Compose::detect()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Io(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        let ctl =
-            Controller::start(Setup { state_dir: cfg.state_dir, repos, compose, max_parallel: cfg.max_parallel })?;
+        let ctl = Controller::start(Setup {
+            state_dir: cfg.state_dir,
+            repos,
+            compose,
+            max_parallel: cfg.max_parallel,
+            dashboard,
+        })?;
         crate::server::serve(ctl, addr, cfg.max_body, grace)
             .await
             .map_err(|e| Error::Io(format!("cannot serve on {addr}: {e}")))
     })?;
     Ok(exit::OK)
+}
+
+/// Read the dashboard's htpasswd entries (when basic auth is configured).
+fn dashboard_setup(settings: berth_core::dashboard::Dashboard) -> Result<crate::controller::Dashboard> {
+    let users = match &settings.htpasswd {
+        Some(r) => {
+            let text = secrets::resolve(r).map_err(|e| Error::Usage(format!("[dashboard] htpasswd: {e}")))?;
+            berth_core::dashboard::parse_htpasswd(&text)
+                .map_err(|e| Error::Usage(format!("[dashboard] htpasswd: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(crate::controller::Dashboard { settings, users })
 }
 
 pub fn keys(g: &Global, command: &KeysCommand) -> Result<i32> {

@@ -59,6 +59,7 @@ pub struct Shared {
     pub started: Instant,
     pub max_parallel: usize,
     pub metrics: crate::metrics::Metrics,
+    pub dashboard: Dashboard,
     /// Bumped whenever a deploy settles; waiters re-check their deploys.
     settled: watch::Sender<u64>,
     sched_tx: mpsc::UnboundedSender<queue::Msg>,
@@ -99,6 +100,15 @@ pub struct Setup {
     pub repos: Vec<(RepoSpec, Option<String>, Option<String>)>,
     pub compose: Compose,
     pub max_parallel: usize,
+    pub dashboard: Dashboard,
+}
+
+/// The dashboard's settings with its secrets read.
+#[derive(Debug, Clone, Default)]
+pub struct Dashboard {
+    pub settings: berth_core::dashboard::Dashboard,
+    /// htpasswd entries: (user, bcrypt hash).
+    pub users: Vec<(String, String)>,
 }
 
 impl Controller {
@@ -146,6 +156,7 @@ impl Controller {
             started: Instant::now(),
             max_parallel: setup.max_parallel,
             metrics: crate::metrics::Metrics::default(),
+            dashboard: setup.dashboard,
             settled,
             sched_tx,
         });

@@ -5,6 +5,7 @@
 //! (`api`). Every JSON error has one shape: `{"error", "code", "trace"}`.
 
 mod api;
+mod dashboard;
 mod hooks;
 mod komodo;
 
@@ -189,6 +190,7 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .route("/version", get(komodo::version))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(dashboard::routes(app.clone()))
         .route("/api/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -248,7 +250,8 @@ pub async fn serve(ctl: Controller, addr: SocketAddr, max_body: usize, grace: Du
         StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(15 * 60),
     ));
-    axum::serve(listener, router).with_graceful_shutdown(signal()).await?;
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(signal()).await?;
     tracing::info!("shutting down: waiting for running deploys");
     ctl.shutdown(grace).await;
     tracing::info!("stopped");

@@ -1,6 +1,7 @@
 //! Test harness: real git repositories in temp dirs, the real berth binary and the real Docker engine.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod server;
 

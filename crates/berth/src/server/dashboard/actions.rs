@@ -1,0 +1,74 @@
+//! The dashboard's write actions: deploy a stack now, roll it back (CSRF-checked form posts).
+
+use std::collections::BTreeMap;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::auth::{CsrfForm, Posted, csrf_of};
+use super::{Ctx, blocking, message};
+use crate::controller::{Target, Want};
+
+/// The refusal, unless the writer may act on `stack` and the form carries its CSRF token.
+fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
+    if !ctx.csrf_ok(&form.csrf) {
+        return Some(message(ctx, StatusCode::FORBIDDEN, "Refused", "The form was stale or not from this dashboard."));
+    }
+    if !ctx.may_write(stack) {
+        return Some(message(ctx, StatusCode::FORBIDDEN, "Refused", format!("You may not deploy `{stack}`.")));
+    }
+    None
+}
+
+/// `POST …/stacks/{name}/deploy`: deploy the branch tip now, keeping the stack's pinned variables.
+pub async fn deploy(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
+        return r;
+    }
+    let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new() };
+    request(&ctx, &name, want, Target::Tip, "dashboard").await
+}
+
+/// `POST …/stacks/{name}/rollback`: put back the successful deploy before the current one.
+pub async fn rollback(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
+        return r;
+    }
+    let shared = ctx.dash.app.ctl.shared.clone();
+    let n = name.clone();
+    let earlier = blocking(move || {
+        shared.state(|s| {
+            let current = s.last_success(&n, None)?;
+            s.last_success(&n, current.map(|c| c.id))
+        })
+    })
+    .await;
+    let earlier = match earlier {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => {
+            let text = format!("Stack `{name}` has no earlier successful deploy.");
+            return message(&ctx, StatusCode::CONFLICT, "Nothing to roll back to", text);
+        }
+        Ok(Err(e)) => return message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e.to_string()),
+        Err(r) => return r,
+    };
+    let overrides = berth_core::vars::replayable(&earlier.overrides);
+    let want = Want::Force { stacks: vec![name.clone()], overrides };
+    request(&ctx, &name, want, Target::Rev(earlier.commit), "dashboard-rollback").await
+}
+
+/// Hand the deploy to the controller and show it (or the stack when nothing needed deploying).
+async fn request(ctx: &Ctx, stack: &str, want: Want, target: Target, why: &str) -> Response {
+    let Some(repo) = ctx.dash.app.ctl.repo_of_stack(stack).cloned() else {
+        return message(ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{stack}`."));
+    };
+    let who = ctx.writer.as_ref().map(|w| w.name.clone()).unwrap_or_default();
+    match ctx.dash.app.ctl.request(&repo, want, target, &format!("{why}:{who}")).await {
+        Ok(out) => match out.deploys.first() {
+            Some(d) => Redirect::to(&format!("{}/deploys/{}", ctx.base, d.id)).into_response(),
+            None => Redirect::to(&format!("{}/stacks/{stack}", ctx.base)).into_response(),
+        },
+        Err(e) => message(ctx, StatusCode::BAD_GATEWAY, "The deploy did not start", e.to_string()),
+    }
+}
