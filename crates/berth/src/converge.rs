@@ -53,9 +53,8 @@ pub async fn connect(engine: &Engine) -> Result<Docker, String> {
     const TIMEOUT: u64 = 120;
     let d = match (engine.host.as_deref(), &engine.tls) {
         (None, _) => Docker::connect_with_defaults(),
-        (Some(h), _) if h.starts_with("ssh://") => {
-            Docker::connect_with_ssh(h, TIMEOUT, bollard::API_DEFAULT_VERSION, None)
-        }
+        // Through the docker CLI, as every other command: bollard's own ssh transport drops the port.
+        (Some(h), _) if h.starts_with("ssh://") => crate::dial::connect(engine, TIMEOUT),
         (Some(h), Some(t)) => Docker::connect_with_ssl(
             h,
             std::path::Path::new(&t.key),
