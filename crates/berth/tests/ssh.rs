@@ -194,4 +194,15 @@ fn an_ssh_endpoint_carries_deploys_verification_and_drift_checks() {
     let out = repo.berth_env(&["drift"], Some(&path));
     assert_eq!(out.code, 1, "a stopped container must show as drift: {}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(&s), "{}", out.stdout);
+
+    // With the host unreachable, the check says what the ssh client said.
+    drop(sshd);
+    let out = repo.berth_env(&["drift"], Some(&path));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("cannot observe") && out.stdout.contains("Connection refused"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
 }
