@@ -53,9 +53,8 @@ pub async fn connect(engine: &Engine) -> Result<Docker, String> {
     const TIMEOUT: u64 = 120;
     let d = match (engine.host.as_deref(), &engine.tls) {
         (None, _) => Docker::connect_with_defaults(),
-        (Some(h), _) if h.starts_with("ssh://") => {
-            Docker::connect_with_ssh(h, TIMEOUT, bollard::API_DEFAULT_VERSION, None)
-        }
+        // Through the docker CLI, as every other command: bollard's own ssh transport drops the port.
+        (Some(h), _) if h.starts_with("ssh://") => crate::dial::connect(engine, TIMEOUT),
         (Some(h), Some(t)) => Docker::connect_with_ssl(
             h,
             std::path::Path::new(&t.key),
@@ -67,7 +66,19 @@ pub async fn connect(engine: &Engine) -> Result<Docker, String> {
         (Some(h), None) => Docker::connect_with_host(h),
     }
     .map_err(|e| format!("cannot connect to the Docker engine at {}: {e}", engine.endpoint()))?;
-    d.negotiate_version().await.map_err(|e| format!("the Docker engine at {} does not answer: {e}", engine.endpoint()))
+    match d.negotiate_version().await {
+        Ok(d) => Ok(d),
+        // A dial-stdio stream only ends; the CLI's own check says why (ssh refused, key, host key).
+        Err(_) if engine.host.as_deref().is_some_and(|h| h.starts_with("ssh://")) => {
+            let probe = engine.clone();
+            let why = tokio::task::spawn_blocking(move || probe.ping()).await;
+            Err(match why {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("the Docker engine at {} does not answer through ssh", engine.endpoint()),
+            })
+        }
+        Err(e) => Err(format!("the Docker engine at {} does not answer: {e}", engine.endpoint())),
+    }
 }
 
 /// Image id of each service's image, resolved now (right after `up`).

@@ -529,8 +529,7 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
     let vars = stack.env.clone();
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &vars };
     if stack.mode == Mode::Swarm {
-        let cmd = engine.stack(&project, "rm", &[], true);
-        r.exec(cmd, "docker stack rm")?;
+        r.exec(engine.stack_rm(&stack.name), "docker stack rm")?;
     } else {
         r.compose(&project, &["down", "--remove-orphans"], "compose down")?;
     }

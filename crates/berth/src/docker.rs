@@ -172,6 +172,21 @@ impl Engine {
         c
     }
 
+    /// `docker stack rm NAME`: takes no compose files, only the stack's name.
+    pub fn stack_rm(&self, name: &str) -> Command {
+        let mut c = self.docker();
+        c.args(["stack", "rm", name]);
+        c
+    }
+
+    /// `docker system dial-stdio`: a byte stream to the engine's API through whatever transport the
+    /// CLI uses for the endpoint (for `ssh://`, the ssh client with the user's configuration).
+    pub fn dial_stdio(&self) -> Command {
+        let mut c = self.docker();
+        c.args(["system", "dial-stdio"]);
+        c
+    }
+
     /// `docker service update --force` of some services of a swarm stack (bind-mounted files changed).
     pub fn force_update(&self, stack: &str, service: &str) -> Command {
         let mut c = self.docker();
@@ -251,6 +266,38 @@ mod tests {
         assert!(s.iter().any(|x| x.name == "init" && x.one_shot));
         assert!(s.iter().any(|x| x.name == "web" && !x.one_shot && x.image.as_deref() == Some("x:1")));
         assert!(s.iter().any(|x| x.name == "built" && x.image.is_none()));
+    }
+
+    fn args(c: &Command) -> Vec<String> {
+        c.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    fn env(c: &Command, key: &str) -> Option<String> {
+        c.get_envs().find(|(k, _)| *k == key).and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    fn engine(host: Option<&str>) -> Engine {
+        Engine {
+            host: host.map(str::to_string),
+            tls: None,
+            docker_config: None,
+            compose: Compose::Plugin { version: "2".into() },
+        }
+    }
+
+    #[test]
+    fn the_api_stream_to_an_ssh_endpoint_goes_through_the_docker_cli() {
+        let c = engine(Some("ssh://deploy@10.0.0.5:2222")).dial_stdio();
+        assert_eq!(c.get_program(), "docker");
+        assert_eq!(args(&c), ["system", "dial-stdio"]);
+        assert_eq!(env(&c, "DOCKER_HOST").as_deref(), Some("ssh://deploy@10.0.0.5:2222"));
+    }
+
+    #[test]
+    fn stack_rm_names_the_stack_and_no_compose_file() {
+        let c = engine(None).stack_rm("web");
+        assert_eq!(args(&c), ["stack", "rm", "web"]);
+        assert_eq!(env(&c, "DOCKER_HOST"), None);
     }
 
     #[test]

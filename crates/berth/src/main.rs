@@ -7,6 +7,7 @@ mod commands;
 mod controller;
 mod converge;
 mod deploy;
+mod dial;
 mod dispatch;
 mod docker;
 mod drift;

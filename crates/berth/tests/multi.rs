@@ -268,6 +268,65 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
     });
 }
 
+/// Services of a swarm stack, by name.
+fn swarm_services(stack: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.stack.namespace={stack}");
+    docker_out(&["service", "ls", "--filter", &filter, "--format", "{{.Name}}"]).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn swarm_stacks_gone_from_the_repo_are_pruned_and_stacks_berth_did_not_deploy_are_left_alone() {
+    docker();
+    let (keep, gone, by_hand) = (unique("skeep"), unique("sgone"), unique("shand"));
+    let _swarm = Swarm::join(vec![keep.clone(), gone.clone(), by_hand.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nmode = \"swarm\"\nverify = { stable = \"1s\" }\n");
+    for n in [&keep, &gone] {
+        repo.write(&format!("stacks/{n}/compose.yaml"), &sleeper(&["app"]));
+    }
+    repo.commit("two swarm stacks");
+    repo.berth(&["apply"]).ok();
+    // Deployed by hand, not by berth, and matching no stack of the repository.
+    let hand = tempfile::tempdir().unwrap();
+    std::fs::write(hand.path().join("compose.yaml"), sleeper(&["app"])).unwrap();
+    let o = Command::new("docker")
+        .args(["stack", "deploy", "--compose-file"])
+        .arg(hand.path().join("compose.yaml"))
+        .arg(&by_hand)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker stack deploy: {}", String::from_utf8_lossy(&o.stderr));
+    for n in [&keep, &gone, &by_hand] {
+        assert_eq!(swarm_services(n), [format!("{n}_app")]);
+    }
+
+    repo.remove(&format!("stacks/{gone}"));
+    repo.commit("drop one");
+    let plan = repo.json(&["plan", "--json"]);
+    let steps = plan["steps"].as_array().unwrap();
+    let step = steps.iter().find(|s| s["stack"] == gone.as_str()).unwrap();
+    assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("remove"), Some("removed")), "{step}");
+    assert!(!steps.iter().any(|s| s["stack"] == by_hand.as_str()), "{plan}");
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains(&format!("- {gone}")) && out.stdout.contains("removed"), "{}", out.stdout);
+    assert!(swarm_services(&gone).is_empty(), "the removed stack's services remain");
+    let namespace = format!("label=com.docker.stack.namespace={gone}");
+    wait_for("the removed stack's containers to go", Duration::from_secs(60), || {
+        docker_out(&["ps", "-aq", "--filter", &namespace]).is_empty().then_some(())
+    });
+    assert_eq!(swarm_services(&keep), [format!("{keep}_app")]);
+    assert_eq!(swarm_services(&by_hand), [format!("{by_hand}_app")], "a stack berth did not deploy was touched");
+    let h = repo.json(&["history", &gone, "--json"]);
+    assert_eq!(h[0]["status"], "removed", "{}", h[0]);
+    let log = repo.berth(&["logs", &h[0]["id"].to_string()]).ok().stdout;
+    assert!(log.contains(&format!("docker stack rm {gone}")), "{log}");
+    let status = repo.json(&["status", "--json"]);
+    let row = status.as_array().unwrap().iter().find(|r| r["stack"] == gone.as_str()).unwrap();
+    assert_eq!((row["status"].as_str(), row["in_repo"].as_bool()), (Some("removed"), Some(false)), "{row}");
+    let again = repo.berth(&["apply"]).ok();
+    assert!(!again.stdout.contains(&gone), "{}", again.stdout);
+}
+
 struct Child(std::process::Child);
 impl Drop for Child {
     fn drop(&mut self) {

@@ -94,8 +94,11 @@ fn run_plan(
             println!("- {:<20} blocked: {}", s.stack, super::inspect::explain(s));
         }
     }
-    let removed = prune(ws, &state, &plan)?;
+    let (removed, not_removed) = prune(ws, &state, &plan)?;
     if count(Action::Deploy) == 0 {
+        if not_removed > 0 {
+            return Ok(exit::FAILED);
+        }
         if removed > 0 {
             return Ok(exit::OK);
         }
@@ -154,7 +157,7 @@ fn run_plan(
     for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
         println!("  {} {} (deploy {}): {}", d.stack, d.status, d.id, d.reason.as_deref().unwrap_or(""));
     }
-    Ok(if failed + blocked + count(Action::Blocked) > 0 {
+    Ok(if failed + blocked + not_removed + count(Action::Blocked) > 0 {
         exit::FAILED
     } else if rolled > 0 {
         exit::ROLLED_BACK
@@ -327,8 +330,9 @@ pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) ->
 
 /// Take down the stacks the plan marks `remove` (gone from the repository, `prune` on).
 /// Only stacks berth itself deployed reach this: they come from its own records.
-fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::Plan) -> Result<usize> {
-    let mut n = 0;
+/// Returns how many were removed and how many could not be.
+fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::Plan) -> Result<(usize, usize)> {
+    let (mut n, mut failed) = (0, 0);
     for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
         let Some(last) = state.last_success(&step.stack, None)? else { continue };
         let snap = ws.snapshot(&last.commit)?;
@@ -355,8 +359,9 @@ fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::P
             Err(why) => {
                 state.finish(id, DeployStatus::Failed, Some(&why), "", &BTreeMap::new())?;
                 println!("✗ {:<20} could not be removed: {why}", step.stack);
+                failed += 1;
             }
         }
     }
-    Ok(n)
+    Ok((n, failed))
 }

@@ -39,7 +39,6 @@ pub fn docker() {
 /// Make sure `program` is installed: install Debian `package` when it is missing and we
 /// are root with apt (as on a fresh machine of this project's kind); fail otherwise.
 pub fn need(program: &str, package: &str) {
-    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let have = || {
         Command::new("sh")
             .args(["-c", &format!("command -v {program}")])
@@ -47,6 +46,12 @@ pub fn need(program: &str, package: &str) {
             .map(|o| o.status.success())
             .unwrap_or(false)
     };
+    need_that(&format!("`{program}`"), package, have);
+}
+
+/// Make sure `what` is there as `have` judges it, installing Debian `package` as `need` does.
+pub fn need_that(what: &str, package: &str, have: impl Fn() -> bool) {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if have() {
         return;
     }
@@ -74,7 +79,7 @@ pub fn need(program: &str, package: &str) {
             }
         }
     }
-    assert!(have(), "`{program}` is needed by this test: apt-get install {package}");
+    assert!(have(), "{what} is needed by this test: apt-get install {package}");
 }
 
 /// A short name unique to this test process and call, usable as a stack (compose project) name.
