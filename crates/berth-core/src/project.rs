@@ -58,7 +58,8 @@ pub struct Stack {
     pub env: BTreeMap<String, String>,
     /// Variables whose values are secrets read at deploy time (the reference is hashed, never the value).
     pub secret_env: BTreeMap<String, crate::config::SecretRef>,
-    /// age-encrypted env files: the folder's `*.env.age` and the ones listed in `secrets`.
+    /// Encrypted env files: the folder's `*.env.age` (age) and `*.sops.{env,yaml,yml,json}` (SOPS), and the
+    /// ones listed in `secrets`.
     pub secrets: Vec<String>,
     pub env_files: Vec<String>,
     #[serde(with = "secs")]
@@ -649,7 +650,7 @@ impl Defaults {
     fn stack(&self, name: String, path: String, compose_files: Vec<String>, tree: &Tree, origin: String) -> Stack {
         Stack {
             name,
-            secrets: age_files(tree, &path),
+            secrets: secret_files(tree, &path),
             compose_files,
             path,
             server: self.server.clone(),
@@ -676,11 +677,14 @@ impl Defaults {
     }
 }
 
-/// The `*.env.age` files directly in a stack folder.
-fn age_files(tree: &Tree, dir: &str) -> Vec<String> {
+/// Name endings of encrypted env files picked up from a stack folder without being listed.
+pub const SECRET_FILE_SUFFIXES: [&str; 5] = [".env.age", ".sops.env", ".sops.yaml", ".sops.yml", ".sops.json"];
+
+/// The encrypted env files directly in a stack folder.
+fn secret_files(tree: &Tree, dir: &str) -> Vec<String> {
     tree.under(dir)
         .iter()
-        .filter(|e| !e.path[dir.len() + 1..].contains('/') && e.path.ends_with(".env.age"))
+        .filter(|e| !e.path[dir.len() + 1..].contains('/') && SECRET_FILE_SUFFIXES.iter().any(|s| e.path.ends_with(s)))
         .map(|e| e.path.clone())
         .collect()
 }
@@ -736,7 +740,7 @@ fn apply_entry(
         && p != stack.path
     {
         stack.compose_files = discovery::default_compose_files(tree, &p);
-        stack.secrets = age_files(tree, &p);
+        stack.secrets = secret_files(tree, &p);
         stack.path = p;
     }
     if tree.under(&stack.path).is_empty() {

@@ -407,11 +407,17 @@ fn steps(
     // Encrypted env files: decrypted into a private file (0600) removed after the deploy.
     let mut plain_files = TempFiles(Vec::new());
     if !stack.secrets.is_empty() {
-        let identity = crate::secrets::age_identity(stack.age_identity.as_ref())
-            .map_err(|e| untouched(format!("stack `{}` has encrypted secrets but no age identity: {e}", stack.name)))?;
+        let identity = crate::secrets::age_identity(stack.age_identity.as_ref());
         for (n, f) in stack.secrets.iter().enumerate() {
             let cipher = std::fs::read(dir.join(f)).map_err(|e| untouched(format!("cannot read {f}: {e}")))?;
-            let plain = crate::secrets::decrypt_age(&cipher, &identity).map_err(|e| untouched(format!("{f}: {e}")))?;
+            let plain = match crate::secrets::sops_format(f, &cipher) {
+                Some(kind) => crate::secrets::decrypt_sops(&dir.join(f), kind, identity.as_deref().ok()),
+                None => match &identity {
+                    Ok(id) => crate::secrets::decrypt_age(&cipher, id),
+                    Err(e) => Err(format!("stack `{}` has age-encrypted secrets but no age identity: {e}", stack.name)),
+                },
+            }
+            .map_err(|e| untouched(format!("{f}: {e}")))?;
             let tmp = private_file(state_dir, &format!("{}-{n}.env", stack.name), &plain)
                 .map_err(|e| untouched(format!("cannot write the decrypted {f}: {e}")))?;
             plain_files.0.push(tmp.clone());

