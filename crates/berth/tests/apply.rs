@@ -323,22 +323,13 @@ fn encrypted_env_files_and_secret_references_never_leak() {
     let id = serde_json::from_str::<serde_json::Value>(&hist.stdout).unwrap()[0]["id"].to_string();
     let logs = run(&["logs", &id]);
     let status = run(&["status", "--json"]).ok();
-    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
-        ("apply output".into(), format!("{}{}", out.stdout, out.stderr).into_bytes()),
-        ("history".into(), hist.stdout.into_bytes()),
-        ("logs".into(), logs.stdout.into_bytes()),
-        ("status".into(), status.stdout.into_bytes()),
+    let outputs = [
+        ("apply output", format!("{}{}", out.stdout, out.stderr)),
+        ("history", hist.stdout),
+        ("logs", logs.stdout),
+        ("status", status.stdout),
     ];
-    for entry in walk(repo.state.path()) {
-        if !entry.starts_with(repo.state.path().join("work")) {
-            haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap_or_default()));
-        }
-    }
-    for (what, bytes) in &haystacks {
-        for secret in [planted, referenced] {
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret leaked into {what}");
-        }
-    }
+    assert_no_leak(&outputs, repo.state.path(), &[planted, referenced]);
     assert!(
         std::fs::read_dir(repo.state.path().join("tmp")).map(|d| d.count()).unwrap_or(0) == 0,
         "decrypted files were left behind"
@@ -430,18 +421,22 @@ fn sops_encrypted_env_files_are_decrypted_through_sops() {
     let hist = run(&["history", &s, "--json"], &with_sops).ok();
     let id = serde_json::from_str::<serde_json::Value>(&hist.stdout).unwrap()[0]["id"].to_string();
     let logs = run(&["logs", &id], &with_sops).ok();
-    let mut haystacks = vec![
-        ("apply output".to_string(), format!("{}{}", out.stdout, out.stderr).into_bytes()),
-        ("history".into(), hist.stdout.into_bytes()),
-        ("logs".into(), logs.stdout.into_bytes()),
-    ];
-    for entry in walk(repo.state.path()) {
-        if !entry.starts_with(repo.state.path().join("work")) {
+    let outputs =
+        [("deploy output", format!("{}{}", out.stdout, out.stderr)), ("history", hist.stdout), ("logs", logs.stdout)];
+    assert_no_leak(&outputs, repo.state.path(), &[in_env, in_yaml]);
+}
+
+/// No secret in any of berth's outputs, nor in any file of the state dir (the stacks' work trees aside).
+fn assert_no_leak(outputs: &[(&str, String)], state: &std::path::Path, secrets: &[&str]) {
+    let mut haystacks: Vec<(String, Vec<u8>)> =
+        outputs.iter().map(|(what, text)| (what.to_string(), text.clone().into_bytes())).collect();
+    for entry in walk(state) {
+        if !entry.starts_with(state.join("work")) {
             haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap_or_default()));
         }
     }
     for (what, bytes) in &haystacks {
-        for secret in [in_env, in_yaml] {
+        for secret in secrets {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret leaked into {what}");
         }
     }
