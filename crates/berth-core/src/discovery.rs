@@ -66,7 +66,8 @@ impl Pattern {
         let mut server = None;
         let mut parts = dir.split('/');
         for seg in &self.segments {
-            let part = parts.next()?;
+            // Every segment names a folder: the repository root ("") is never a stack of `{stack}/`.
+            let part = parts.next().filter(|p| !p.is_empty())?;
             match seg {
                 Segment::Literal(l) if l != part => return None,
                 Segment::Literal(_) | Segment::Any => {}
@@ -174,6 +175,18 @@ mod tests {
         let found = discover(&tree, &pats(&["stacks/{stack}/"]));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].compose_files, vec!["stacks/a/compose.yaml"]);
+    }
+
+    #[test]
+    fn a_compose_file_at_the_root_is_not_a_stack_named_empty() {
+        // Found by fuzzing: `{stack}/` matched the root folder "" and discovered a stack with no name.
+        let tree = Tree::from_paths(["compose.yaml", "web/compose.yaml"]);
+        let found = discover(&tree, &pats(&["{stack}/"]));
+        assert_eq!(found.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["web"]);
+        let p = &pats(&["{server}/{stack}/"])[0];
+        assert_eq!(p.matches("onyx/"), None);
+        assert_eq!(p.matches("/web"), None);
+        assert_eq!(p.matches("onyx/web"), Some(("web", Some("onyx"))));
     }
 
     #[test]

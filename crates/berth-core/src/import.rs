@@ -19,6 +19,11 @@ fn q(s: &str) -> String {
     Value::String(s.to_string()).to_string()
 }
 
+/// A value quoted for a `#` comment: escaped onto one line (a TOML string may span lines, a comment may not).
+fn note(s: &str) -> String {
+    format!("{s:?}")
+}
+
 fn list(items: &[String]) -> String {
     format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "))
 }
@@ -89,7 +94,7 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
                     toml,
                     "docker = {}  # CONFIRM: Komodo periphery was {}",
                     q(&format!("ssh://root@{h}")),
-                    q(address)
+                    note(address)
                 );
             }
             None => warn(format!("server `{name}`: no address; it targets the local engine")),
@@ -111,8 +116,9 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
             Some(h) => {
                 let _ = writeln!(
                     toml,
-                    "docker = {}  # CONFIRM: a manager of swarm `{name}`",
-                    q(&format!("ssh://root@{h}"))
+                    "docker = {}  # CONFIRM: a manager of swarm {}",
+                    q(&format!("ssh://root@{h}")),
+                    note(name)
                 );
             }
             None => warn(format!("swarm `{name}`: no manager server found; set its docker endpoint by hand")),
@@ -125,11 +131,14 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
         let get = |k: &str| cfg.and_then(|c| c.get(k)).and_then(Value::as_str);
         let provider = get("git_provider").unwrap_or("github.com");
         let https = cfg.and_then(|c| c.get("git_https")).and_then(Value::as_bool).unwrap_or(true);
+        // berth needs a URL for every repo; an entry without one would make the whole file invalid.
+        let Some(repo) = get("repo") else {
+            warn(format!("repo `{name}`: no `repo` (the git path) in its config; not imported"));
+            continue;
+        };
+        let scheme = if https { "https" } else { "http" };
         let _ = writeln!(toml, "\n[[repo]]\nname = {}", q(name));
-        if let Some(repo) = get("repo") {
-            let scheme = if https { "https" } else { "http" };
-            let _ = writeln!(toml, "url = {}", q(&format!("{scheme}://{provider}/{repo}.git")));
-        }
+        let _ = writeln!(toml, "url = {}", q(&format!("{scheme}://{provider}/{repo}.git")));
         if let Some(b) = get("branch") {
             let _ = writeln!(toml, "branch = {}", q(b));
         }
@@ -137,7 +146,7 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
             let _ = writeln!(
                 toml,
                 "token = {{ env = \"BERTH_GIT_TOKEN\" }}  # CONFIRM: Komodo used git account {}",
-                q(get("git_account").unwrap_or(""))
+                note(get("git_account").unwrap_or(""))
             );
         }
         for (k, _) in cfg.into_iter().flatten() {
@@ -193,16 +202,22 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
             }
         }
         if let Some(env) = gets("environment") {
-            let mut vars = Vec::new();
+            // A key set twice keeps its last value, as in a dotenv file; TOML refuses a duplicate key.
+            let mut vars: Vec<(&str, &str)> = Vec::new();
             for line in env.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-                match line.split_once('=') {
-                    Some((k, v)) if crate::vars::valid_key(k.trim()) => {
-                        vars.push(format!("{} = {}", k.trim(), q(v.trim())))
-                    }
+                match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                    Some((k, v)) if crate::vars::valid_key(k) => match vars.iter_mut().find(|(key, _)| *key == k) {
+                        Some(set) => {
+                            warn(format!("stack `{name}`: environment sets `{k}` twice; the last value is kept"));
+                            set.1 = v;
+                        }
+                        None => vars.push((k, v)),
+                    },
                     _ => warn(format!("stack `{name}`: environment line `{line}` is not KEY=VALUE")),
                 }
             }
             if !vars.is_empty() {
+                let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
                 let _ = writeln!(toml, "env = {{ {} }}", vars.join(", "));
             }
         }
@@ -312,5 +327,45 @@ name = "legacy"
         assert!(out.warnings.iter().any(|w| w.starts_with("deployment `legacy`")));
         // The output is valid berth.toml syntax.
         crate::config::parse("berth.toml", &out.toml).unwrap();
+    }
+
+    #[test]
+    fn values_in_comments_stay_on_one_line() {
+        // Found by fuzzing: a multi-line address was quoted as a TOML multi-line string inside a comment.
+        let text = r#"
+[[server]]
+name = "m1"
+config.address = """
+http://10.0.0.9:8120
+# not a comment"""
+[[swarm]]
+name = "prod\nswarm"
+config.server_ids = ["m1"]
+[[repo]]
+name = "r"
+config = { repo = "me/r", git_account = "a\nb = 1" }
+"#;
+        let out = komodo(text).unwrap();
+        crate::config::parse("berth.toml", &out.toml).unwrap();
+        assert!(out.toml.contains(r#"periphery was "http://10.0.0.9:8120\n# not a comment""#), "{}", out.toml);
+        assert!(out.toml.contains(r#"a manager of swarm "prod\nswarm""#), "{}", out.toml);
+    }
+
+    #[test]
+    fn an_environment_key_set_twice_keeps_the_last_value() {
+        // Found by fuzzing: both lines were written into one inline table, a TOML duplicate key.
+        let out = komodo("[[stack]]\nname = \"app\"\nconfig.environment = \"A=1\\nB=2\\nA = 3\"\n").unwrap();
+        crate::config::parse("berth.toml", &out.toml).unwrap();
+        assert!(out.toml.contains(r#"env = { A = "3", B = "2" }"#), "{}", out.toml);
+        assert_eq!(out.warnings, ["stack `app`: environment sets `A` twice; the last value is kept"]);
+    }
+
+    #[test]
+    fn a_repo_without_its_git_path_is_reported_not_written() {
+        // Found by fuzzing: `[[repo]]` without `repo` was written without `url`, so the import did not parse.
+        let out = komodo("[[repo]]\nname = \"homelab\"\n[repo.config]\nbranch = \"main\"\n").unwrap();
+        crate::config::parse("berth.toml", &out.toml).unwrap();
+        assert!(!out.toml.contains("[[repo]]"), "{}", out.toml);
+        assert!(out.warnings.iter().any(|w| w.starts_with("repo `homelab`: no `repo`")), "{:?}", out.warnings);
     }
 }

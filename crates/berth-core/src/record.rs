@@ -100,6 +100,61 @@ pub struct DeployRecord {
     pub phase: String,
 }
 
+/// A `deploys` row as the state store reads it: maps as JSON text, the status as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredDeploy {
+    pub id: i64,
+    pub stack: String,
+    pub server: String,
+    pub commit: String,
+    pub config_hash: String,
+    pub vars: String,
+    pub overrides: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub phase: String,
+}
+
+impl StoredDeploy {
+    /// Decode a stored row. A damaged map reads as empty and an unknown status as
+    /// `interrupted`, so one bad row (or one from a newer berth) never hides the history.
+    pub fn decode(self) -> DeployRecord {
+        DeployRecord {
+            id: self.id,
+            vars: decode_map(&self.vars),
+            overrides: decode_map(&self.overrides),
+            status: DeployStatus::parse(&self.status).unwrap_or(DeployStatus::Interrupted),
+            stack: self.stack,
+            server: self.server,
+            commit: self.commit,
+            config_hash: self.config_hash,
+            reason: self.reason,
+            trigger: self.trigger,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            phase: self.phase,
+        }
+    }
+}
+
+/// A variable map as stored (JSON object text).
+pub fn encode_map(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+/// A stored variable map; anything but a JSON object of strings reads as empty.
+pub fn decode_map(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// A stored list of messages (JSON array text); anything else reads as empty.
+pub fn decode_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 /// What the plan needs to know about a stack's past.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
@@ -116,4 +171,37 @@ pub struct History {
     /// Config hash and id of the most recent deploy.
     pub latest_hash: Option<String>,
     pub latest_id: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_rows_round_trip_and_damage_reads_as_empty() {
+        let vars = BTreeMap::from([("TAG".to_string(), "v1 \"quoted\"\n".to_string())]);
+        let row = StoredDeploy {
+            id: 7,
+            vars: encode_map(&vars),
+            overrides: "{}".into(),
+            status: "rolled_back".into(),
+            ..StoredDeploy::default()
+        };
+        let r = row.clone().decode();
+        assert_eq!((r.id, &r.vars, r.status), (7, &vars, DeployStatus::RolledBack));
+        let damaged =
+            StoredDeploy { vars: "{\"A\":1}".into(), overrides: "[".into(), status: "exploded".into(), ..row };
+        let r = damaged.decode();
+        assert!(r.vars.is_empty() && r.overrides.is_empty());
+        assert_eq!(r.status, DeployStatus::Interrupted);
+        assert_eq!(decode_list("[\"a\",\"b\"]"), ["a", "b"]);
+        assert!(decode_list("{}").is_empty());
+    }
+
+    #[test]
+    fn every_status_parses_back() {
+        for s in DeployStatus::ALL {
+            assert_eq!(DeployStatus::parse(s.as_str()), Some(s));
+        }
+    }
 }

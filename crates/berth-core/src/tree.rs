@@ -61,8 +61,9 @@ pub fn join(base: &str, rel: &str) -> Option<String> {
     {
         return None;
     }
-    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
-    for seg in rel.split('/') {
+    // `base` goes through the same normalisation: a `..` in it may not climb out either.
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in base.split('/').chain(rel.split('/')) {
         match seg {
             "" | "." => {}
             ".." => {
@@ -85,6 +86,10 @@ mod tests {
         assert_eq!(join("stacks/app", "../../../etc/passwd"), None);
         assert_eq!(join("", "/etc/passwd"), None);
         assert_eq!(join("", "stacks/app/"), Some("stacks/app".into()));
+        // Found by fuzzing: a `..` in the base was kept, so the result started with `../`.
+        assert_eq!(join("..", "x"), None);
+        assert_eq!(join("a/../..", "x"), None);
+        assert_eq!(join("a/./b/..", "c").as_deref(), Some("a/c"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use berth_core::record::{DeployRecord, DeployStatus, History};
+use berth_core::record::{DeployRecord, DeployStatus, History, StoredDeploy, decode_list, decode_map, encode_map};
 use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +189,8 @@ impl State {
                     d.server,
                     d.commit,
                     d.config_hash,
-                    json(d.vars),
-                    json(d.overrides),
+                    encode_map(d.vars),
+                    encode_map(d.overrides),
                     d.trigger,
                     now()
                 ],
@@ -223,7 +223,7 @@ impl State {
             .execute(
                 "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4
                  WHERE id = ?1",
-                params![id, config_hash, json(overrides), now()],
+                params![id, config_hash, encode_map(overrides), now()],
             )
             .map_err(self.err())?;
         Ok(())
@@ -310,12 +310,10 @@ impl State {
             .conn
             .prepare("SELECT repo, commit_sha, errors, at FROM config_rejections ORDER BY id DESC LIMIT ?1")
             .map_err(self.err())?;
-        st.query_map([limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(), r.get(3)?))
-        })
-        .map_err(self.err())?
-        .collect::<Result<_, _>>()
-        .map_err(self.err())
+        st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, decode_list(&r.get::<_, String>(2)?), r.get(3)?)))
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())
     }
 
     /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...); each
@@ -477,7 +475,7 @@ impl State {
                 "UPDATE deploys SET status = ?2, reason = ?3, log = ?4, finished_at = ?5,
                         vars = CASE WHEN ?6 = '{}' THEN vars ELSE ?6 END
                  WHERE id = ?1",
-                params![id, status.as_str(), reason, log, now(), json(vars)],
+                params![id, status.as_str(), reason, log, now(), encode_map(vars)],
             )
             .map_err(self.err())?;
         if n == 0 {
@@ -548,7 +546,7 @@ impl State {
             let (stack, commit, hash, overrides) = r.map_err(self.err())?;
             let h = out.entry(stack).or_default();
             h.last_success = Some((commit, hash));
-            h.overrides = serde_json::from_str(&overrides).unwrap_or_default();
+            h.overrides = decode_map(&overrides);
         }
         Ok(out)
     }
@@ -568,27 +566,23 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-fn json(map: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
-}
-
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRecord> {
-    let status: String = r.get(7)?;
-    Ok(DeployRecord {
+    Ok(StoredDeploy {
         id: r.get(0)?,
         stack: r.get(1)?,
         server: r.get(2)?,
         commit: r.get(3)?,
         config_hash: r.get(4)?,
-        vars: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-        overrides: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-        status: DeployStatus::parse(&status).unwrap_or(DeployStatus::Interrupted),
+        vars: r.get(5)?,
+        overrides: r.get(6)?,
+        status: r.get(7)?,
         reason: r.get(8)?,
         trigger: r.get(9)?,
         started_at: r.get(10)?,
         finished_at: r.get(11)?,
         phase: r.get(12)?,
-    })
+    }
+    .decode())
 }
 
 #[cfg(test)]
