@@ -1,7 +1,8 @@
 //! The workspace: a stacks repository, its state dir, and snapshots of the project at a commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use berth_core::changes::Index;
 use berth_core::plan::{self, Plan};
@@ -19,6 +20,30 @@ pub type VarsByStack = HashMap<String, BTreeMap<String, String>>;
 pub struct Workspace {
     pub repo: Repo,
     pub state_dir: PathBuf,
+    cache: Cache,
+}
+
+/// The last few snapshots and diffs. Commits never change, so entries never go stale; the
+/// syncer, the executor and the rollback of one push all look at the same commits, and each
+/// git process they would repeat costs milliseconds on the push-to-deploy path.
+#[derive(Default)]
+struct Cache {
+    snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
+    diffs: Mutex<VecDeque<(String, String, Arc<Vec<berth_core::changes::Change>>)>>,
+}
+
+const CACHED_SNAPSHOTS: usize = 8;
+const CACHED_DIFFS: usize = 32;
+
+fn remember<T>(list: &Mutex<VecDeque<T>>, item: T, cap: usize) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    l.push_front(item);
+    l.truncate(cap);
+}
+
+/// A full commit id (which needs no `rev-parse` to be known).
+fn is_commit_id(rev: &str) -> bool {
+    (rev.len() == 40 || rev.len() == 64) && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The project as it is at one commit.
@@ -55,7 +80,11 @@ impl Workspace {
                 }
             }
         };
-        Ok(Workspace { repo, state_dir })
+        Ok(Workspace::new(repo, state_dir))
+    }
+
+    pub fn new(repo: Repo, state_dir: PathBuf) -> Workspace {
+        Workspace { repo, state_dir, cache: Cache::default() }
     }
 
     pub fn state(&self) -> Result<State> {
@@ -63,13 +92,42 @@ impl Workspace {
     }
 
     /// Load the project at a revision.
-    pub fn snapshot(&self, rev: &str) -> Result<Snapshot> {
+    pub fn snapshot(&self, rev: &str) -> Result<Arc<Snapshot>> {
+        let cached = |commit: &str| {
+            let l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+            l.iter().find(|s| s.commit == commit).cloned()
+        };
+        if is_commit_id(rev)
+            && let Some(s) = cached(rev)
+        {
+            return Ok(s);
+        }
         let commit = self.repo.resolve(rev)?;
+        if let Some(s) = cached(&commit) {
+            return Ok(s);
+        }
         let tree = self.repo.tree(&commit)?;
         let text = if tree.contains(config::FILE_NAME) { self.repo.read(&commit, config::FILE_NAME)? } else { None };
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
-        Ok(Snapshot { commit, tree, project })
+        let snap = Arc::new(Snapshot { commit, tree, project });
+        remember(&self.cache.snapshots, snap.clone(), CACHED_SNAPSHOTS);
+        Ok(snap)
+    }
+
+    /// The paths changed between two commits.
+    fn diff(&self, from: &str, to: &str) -> Result<Arc<Vec<berth_core::changes::Change>>> {
+        {
+            let l = self.cache.diffs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, _, d)) = l.iter().find(|(f, t, _)| f == from && t == to) {
+                return Ok(d.clone());
+            }
+        }
+        let d = Arc::new(self.repo.diff(from, to)?);
+        if is_commit_id(from) && is_commit_id(to) {
+            remember(&self.cache.diffs, (from.to_string(), to.to_string(), d.clone()), CACHED_DIFFS);
+        }
+        Ok(d)
     }
 
     /// Load the project from the work tree, uncommitted edits included (for `validate`).
@@ -155,7 +213,7 @@ impl Workspace {
         }
         let mut touched = BTreeMap::new();
         for (commit, stacks) in by_commit {
-            let Ok(changes) = self.repo.diff(commit, &snap.commit) else { continue };
+            let Ok(changes) = self.diff(commit, &snap.commit) else { continue };
             let mut t = index.touched(&changes);
             for s in stacks {
                 if let Some(p) = t.remove(s) {
@@ -180,5 +238,37 @@ impl Workspace {
             &plan::Inputs { commit: &snap.commit, hashes: &hashes, history, touched: &touched, requested, gone: &gone },
         );
         Ok((plan, vars_by_stack))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.email=t@berth", "-c", "user.name=t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .output()
+            .map(|o| o.status.success());
+        assert!(matches!(ok, Ok(true)), "git {args:?}");
+    }
+
+    #[test]
+    fn a_commit_is_read_from_git_once() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(dir.path().join("stacks/web")).unwrap();
+        std::fs::write(dir.path().join("stacks/web/compose.yaml"), "services: {}\n").unwrap();
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "one"]);
+        let ws = Workspace::open(Some(dir.path()), Some(&dir.path().join(".berth"))).unwrap();
+        let a = ws.snapshot("HEAD").unwrap();
+        let b = ws.snapshot(&a.commit).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the same commit was loaded twice");
+        assert_eq!(b.project.stacks[0].name, "web");
+        assert!(is_commit_id(&a.commit) && !is_commit_id("HEAD") && !is_commit_id(&a.commit[..12]));
     }
 }

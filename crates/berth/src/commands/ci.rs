@@ -15,7 +15,7 @@ const PENDING: i32 = 4;
 
 fn gate(ws: &Workspace, t: &CiTarget, timeout: Option<&str>) -> Result<Gate> {
     let configured = ws.snapshot("HEAD").ok().and_then(|s| {
-        let p = s.project;
+        let p = &s.project;
         p.environments
             .iter()
             .find_map(|e| e.require_ci.clone())

@@ -14,7 +14,7 @@ use crate::workspace::Workspace;
 
 pub fn validate(ws: &Workspace, rev: Option<&str>) -> Result<i32> {
     let project = match rev {
-        Some(r) => ws.snapshot(r)?.project,
+        Some(r) => ws.snapshot(r)?.project.clone(),
         None => ws.snapshot_worktree()?,
     };
     let mut warnings = 0;
@@ -176,7 +176,8 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
     let state = ws.state()?;
     let latest = state.latest()?;
     // Stacks of the current commit that never deployed are listed too.
-    let project = ws.snapshot("HEAD").ok().map(|s| s.project);
+    let snap = ws.snapshot("HEAD").ok();
+    let project = snap.as_ref().map(|s| &s.project);
     let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     if let Some(p) = &project {
         for s in &p.stacks {

@@ -61,7 +61,7 @@ fn execute(
 /// `skip_unchanged` drops requested stacks already running this exact config.
 fn run_plan(
     ws: &Workspace,
-    snap: crate::workspace::Snapshot,
+    snap: std::sync::Arc<crate::workspace::Snapshot>,
     requested: Option<&[String]>,
     overrides: &BTreeMap<String, String>,
     trigger: &str,

@@ -135,7 +135,7 @@ impl Controller {
                 repo: Repo { root: root.clone(), mirror: true },
                 token,
             };
-            let ws = Workspace { repo: Repo { root, mirror: true }, state_dir: setup.state_dir.clone() };
+            let ws = Workspace::new(Repo { root, mirror: true }, setup.state_dir.clone());
             let (sync_tx, sync_rx) = mpsc::unbounded_channel();
             repos.push(Arc::new(RepoHandle {
                 spec,
