@@ -29,8 +29,10 @@ pub struct Workspace {
 #[derive(Default)]
 struct Cache {
     snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
-    diffs: Mutex<VecDeque<(String, String, Arc<Vec<berth_core::changes::Change>>)>>,
+    diffs: Mutex<VecDeque<(String, String, Changes)>>,
 }
+
+type Changes = Arc<Vec<berth_core::changes::Change>>;
 
 const CACHED_SNAPSHOTS: usize = 8;
 const CACHED_DIFFS: usize = 32;
@@ -116,7 +118,7 @@ impl Workspace {
     }
 
     /// The paths changed between two commits.
-    fn diff(&self, from: &str, to: &str) -> Result<Arc<Vec<berth_core::changes::Change>>> {
+    fn diff(&self, from: &str, to: &str) -> Result<Changes> {
         {
             let l = self.cache.diffs.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((_, _, d)) = l.iter().find(|(f, t, _)| f == from && t == to) {
