@@ -1,6 +1,6 @@
 //! Benchmarks of berth's pure planning pipeline on generated repositories.
 //!
-//! Run with `cargo bench -p berth-core --bench plan` (or `scripts/bench`, which
+//! Run with `cargo bench -p berth-core --bench plan` (or `scripts/bench-apply`, which
 //! also measures a no-op `apply` end to end). Figures are in `docs/benchmarks.md`.
 //!
 //! The repository is generated in memory: `stacks` stacks `stacks/s{i}/` with a
