@@ -138,6 +138,12 @@ impl Repo {
     }
 
     pub fn git_dir(&self) -> Result<PathBuf, GitError> {
+        // A mirror is a bare repository: its root is its git dir (no process on the deploy path).
+        if self.mirror
+            && let Ok(dir) = std::path::absolute(&self.root)
+        {
+            return Ok(dir);
+        }
         Ok(PathBuf::from(self.git(&["rev-parse", "--absolute-git-dir"])?.trim_end()))
     }
 

@@ -104,7 +104,8 @@ impl Workspace {
         {
             return Ok(s);
         }
-        let commit = self.repo.resolve(rev)?;
+        // A full id needs no `rev-parse`: reading its tree fails just as clearly when it is not there.
+        let commit = if is_commit_id(rev) { rev.to_string() } else { self.repo.resolve(rev)? };
         if let Some(s) = cached(&commit) {
             return Ok(s);
         }

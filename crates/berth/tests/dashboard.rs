@@ -213,6 +213,16 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert!(failed.contains(&bad) && !failed.contains(&format!("data-stack=\"{web}\"")), "{failed}");
     let (_, other, _) = get(&http, &format!("{base}/?server=elsewhere"), &[("Cookie", &admin)]);
     assert!(!other.contains("data-stack="), "{other}");
+    // A paused stack says so on the overview and on its page, until resumed.
+    repo.berth(&["pause", &bad, "--reason", "disk swap"]).ok();
+    let (_, html, _) = get(&http, &format!("{base}/"), &[("Cookie", &admin)]);
+    assert!(row(&html, &bad).contains("class=\"tag paused\""), "{}", row(&html, &bad));
+    assert!(!row(&html, &web).contains("paused"), "{}", row(&html, &web));
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{bad}"), &[("Cookie", &admin)]);
+    assert!(page.contains("<dt>Paused</dt>") && page.contains("disk swap"), "{page}");
+    repo.berth(&["resume", &bad]).ok();
+    let (_, html, _) = get(&http, &format!("{base}/"), &[("Cookie", &admin)]);
+    assert!(!row(&html, &bad).contains("paused"), "{}", row(&html, &bad));
     let css = http.get(format!("{base}/assets/dashboard.css")).send().unwrap();
     assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"), "assets are cacheable");
 

@@ -366,3 +366,65 @@ fn a_thousand_webhooks_for_ten_stacks_never_overlap_a_project_and_end_on_the_las
     }
     assert!(ups >= names.len() * 2, "the wrapper saw {ups} ups:\n{text}");
 }
+
+#[test]
+fn secrets_stay_redacted_on_failure_paths() {
+    docker();
+    let (hook, gone) = (unique("leakhook"), unique("leakgone"));
+    let _c = Cleanup(vec![hook.clone(), gone.clone()]);
+    let planted = "planted-fault-secret-5150";
+    let repo = Repo::new();
+    // One stack whose pre-deploy hook prints the secret and fails; one on an engine that is not there.
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\nenv = {{ DB_PASSWORD = {{ env = \"BERTH_TEST_FAULT_SECRET\" }} }}\n\
+             [[server]]\nname = \"gone\"\ndocker = \"tcp://127.0.0.1:9\"\n\
+             [[stack]]\nname = \"{hook}\"\npath = \"stacks/{hook}\"\n\
+             pre_deploy = [\"sh\", \"-c\", \"echo checking with $DB_PASSWORD; exit 3\"]\n"
+        ),
+    );
+    repo.write(&format!("stacks/{hook}/compose.yaml"), &env_stack("red"));
+    repo.write(&format!("nodes/gone/{gone}/compose.yaml"), &env_stack("red"));
+    repo.commit("two stacks that fail");
+    let server = Server::start_env(&repo, &[("BERTH_TEST_FAULT_SECRET", planted)]);
+    let all = server.settle();
+    let failed: Vec<&Value> = all.iter().filter(|d| d["status"] == "failed").collect();
+    assert!(ours(&all, &hook).iter().any(|d| d["status"] == "failed"), "{all:?}");
+    assert!(ours(&all, &gone).iter().any(|d| d["status"] == "failed"), "{all:?}");
+
+    let mut seen = vec![("deploys".to_string(), serde_json::to_string(&all).unwrap())];
+    for d in &failed {
+        let id = d["id"].as_i64().unwrap();
+        let log = server.get(&format!("/api/v1/deploys/{id}/log")).unwrap();
+        seen.push((format!("deploy {id} log"), log.to_string()));
+        seen.push((format!("deploy {id}"), server.get(&format!("/api/v1/deploys/{id}")).unwrap().to_string()));
+    }
+    let hook_id = failed.iter().find(|d| d["stack"] == hook.as_str()).and_then(|d| d["id"].as_i64()).unwrap();
+    let hook_log = server.get(&format!("/api/v1/deploys/{hook_id}/log")).unwrap();
+    assert!(hook_log["log"].as_str().is_some_and(|l| l.contains("checking with")), "no hook output: {hook_log}");
+    for s in [&hook, &gone] {
+        seen.push((format!("stack {s}"), server.get(&format!("/api/v1/stacks/{s}")).unwrap().to_string()));
+    }
+    seen.push(("metrics".into(), server.http.get(server.url("/metrics")).send().unwrap().text().unwrap()));
+    seen.push(("health".into(), server.get("/health").unwrap().to_string()));
+    for entry in walk(repo.state.path()) {
+        if !entry.starts_with(repo.state.path().join("work")) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            seen.push((entry.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    assert!(seen.iter().any(|(w, _)| w.ends_with("serve.log")), "the server's own log was not checked");
+    for (what, text) in &seen {
+        assert!(!text.contains(planted), "the secret leaked into {what}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}

@@ -87,6 +87,8 @@ pub struct Row {
     pub server: String,
     pub mode: String,
     pub manual: bool,
+    /// Stopped on purpose by an operator (`berth pause`): never deployed or healed automatically.
+    pub paused: bool,
     pub badge: Badge,
     pub commit: String,
     pub tag: String,
@@ -116,6 +118,7 @@ struct Overview {
 
 fn stack_rows(shared: &Shared) -> Result<Vec<Row>, String> {
     let latest = shared.state(|s| s.latest()).map_err(|e| e.to_string())?;
+    let paused = shared.state(|s| s.paused()).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for r in &shared.repos {
         let Some((_, project)) = r.current.read().ok().and_then(|c| c.clone()) else { continue };
@@ -130,6 +133,7 @@ fn stack_rows(shared: &Shared) -> Result<Vec<Row>, String> {
                 server: s.server.clone(),
                 mode: format!("{:?}", s.mode).to_lowercase(),
                 manual: s.manual,
+                paused: paused.iter().any(|p| p.0 == s.name),
                 badge: stack_badge(last, s.manual, drifted(shared, &s.name)),
                 tag: tags.get(&commit).map(|t| t.join(", ")).unwrap_or_default(),
                 commit: short(&commit),
@@ -205,6 +209,8 @@ struct StackPage {
     mode: String,
     path: String,
     manual: bool,
+    /// Who paused the stack, when and why, in one line.
+    paused: Option<String>,
     badge: Badge,
     current: Option<HistoryRow>,
     tag: String,
@@ -244,10 +250,16 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         };
         let tags = tags(&repo);
         let drift = drifted(&shared, &n);
-        (history, current, previous, verify, changes, tags, drift)
+        let paused = shared.state(|s| s.paused()).unwrap_or_default().into_iter().find(|p| p.0 == n).map(
+            |(_, by, at, reason)| match reason {
+                Some(r) => format!("by {by}, {}: {r}", crate::output::age(at)),
+                None => format!("by {by}, {}", crate::output::age(at)),
+            },
+        );
+        (history, current, previous, verify, changes, tags, drift, paused)
     })
     .await;
-    let (history, current, previous, verify, changes, tags, drift) = match data {
+    let (history, current, previous, verify, changes, tags, drift, paused) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -266,6 +278,7 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         mode: format!("{:?}", def.mode).to_lowercase(),
         path: def.path.clone(),
         manual: def.manual,
+        paused,
         badge: stack_badge(history.first(), def.manual, drift),
         tag: current.as_ref().and_then(|c| tags.get(&c.commit)).map(|t| t.join(", ")).unwrap_or_default(),
         current: current.as_ref().map(history_row),
