@@ -378,10 +378,12 @@ fn secrets_stay_redacted_on_failure_paths() {
     repo.write(
         "berth.toml",
         &format!(
-            "[defaults]\nverify = {{ stable = \"1s\" }}\nenv = {{ DB_PASSWORD = {{ env = \"BERTH_TEST_FAULT_SECRET\" }} }}\n\
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n\
              [[server]]\nname = \"gone\"\ndocker = \"tcp://127.0.0.1:9\"\n\
-             [[stack]]\nname = \"{hook}\"\npath = \"stacks/{hook}\"\n\
-             pre_deploy = [\"sh\", \"-c\", \"echo checking with $DB_PASSWORD; exit 3\"]\n"
+             [[stack]]\nname = \"{hook}\"\npath = \"stacks/{hook}\"\n{secret}\
+             pre_deploy = [\"sh\", \"-c\", \"echo checking with $DB_PASSWORD; exit 3\"]\n\
+             [[stack]]\nname = \"{gone}\"\npath = \"nodes/gone/{gone}\"\nserver = \"gone\"\n{secret}",
+            secret = "env = { DB_PASSWORD = { env = \"BERTH_TEST_FAULT_SECRET\" } }\n"
         ),
     );
     repo.write(&format!("stacks/{hook}/compose.yaml"), &env_stack("red"));
