@@ -402,3 +402,37 @@ fn metrics_move_with_deploys_and_webhooks() {
     assert_eq!(value("berth_build_info", &[]), 1.0);
     assert!(samples.iter().any(|(n, _, _)| n == "berth_queue_depth"));
 }
+
+#[test]
+fn the_controller_takes_down_a_stack_removed_from_the_repo_when_prune_is_on() {
+    docker();
+    let (keep, gone) = (unique("keep"), unique("gone"));
+    let _c = Cleanup(vec![keep.clone(), gone.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nverify = { stable = \"1s\" }\n");
+    repo.write(&format!("stacks/{keep}/compose.yaml"), &env_stack("red"));
+    repo.write(&format!("stacks/{gone}/compose.yaml"), &env_stack("red"));
+    let first = repo.commit("two stacks");
+    let server = Server::start(&repo);
+    server.settle();
+    let kept = container(&keep, "app");
+    container(&gone, "app");
+
+    repo.remove(&format!("stacks/{gone}"));
+    let second = repo.commit("drop one");
+    let (code, body) = server.push(&first, &second, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    let deploys = body["deploys"].as_array().unwrap();
+    assert_eq!(deploys.len(), 1, "{body}");
+    assert_eq!((deploys[0]["stack"].as_str(), deploys[0]["status"].as_str()), (Some(gone.as_str()), Some("removed")));
+    assert!(deploys[0]["trigger"].as_str().is_some_and(|t| t.starts_with("prune:")), "{body}");
+    assert!(containers(&gone).is_empty(), "the removed stack still runs");
+    assert_eq!(container(&keep, "app"), kept, "the kept stack was touched");
+    let log = server.get(&format!("/api/v1/deploys/{}/log", deploys[0]["id"])).unwrap();
+    assert!(log["log"].as_str().is_some_and(|l| l.contains("down")), "{log}");
+
+    // Removed once: the next push does not try again.
+    let third = repo.commit("nothing");
+    let (_, body) = server.push(&second, &third, "?wait=true");
+    assert!(body["deploys"].as_array().is_some_and(|d| d.is_empty()), "{body}");
+}

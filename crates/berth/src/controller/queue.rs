@@ -23,6 +23,8 @@ pub enum Msg {
         overrides: Option<BTreeMap<String, String>>,
         trigger: String,
         batch: u64,
+        /// Take the stack down instead (gone from the repository, `prune` on).
+        remove: bool,
         reply: oneshot::Sender<Result<(i64, bool), String>>,
     },
     Finished {
@@ -50,6 +52,8 @@ pub struct Pending {
     batch: u64,
     /// How many times this deploy was retried after its engine was unreachable.
     attempt: u32,
+    /// A removal rather than a deploy.
+    remove: bool,
 }
 
 /// Retries of a deploy whose engine was unreachable, and the first pause (doubled each time, at most 5 min).
@@ -87,8 +91,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     };
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, reply } => {
-                let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch);
+            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, remove, reply } => {
+                let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch, remove);
                 let _ = reply.send(r);
             }
             Msg::Finished { stack, status, retry } => {
@@ -115,7 +119,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     let server = q.shared.state(|s| s.get(pending.id)).map(|r| r.server).unwrap_or_default();
                     let trigger = format!("retry:{}", pending.id);
                     let Pending { repo, commit, overrides, batch, attempt, .. } = pending;
-                    match q.enqueue(repo, stack.clone(), server, commit, overrides, trigger, batch) {
+                    match q.enqueue(repo, stack.clone(), server, commit, overrides, trigger, batch, false) {
                         Ok((id, _)) => {
                             if let Some(p) = q.slots.get_mut(&stack).and_then(|s| s.pending.as_mut()) {
                                 p.attempt = attempt + 1;
@@ -168,6 +172,7 @@ impl Queue {
         overrides: Option<BTreeMap<String, String>>,
         trigger: String,
         batch: u64,
+        remove: bool,
     ) -> Result<(i64, bool), String> {
         if self.stopping.is_some() {
             return Err("berth is shutting down".into());
@@ -178,6 +183,7 @@ impl Queue {
             p.commit = commit;
             p.trigger = trigger;
             p.batch = batch;
+            p.remove = remove;
             if overrides.is_some() {
                 p.overrides = overrides;
             }
@@ -200,7 +206,7 @@ impl Queue {
                 })
             })
             .map_err(|e| e.to_string())?;
-        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0 });
+        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove });
         Ok((id, false))
     }
 
@@ -274,6 +280,9 @@ fn execute(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Option<Pen
 }
 
 fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Option<Pending>) {
+    if p.remove {
+        return (remove(shared, name, &p), None);
+    }
     let fail = |reason: String| {
         tracing::error!(%reason, "deploy failed before it started");
         shared.state(|s| {
@@ -364,4 +373,35 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
         }
     });
     (outcome.status, unreachable.map(|_| p))
+}
+
+/// Take down a stack gone from the repository, with the definition and server of its last successful
+/// deploy: only what berth's own records say it deployed is ever removed.
+fn remove(shared: &Shared, name: &str, p: &Pending) -> DeployStatus {
+    let repo = &shared.repos[p.repo];
+    let found = shared.state(|s| s.last_success(name, None)).map_err(|e| e.to_string()).and_then(|last| {
+        let last = last.ok_or_else(|| format!("berth has no successful deploy of `{name}` to remove"))?;
+        let snap = repo.ws.snapshot(&last.commit).map_err(|e| e.to_string())?;
+        let stack = snap.project.stack(name).cloned().ok_or_else(|| format!("`{name}` is not in {}", last.commit))?;
+        let server = snap.project.server(&last.server).ok_or_else(|| format!("server `{}` is gone", last.server))?;
+        Ok((last.commit.clone(), stack, Engine::for_server(server, &shared.compose)))
+    });
+    let result = found.and_then(|(commit, stack, engine)| {
+        shared.state(|s| s.start(p.id, "", &BTreeMap::new())).map_err(|e| e.to_string())?;
+        deploy::remove(&repo.ws.repo, &shared.state_dir, &stack, &commit, &engine)
+    });
+    let (status, reason, log) = match result {
+        Ok(log) => (DeployStatus::Removed, "removed from the repository".to_string(), log),
+        Err(why) => (DeployStatus::Failed, format!("could not remove the stack: {why}"), String::new()),
+    };
+    match status {
+        DeployStatus::Removed => tracing::info!("stack removed"),
+        _ => tracing::error!(%reason, "removal failed"),
+    }
+    shared.state(|s| {
+        if let Err(e) = s.finish(p.id, status, Some(&reason), &log, &BTreeMap::new()) {
+            tracing::error!(error = %e, "cannot record the removal");
+        }
+    });
+    status
 }

@@ -228,7 +228,9 @@ fn sync_one(
         if !wanted {
             continue;
         }
-        if step.action != Action::Deploy {
+        // Only a full reconcile takes down stacks gone from the repository.
+        let remove = step.action == Action::Remove && matches!(want, Want::Reconcile { only: None });
+        if step.action != Action::Deploy && !remove {
             out.unchanged.push(step.stack.clone());
             continue;
         }
@@ -240,8 +242,9 @@ fn sync_one(
             commit: commit.clone(),
             // An explicit deploy without variables keeps the stack's pinned ones.
             overrides: (matches!(want, Want::Force { .. }) && !overrides.is_empty()).then(|| overrides.clone()),
-            trigger: trigger.to_string(),
+            trigger: if remove { format!("prune:{trigger}") } else { trigger.to_string() },
             batch,
+            remove,
             reply: tx,
         };
         shared.sched_tx.send(msg).map_err(|_| SyncError::Stopped)?;
