@@ -351,25 +351,24 @@ fn the_controller_notices_drift_and_heals_it() {
 }
 
 /// Samples of a Prometheus text exposition: (name, labels, value).
+/// The samples of a Prometheus text exposition, parsed by the reference parser (the official Python
+/// client's `text_string_to_metric_families`), which rejects malformed text.
 fn parse_metrics(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let (series, value) = line.rsplit_once(' ').expect("sample line");
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').expect("label");
-                (k.to_string(), v.trim_matches('"').to_string())
-            })
-            .collect();
-        out.push((name.to_string(), labels, value.parse().expect("numeric value")));
-    }
-    out
+    use std::io::Write;
+    let python = pip_venv("prometheus-client==0.21.1").join("bin/python");
+    let script = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
+                  print(json.dumps([[s.name, s.labels, s.value] for f in parse(sys.stdin.read()) for s in f.samples]))";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not valid Prometheus text: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -82,20 +82,26 @@ pub fn need_that(what: &str, package: &str, have: impl Fn() -> bool) {
     assert!(have(), "{what} is needed by this test: apt-get install {package}");
 }
 
-/// A command-line tool from PyPI, installed on first use into a virtualenv kept under the temp dir
-/// (one per package spec); returns the path of its `bin` program.
-pub fn pip_tool(spec: &str, bin: &str) -> PathBuf {
+/// A virtualenv under the temp dir with `spec` from PyPI installed on first use (one per spec).
+pub fn pip_venv(spec: &str) -> PathBuf {
     static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = PIP.lock().unwrap_or_else(|p| p.into_inner());
     let slug: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let venv = std::env::temp_dir().join(format!("berth-test-venv-{slug}"));
-    let program = venv.join("bin").join(bin);
-    if !program.exists() {
+    let done = venv.join(".installed");
+    if !done.exists() {
         let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success());
         assert!(matches!(ok, Ok(true)), "python3 -m venv failed: {spec} needs Python 3 with venv");
         let pip = Command::new(venv.join("bin/pip")).args(["install", "-q", spec]).output().unwrap();
         assert!(pip.status.success(), "pip install {spec}: {}", String::from_utf8_lossy(&pip.stderr));
+        std::fs::write(&done, spec).unwrap();
     }
+    venv
+}
+
+/// A command-line tool from PyPI (see `pip_venv`); returns the path of its `bin` program.
+pub fn pip_tool(spec: &str, bin: &str) -> PathBuf {
+    let program = pip_venv(spec).join("bin").join(bin);
     assert!(program.exists(), "{spec} installed no `{bin}`");
     program
 }
