@@ -48,6 +48,13 @@ fn is_commit_id(rev: &str) -> bool {
     (rev.len() == 40 || rev.len() == 64) && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A stack to take down, as it was last deployed.
+pub struct Removal {
+    pub stack: berth_core::Stack,
+    pub server: berth_core::project::Server,
+    pub last: berth_core::record::DeployRecord,
+}
+
 /// The project as it is at one commit.
 pub struct Snapshot {
     pub commit: String,
@@ -165,6 +172,17 @@ impl Workspace {
             verify_only: false,
             ci: None,
         })
+    }
+
+    /// What to take down for a stack gone from the repository: the commit, definition and server of
+    /// its last successful deploy (berth only removes what its own records say it deployed).
+    pub fn removal(&self, state: &State, stack: &str) -> Result<Option<Removal>> {
+        let Some(last) = state.last_success(stack, None)? else { return Ok(None) };
+        let snap = self.snapshot(&last.commit)?;
+        let (Some(def), Some(server)) = (snap.project.stack(stack), snap.project.server(&last.server)) else {
+            return Ok(None);
+        };
+        Ok(Some(Removal { stack: def.clone(), server: server.clone(), last }))
     }
 
     /// The CI gate of `stack` (its own `require_ci`, else its environment's), resolved.

@@ -334,12 +334,8 @@ pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) ->
 fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::Plan) -> Result<(usize, usize)> {
     let (mut n, mut failed) = (0, 0);
     for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
-        let Some(last) = state.last_success(&step.stack, None)? else { continue };
-        let snap = ws.snapshot(&last.commit)?;
-        let (Some(stack), Some(server)) = (snap.project.stack(&step.stack), snap.project.server(&last.server)) else {
-            continue;
-        };
-        let engine = crate::docker::Engine::for_server(server, &crate::docker::Compose::detect()?);
+        let Some(crate::workspace::Removal { stack, server, last }) = ws.removal(state, &step.stack)? else { continue };
+        let engine = crate::docker::Engine::for_server(&server, &crate::docker::Compose::detect()?);
         let record = crate::state::NewDeploy {
             stack: &step.stack,
             server: &last.server,
@@ -350,7 +346,7 @@ fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::P
             trigger: "prune",
         };
         let id = state.begin(&record)?;
-        match crate::deploy::remove(&ws.repo, &ws.state_dir, stack, &last.commit, &engine) {
+        match crate::deploy::remove(&ws.repo, &ws.state_dir, &stack, &last.commit, &engine) {
             Ok(log) => {
                 state.finish(id, DeployStatus::Removed, Some("removed from the repository"), &log, &BTreeMap::new())?;
                 println!("- {:<20} removed (deploy {id})", step.stack);

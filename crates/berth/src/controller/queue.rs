@@ -379,16 +379,14 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
 /// deploy: only what berth's own records say it deployed is ever removed.
 fn remove(shared: &Shared, name: &str, p: &Pending) -> DeployStatus {
     let repo = &shared.repos[p.repo];
-    let found = shared.state(|s| s.last_success(name, None)).map_err(|e| e.to_string()).and_then(|last| {
-        let last = last.ok_or_else(|| format!("berth has no successful deploy of `{name}` to remove"))?;
-        let snap = repo.ws.snapshot(&last.commit).map_err(|e| e.to_string())?;
-        let stack = snap.project.stack(name).cloned().ok_or_else(|| format!("`{name}` is not in {}", last.commit))?;
-        let server = snap.project.server(&last.server).ok_or_else(|| format!("server `{}` is gone", last.server))?;
-        Ok((last.commit.clone(), stack, Engine::for_server(server, &shared.compose)))
-    });
-    let result = found.and_then(|(commit, stack, engine)| {
+    let found = shared
+        .state(|s| repo.ws.removal(s, name))
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.ok_or_else(|| format!("berth has no successful deploy of `{name}` it could take down")));
+    let result = found.and_then(|r| {
         shared.state(|s| s.start(p.id, "", &BTreeMap::new())).map_err(|e| e.to_string())?;
-        deploy::remove(&repo.ws.repo, &shared.state_dir, &stack, &commit, &engine)
+        let engine = Engine::for_server(&r.server, &shared.compose);
+        deploy::remove(&repo.ws.repo, &shared.state_dir, &r.stack, &r.last.commit, &engine)
     });
     let (status, reason, log) = match result {
         Ok(log) => (DeployStatus::Removed, "removed from the repository".to_string(), log),
