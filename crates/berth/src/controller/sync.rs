@@ -105,7 +105,9 @@ pub async fn run(shared: Arc<Shared>, repo: usize, mut rx: mpsc::UnboundedReceiv
 /// One round: one fetch, then every request of the batch (identical reconciles merged).
 fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
     let h = &shared.repos[repo];
+    let started = std::time::Instant::now();
     let fetched = h.mirror.fetch();
+    let fetch_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut merged: Vec<(Want, Target, String, Vec<Reply>)> = Vec::new();
     for r in batch {
         match merged.iter_mut().find(|m| m.0 == r.want && m.1 == r.target) {
@@ -139,9 +141,9 @@ fn round(shared: &Shared, repo: usize, batch: Vec<Request>) {
         }
         match &result {
             Ok(o) => {
-                tracing::info!(repo = %h.spec.name, commit = %o.commit, deploys = o.deploys.len(), %trigger, "synced")
+                tracing::info!(repo = %h.spec.name, commit = %o.commit, deploys = o.deploys.len(), %trigger, fetch_ms, "synced")
             }
-            Err(e) => tracing::error!(repo = %h.spec.name, error = %e, %trigger, "sync failed"),
+            Err(e) => tracing::error!(repo = %h.spec.name, error = %e, %trigger, fetch_ms, "sync failed"),
         }
         for r in replies {
             let _ = r.send(result.clone());
