@@ -300,8 +300,30 @@ impl Mirror {
 
     /// The commit at the tip of the tracked branch.
     pub fn tip(&self) -> Result<String, GitError> {
-        self.repo.resolve(&format!("refs/heads/{}", self.branch))
+        let name = format!("refs/heads/{}", self.branch);
+        match read_ref(&self.repo.root, &name) {
+            Some(id) => Ok(id),
+            None => self.repo.resolve(&name),
+        }
     }
+}
+
+/// A branch's commit read from the mirror's files (a loose ref, else `packed-refs`), saving a git
+/// process on every push. `None` whenever it is not that plain (a symbolic ref, another ref
+/// storage): the caller asks git.
+fn read_ref(git_dir: &Path, name: &str) -> Option<String> {
+    let is_id = |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match std::fs::read_to_string(git_dir.join(name)) {
+        // A loose ref wins over a packed one.
+        Ok(text) => return is_id(text.trim()).then(|| text.trim().to_string()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return None,
+        Err(_) => {}
+    }
+    let packed = std::fs::read_to_string(git_dir.join("packed-refs")).ok()?;
+    packed.lines().filter(|l| !l.starts_with('#') && !l.starts_with('^')).find_map(|l| {
+        let (id, n) = l.split_once(' ')?;
+        (n == name && is_id(id)).then(|| id.to_string())
+    })
 }
 
 fn base64(s: &str) -> String {
@@ -344,6 +366,24 @@ pub fn parse_name_status(out: &str) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refs_are_read_loose_first_then_packed_and_anything_else_is_left_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        std::fs::write(
+            dir.path().join("packed-refs"),
+            format!("# pack-refs with: peeled\n{a} refs/heads/main\n^{b}\n"),
+        )
+        .unwrap();
+        assert_eq!(read_ref(dir.path(), "refs/heads/main"), Some(a.clone()));
+        assert_eq!(read_ref(dir.path(), "refs/heads/other"), None);
+        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+        std::fs::write(dir.path().join("refs/heads/main"), format!("{b}\n")).unwrap();
+        assert_eq!(read_ref(dir.path(), "refs/heads/main"), Some(b));
+        std::fs::write(dir.path().join("refs/heads/main"), "ref: refs/heads/other\n").unwrap();
+        assert_eq!(read_ref(dir.path(), "refs/heads/main"), None, "a symbolic ref is git's to resolve");
+    }
 
     #[test]
     fn parses_name_status_with_renames() {
