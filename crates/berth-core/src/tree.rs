@@ -29,6 +29,46 @@ impl Tree {
         &self.entries
     }
 
+    /// The files that differ from `old`, as `git diff` reports them without rename detection (a moved
+    /// file is a deletion and an addition, which touch the same stacks as a rename).
+    pub fn changes_since(&self, old: &Tree) -> Vec<crate::changes::Change> {
+        use crate::changes::{Change, ChangeKind};
+        use std::cmp::Ordering;
+        let change = |kind, path: &str| Change { kind, path: path.to_string(), old_path: None };
+        let (mut a, mut b) = (old.entries.iter().peekable(), self.entries.iter().peekable());
+        let mut out = Vec::new();
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => return out,
+                (Some(o), None) => {
+                    out.push(change(ChangeKind::Deleted, &o.path));
+                    a.next();
+                }
+                (None, Some(n)) => {
+                    out.push(change(ChangeKind::Added, &n.path));
+                    b.next();
+                }
+                (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+                    Ordering::Less => {
+                        out.push(change(ChangeKind::Deleted, &o.path));
+                        a.next();
+                    }
+                    Ordering::Greater => {
+                        out.push(change(ChangeKind::Added, &n.path));
+                        b.next();
+                    }
+                    Ordering::Equal => {
+                        if o.oid != n.oid {
+                            out.push(change(ChangeKind::Modified, &n.path));
+                        }
+                        a.next();
+                        b.next();
+                    }
+                },
+            }
+        }
+    }
+
     pub fn contains(&self, path: &str) -> bool {
         self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).is_ok()
     }
@@ -78,6 +118,24 @@ pub fn join(base: &str, rel: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_between_trees_are_what_git_diff_reports_without_renames() {
+        let e = |p: &str, o: &str| TreeEntry { path: p.into(), oid: o.into() };
+        let old = Tree::new(vec![e("a/keep", "1"), e("a/edit", "2"), e("b/gone", "3"), e("c/moved", "4")]);
+        let new = Tree::new(vec![e("a/keep", "1"), e("a/edit", "9"), e("d/moved", "4"), e("e/new", "5")]);
+        let got: Vec<(String, String)> =
+            new.changes_since(&old).iter().map(|c| (format!("{:?}", c.kind), c.path.clone())).collect();
+        let want = [
+            ("Modified", "a/edit"),
+            ("Deleted", "b/gone"),
+            ("Deleted", "c/moved"),
+            ("Added", "d/moved"),
+            ("Added", "e/new"),
+        ];
+        assert_eq!(got, want.map(|(k, p)| (k.to_string(), p.to_string())));
+        assert!(new.changes_since(&new).is_empty());
+    }
 
     #[test]
     fn joins_stay_inside_the_repo() {
