@@ -34,7 +34,10 @@ struct Cache {
 
 type Changes = Arc<Vec<berth_core::changes::Change>>;
 
-const CACHED_SNAPSHOTS: usize = 8;
+/// Snapshots kept: at most this many, and no more tree entries in all than `CACHED_ENTRIES` (a big
+/// repository keeps a few, a homelab's keeps every commit its stacks were last deployed at).
+const CACHED_SNAPSHOTS: usize = 64;
+const CACHED_ENTRIES: usize = 50_000;
 const CACHED_DIFFS: usize = 32;
 
 fn remember<T>(list: &Mutex<VecDeque<T>>, item: T, cap: usize) {
@@ -118,13 +121,22 @@ impl Workspace {
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
         let snap = Arc::new(Snapshot { commit, tree, project });
-        remember(&self.cache.snapshots, snap.clone(), CACHED_SNAPSHOTS);
+        let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        l.push_front(snap.clone());
+        let mut entries: usize = l.iter().map(|s| s.tree.entries().len()).sum();
+        while l.len() > 2 && (l.len() > CACHED_SNAPSHOTS || entries > CACHED_ENTRIES) {
+            entries -= l.pop_back().map(|s| s.tree.entries().len()).unwrap_or(0);
+        }
         Ok(snap)
     }
 
+    /// A cached snapshot, moved to the front (the least recently used go first).
     fn cached(&self, commit: &str) -> Option<Arc<Snapshot>> {
-        let l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        l.iter().find(|s| s.commit == commit).cloned()
+        let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        let i = l.iter().position(|s| s.commit == commit)?;
+        let s = l.remove(i)?;
+        l.push_front(s.clone());
+        Some(s)
     }
 
     /// The paths changed between two commits.
