@@ -192,12 +192,12 @@ impl Workspace {
         })
     }
 
-    /// What to take down for a stack gone from the repository: the commit, definition and server of
-    /// its last successful deploy (berth only removes what its own records say it deployed).
-    pub fn removal(&self, state: &State, stack: &str) -> Result<Option<Removal>> {
-        let Some(last) = state.last_success(stack, None)? else { return Ok(None) };
+    /// What to take down for a stack gone from the repository, from `last`, its last successful deploy
+    /// (berth only removes what its own records say it deployed): that commit's definition and server.
+    /// Reads git, so callers look `last` up first and do not hold the state store meanwhile.
+    pub fn removal(&self, last: berth_core::record::DeployRecord) -> Result<Option<Removal>> {
         let snap = self.snapshot(&last.commit)?;
-        let (Some(def), Some(server)) = (snap.project.stack(stack), snap.project.server(&last.server)) else {
+        let (Some(def), Some(server)) = (snap.project.stack(&last.stack), snap.project.server(&last.server)) else {
             return Ok(None);
         };
         Ok(Some(Removal { stack: def.clone(), server: server.clone(), last }))

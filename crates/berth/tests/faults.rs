@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,11 +47,10 @@ impl EngineProxy {
                     }
                 };
                 let _ = client.set_nonblocking(false);
-                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
                 if let Ok(c) = client.try_clone() {
                     open.lock().unwrap().push(c);
                 }
-                std::thread::spawn(move || pipe(client, engine));
+                std::thread::spawn(move || relay_to_engine(client, None));
             }
         });
         EngineProxy { port, stop, conns, thread: Some(thread) }
@@ -75,23 +72,6 @@ impl Drop for EngineProxy {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn pipe(client: TcpStream, engine: UnixStream) {
-    let (Ok(mut c_read), Ok(mut e_write)) = (client.try_clone(), engine.try_clone()) else { return };
-    let (mut e_read, mut c_write) = (engine, client);
-    let up = std::thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        while let Ok(n) = c_read.read(&mut buf) {
-            if n == 0 || e_write.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = e_write.shutdown(Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut e_read, &mut c_write);
-    let _ = c_write.shutdown(Shutdown::Both);
-    let _ = up.join();
 }
 
 fn ours<'a>(deploys: &'a [Value], stack: &str) -> Vec<&'a Value> {
@@ -420,13 +400,4 @@ fn secrets_stay_redacted_on_failure_paths() {
     for (what, text) in &seen {
         assert!(!text.contains(planted), "the secret leaked into {what}");
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
 }

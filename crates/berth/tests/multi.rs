@@ -2,9 +2,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,24 +26,7 @@ impl Proxy {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let log = log.clone();
-                std::thread::spawn(move || {
-                    let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { return };
-                    let (mut c_read, mut e_write) = (client.try_clone().unwrap(), engine.try_clone().unwrap());
-                    let (mut e_read, mut c_write) = (engine, client);
-                    let up = std::thread::spawn(move || {
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = c_read.read(&mut buf) {
-                            if n == 0 || e_write.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            log.lock().unwrap().extend_from_slice(&buf[..n]);
-                        }
-                        let _ = e_write.shutdown(std::net::Shutdown::Write);
-                    });
-                    let _ = std::io::copy(&mut e_read, &mut c_write);
-                    let _ = c_write.shutdown(std::net::Shutdown::Write);
-                    let _ = up.join();
-                });
+                std::thread::spawn(move || relay_to_engine(client, Some(log)));
             }
         });
         Proxy { port, seen }

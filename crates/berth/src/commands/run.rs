@@ -334,7 +334,8 @@ pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) ->
 fn prune(ws: &Workspace, state: &crate::state::State, plan: &berth_core::plan::Plan) -> Result<(usize, usize)> {
     let (mut n, mut failed) = (0, 0);
     for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
-        let Some(crate::workspace::Removal { stack, server, last }) = ws.removal(state, &step.stack)? else { continue };
+        let Some(last) = state.last_success(&step.stack, None)? else { continue };
+        let Some(crate::workspace::Removal { stack, server, last }) = ws.removal(last)? else { continue };
         let engine = crate::docker::Engine::for_server(&server, &crate::docker::Compose::detect()?);
         let record = crate::state::NewDeploy {
             stack: &step.stack,

@@ -379,10 +379,14 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
 /// deploy: only what berth's own records say it deployed is ever removed.
 fn remove(shared: &Shared, name: &str, p: &Pending) -> DeployStatus {
     let repo = &shared.repos[p.repo];
-    let found = shared
-        .state(|s| repo.ws.removal(s, name))
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.ok_or_else(|| format!("berth has no successful deploy of `{name}` it could take down")));
+    // The record under the state lock, the git read after it.
+    let last = shared.state(|s| s.last_success(name, None));
+    let found = match last {
+        Ok(Some(last)) => repo.ws.removal(last).map_err(|e| e.to_string()),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+    .and_then(|r| r.ok_or_else(|| format!("berth has no successful deploy of `{name}` it could take down")));
     let result = found.and_then(|r| {
         shared.state(|s| s.start(p.id, "", &BTreeMap::new())).map_err(|e| e.to_string())?;
         let engine = Engine::for_server(&r.server, &shared.compose);

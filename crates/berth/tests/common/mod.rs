@@ -358,3 +358,38 @@ pub fn sign_cert(dir: &Path, name: &str, extensions: &str) {
         ],
     );
 }
+
+/// Every file under `dir`, recursively (for grepping a state dir for secrets).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// Relay one TCP client to the local engine's socket until either side closes; with `log`, keep
+/// what the client sent (a test can then see which requests went where).
+pub fn relay_to_engine(client: std::net::TcpStream, log: Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>) {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    let Ok(engine) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else { return };
+    let (Ok(mut c_read), Ok(mut e_write)) = (client.try_clone(), engine.try_clone()) else { return };
+    let (mut e_read, mut c_write) = (engine, client);
+    let up = std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = c_read.read(&mut buf) {
+            if n == 0 || e_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            if let Some(l) = &log {
+                l.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+            }
+        }
+        let _ = e_write.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut e_read, &mut c_write);
+    let _ = c_write.shutdown(Shutdown::Both);
+    let _ = up.join();
+}
