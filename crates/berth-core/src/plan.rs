@@ -57,6 +57,8 @@ pub enum Reason {
     Paused,
     /// No longer in the repository.
     Removed,
+    /// Its last deploy was interrupted (berth died mid-deploy): what runs is unknown.
+    Interrupted,
 }
 
 impl Reason {
@@ -72,6 +74,7 @@ impl Reason {
             Reason::FailedBefore => "failed before",
             Reason::Paused => "paused",
             Reason::Removed => "removed from the repository",
+            Reason::Interrupted => "interrupted",
         }
     }
 }
@@ -133,6 +136,9 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
         let hist = input.history.get(&s.name);
         let previous_hash = hist.and_then(|h| h.last_success.as_ref()).map(|(_, h)| h.clone());
         let paths = input.touched.get(&s.name).cloned().unwrap_or_default();
+        // The last deploy of this exact config that failed (any earlier one, not only the latest).
+        let failed = hist.and_then(|h| h.failed.get(&hash).copied());
+        let interrupted = hist.is_some_and(|h| h.latest == Some(DeployStatus::Interrupted));
         let blocking = s.after.iter().find(|d| {
             let dep_failed = input.history.get(d.as_str()).and_then(|h| h.latest) == Some(DeployStatus::Failed);
             match decided.get(d.as_str()) {
@@ -151,19 +157,19 @@ pub fn build(project: &Project, input: &Inputs<'_>) -> Plan {
             None if !project.auto_deploys(s) => {
                 (Action::Manual, Reason::Manual, Some("its environment moves only by `berth promote`".to_string()))
             }
-            None if previous_hash.as_deref() == Some(hash.as_str()) => (Action::Skip, Reason::Unchanged, None),
-            None if hist.is_some_and(|h| {
-                h.latest.is_some_and(|l| matches!(l, DeployStatus::Failed | DeployStatus::RolledBack))
-                    && h.latest_hash.as_deref() == Some(hash.as_str())
-            }) =>
-            {
-                let id = hist.and_then(|h| h.latest_id).unwrap_or_default();
+            None if previous_hash.as_deref() == Some(hash.as_str()) && !interrupted => {
+                (Action::Skip, Reason::Unchanged, None)
+            }
+            None if failed.is_some() => {
+                let id = failed.unwrap_or_default();
                 let detail =
                     format!("deploy {id} of this exact config failed; push a fix or run `berth deploy {}`", s.name);
                 (Action::Skip, Reason::FailedBefore, Some(detail))
             }
             None => {
-                let reason = if previous_hash.is_none() {
+                let reason = if interrupted {
+                    Reason::Interrupted
+                } else if previous_hash.is_none() {
                     Reason::New
                 } else if paths.is_empty() {
                     Reason::HashDiffers
@@ -301,8 +307,7 @@ mod tests {
         let mut history = HashMap::new();
         let failed = |hash: &str| History {
             latest: Some(DeployStatus::RolledBack),
-            latest_hash: Some(hash.into()),
-            latest_id: Some(7),
+            failed: BTreeMap::from([(hash.to_string(), 7)]),
             ..Default::default()
         };
         history.insert("web".to_string(), failed("h-web"));
@@ -320,6 +325,53 @@ mod tests {
         );
         let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
         assert_eq!(web.action, Action::Deploy);
+    }
+
+    #[test]
+    fn a_failed_config_stays_failed_after_an_unrelated_success() {
+        let p = project();
+        let none = BTreeMap::new();
+        let hs = hashes();
+        // h-web failed at deploy 6; a later deploy of another config (a `--set`) succeeded.
+        let mut history = HashMap::from([(
+            "web".to_string(),
+            History {
+                last_success: Some(("c0".into(), "h-set".into())),
+                latest: Some(DeployStatus::Succeeded),
+                failed: BTreeMap::from([("h-web".to_string(), 6)]),
+                ..Default::default()
+            },
+        )]);
+        let plan = build(
+            &p,
+            &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None, gone: &[] },
+        );
+        let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!((web.action, web.reason), (Action::Skip, Reason::FailedBefore));
+        assert!(web.detail.as_deref().unwrap().starts_with("deploy 6 "), "{:?}", web.detail);
+        // A config that failed once and succeeded later is not remembered as failed.
+        history.get_mut("web").unwrap().failed.clear();
+        let plan = build(
+            &p,
+            &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None, gone: &[] },
+        );
+        assert_eq!(plan.steps.iter().find(|s| s.stack == "web").unwrap().action, Action::Deploy);
+    }
+
+    #[test]
+    fn an_interrupted_deploy_is_redeployed_even_at_the_same_config() {
+        let p = project();
+        let none = BTreeMap::new();
+        let hs = hashes();
+        let mut web = success("h-web");
+        web.latest = Some(DeployStatus::Interrupted);
+        let history = HashMap::from([("web".to_string(), web)]);
+        let plan = build(
+            &p,
+            &Inputs { commit: "c1", hashes: &hs, history: &history, touched: &none, requested: None, gone: &[] },
+        );
+        let web = plan.steps.iter().find(|s| s.stack == "web").unwrap();
+        assert_eq!((web.action, web.reason), (Action::Deploy, Reason::Interrupted));
     }
 
     #[test]

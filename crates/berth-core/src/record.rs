@@ -168,9 +168,9 @@ pub struct History {
     pub paused: bool,
     /// Server of the most recent deploy.
     pub server: Option<String>,
-    /// Config hash and id of the most recent deploy.
-    pub latest_hash: Option<String>,
-    pub latest_id: Option<i64>,
+    /// Config hashes whose last finished deploy failed or was rolled back, with that deploy's id:
+    /// not retried by a reconcile until the config changes.
+    pub failed: BTreeMap<String, i64>,
 }
 
 #[cfg(test)]

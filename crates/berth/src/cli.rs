@@ -61,6 +61,9 @@ pub enum Command {
     Apply {
         #[arg(long, value_name = "REV", default_value = "HEAD")]
         r#ref: String,
+        /// Refuse stacks another deploy is running instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Deploy an environment at a release: promote another environment's release under a new
     /// minor version, or deploy an existing tag (a hotfix) directly.
@@ -113,6 +116,9 @@ pub enum Command {
         /// A variable for compose interpolation (repeatable), recorded with the deploy.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Refuse stacks another deploy is running instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// One line per stack: last deploy, commit, status, age.
     Status {
@@ -142,6 +148,9 @@ pub enum Command {
         /// A revision to put back.
         #[arg(long = "ref", value_name = "REV")]
         r#ref: Option<String>,
+        /// Refuse stacks another deploy is running instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Follow deploys until they settle: exit 0 succeeded, 1 failed, 3 rolled back.
     Watch {

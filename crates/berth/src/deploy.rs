@@ -8,8 +8,8 @@
 //! file that changed (compose does not notice those by itself), then converge
 //! (Engine API) and run the smoke checks. On failure after `up`, with
 //! `rollback = "auto"`, the same steps run for the last successful deploy.
-//! The executor never writes the state store: it reports progress through a
-//! callback and an [`Outcome`] to its caller, which records them.
+//! The caller ([`crate::executor`]) holds the stack's lock for the whole run and
+//! records progress and the [`Outcome`]; this module never writes the state store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,8 +41,6 @@ pub struct Job {
     pub engine: Engine,
     /// The last successful deploy, to put back if this one fails (with `rollback = "auto"`).
     pub rollback: Option<Box<Job>>,
-    /// Only verify what runs now (recovery after a crash); never run compose.
-    pub verify_only: bool,
     /// Wait for a green CI status of the commit first.
     pub ci: Option<crate::ci::Gate>,
 }
@@ -236,7 +234,7 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
         }
     };
     let reason = reason.map(|reason| r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED)));
-    if let Some(gate) = job.ci.as_ref().filter(|g| g.report && !job.verify_only) {
+    if let Some(gate) = job.ci.as_ref().filter(|g| g.report) {
         let (state, description) = match status {
             DeployStatus::Succeeded => ("success", "deployed and verified".to_string()),
             DeployStatus::RolledBack => ("failure", "rolled back".to_string()),
@@ -320,7 +318,7 @@ fn attempt(
     if let Some(c) = checks.iter().find(|c| !c.ok) {
         return Err(Failure { reason: format!("smoke check {} failed: {}", c.url, c.detail), touched: true });
     }
-    if !job.stack.post_deploy.is_empty() && !job.verify_only {
+    if !job.stack.post_deploy.is_empty() {
         progress("post-deploy");
         let dir = work_dir(state_dir, &job.stack.name).join(&job.stack.path);
         let vars = resolved.clone();
@@ -376,9 +374,7 @@ fn steps(
     let touched = |reason: String| Failure { reason, touched: true };
     let job = r.job;
     let stack = &job.stack;
-    if let Some(gate) = &job.ci
-        && !job.verify_only
-    {
+    if let Some(gate) = &job.ci {
         progress("ci");
         r.note(&format!("waiting for {} CI of {} ({}/{})", gate.provider, short(&job.commit), gate.owner, gate.name));
         let mut notes = Vec::new();
@@ -390,8 +386,6 @@ fn steps(
         result.map_err(untouched)?;
         r.note("CI is green");
     }
-    let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| untouched(e.to_string()))?;
-
     let dir = work_dir(state_dir, &stack.name);
     progress("checkout");
     r.note(&format!("checkout {} into {}", job.commit, dir.display()));
@@ -456,9 +450,6 @@ fn steps(
         r.compose(&project, &["config"], "compose config (the stack's compose files were rejected)")
     }
     .map_err(untouched)?;
-    if job.verify_only {
-        return Ok((config, Vec::new()));
-    }
     if !stack.pre_deploy.is_empty() {
         progress("pre-deploy");
         r.hook("pre_deploy", &stack.pre_deploy, &stack_dir, resolved).map_err(untouched)?;
@@ -517,7 +508,6 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
         changed_paths: Vec::new(),
         engine: engine.clone(),
         rollback: None,
-        verify_only: false,
         ci: None,
     };
     let mut r = Run {
@@ -527,7 +517,7 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
         deadline: Instant::now() + stack.timeout,
         job: &job,
     };
-    let _lock = lock::lock(state_dir, &stack.name, r.remaining()).map_err(|e| e.to_string())?;
+    let _lock = lock::lock(state_dir, &stack.name, r.remaining(), |_| {}).map_err(|e| e.to_string())?;
     let dir = work_dir(state_dir, &stack.name);
     repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();

@@ -1,7 +1,9 @@
 //! Per-stack locks: an OS file lock per stack under the state dir, so two berth
-//! processes (or two threads) never run compose on the same project at once.
+//! processes (or two threads) never deploy the same stack at once. The holder
+//! writes who it is into the file, so a waiter can name the deploy it waits for.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -9,14 +11,79 @@ use std::time::{Duration, Instant};
 pub enum LockError {
     #[error("cannot open lock file {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
-    #[error("stack `{stack}` is being deployed by another berth process (lock {path} held for {}s)", waited.as_secs())]
-    Busy { stack: String, path: PathBuf, waited: Duration },
+    #[error("stack `{stack}` is being deployed by {holder} (lock {path}; waited {}s)", waited.as_secs())]
+    Busy { stack: String, path: PathBuf, holder: String, waited: Duration },
+}
+
+/// Who holds a stack's lock: written into the lock file by the holder.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// The holding process's command (`berth serve`, `berth apply`, ...).
+    pub command: String,
+    /// Unix seconds when the lock was taken.
+    pub since: i64,
+    /// The deploy it runs, once recorded.
+    pub deploy: Option<i64>,
+}
+
+impl Holder {
+    /// This process, from now.
+    pub fn me() -> Holder {
+        Holder { pid: std::process::id(), command: command(), since: crate::state::now(), deploy: None }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.deploy {
+            Some(id) => write!(f, "deploy {id}")?,
+            None => write!(f, "a deploy")?,
+        }
+        let ago = (crate::state::now() - self.since).max(0);
+        write!(f, " of `{}` (pid {}), running for {ago}s", self.command, self.pid)
+    }
+}
+
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Name this process's verb (`berth serve`, `berth apply`, ...) for holders' descriptions.
+pub fn set_command(verb: &str) {
+    let _ = COMMAND.set(format!("berth {verb}"));
+}
+
+fn command() -> String {
+    COMMAND.get().cloned().unwrap_or_else(|| "berth".to_string())
 }
 
 /// Held while a stack deploys; released on drop (and by the OS if berth dies).
 #[derive(Debug)]
 pub struct StackLock {
-    _file: File,
+    file: File,
+    holder: Holder,
+}
+
+impl StackLock {
+    /// Record the deploy id this lock is held for, so waiters can name it.
+    pub fn set_deploy(&mut self, id: i64) {
+        self.holder.deploy = Some(id);
+        write_holder(&mut self.file, &self.holder);
+    }
+}
+
+fn write_holder(f: &mut File, h: &Holder) {
+    // Best effort: the lock itself is what excludes; the text only names the holder.
+    let text = serde_json::to_string(h).unwrap_or_default();
+    let _ = f.set_len(0).and_then(|_| f.seek(SeekFrom::Start(0))).and_then(|_| f.write_all(text.as_bytes()));
+}
+
+fn read_holder(p: &Path) -> String {
+    let mut text = String::new();
+    let _ = File::open(p).and_then(|mut f| f.read_to_string(&mut text));
+    match serde_json::from_str::<Holder>(&text) {
+        Ok(h) => h.to_string(),
+        Err(_) => "another berth process".to_string(),
+    }
 }
 
 fn path(state_dir: &Path, stack: &str) -> PathBuf {
@@ -31,30 +98,59 @@ fn open(state_dir: &Path, stack: &str) -> Result<(File, PathBuf), LockError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&p)
         .map_err(|source| LockError::Open { path: p.clone(), source })?;
     Ok((f, p))
 }
 
-/// Try to take the lock without waiting.
-pub fn try_lock(state_dir: &Path, stack: &str) -> Result<Option<StackLock>, LockError> {
+/// Whether some process holds `stack`'s lock now (without taking it for longer than the check).
+pub fn is_held(state_dir: &Path, stack: &str) -> Result<bool, LockError> {
     let (f, _) = open(state_dir, stack)?;
-    Ok(f.try_lock().ok().map(|_| StackLock { _file: f }))
+    Ok(f.try_lock().is_err())
 }
 
-/// Take the lock, waiting up to `wait` for another holder to finish.
-pub fn lock(state_dir: &Path, stack: &str, wait: Duration) -> Result<StackLock, LockError> {
-    let (f, p) = open(state_dir, stack)?;
+/// Whether `stack`'s lock is free or held by this very process: a `running` deploy of
+/// such a stack has no other berth that will finish it.
+pub fn orphaned(state_dir: &Path, stack: &str) -> bool {
+    match is_held(state_dir, stack) {
+        Ok(false) => true,
+        Ok(true) => {
+            let mut text = String::new();
+            let _ = File::open(path(state_dir, stack)).and_then(|mut f| f.read_to_string(&mut text));
+            serde_json::from_str::<Holder>(&text).is_ok_and(|h| h.pid == std::process::id())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Take the lock, waiting up to `wait` for another holder to finish (`Duration::ZERO`: refuse
+/// at once). `waiting` is told once who holds it when the lock is not free.
+pub fn lock(
+    state_dir: &Path,
+    stack: &str,
+    wait: Duration,
+    mut waiting: impl FnMut(&str),
+) -> Result<StackLock, LockError> {
+    let (mut f, p) = open(state_dir, stack)?;
     let start = Instant::now();
+    let mut told = false;
     loop {
         if f.try_lock().is_ok() {
-            return Ok(StackLock { _file: f });
+            let holder = Holder::me();
+            write_holder(&mut f, &holder);
+            return Ok(StackLock { file: f, holder });
         }
+        let holder = read_holder(&p);
         if start.elapsed() >= wait {
-            return Err(LockError::Busy { stack: stack.to_string(), path: p, waited: start.elapsed() });
+            return Err(LockError::Busy { stack: stack.to_string(), path: p, holder, waited: start.elapsed() });
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if !told {
+            waiting(&holder);
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -63,13 +159,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_lock_excludes_others_until_dropped() {
+    fn a_held_lock_excludes_others_until_dropped_and_names_its_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let held = lock(dir.path(), "app", Duration::ZERO).unwrap();
-        assert!(try_lock(dir.path(), "app").unwrap().is_none());
-        assert!(matches!(lock(dir.path(), "app", Duration::from_millis(150)), Err(LockError::Busy { .. })));
-        assert!(try_lock(dir.path(), "other").unwrap().is_some());
+        let mut held = lock(dir.path(), "app", Duration::ZERO, |_| {}).unwrap();
+        held.set_deploy(42);
+        assert!(is_held(dir.path(), "app").unwrap());
+        let mut told = Vec::new();
+        let busy = lock(dir.path(), "app", Duration::from_millis(150), |h| told.push(h.to_string()));
+        match busy {
+            Err(LockError::Busy { holder, .. }) => {
+                assert!(holder.starts_with("deploy 42 of `berth"), "{holder}");
+                assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}");
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+        assert_eq!(told.len(), 1, "the waiter is told once: {told:?}");
+        assert!(!is_held(dir.path(), "other").unwrap());
         drop(held);
-        assert!(try_lock(dir.path(), "app").unwrap().is_some());
+        assert!(!is_held(dir.path(), "app").unwrap());
+        assert!(lock(dir.path(), "app", Duration::ZERO, |_| {}).is_ok());
     }
 }

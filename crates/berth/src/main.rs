@@ -12,6 +12,7 @@ mod dispatch;
 mod docker;
 mod drift;
 mod error;
+mod executor;
 mod git;
 mod keys;
 mod lock;
@@ -19,7 +20,6 @@ mod metrics;
 mod notify;
 mod output;
 mod process;
-mod recovery;
 mod release;
 mod secrets;
 mod server;
@@ -27,10 +27,14 @@ mod smoke;
 mod state;
 mod workspace;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    if let Some((verb, _)) = matches.subcommand() {
+        lock::set_command(verb);
+    }
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = match cli.global.verbose {
         0 => "warn",
         1 => "info",

@@ -147,6 +147,14 @@ impl WithState for State {
     }
 }
 
+/// The CLI's store, shared by the executors of one run.
+impl WithState for std::sync::Mutex<State> {
+    fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let guard = self.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -240,14 +248,21 @@ impl State {
         }
     }
 
-    /// Settle every deploy a stopped berth left behind: running ones were
-    /// interrupted, queued ones never started. Returns the interrupted ones.
-    pub fn settle_abandoned(&self, reason_running: &str, reason_queued: &str) -> Result<Vec<DeployRecord>, StateError> {
+    /// Settle what a stopping or dead controller left: `running` deploys that `orphaned` says
+    /// nobody will finish (another process may be deploying one right now) become
+    /// interrupted, queued ones cancelled. Returns the interrupted ones.
+    pub fn settle_abandoned(
+        &self,
+        reason_running: &str,
+        reason_queued: &str,
+        orphaned: impl Fn(&DeployRecord) -> bool,
+    ) -> Result<Vec<DeployRecord>, StateError> {
         let running: Vec<DeployRecord> = {
             let mut st =
                 self.conn.prepare(&format!("{SELECT} WHERE status = 'running' ORDER BY id")).map_err(self.err())?;
             st.query_map([], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())?
         };
+        let running: Vec<DeployRecord> = running.into_iter().filter(|r| orphaned(r)).collect();
         for r in &running {
             self.finish(r.id, DeployStatus::Interrupted, Some(reason_running), &self.log(r.id)?, &BTreeMap::new())?;
         }
@@ -484,6 +499,12 @@ impl State {
         Ok(())
     }
 
+    /// Replace a finished deploy's one-line reason (the controller adds what happens next).
+    pub fn set_reason(&self, id: i64, reason: &str) -> Result<(), StateError> {
+        self.conn.execute("UPDATE deploys SET reason = ?1 WHERE id = ?2", params![reason, id]).map_err(self.err())?;
+        Ok(())
+    }
+
     pub fn get(&self, id: i64) -> Result<DeployRecord, StateError> {
         self.conn
             .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
@@ -525,9 +546,25 @@ impl State {
         for r in self.latest()? {
             let h = out.entry(r.stack.clone()).or_default();
             h.latest = Some(r.status);
-            h.latest_hash = Some(r.config_hash);
-            h.latest_id = Some(r.id);
             h.server = Some(r.server);
+        }
+        // Per stack and config hash, the last deploy that finished; keep the failed ones.
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT stack, config_hash, id, status FROM deploys WHERE id IN
+                   (SELECT MAX(id) FROM deploys
+                     WHERE status IN ('succeeded', 'failed', 'rolled_back') AND config_hash != ''
+                     GROUP BY stack, config_hash)
+                 AND status != 'succeeded'",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(self.err())?;
+        for r in rows {
+            let (stack, hash, id) = r.map_err(self.err())?;
+            out.entry(stack).or_default().failed.insert(hash, id);
         }
         for (stack, ..) in self.paused()? {
             out.entry(stack).or_default().paused = true;

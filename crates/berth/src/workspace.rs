@@ -165,29 +165,37 @@ impl Workspace {
         Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)
     }
 
-    /// The job that puts back the last successful deploy of `stack` (other than
-    /// `except`): its commit, its definition at that commit, its variables (secret
-    /// ones cannot be replayed). `None` when there is none or it cannot be loaded.
-    pub fn previous_job(
+    /// Every stack's deploy history, as plans read it. A deploy still `running` whose stack
+    /// lock nobody holds was interrupted (its berth died); read-only commands see it as such
+    /// without recording anything, and the next apply or controller start settles it.
+    pub fn history(&self, state: &State) -> Result<HashMap<String, History>> {
+        let mut history = state.summaries()?;
+        for (stack, h) in history.iter_mut() {
+            if h.latest == Some(berth_core::record::DeployStatus::Running)
+                && !crate::lock::is_held(&self.state_dir, stack)?
+            {
+                h.latest = Some(berth_core::record::DeployStatus::Interrupted);
+            }
+        }
+        Ok(history)
+    }
+
+    /// A job that puts back deploy `last` (its commit, definition and replayable variables).
+    pub fn job_for(
         &self,
-        state: &State,
-        stack: &str,
-        except: Option<i64>,
+        last: &berth_core::record::DeployRecord,
         engine: &crate::docker::Engine,
         changed_paths: &[String],
     ) -> Option<crate::deploy::Job> {
-        let last = state.last_success(stack, except).ok()??;
         let snap = self.snapshot(&last.commit).ok()?;
-        let def = snap.project.stack(stack)?.clone();
-        let overrides = vars::replayable(&last.overrides);
+        let def = snap.project.stack(&last.stack)?.clone();
         Some(crate::deploy::Job {
             stack: def,
-            commit: last.commit,
-            overrides,
+            commit: last.commit.clone(),
+            overrides: vars::replayable(&last.overrides),
             changed_paths: changed_paths.to_vec(),
             engine: engine.clone(),
             rollback: None,
-            verify_only: false,
             ci: None,
         })
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use berth_core::changes::{self, Index};
 use berth_core::config;
 use berth_core::plan::{Action, Reason, Step};
+use berth_core::record::DeployStatus;
 use serde_json::json;
 
 use crate::error::{Error, Result, exit};
@@ -149,7 +150,7 @@ pub fn explain(step: &Step) -> String {
 pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
     let state = ws.state()?;
-    let (plan, _) = ws.plan(&snap, &state.summaries()?, None, &BTreeMap::new())?;
+    let (plan, _) = ws.plan(&snap, &ws.history(&state)?, None, &BTreeMap::new())?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
         return Ok(exit::OK);
@@ -186,11 +187,18 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
         }
     }
     for r in &latest {
+        // A `running` deploy nobody holds the lock of was interrupted: say so without settling it here.
+        let orphan = r.status == DeployStatus::Running && !crate::lock::is_held(&ws.state_dir, &r.stack)?;
+        let (status, reason) = if orphan {
+            (json!("interrupted"), json!("berth stopped during this deploy; the next apply redeploys the stack"))
+        } else {
+            (json!(r.status), json!(r.reason))
+        };
         rows.insert(
             r.stack.clone(),
             json!({
-                "stack": r.stack, "server": r.server, "status": r.status, "commit": r.commit, "deploy_id": r.id,
-                "started_at": r.started_at, "finished_at": r.finished_at, "reason": r.reason,
+                "stack": r.stack, "server": r.server, "status": status, "commit": r.commit, "deploy_id": r.id,
+                "started_at": r.started_at, "finished_at": r.finished_at, "reason": reason,
                 "in_repo": project.as_ref().map(|p| p.stack(&r.stack).is_some()),
             }),
         );

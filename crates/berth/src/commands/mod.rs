@@ -26,8 +26,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
-        Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
-        Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
+        Command::Apply { r#ref, no_wait } => run::apply(&ws()?, &r#ref, !no_wait),
+        Command::Deploy { stack, r#ref, set, no_wait } => run::deploy(&ws()?, &stack, &r#ref, &set, !no_wait),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
         Command::Drift { json, heal } => run::drift(&ws()?, json, heal),
         Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
@@ -43,17 +43,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(crate::error::exit::OK)
         }
-        Command::Status { json } => {
-            let ws = ws()?;
-            recover(&ws, &ws.state()?)?;
-            inspect::status(&ws, json)
-        }
+        Command::Status { json } => inspect::status(&ws()?, json),
         Command::History { stack: Some(stack), limit, json, .. } => inspect::history(&ws()?, &stack, limit, json),
         Command::History { env: Some(env), json, .. } => inspect::releases(&ws()?, &env, json),
         Command::History { .. } => Err(Error::Usage("give a stack or --env".into())),
         Command::Promote { from, to, tag } => run::promote(&ws()?, from.as_deref(), &to, tag.as_deref()),
         Command::Logs { id } => inspect::logs(&ws()?, id),
-        Command::Rollback { stack, to, r#ref } => run::rollback(&ws()?, &stack, to, r#ref.as_deref()),
+        Command::Rollback { stack, to, r#ref, no_wait } => {
+            run::rollback(&ws()?, &stack, to, r#ref.as_deref(), !no_wait)
+        }
         Command::Watch { id, commit, stack, server, api_key, api_secret, timeout } => {
             let target = watch::Target { id, commit, stack };
             let timeout = berth_core::duration::parse(&timeout).map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
@@ -98,29 +96,21 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// Deploys left `running` whose stack lock nobody holds belonged to a berth that
-/// died: mark them interrupted, re-verify their stacks and apply the rollback policy.
-fn recover(ws: &Workspace, state: &State) -> Result<()> {
-    let mut interrupted = Vec::new();
+/// died (`kill -9`, a crash, a reboot): record them as interrupted. An interruption
+/// is not a failure of that config: the plan redeploys the stack (reason
+/// `interrupted`), so nothing is re-verified or rolled back here and this is fast.
+fn settle_interrupted(ws: &Workspace, state: &State) -> Result<()> {
     for r in state.latest()? {
-        if r.status == berth_core::record::DeployStatus::Running
-            && crate::lock::try_lock(&ws.state_dir, &r.stack)?.is_some()
-        {
+        if r.status == berth_core::record::DeployStatus::Running && !crate::lock::is_held(&ws.state_dir, &r.stack)? {
             state.finish(
                 r.id,
                 berth_core::record::DeployStatus::Interrupted,
-                Some("berth stopped while this deploy was running"),
+                Some("berth stopped while this deploy was running; the next apply redeploys the stack"),
                 &state.log(r.id)?,
                 &Default::default(),
             )?;
-            interrupted.push(state.get(r.id)?);
+            println!("! {:<20} deploy {} was interrupted; it will be redeployed", r.stack, r.id);
         }
-    }
-    if interrupted.is_empty() {
-        return Ok(());
-    }
-    let compose = Compose::detect()?;
-    for (stack, status) in crate::recovery::recover(ws, state, &compose, &interrupted) {
-        println!("! {stack:<20} a deploy was interrupted; re-verified: {status}");
     }
     Ok(())
 }

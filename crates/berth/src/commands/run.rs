@@ -12,11 +12,11 @@ use crate::error::{Error, Result, exit};
 use crate::output::short;
 use crate::workspace::Workspace;
 
-pub fn apply(ws: &Workspace, rev: &str) -> Result<i32> {
-    execute(ws, rev, None, &BTreeMap::new(), "apply")
+pub fn apply(ws: &Workspace, rev: &str, wait: bool) -> Result<i32> {
+    execute(ws, rev, None, &BTreeMap::new(), "apply", wait)
 }
 
-pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<i32> {
+pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String], wait: bool) -> Result<i32> {
     // Variables pinned by earlier deploys stay unless set again (secret ones cannot be replayed).
     let mut overrides: BTreeMap<String, String> =
         ws.state()?.summaries()?.remove(stack).map(|h| vars::replayable(&h.overrides)).unwrap_or_default();
@@ -24,7 +24,7 @@ pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String]) -> Result<
         let (k, v) = vars::parse_set(s).map_err(|e| Error::Usage(format!("--set {e}")))?;
         overrides.insert(k, v);
     }
-    execute(ws, rev, Some(stack), &overrides, "deploy")
+    execute(ws, rev, Some(stack), &overrides, "deploy", wait)
 }
 
 /// `berth bootstrap`: bring up the `manual = true` stacks (secrets service, reverse
@@ -37,7 +37,7 @@ pub fn bootstrap(ws: &Workspace, rev: &str) -> Result<i32> {
         return Ok(exit::OK);
     }
     println!("bootstrapping {}", manual.join(", "));
-    run_plan(ws, snap, Some(&manual), &BTreeMap::new(), "bootstrap", true)
+    run_plan(ws, snap, Some(&manual), &BTreeMap::new(), "bootstrap", true, true)
 }
 
 fn execute(
@@ -46,6 +46,7 @@ fn execute(
     only: Option<&str>,
     overrides: &BTreeMap<String, String>,
     trigger: &str,
+    wait: bool,
 ) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
     if let Some(name) = only
@@ -54,11 +55,12 @@ fn execute(
         return Err(Error::Config(vec![snap.project.unknown_stack(name)]));
     }
     let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
-    run_plan(ws, snap, requested.as_deref(), overrides, trigger, false)
+    run_plan(ws, snap, requested.as_deref(), overrides, trigger, false, wait)
 }
 
 /// Plan (a reconcile, or the `requested` stacks) and run the deploys.
 /// `skip_unchanged` drops requested stacks already running this exact config.
+/// `wait`: wait for a stack another deploy holds (else refuse it).
 fn run_plan(
     ws: &Workspace,
     snap: std::sync::Arc<crate::workspace::Snapshot>,
@@ -66,11 +68,12 @@ fn run_plan(
     overrides: &BTreeMap<String, String>,
     trigger: &str,
     skip_unchanged: bool,
+    wait: bool,
 ) -> Result<i32> {
     let state = ws.state()?;
-    super::recover(ws, &state)?;
+    super::settle_interrupted(ws, &state)?;
     let only = requested.filter(|r| r.len() == 1 && !skip_unchanged).map(|r| r[0].as_str());
-    let (mut plan, vars) = ws.plan(&snap, &state.summaries()?, requested, overrides)?;
+    let (mut plan, vars) = ws.plan(&snap, &ws.history(&state)?, requested, overrides)?;
     if skip_unchanged {
         for s in plan.steps.iter_mut() {
             if s.action == Action::Deploy && s.previous_hash.as_deref() == Some(s.config_hash.as_str()) {
@@ -107,6 +110,7 @@ fn run_plan(
     }
     let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
     let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
+    let state = std::sync::Mutex::new(state);
     let ctx = Context {
         ws,
         state: &state,
@@ -114,6 +118,8 @@ fn run_plan(
         trigger,
         max_parallel: snap.project.max_parallel,
         notifier: &notifier,
+        wait,
+        reconcile: requested.is_none() || skip_unchanged,
     };
     let done = dispatch::run(&ctx, &snap.project, &plan, &vars, |e| match e {
         Event::Started { stack, id } => println!("→ {stack:<20} deploying (deploy {id})"),
@@ -136,7 +142,11 @@ fn run_plan(
         Event::Blocked { stack, id, by } => {
             println!("- {stack:<20} blocked: dependency `{by}` did not deploy (deploy {id})")
         }
+        Event::Waiting { stack, holder } => println!("… {stack:<20} waiting for {holder}"),
+        Event::Current { stack, by } => println!("= {stack:<20} already running this config (deploy {by})"),
+        Event::NotRun { stack, reason } => println!("✗ {stack:<20} not deployed: {reason}"),
     })?;
+    let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
     if trigger == "apply" {
         let deployed: Vec<String> =
             done.iter().filter(|d| d.status == DeployStatus::Succeeded).map(|d| d.stack.clone()).collect();
@@ -152,11 +162,14 @@ fn run_plan(
     notifier.flush(std::time::Duration::from_secs(15));
     let n = |st: DeployStatus| done.iter().filter(|d| d.status == st).count();
     let (ok, failed, blocked) = (n(DeployStatus::Succeeded), n(DeployStatus::Failed), n(DeployStatus::Blocked));
-    let rolled = n(DeployStatus::RolledBack);
-    println!("{trigger}: {ok} deployed, {failed} failed, {rolled} rolled back, {blocked} blocked");
+    let (rolled, refused) = (n(DeployStatus::RolledBack), n(DeployStatus::Cancelled));
+    print!("{trigger}: {ok} deployed, {failed} failed, {rolled} rolled back, {blocked} blocked");
+    println!("{}", if refused > 0 { format!(", {refused} refused (busy)") } else { String::new() });
     for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
-        println!("  {} {} (deploy {}): {}", d.stack, d.status, d.id, d.reason.as_deref().unwrap_or(""));
+        let id = d.id.map(|i| format!(" (deploy {i})")).unwrap_or_default();
+        println!("  {} {}{id}: {}", d.stack, d.status, d.reason.as_deref().unwrap_or(""));
     }
+    let failed = failed + refused;
     Ok(if failed + blocked + not_removed + count(Action::Blocked) > 0 {
         exit::FAILED
     } else if rolled > 0 {
@@ -167,7 +180,7 @@ fn run_plan(
 }
 
 /// `berth rollback`: deploy an earlier version (a deploy's commit and variables, or a revision).
-pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>) -> Result<i32> {
+pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>, wait: bool) -> Result<i32> {
     let state = ws.state()?;
     let (commit, overrides) = match (to, rev) {
         (Some(id), _) => {
@@ -197,7 +210,7 @@ pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>)
     // Secret values are stored redacted and cannot be replayed.
     let overrides = vars::replayable(&overrides);
     println!("rolling `{stack}` back to {}", short(&commit));
-    execute(ws, &commit, Some(stack), &overrides, "rollback")
+    execute(ws, &commit, Some(stack), &overrides, "rollback", wait)
 }
 
 /// `berth promote`: deploy an environment at a release. With `--from`, the source
@@ -260,7 +273,7 @@ pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) 
         println!("environment `{to}` has no stacks at {}", short(&commit));
         return Ok(exit::OK);
     }
-    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false)
+    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false, true)
 }
 
 /// `berth drift [--heal]`: report stacks whose containers no longer match their last
@@ -299,7 +312,7 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
         }
         let last = state.get(d.deploy_id)?;
         println!("  healing {}: redeploying deploy {}", d.stack, d.deploy_id);
-        let r = execute(ws, &last.commit, Some(&d.stack), &vars::replayable(&last.overrides), "heal")?;
+        let r = execute(ws, &last.commit, Some(&d.stack), &vars::replayable(&last.overrides), "heal", true)?;
         if r == exit::OK {
             code = exit::OK.max(code);
         }

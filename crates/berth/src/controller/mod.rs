@@ -116,12 +116,15 @@ impl Controller {
     /// scheduler and one syncer per repository (each syncs once at start).
     pub fn start(setup: Setup) -> Result<Controller, crate::error::Error> {
         let state = State::open(&setup.state_dir)?;
+        // An interruption is not a failure of that config: the first sync's plan redeploys
+        // interrupted stacks (reason `interrupted`).
         let interrupted = state.settle_abandoned(
-            "berth stopped while this deploy was running",
+            "berth stopped while this deploy was running; the stack is redeployed",
             "berth stopped before this deploy started",
+            |r| crate::lock::orphaned(&setup.state_dir, &r.stack),
         )?;
         if !interrupted.is_empty() {
-            tracing::warn!(deploys = interrupted.len(), "deploys were interrupted by a previous run; re-verifying");
+            tracing::warn!(deploys = interrupted.len(), "deploys were interrupted by a previous run; redeploying");
         }
         let (sched_tx, sched_rx) = mpsc::unbounded_channel();
         let (settled, _) = watch::channel(0u64);
@@ -161,16 +164,6 @@ impl Controller {
             sched_tx,
         });
         tokio::spawn(queue::run(shared.clone(), sched_rx));
-        if !interrupted.is_empty() {
-            let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                for r in &shared.repos {
-                    let mine: Vec<_> =
-                        interrupted.iter().filter(|d| r.ws.repo.resolve(&d.commit).is_ok()).cloned().collect();
-                    crate::recovery::recover(&r.ws, &*shared, &shared.compose, &mine);
-                }
-            });
-        }
         tokio::spawn(drift_loop(Controller { shared: shared.clone() }));
         for (i, rx) in sync_rxs.into_iter().enumerate() {
             tokio::spawn(sync::run(shared.clone(), i, rx));
@@ -239,6 +232,7 @@ impl Controller {
             let _: Result<_, _> = s.settle_abandoned(
                 "berth shut down before this deploy finished",
                 "berth shut down before this deploy started",
+                |r| crate::lock::orphaned(&self.shared.state_dir, &r.stack),
             );
         });
     }

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::Shared;
 use crate::deploy::{self, Job};
 use crate::docker::Engine;
+use crate::executor::{self, Request};
 use crate::state::NewDeploy;
 
 pub enum Msg {
@@ -25,6 +26,8 @@ pub enum Msg {
         batch: u64,
         /// Take the stack down instead (gone from the repository, `prune` on).
         remove: bool,
+        /// Deploy even when the stack already runs this config (an explicit deploy).
+        force: bool,
         reply: oneshot::Sender<Result<(i64, bool), String>>,
     },
     Finished {
@@ -54,6 +57,8 @@ pub struct Pending {
     attempt: u32,
     /// A removal rather than a deploy.
     remove: bool,
+    /// An explicit deploy: it runs even when the stack already runs this config.
+    force: bool,
 }
 
 /// Retries of a deploy whose engine was unreachable, and the first pause (doubled each time, at most 5 min).
@@ -91,8 +96,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     };
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, remove, reply } => {
-                let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch, remove);
+            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, remove, force, reply } => {
+                let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch, remove, force);
                 let _ = reply.send(r);
             }
             Msg::Finished { stack, status, retry } => {
@@ -119,7 +124,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     let server = q.shared.state(|s| s.get(pending.id)).map(|r| r.server).unwrap_or_default();
                     let trigger = format!("retry:{}", pending.id);
                     let Pending { repo, commit, overrides, batch, attempt, .. } = pending;
-                    match q.enqueue(repo, stack.clone(), server, commit, overrides, trigger, batch, false) {
+                    match q.enqueue(repo, stack.clone(), server, commit, overrides, trigger, batch, false, true) {
                         Ok((id, _)) => {
                             if let Some(p) = q.slots.get_mut(&stack).and_then(|s| s.pending.as_mut()) {
                                 p.attempt = attempt + 1;
@@ -173,6 +178,7 @@ impl Queue {
         trigger: String,
         batch: u64,
         remove: bool,
+        force: bool,
     ) -> Result<(i64, bool), String> {
         if self.stopping.is_some() {
             return Err("berth is shutting down".into());
@@ -184,6 +190,7 @@ impl Queue {
             p.trigger = trigger;
             p.batch = batch;
             p.remove = remove;
+            p.force |= force;
             if overrides.is_some() {
                 p.overrides = overrides;
             }
@@ -206,7 +213,7 @@ impl Queue {
                 })
             })
             .map_err(|e| e.to_string())?;
-        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove });
+        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove, force });
         Ok((id, false))
     }
 
@@ -319,60 +326,56 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
     };
     let engine = Engine::for_server(server, &shared.compose);
     let probe = engine.clone();
-    if let Err(e) = shared.state(|s| s.start(p.id, &step.config_hash, &super::redacted(&overrides))) {
-        return fail(e.to_string());
-    }
-    tracing::info!(trigger = %p.trigger, "deploy started");
     let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
-    notifier.send(&crate::notify::Event::deploy("started", name, &stack.server, &p.commit, p.id, None));
-    let server_name = stack.server.clone();
     let ci = match repo.ws.ci_gate(&snap.project, &stack) {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let rollback = shared.state(|s| repo.ws.previous_job(s, name, Some(p.id), &engine, &step.paths)).map(Box::new);
+    tracing::info!(trigger = %p.trigger, "deploy started");
+    let wait = stack.timeout;
     let job = Job {
         stack,
         commit: p.commit.clone(),
         overrides,
         changed_paths: step.paths.clone(),
         engine,
-        rollback,
-        verify_only: false,
+        rollback: None,
         ci,
     };
-    let progress = |phase: &str| {
-        shared.state(|s| {
-            let _ = s.set_phase(p.id, phase);
-        });
+    let req = Request {
+        job,
+        config_hash: step.config_hash.clone(),
+        trigger: p.trigger.clone(),
+        queued: Some(p.id),
+        wait,
+        reconcile: !p.force,
     };
-    let mut outcome = deploy::run(&repo.ws.repo, &shared.state_dir, &job, &progress);
-    // A failure while the engine is gone says nothing about the new version: try again once it answers.
-    let unreachable = if outcome.status == DeployStatus::Failed { probe.ping().err() } else { None };
-    if let Some(e) = &unreachable {
-        let why = outcome.reason.take().unwrap_or_default();
-        outcome.reason = Some(format!("{why}; {e}; berth retries this deploy with backoff"));
-    }
-    shared.state(|s| {
-        let _ = s.set_verify(p.id, &outcome.verify.to_string());
-    });
-    match &outcome.reason {
-        None => tracing::info!("deploy succeeded"),
-        Some(r) if outcome.status == DeployStatus::RolledBack => tracing::warn!(reason = %r, "deploy rolled back"),
-        Some(r) => tracing::error!(reason = %r, "deploy failed"),
-    }
-    let what = match outcome.status {
-        DeployStatus::Succeeded => "succeeded",
-        DeployStatus::RolledBack => "rolled_back",
-        _ => "failed",
-    };
-    notifier.send(&crate::notify::Event::deploy(what, name, &server_name, &p.commit, p.id, outcome.reason.clone()));
-    shared.state(|s| {
-        if let Err(e) = s.finish(p.id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars) {
-            tracing::error!(error = %e, "cannot record the deploy's outcome");
+    let on = |e: executor::Event<'_>| {
+        if let executor::Event::Waiting { holder } = e {
+            tracing::info!(%holder, "waiting for the stack's lock");
         }
-    });
-    (outcome.status, unreachable.map(|_| p))
+    };
+    let ran = executor::run(&repo.ws, shared, &notifier, req, &on);
+    let status = ran.status();
+    match (&ran, ran.reason()) {
+        (executor::Ran::Current { by }, _) => tracing::info!(by, "the stack already runs this config"),
+        (_, None) => tracing::info!("deploy succeeded"),
+        (_, Some(r)) if status == DeployStatus::RolledBack => tracing::warn!(reason = %r, "deploy rolled back"),
+        (_, Some(r)) => tracing::error!(reason = %r, "deploy failed"),
+    }
+    // A failure while the engine is gone says nothing about the new version: try again once it answers.
+    let unreachable = if matches!(ran, executor::Ran::Deployed { .. }) && status == DeployStatus::Failed {
+        probe.ping().err()
+    } else {
+        None
+    };
+    if let Some(e) = &unreachable {
+        let why = format!("{}; {e}; berth retries this deploy with backoff", ran.reason().unwrap_or_default());
+        shared.state(|s| {
+            let _ = s.set_reason(p.id, &why);
+        });
+    }
+    (status, unreachable.map(|_| p))
 }
 
 /// Take down a stack gone from the repository, with the definition and server of its last successful

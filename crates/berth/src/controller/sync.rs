@@ -202,7 +202,7 @@ fn sync_one(
     {
         *cur = Some((commit.clone(), snap.project.clone()));
     }
-    let history = shared.state(|s| s.summaries()).map_err(|e| SyncError::Failed(e.to_string()))?;
+    let history = shared.state(|s| h.ws.history(s)).map_err(|e| SyncError::Failed(e.to_string()))?;
     let (requested, overrides) = match want {
         Want::Reconcile { .. } => (None, BTreeMap::new()),
         Want::Force { stacks, overrides } => {
@@ -247,6 +247,7 @@ fn sync_one(
             trigger: if remove { format!("prune:{trigger}") } else { trigger.to_string() },
             batch,
             remove,
+            force: matches!(want, Want::Force { .. }),
             reply: tx,
         };
         shared.sched_tx.send(msg).map_err(|_| SyncError::Stopped)?;

@@ -1,0 +1,208 @@
+//! One stack, several deployers: two processes at once, `kill -9` mid-`up`, and the
+//! memory of configs that failed, on the real engine.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const FAST: &str = "[defaults]\nverify = { timeout = \"60s\", stable = \"1s\" }\n";
+
+/// One service whose health check fails when `REV` is `bad`; `REV` defaults to `default`.
+fn app(default: &str) -> String {
+    format!(
+        r#"services:
+  app:
+    image: {IMAGE}
+    stop_signal: SIGKILL
+    environment:
+      REV: "${{REV:-{default}}}"
+    command: ["sleep", "2147483647"]
+    healthcheck:
+      test: ["CMD-SHELL", "test \"$$REV\" != bad"]
+      interval: 1s
+      retries: 2
+"#
+    )
+}
+
+fn spawn(repo: &Repo, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--state-dir")
+        .arg(repo.state.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Run {
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn history(repo: &Repo, stack: &str) -> Vec<serde_json::Value> {
+    repo.json(&["history", stack, "--json"]).as_array().cloned().unwrap_or_default()
+}
+
+/// The newest deploy of `stack` once it is running (has entered a phase) with `trigger`.
+fn running(repo: &Repo, stack: &str, trigger: &str, phase: &str) -> i64 {
+    wait_for(&format!("a {trigger} of {stack} in phase {phase}"), Duration::from_secs(60), || {
+        let h = history(repo, stack);
+        let d = h.first()?;
+        (d["status"] == "running" && d["trigger"] == trigger && d["phase"] == phase).then(|| d["id"].as_i64())?
+    })
+}
+
+fn env_of(stack: &str) -> String {
+    inspect(&container(stack, "app"), "{{json .Config.Env}}")
+}
+
+#[test]
+fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
+    docker();
+    let s = unique("twice");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+
+    let bad = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
+    let bad_id = running(&repo, &s, "deploy", "converging");
+
+    // Refused at once, naming the deploy that holds the stack; nothing recorded.
+    let refused = repo.berth(&["deploy", &s, "--set", "REV=good", "--no-wait"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains(&format!("deploy {bad_id} of `berth deploy`")), "{}", refused.stdout);
+    assert!(refused.stdout.contains("pid "), "{}", refused.stdout);
+
+    // The default waits for it, then deploys its own version.
+    let good = repo.berth(&["deploy", &s, "--set", "REV=good"]);
+    let bad = finish(bad);
+    assert_eq!(bad.code, 3, "the bad deploy rolls back: {}{}", bad.stdout, bad.stderr);
+    assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
+    assert!(good.stdout.contains(&format!("waiting for deploy {bad_id}")), "{}", good.stdout);
+
+    assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
+    let h = history(&repo, &s);
+    let outcomes: Vec<(&str, &str)> =
+        h.iter().map(|d| (d["trigger"].as_str().unwrap(), d["status"].as_str().unwrap())).collect();
+    assert_eq!(outcomes, [("deploy", "succeeded"), ("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
+    assert_eq!(h[1]["id"].as_i64(), Some(bad_id));
+    // The good deploy verified the container that runs now, not one another deploy made.
+    let good_id = h[0]["id"].as_i64().unwrap().to_string();
+    let logs = repo.berth(&["logs", &good_id]).ok();
+    let id = container(&s, "app");
+    assert!(logs.stdout.contains(&format!("\"id\": \"{}\"", &id[..12])), "{id}: {}", logs.stdout);
+}
+
+#[test]
+fn two_applies_of_one_commit_record_one_deploy_per_stack() {
+    docker();
+    let (a, b) = (unique("pair-a"), unique("pair-b"));
+    let _c = Cleanup(vec![a.clone(), b.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{a}/compose.yaml"), &app("v1"));
+    repo.write(&format!("stacks/{b}/compose.yaml"), &app("v1"));
+    repo.commit("two stacks");
+    let first = spawn(&repo, &["apply"]);
+    let second = spawn(&repo, &["apply"]);
+    let (first, second) = (finish(first), finish(second));
+    assert_eq!((first.code, second.code), (0, 0), "{first:?}\n{second:?}");
+    for s in [&a, &b] {
+        let h = history(&repo, s);
+        assert_eq!(h.len(), 1, "one deploy of {s}: {h:?}");
+        assert_eq!(h[0]["status"], "succeeded");
+    }
+    let both = format!("{}{}", first.stdout, second.stdout);
+    assert_eq!(both.matches("already running this config").count(), 2, "{both}");
+}
+
+#[test]
+fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_wait() {
+    docker();
+    let s = unique("crash");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    // `up` waits for `db` to be healthy before it creates `app`: a wide window inside `up`.
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!(
+            r#"services:
+  db:
+    image: {IMAGE}
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "sleep 5; touch /tmp/ready; exec sleep 2147483647"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+      retries: 30
+  app:
+    image: {IMAGE}
+    stop_signal: SIGKILL
+    command: ["sleep", "2147483647"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    repo.commit("db and app");
+    let mut child = spawn(&repo, &["apply"]);
+    let id = running(&repo, &s, "apply", "up");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Read-only commands answer at once and say what happened, without settling it.
+    let status = repo.json(&["status", "--json"]);
+    let row = status.as_array().unwrap().iter().find(|r| r["stack"] == s.as_str()).unwrap().clone();
+    assert_eq!((row["status"].as_str(), row["deploy_id"].as_i64()), (Some("interrupted"), Some(id)), "{row}");
+    let plan = repo.json(&["plan", "--json"]);
+    let step = plan["steps"].as_array().unwrap().iter().find(|st| st["stack"] == s.as_str()).unwrap().clone();
+    assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("deploy"), Some("interrupted")), "{step}");
+    assert_eq!(history(&repo, &s)[0]["status"], "running", "read-only commands record nothing");
+
+    // The next apply settles the interruption and redeploys: it is not a failure of that config.
+    let out = repo.berth(&["apply"]).ok();
+    assert!(out.stdout.contains(&format!("deploy {id} was interrupted")), "{}", out.stdout);
+    let h = history(&repo, &s);
+    let outcomes: Vec<&str> = h.iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["succeeded", "interrupted"], "{h:?}");
+    let running: Vec<String> = containers(&s).into_iter().map(|(svc, _)| svc).collect();
+    assert_eq!(running, ["app", "db"]);
+}
+
+#[test]
+fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
+    docker();
+    let s = unique("memory");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    let good = repo.commit("good");
+    repo.berth(&["apply"]).ok();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("bad"));
+    repo.commit("bad");
+    assert_eq!(repo.berth(&["apply"]).code, 3, "the bad commit rolls back");
+    let failed = history(&repo, &s)[0]["id"].as_i64().unwrap();
+    // Something unrelated deploys the stack meanwhile.
+    repo.berth(&["deploy", &s, "--ref", &good]).ok();
+
+    let plan = repo.json(&["plan", "--json"]);
+    let step = plan["steps"].as_array().unwrap().iter().find(|st| st["stack"] == s.as_str()).unwrap().clone();
+    assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("skip"), Some("failed_before")), "{step}");
+    assert!(step["detail"].as_str().unwrap().contains(&format!("deploy {failed} ")), "{step}");
+    let before = history(&repo, &s).len();
+    repo.berth(&["apply"]).ok();
+    assert_eq!(history(&repo, &s).len(), before, "apply retried a config that failed");
+    assert!(env_of(&s).contains("REV=v1"));
+}
