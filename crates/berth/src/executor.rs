@@ -50,7 +50,7 @@ pub enum Ran {
     /// It ran and was recorded as deploy `id`.
     Deployed { id: i64, outcome: Box<Outcome> },
     /// The stack already runs this config: deploy `by` did it. Nothing new was recorded
-    /// (a queued record is settled as cancelled).
+    /// (a queued record is settled as succeeded, naming `by`).
     Current { by: i64 },
     /// It never started; recorded as `id` when it has a record.
     NotRun { id: Option<i64>, status: DeployStatus, reason: String },
@@ -105,10 +105,14 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         Err(e) => return not_run(DeployStatus::Failed, e.to_string()),
     };
     if reconcile && let Some(last) = last.as_ref().filter(|l| l.config_hash == config_hash && !config_hash.is_empty()) {
-        let reason = format!("deploy {} already deployed this config", last.id);
+        // A queued request is satisfied: the stack runs what it asked for. Its record says
+        // which deploy did it and carries that deploy's verification (drift compares with it).
         if let Some(id) = queued {
+            let reason = format!("already running this config: deploy {} deployed and verified it", last.id);
             state.with_state(|s| {
-                let _ = s.finish(id, DeployStatus::Cancelled, Some(&reason), "", &BTreeMap::new());
+                let _ = s.start(id, &config_hash, &vars::redact(&job.overrides));
+                let _ = s.verify_results(last.id).and_then(|v| s.set_verify(id, &v));
+                let _ = s.finish(id, DeployStatus::Succeeded, Some(&reason), "", &last.vars);
             });
         }
         return Ran::Current { by: last.id };
