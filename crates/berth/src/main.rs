@@ -33,12 +33,7 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    if let cli::Command::Deploy { set, .. } = &cli.command {
-        // Known before anything runs: `--set DB_PASSWORD=..` never reaches a log line.
-        redact::register(
-            set.iter().filter_map(|a| a.split_once('=')).filter(|(k, _)| vars::is_secret_key(k)).map(|(_, v)| v),
-        );
-    }
+    register_secret_arguments(&cli.command);
     // The controller logs what it does by default, as JSON lines unless on a terminal.
     let (floor, json) = match &cli.command {
         cli::Command::Serve { json_logs, .. } => {
@@ -49,7 +44,7 @@ fn main() {
     let filter = log_filter(cli.global.verbose.max(floor));
     let env_filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| filter.into());
     // Every line goes through the redacting writer, whatever its level, crate or format.
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(redact::Stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(redact::Redacting(std::io::stderr));
     if json {
         builder.json().with_current_span(true).with_span_list(false).init();
     } else {
@@ -63,6 +58,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Secrets given on the command line, known before anything runs or logs: `--set` values of
+/// secret-named variables, API secrets.
+fn register_secret_arguments(command: &cli::Command) {
+    match command {
+        cli::Command::Deploy { set, .. } => redact::register(
+            set.iter().filter_map(|a| a.split_once('=')).filter(|(k, _)| vars::is_secret_key(k)).map(|(_, v)| v),
+        ),
+        cli::Command::Trigger { api_secret, .. } => redact::register([api_secret]),
+        cli::Command::Watch { api_secret: Some(secret), .. } => redact::register([secret]),
+        _ => {}
+    }
 }
 
 /// What `-v`s show: berth's own detail first; other crates' internals (the engine's answers

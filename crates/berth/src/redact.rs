@@ -128,24 +128,28 @@ pub fn apply(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The log writer: stderr, with every formatted line (text or JSON, whichever crate logged it)
-/// passed through [`apply`] first, so no call site can leak a registered value.
-pub struct Stderr;
+/// The log writer: wraps another (stderr) so that every formatted line, text or JSON, whichever
+/// crate logged it, passes through [`apply`] first; no call site can leak a registered value.
+pub struct Redacting<M>(pub M);
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
-    type Writer = Line;
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for Redacting<M> {
+    type Writer = Line<M::Writer>;
 
-    fn make_writer(&'a self) -> Line {
-        Line(Vec::new())
+    fn make_writer(&'a self) -> Self::Writer {
+        Line { buf: Vec::new(), out: self.0.make_writer() }
     }
 }
 
-/// One formatted event, written out redacted when the formatter is done with it.
-pub struct Line(Vec<u8>);
+/// One formatted event, written out redacted when the formatter is done with it (a secret is
+/// never split between two writes).
+pub struct Line<W: Write> {
+    buf: Vec<u8>,
+    out: W,
+}
 
-impl Write for Line {
+impl<W: Write> Write for Line<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -154,14 +158,15 @@ impl Write for Line {
     }
 }
 
-impl Drop for Line {
+impl<W: Write> Drop for Line<W> {
     fn drop(&mut self) {
-        if self.0.is_empty() {
+        if self.buf.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.0);
-        // Nowhere to report a failing stderr: the line is lost, as with the plain writer.
-        let _ = std::io::stderr().lock().write_all(apply(&text).as_bytes());
+        let text = String::from_utf8_lossy(&self.buf);
+        // Nowhere to report a failing log writer: the line is lost, as with the plain writer.
+        let _ = self.out.write_all(apply(&text).as_bytes());
+        let _ = self.out.flush();
     }
 }
 
@@ -221,11 +226,37 @@ mod tests {
     }
 
     #[test]
-    fn the_log_writer_redacts_whole_lines() {
-        register(["writer-planted-value"]);
-        let mut line = Line(Vec::new());
-        line.write_all(b"a writer-planted-value b\n").unwrap();
-        // Written on drop; what matters here is that the buffered text is redacted.
-        assert_eq!(apply(&String::from_utf8_lossy(&line.0)), "a ******** b\n");
+    fn log_lines_are_redacted_in_text_and_json() {
+        use std::sync::{Arc, Mutex};
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        register(["log-\"planted\"-value"]);
+        let inspection = serde_json::json!({ "Env": ["DB_PASSWORD=log-\"planted\"-value"] }).to_string();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let writer = Redacting(move || Sink(sink.clone()));
+        let json = tracing_subscriber::fmt().json().with_writer(writer).finish();
+        tracing::subscriber::with_default(json, || {
+            tracing::info!(env = ?["log-\"planted\"-value"], "Decoded into string: {inspection}");
+        });
+        let sink = out.clone();
+        let text =
+            tracing_subscriber::fmt().with_ansi(false).with_writer(Redacting(move || Sink(sink.clone()))).finish();
+        tracing::subscriber::with_default(text, || tracing::warn!("cannot start log-\"planted\"-value"));
+        let written = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 2, "{written}");
+        assert!(!written.contains("planted"), "{written}");
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert!(first["fields"]["message"].as_str().unwrap().contains("DB_PASSWORD=********"), "{first}");
+        assert!(lines[1].ends_with("cannot start ********"), "{}", lines[1]);
     }
 }
