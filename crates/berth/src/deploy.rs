@@ -161,7 +161,7 @@ impl Run<'_> {
         for s in &self.secrets {
             log = log.replace(s.as_str(), vars::REDACTED);
         }
-        log
+        crate::redact::apply(&log).into_owned() // also their escaped forms, and other stacks' secrets
     }
 }
 
@@ -234,6 +234,7 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
         }
     };
     let reason = reason.map(|reason| r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED)));
+    let reason = reason.map(|reason| crate::redact::apply(&reason).into_owned()); // escaped forms too ("a\"b")
     if let Some(gate) = job.ci.as_ref().filter(|g| g.report) {
         let (state, description) = match status {
             DeployStatus::Succeeded => ("success", "deployed and verified".to_string()),
@@ -437,6 +438,7 @@ fn steps(
         .filter(|(k, v)| (vars::is_secret_key(k) || r.secret_keys.contains(*k)) && v.len() >= 3)
         .map(|(_, v)| v.clone())
         .collect();
+    crate::redact::register(&r.secrets); // every log line of this process hides them from now on
 
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);

@@ -20,6 +20,7 @@ mod metrics;
 mod notify;
 mod output;
 mod process;
+mod redact;
 mod release;
 mod secrets;
 mod server;
@@ -27,6 +28,7 @@ mod smoke;
 mod state;
 mod workspace;
 
+use berth_core::vars;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
@@ -35,21 +37,18 @@ fn main() {
         lock::set_command(verb);
     }
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let filter = match cli.global.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
+    register_secret_arguments(&cli.command);
+    // The controller logs what it does by default, as JSON lines unless on a terminal.
+    let (floor, json) = match &cli.command {
+        cli::Command::Serve { json_logs, .. } => {
+            (1, json_logs.unwrap_or_else(|| !std::io::IsTerminal::is_terminal(&std::io::stderr())))
+        }
+        _ => (0, false),
     };
-    let (filter, json) = match &cli.command {
-        // The controller logs what it does by default, as JSON lines unless on a terminal.
-        cli::Command::Serve { json_logs, .. } => (
-            if cli.global.verbose > 1 { "debug" } else { "info" },
-            json_logs.unwrap_or_else(|| !std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        ),
-        _ => (filter, false),
-    };
+    let filter = log_filter(cli.global.verbose.max(floor));
     let env_filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| filter.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr);
+    // Every line goes through the redacting writer, whatever its level, crate or format.
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(redact::Redacting(std::io::stderr));
     if json {
         builder.json().with_current_span(true).with_span_list(false).init();
     } else {
@@ -65,24 +64,50 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Secrets given on the command line, known before anything runs or logs: `--set` values of
+/// secret-named variables, API secrets.
+fn register_secret_arguments(command: &cli::Command) {
+    match command {
+        cli::Command::Deploy { set, .. } => redact::register(
+            set.iter().filter_map(|a| a.split_once('=')).filter(|(k, _)| vars::is_secret_key(k)).map(|(_, v)| v),
+        ),
+        cli::Command::Trigger { api_secret, .. } => redact::register([api_secret]),
+        cli::Command::Watch { api_secret: Some(secret), .. } => redact::register([secret]),
+        _ => {}
+    }
+}
+
+/// What `-v`s show: berth's own detail first; other crates' internals (the engine's answers
+/// from bollard) only from `-vvv`, and the HTTP stack's connection chatter never by default.
+fn log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "info,berth=debug,berth_core=debug",
+        _ => "debug,berth=trace,berth_core=trace,hyper=info,hyper_util=info,h2=info,rustls=info,want=info,mio=info",
+    }
+}
+
 fn report(e: &error::Error) {
     use miette::MietteDiagnostic;
     let print = |d: MietteDiagnostic| eprintln!("{:?}", miette::Report::new(d));
+    // Redacted before miette wraps the text: a value split over two lines would not match.
+    let clean = |s: String| redact::apply(&s).into_owned();
     match e {
         error::Error::Config(errs) => {
             for c in errs {
-                let mut d = MietteDiagnostic::new(c.to_string());
+                let mut d = MietteDiagnostic::new(clean(c.to_string()));
                 if let Some(h) = &c.help {
-                    d = d.with_help(h.clone());
+                    d = d.with_help(clean(h.clone()));
                 }
                 print(d);
             }
-            eprintln!("{e}");
+            eprintln!("{}", redact::apply(&e.to_string()));
         }
         _ => {
-            let mut d = MietteDiagnostic::new(e.to_string());
+            let mut d = MietteDiagnostic::new(clean(e.to_string()));
             if let Some(h) = e.help() {
-                d = d.with_help(h);
+                d = d.with_help(clean(h));
             }
             print(d);
         }

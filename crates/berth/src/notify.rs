@@ -101,6 +101,8 @@ impl Notifier {
 
 /// The request a target gets for an event: (content type, body, extra headers).
 pub fn payload(t: &NotifyToml, e: &Event) -> (String, Vec<u8>, Vec<(String, String)>) {
+    // A failure reason may quote compose's output: hide every secret the process knows.
+    let e = &Event { detail: e.detail.as_deref().map(|d| crate::redact::apply(d).into_owned()), ..e.clone() };
     let text = match &e.detail {
         Some(d) => format!("{}: {d}", e.title()),
         None => e.title(),

@@ -31,7 +31,18 @@ pub fn resolve(r: &SecretRef) -> Result<String, SecretError> {
     if value.is_empty() {
         return Err(SecretError::Empty(origin));
     }
+    crate::redact::register([&value]);
     Ok(value)
+}
+
+/// Register every value of decrypted dotenv text as a secret (the whole text too, when it does
+/// not parse: then no line of it may show).
+fn register_plaintext(plain: &[u8]) {
+    let text = String::from_utf8_lossy(plain);
+    match berth_core::vars::parse_env_file(&text) {
+        Ok(vars) => crate::redact::register(vars.iter().map(|(_, v)| v)),
+        Err(_) => crate::redact::register([&text]),
+    }
 }
 
 fn read_file(path: &str) -> Result<String, SecretError> {
@@ -55,6 +66,7 @@ pub fn decrypt_age(ciphertext: &[u8], identity_file_text: &str) -> Result<Vec<u8
         .map_err(|e| format!("cannot decrypt: {e}"))?
         .read_to_end(&mut out)
         .map_err(|e| format!("cannot decrypt: {e}"))?;
+    register_plaintext(&out);
     Ok(out)
 }
 
@@ -96,6 +108,7 @@ pub fn decrypt_sops(path: &std::path::Path, input_type: &str, age_identity: Opti
     if !out.success() {
         return Err(format!("sops could not decrypt it: {}", out.last_error_line()));
     }
+    register_plaintext(out.stdout.as_bytes());
     Ok(out.stdout.into_bytes())
 }
 

@@ -330,6 +330,7 @@ async fn deploy(
             return Err(ApiError::bad_request(format!("`{k}` is not a valid variable name")));
         }
     }
+    crate::redact::register(req.vars.iter().filter(|(k, _)| berth_core::vars::is_secret_key(k)).map(|(_, v)| v));
     let repo = app.deployable(&caller, &name)?;
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars };

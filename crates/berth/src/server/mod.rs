@@ -147,7 +147,14 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, error = %self.message, "request failed");
         }
-        (self.status, axum::Json(ErrorBody { error: self.message, code: self.code, trace: self.trace })).into_response()
+        // An error may quote a command's output; the body hides every secret the process knows.
+        let clean = |s: &str| crate::redact::apply(s).into_owned();
+        let body = ErrorBody {
+            error: clean(&self.message),
+            code: self.code,
+            trace: self.trace.iter().map(|t| clean(t)).collect(),
+        };
+        (self.status, axum::Json(body)).into_response()
     }
 }
 
