@@ -73,7 +73,7 @@ impl Repo {
     fn git(&self, args: &[&str]) -> Result<String, GitError> {
         let out = process::run(self.cmd().args(args), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: args.join(" "), message: out.last_error_line() });
+            return Err(GitError::Failed { args: args.join(" "), message: out.error_summary() });
         }
         Ok(out.stdout)
     }
@@ -117,7 +117,7 @@ impl Repo {
         }
         let out = process::run(cmd.args(["tag", "-a", "-m", message, "--", name, commit]), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("tag {name}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("tag {name}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -127,7 +127,7 @@ impl Repo {
         let spec = format!("refs/tags/{name}:refs/tags/{name}");
         let out = process::run(self.cmd().args(["push", "--quiet", "origin", &spec]), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Repo {
             TIMEOUT,
         )?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("read-tree {commit}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("read-tree {commit}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -267,7 +267,7 @@ impl Mirror {
             if !out.success() {
                 return Err(GitError::Failed {
                     args: format!("clone --mirror {}", self.url),
-                    message: out.last_error_line(),
+                    message: out.error_summary(),
                 });
             }
             std::fs::rename(&tmp, dir)
@@ -279,7 +279,7 @@ impl Mirror {
             Duration::from_secs(600),
         )?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.error_summary() });
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ pub fn decrypt_sops(path: &std::path::Path, input_type: &str, age_identity: Opti
     }
     let out = crate::process::run(&mut cmd, std::time::Duration::from_secs(60)).map_err(|e| e.to_string())?;
     if !out.success() {
-        return Err(format!("sops could not decrypt it: {}", out.last_error_line()));
+        return Err(format!("sops could not decrypt it: {}", out.error_summary()));
     }
     Ok(out.stdout.into_bytes())
 }
