@@ -30,6 +30,7 @@ mod workspace;
 use clap::Parser;
 
 fn main() {
+    quiet_broken_pipe();
     let cli = cli::Cli::parse();
     let filter = match cli.global.verbose {
         0 => "warn",
@@ -59,6 +60,21 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `berth logs 7 | head`: when the reader of stdout (or stderr) goes away, stop quietly as a Unix tool killed by
+/// SIGPIPE does (status 141), instead of the panic `print!` raises. Only stdout: SIGPIPE itself stays
+/// ignored, so a closed socket or a dead child's pipe remains an error berth handles.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("(os error 32)")) {
+            std::process::exit(error::exit::BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }
 
 fn report(e: &error::Error) {

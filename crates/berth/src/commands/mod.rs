@@ -26,7 +26,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
-        Command::Apply { r#ref } => run::apply(&ws()?, &r#ref),
+        Command::Apply { r#ref } => {
+            let ws = ws()?;
+            ws.require_stacks(&ws.snapshot(&r#ref)?.project)?;
+            run::apply(&ws, &r#ref)
+        }
         Command::Deploy { stack, r#ref, set } => run::deploy(&ws()?, &stack, &r#ref, &set),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
         Command::Drift { json, heal } => run::drift(&ws()?, json, heal),
@@ -45,7 +49,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Status { json } => {
             let ws = ws()?;
-            recover(&ws, &ws.state()?)?;
+            recover(&ws, &ws.read_state()?)?;
             inspect::status(&ws, json)
         }
         Command::History { stack: Some(stack), limit, json, .. } => inspect::history(&ws()?, &stack, limit, json),
