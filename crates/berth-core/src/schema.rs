@@ -119,8 +119,11 @@ fn walk(file: &str, text: &str, table: &DeTable<'_>, shape: Shape, path: &str, e
 fn unknown(file: &str, text: &str, key: &Spanned<std::borrow::Cow<'_, str>>, path: &str, keys: &[&str]) -> ConfigError {
     let name = key.get_ref();
     let table = if path.is_empty() { "at the top level".to_string() } else { format!("in [{path}]") };
-    let err = ConfigError::new(format!("unknown key `{name}` {table}"))
-        .at(Some(Location::from_offset(file, text, key.span().start)));
+    let err = ConfigError::new(format!("unknown key `{name}` {table}")).at(Some(Location::from_offset(
+        file,
+        text,
+        key.span().start,
+    )));
     match did_you_mean(name, keys.iter().copied()) {
         Some(best) => err.help(format!("did you mean `{best}`?")),
         None => err.help(format!("valid keys here: {}", keys.join(", "))),
@@ -165,7 +168,11 @@ mod tests {
     use super::*;
 
     fn unknown(text: &str) -> Vec<String> {
-        unknown_keys("berth.toml", text).unwrap().iter().map(|e| format!("{e} ({})", e.help.as_deref().unwrap_or(""))).collect()
+        unknown_keys("berth.toml", text)
+            .unwrap()
+            .iter()
+            .map(|e| format!("{e} ({})", e.help.as_deref().unwrap_or("")))
+            .collect()
     }
 
     #[test]

@@ -153,11 +153,12 @@ impl Repo {
 
     /// Every file of `commit` with its blob id.
     pub fn tree(&self, commit: &str) -> Result<Tree, GitError> {
-        let out = self.git(&["ls-tree", "-r", "-z", "--full-tree", commit]).map_err(|e| match self.resolve(commit) {
-            // A full commit id skips `rev-parse`; git's own answer for a missing one is "not a tree object".
-            Err(unknown @ GitError::UnknownRev { .. }) => unknown,
-            _ => e,
-        })?;
+        let out =
+            self.git(&["ls-tree", "-r", "-z", "--full-tree", commit]).map_err(|e| match self.resolve(commit) {
+                // A full commit id skips `rev-parse`; git's own answer for a missing one is "not a tree object".
+                Err(unknown @ GitError::UnknownRev { .. }) => unknown,
+                _ => e,
+            })?;
         let mut entries = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             // "<mode> <type> <oid>\t<path>"

@@ -31,6 +31,8 @@ use clap::Parser;
 
 fn main() {
     quiet_broken_pipe();
+    // Unwrapped: paths and the commands in hints must stay whole to be copied.
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     let cli = cli::Cli::parse();
     let filter = match cli.global.verbose {
         0 => "warn",

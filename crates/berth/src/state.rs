@@ -27,13 +27,14 @@ fn storage_hint(path: &Path, e: &rusqlite::Error) -> String {
                 .into()
         }
         Some(C::NotADatabase | C::DatabaseCorrupt) => {
-            let p = path.display();
+            let (p, dir) = (path.display(), path.parent().unwrap_or(Path::new(".")).join("damaged"));
             format!(
-                " (the file is damaged and berth keeps no backup of it. To recover, move it aside with its \
-                 -wal and -shm files: `mv {p} {p}.damaged; rm -f {p}-wal {p}-shm`. berth then starts an empty \
-                 state: the deploy history (rollback targets, failed configs), API keys, pauses and release \
-                 records are lost; running containers are untouched and the next `berth apply` redeploys \
-                 every stack. `sqlite3 {p}.damaged .recover` may save part of the history)"
+                " (the file is damaged and berth keeps no backup of it. To recover, move it and its -wal and -shm \
+                 files aside: `mkdir {d} && mv {p}* {d}/`. berth then starts with an empty state: the deploy \
+                 history (rollback targets, failed configs), API keys, pauses and release records are lost; \
+                 running containers are untouched and the next `berth apply` redeploys every stack. \
+                 `sqlite3 {d}/berth.db .recover` may save part of the history)",
+                d = dir.display()
             )
         }
         _ => String::new(),
