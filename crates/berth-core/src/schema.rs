@@ -36,7 +36,7 @@ fn secret(_: &str) -> Option<Shape> {
 
 fn top() -> Shape {
     shape::<ConfigFile>(|k| match k {
-        "berth" => Some(shape::<Settings>(|k| (k == "age_identity").then(|| leaf::<SecretRef>()))),
+        "berth" => Some(shape::<Settings>(|k| (k == "age_identity").then(leaf::<SecretRef>))),
         "server" => Some(shape::<ServerToml>(|k| (k == "tls").then(leaf::<TlsToml>))),
         "discovery" => Some(leaf::<DiscoveryToml>()),
         "defaults" => Some(shape::<DefaultsToml>(|k| (k == "verify").then(verify))),
@@ -57,7 +57,7 @@ fn stack() -> Shape {
     shape::<StackToml>(|k| match k {
         "verify" => Some(verify()),
         "require_ci" => Some(ci()),
-        "env" => Some(Shape::Map(|| leaf::<SecretRef>())),
+        "env" => Some(Shape::Map(leaf::<SecretRef>)),
         _ => None,
     })
 }
@@ -66,7 +66,7 @@ fn verify() -> Shape {
     shape::<VerifyToml>(|k| {
         (k == "http").then(|| {
             shape::<HttpCheckToml>(|k| {
-                (k == "basic_auth").then(|| shape::<BasicAuthToml>(|k| (k == "password").then(|| leaf::<SecretRef>())))
+                (k == "basic_auth").then(|| shape::<BasicAuthToml>(|k| (k == "password").then(leaf::<SecretRef>)))
             })
         })
     })
