@@ -243,38 +243,64 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
 }
 
-/// A deploy whose compose file is broken records compose's own message as its reason, and its
-/// log piped into a reader that stops early ends quietly.
+/// A `PATH` on which `docker compose` is missing, so berth falls back to docker-compose 1.x
+/// (the real one; only the plugin is hidden).
+fn without_the_plugin(dir: &Path) -> String {
+    need("docker-compose", "docker-compose");
+    let docker = Command::new("sh").args(["-c", "command -v docker"]).output().unwrap();
+    let docker = String::from_utf8_lossy(&docker.stdout).trim().to_string();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = compose ]; then echo \"docker: 'compose' is not a docker command.\" >&2; exit 1; fi\nexec {docker} \"$@\"\n"
+    );
+    let shim = dir.join("docker");
+    std::fs::write(&shim, script).unwrap();
+    let mut mode = std::fs::metadata(&shim).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(&shim, mode).unwrap();
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// A deploy whose compose file is broken records compose's own message as its reason (with the
+/// plugin and with docker-compose 1.x, whose last line is only the error's location), and its log
+/// piped into a reader that stops early ends quietly.
 #[test]
 fn a_failed_deploy_s_reason_is_compose_s_message() {
     docker();
-    let s = unique("badyaml");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &format!("services:\n  app:\n    image: {IMAGE}\n   command: x\n"));
-    repo.commit("bad yaml");
-    let out = repo.berth(&["apply"]);
-    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-    let h = repo.json(&["history", &s, "--json"]);
-    let reason = h[0]["reason"].as_str().unwrap_or_default().to_string();
-    // Compose v2: "yaml: line N: did not find expected key"; v1: "expected <block end>, but found ...".
-    assert!(reason.contains("expected"), "the reason is not compose's message: {reason}");
-    assert!(!reason.ends_with("column 4") || reason.contains("expected <block end>"), "{reason}");
+    let bin = tempfile::tempdir().unwrap();
+    let v1 = without_the_plugin(bin.path());
+    for (path, expected) in
+        [(None, "did not find expected key"), (Some(v1.as_str()), "expected <block end>, but found")]
+    {
+        let s = unique("badyaml");
+        let _c = Cleanup(vec![s.clone()]);
+        let repo = Repo::new();
+        repo.write(
+            &format!("stacks/{s}/compose.yaml"),
+            &format!("services:\n  app:\n    image: {IMAGE}\n   command: x\n"),
+        );
+        repo.commit("bad yaml");
+        let out = repo.berth_env(&["apply"], path);
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        let h = repo.json(&["history", &s, "--json"]);
+        let reason = h[0]["reason"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains(expected), "the reason is not compose's message: {reason}");
+        assert!(reason.contains("compose.yaml"), "{reason}");
 
-    let id = h[0]["id"].as_i64().unwrap().to_string();
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--repo")
-        .arg(repo.path())
-        .arg("--state-dir")
-        .arg(repo.state.path())
-        .args(["logs", &id])
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(out.status.code(), Some(141), "{stderr}");
+        let id = h[0]["id"].as_i64().unwrap().to_string();
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--repo")
+            .arg(repo.path())
+            .arg("--state-dir")
+            .arg(repo.state.path())
+            .args(["logs", &id])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(out.status.code(), Some(141), "{stderr}");
+    }
 }
