@@ -47,7 +47,7 @@ const ERROR_PREFIXES: [&str; 5] = ["fatal: ", "error: ", "Error: ", "Error respo
 /// docker-compose 1.x and git: the last line marked as an error, else the last message with its
 /// indented continuation lines (a YAML error's location) and the line introducing it (`... is
 /// invalid because:`); usage texts, help hints and warnings are skipped. `None` for empty output.
-pub fn summary(text: &str) -> Option<String> {
+fn summary(text: &str) -> Option<String> {
     let mut lines: Vec<&str> = text.lines().map(|l| l.trim_end()).collect();
     // A usage text after the error (docker CLI), or instead of one (docopt in docker-compose 1.x).
     if let Some(u) = lines.iter().position(|l| l.trim_start().starts_with("Usage:")) {
@@ -72,10 +72,13 @@ pub fn summary(text: &str) -> Option<String> {
         return Some(kept.iter().map(|(_, l)| l.trim()).collect::<Vec<_>>().join(" "));
     };
     // `The Compose file '...' is invalid because:` and the reasons under it, in one paragraph.
-    let intro = marked.is_none().then_some(()).and_then(|()| {
-        let i = kept[..head].iter().rposition(|(_, l)| is_head(l) && l.ends_with(':'))?;
-        lines[kept[i].0..kept[head].0].iter().all(|l| !l.trim().is_empty()).then_some(i)
-    });
+    let intro = match marked {
+        Some(_) => None,
+        None => kept[..head]
+            .iter()
+            .rposition(|(_, l)| is_head(l) && l.ends_with(':'))
+            .filter(|&i| lines[kept[i].0..kept[head].0].iter().all(|l| !l.trim().is_empty())),
+    };
     let s = match intro {
         Some(i) => {
             let reasons: Vec<String> = kept[i + 1..].iter().map(|(_, l)| tidy(l.trim())).collect();
