@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(out) = komodo(text) else { return };
     if let Err(e) = config::parse("berth.toml", &out.toml) {
-        panic!("import wrote a berth.toml that does not parse: {e}\n{}", out.toml);
+        panic!("import wrote a berth.toml that does not parse: {e:?}\n{}", out.toml);
     }
 });

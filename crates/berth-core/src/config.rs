@@ -316,10 +316,15 @@ pub struct StackToml {
     pub self_heal: Option<bool>,
 }
 
-/// Parse the text of a configuration file. Syntax and shape errors stop the
-/// parse (there is no tree to check further); their location and a
-/// "did you mean" hint for misspelt keys are included.
-pub fn parse(file: &str, text: &str) -> Result<ConfigFile, ConfigError> {
+/// Parse the text of a configuration file. A syntax error stops the parse (there is no tree to
+/// check further); otherwise every unknown key is reported at once, then the first shape error.
+/// Each comes with its location, and a misspelt key with a "did you mean".
+pub fn parse(file: &str, text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
+    if let Some(unknown) = crate::schema::unknown_keys(file, text)
+        && !unknown.is_empty()
+    {
+        return Err(unknown);
+    }
     toml::from_str::<ConfigFile>(text).map_err(|e| {
         let location = e.span().map(|s| Location::from_offset(file, text, s.start));
         let message = e.message().trim().to_string();
@@ -327,7 +332,7 @@ pub fn parse(file: &str, text: &str) -> Result<ConfigFile, ConfigError> {
         if let Some(hint) = unknown_key_hint(&message) {
             err = err.help(hint);
         }
-        err
+        vec![err]
     })
 }
 
@@ -354,21 +359,32 @@ mod tests {
     #[test]
     fn unknown_keys_are_located_with_a_hint() {
         let text = "[[stack]]\nname = \"app\"\nwach = [\"libs/**\"]\n";
-        let err = parse("berth.toml", text).unwrap_err();
+        let err = parse("berth.toml", text).unwrap_err().remove(0);
         assert_eq!(err.location.as_ref().unwrap().line, 3, "{err}");
         assert!(err.message.contains("wach"), "{err}");
         assert_eq!(err.help.as_deref(), Some("did you mean `watch`?"));
     }
 
     #[test]
+    fn every_unknown_key_is_reported_not_only_the_first() {
+        let text = "[berth]\nmax_paralel = 2\n[[stack]]\nname = \"app\"\nwach = [\"libs/**\"]\n";
+        let errs = parse("berth.toml", text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["berth.toml:2:1: unknown key `max_paralel` in [berth]", "berth.toml:5:1: unknown key `wach` in [stack]"]
+        );
+    }
+
+    #[test]
     fn malformed_toml_is_located() {
-        let err = parse("berth.toml", "[berth]\nmax_parallel = = 3\n").unwrap_err();
+        let err = parse("berth.toml", "[berth]\nmax_parallel = = 3\n").unwrap_err().remove(0);
         assert_eq!(err.location.unwrap().line, 2);
     }
 
     #[test]
     fn unknown_sections_are_rejected() {
-        let err = parse("berth.toml", "[sever]\nname = \"x\"\n").unwrap_err();
+        let err = parse("berth.toml", "[sever]\nname = \"x\"\n").unwrap_err().remove(0);
         assert_eq!(err.help.as_deref(), Some("did you mean `server`?"));
     }
 

@@ -54,17 +54,24 @@ impl ConfigError {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
+/// Edit distance with adjacent transpositions (optimal string alignment), for "did you mean"
+/// hints: `wbe` is one edit from `web`, as a typist would count it.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: two back for transpositions.
+    let mut before: Vec<usize> = Vec::new();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                cur[j + 1] = cur[j + 1].min(before[j - 1] + 1);
+            }
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -94,5 +101,8 @@ mod tests {
     fn suggests_close_words_only() {
         assert_eq!(did_you_mean("wach", ["watch", "after", "path"]), Some("watch"));
         assert_eq!(did_you_mean("zzzzzz", ["watch", "after"]), None);
+        assert_eq!(edit_distance("wbe", "web"), 1);
+        assert_eq!(did_you_mean("wbe", ["db", "web"]), Some("web"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

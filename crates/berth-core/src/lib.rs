@@ -22,6 +22,7 @@ pub mod import;
 pub mod plan;
 pub mod project;
 pub mod record;
+pub mod schema;
 pub mod tree;
 pub mod vars;
 pub mod verify;

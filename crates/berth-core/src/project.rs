@@ -166,7 +166,7 @@ impl Project {
     /// Every problem found is returned at once.
     pub fn load(file: &str, text: Option<&str>, tree: &Tree) -> Result<Project, Vec<ConfigError>> {
         let cfg = match text {
-            Some(t) => config::parse(file, t).map_err(|e| vec![e])?,
+            Some(t) => config::parse(file, t)?,
             None => ConfigFile::default(),
         };
         let text = text.unwrap_or("");
@@ -577,9 +577,15 @@ impl Project {
     /// An error for an unknown stack name, with a suggestion.
     pub fn unknown_stack(&self, name: &str) -> ConfigError {
         let e = ConfigError::new(format!("no stack named `{name}` in this repository"));
-        match did_you_mean(name, self.stacks.iter().map(|s| s.name.as_str())) {
-            Some(best) => e.help(format!("did you mean `{best}`? `berth plan` lists every stack")),
-            None => e.help("`berth plan` lists every stack"),
+        let names: Vec<&str> = self.stacks.iter().map(|s| s.name.as_str()).collect();
+        let list = match names.len() {
+            0 => "this repository has no stacks".to_string(),
+            n @ 1..=12 => format!("stack{}: {}", if n == 1 { "" } else { "s" }, names.join(", ")),
+            n => format!("{n} stacks, `berth plan` lists them"),
+        };
+        match did_you_mean(name, names.iter().copied()) {
+            Some(best) => e.help(format!("did you mean `{best}`? {list}")),
+            None => e.help(list),
         }
     }
 }

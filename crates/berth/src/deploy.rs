@@ -125,7 +125,7 @@ impl Run<'_> {
                 self.log.push_str(&out.stdout);
                 self.log.push_str(&out.stderr);
                 self.publish();
-                if out.success() { Ok(out.stdout) } else { Err(format!("{what} failed: {}", out.last_error_line())) }
+                if out.success() { Ok(out.stdout) } else { Err(format!("{what} failed: {}", out.error_summary())) }
             }
             Err(RunError::Timeout { output, timeout, .. }) => {
                 self.log.push_str(&output.stdout);

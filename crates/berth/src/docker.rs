@@ -129,7 +129,7 @@ impl Engine {
         let out = process::run(self.docker().args(["version", "--format", "{{.Server.Version}}"]), PROBE_TIMEOUT)
             .map_err(|e| DockerError::Unreachable { endpoint: self.endpoint(), message: e.to_string() })?;
         if !out.success() || out.stdout.trim().is_empty() {
-            return Err(DockerError::Unreachable { endpoint: self.endpoint(), message: out.last_error_line() });
+            return Err(DockerError::Unreachable { endpoint: self.endpoint(), message: out.error_summary() });
         }
         Ok(out.stdout.trim().to_string())
     }

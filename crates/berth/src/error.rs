@@ -16,6 +16,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// A deploy failed verification and the previous version was put back.
     pub const ROLLED_BACK: i32 = 3;
+    /// stdout was closed by its reader (`berth logs 7 | head`): 128 + SIGPIPE, as a shell reports a tool killed by it.
+    pub const BROKEN_PIPE: i32 = 141;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,9 @@ pub enum Error {
     Config(Vec<ConfigError>),
     #[error("{0}")]
     Usage(String),
+    /// A name or revision given on the command line that does not exist, with a suggestion.
+    #[error("{}", .0.message)]
+    Unknown(ConfigError),
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
@@ -36,6 +41,12 @@ pub enum Error {
     Io(String),
 }
 
+impl From<Vec<ConfigError>> for Error {
+    fn from(e: Vec<ConfigError>) -> Self {
+        Error::Config(e)
+    }
+}
+
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Self {
         Error::Config(vec![e])
@@ -45,7 +56,8 @@ impl From<ConfigError> for Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Unknown(_) => exit::USAGE,
+            Error::Git(GitError::UnknownRev { .. } | GitError::NotARepo(_)) => exit::USAGE,
             _ => exit::FAILED,
         }
     }
@@ -62,7 +74,10 @@ impl Error {
             Error::Git(GitError::NotARepo(_)) => {
                 Some("run berth inside a checkout of your stacks repository or pass --repo PATH".into())
             }
-            Error::Git(GitError::UnknownRev(_)) => Some("check the revision with `git log`; fetch first if it is new".into()),
+            Error::Git(GitError::UnknownRev { .. }) => {
+                Some("check the revision with `git log`; fetch first if it is new".into())
+            }
+            Error::Unknown(e) => e.help.clone(),
             Error::Lock(LockError::Busy { .. }) => Some("wait for the other deploy to finish, then retry".into()),
             _ => None,
         }

@@ -21,8 +21,8 @@ pub enum GitError {
     Run(#[from] RunError),
     #[error("git {args}: {message}")]
     Failed { args: String, message: String },
-    #[error("`{0}` is not a commit in this repository")]
-    UnknownRev(String),
+    #[error("unknown revision `{rev}` in {}", repo.display())]
+    UnknownRev { rev: String, repo: PathBuf },
     #[error("{0} is not inside a git repository")]
     NotARepo(PathBuf),
 }
@@ -73,7 +73,7 @@ impl Repo {
     fn git(&self, args: &[&str]) -> Result<String, GitError> {
         let out = process::run(self.cmd().args(args), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: args.join(" "), message: out.last_error_line() });
+            return Err(GitError::Failed { args: args.join(" "), message: out.error_summary() });
         }
         Ok(out.stdout)
     }
@@ -84,9 +84,13 @@ impl Repo {
         let out =
             process::run(self.cmd().args(["rev-parse", "--verify", "--quiet", "--end-of-options", &spec]), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::UnknownRev(rev.to_string()));
+            return Err(self.unknown(rev));
         }
         Ok(out.stdout.trim().to_string())
+    }
+
+    fn unknown(&self, rev: &str) -> GitError {
+        GitError::UnknownRev { rev: rev.to_string(), repo: self.root.clone() }
     }
 
     /// The URL of `origin`, if there is one.
@@ -117,7 +121,7 @@ impl Repo {
         }
         let out = process::run(cmd.args(["tag", "-a", "-m", message, "--", name, commit]), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("tag {name}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("tag {name}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -127,7 +131,7 @@ impl Repo {
         let spec = format!("refs/tags/{name}:refs/tags/{name}");
         let out = process::run(self.cmd().args(["push", "--quiet", "origin", &spec]), TIMEOUT)?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -149,7 +153,12 @@ impl Repo {
 
     /// Every file of `commit` with its blob id.
     pub fn tree(&self, commit: &str) -> Result<Tree, GitError> {
-        let out = self.git(&["ls-tree", "-r", "-z", "--full-tree", commit])?;
+        let out =
+            self.git(&["ls-tree", "-r", "-z", "--full-tree", commit]).map_err(|e| match self.resolve(commit) {
+                // A full commit id skips `rev-parse`; git's own answer for a missing one is "not a tree object".
+                Err(unknown @ GitError::UnknownRev { .. }) => unknown,
+                _ => e,
+            })?;
         let mut entries = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             // "<mode> <type> <oid>\t<path>"
@@ -214,7 +223,7 @@ impl Repo {
             TIMEOUT,
         )?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("read-tree {commit}"), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("read-tree {commit}"), message: out.error_summary() });
         }
         Ok(())
     }
@@ -267,7 +276,7 @@ impl Mirror {
             if !out.success() {
                 return Err(GitError::Failed {
                     args: format!("clone --mirror {}", self.url),
-                    message: out.last_error_line(),
+                    message: out.error_summary(),
                 });
             }
             std::fs::rename(&tmp, dir)
@@ -279,7 +288,7 @@ impl Mirror {
             Duration::from_secs(600),
         )?;
         if !out.success() {
-            return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.last_error_line() });
+            return Err(GitError::Failed { args: format!("fetch {}", self.url), message: out.error_summary() });
         }
         Ok(())
     }

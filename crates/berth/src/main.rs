@@ -32,6 +32,9 @@ use berth_core::vars;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
+    quiet_broken_pipe();
+    // Unwrapped: paths and the commands in hints must stay whole to be copied.
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     let matches = cli::Cli::command().get_matches();
     if let Some((verb, _)) = matches.subcommand() {
         lock::set_command(verb);
@@ -86,6 +89,21 @@ fn log_filter(verbose: u8) -> &'static str {
         2 => "info,berth=debug,berth_core=debug",
         _ => "debug,berth=trace,berth_core=trace,hyper=info,hyper_util=info,h2=info,rustls=info,want=info,mio=info",
     }
+}
+
+/// `berth logs 7 | head`: when the reader of stdout (or stderr) goes away, stop quietly as a Unix tool killed by
+/// SIGPIPE does (status 141), instead of the panic `print!` raises. Only stdout: SIGPIPE itself stays
+/// ignored, so a closed socket or a dead child's pipe remains an error berth handles.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("(os error 32)")) {
+            std::process::exit(error::exit::BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }
 
 fn report(e: &error::Error) {

@@ -18,16 +18,106 @@ impl Output {
         self.status.success()
     }
 
-    /// The last non-empty line of stderr (or stdout): usually the actual error.
-    pub fn last_error_line(&self) -> String {
-        self.stderr
-            .lines()
-            .rev()
-            .chain(self.stdout.lines().rev())
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string())
+    /// The actual error in one line: the meaningful part of stderr (or stdout), see [`summary`].
+    pub fn error_summary(&self) -> String {
+        summary(&self.stderr)
+            .or_else(|| summary(&self.stdout))
             .unwrap_or_else(|| format!("exited with {}", self.status))
     }
+}
+
+/// Lines that say nothing about what failed: usage hints, warnings, compose v1's trailer, swarm notes.
+fn is_noise(line: &str) -> bool {
+    let l = line.trim();
+    l.is_empty()
+        || (l.starts_with("Run '") || l.starts_with("See '")) && l.contains("--help")
+        || l.starts_with("WARN[")
+        || l.starts_with("WARNING:")
+        || l.starts_with("hint:")
+        || l.contains("level=warning") && l.starts_with("time=")
+        || l.ends_with("Encountered errors while bringing up the project.")
+        || l.starts_with("Since --detach=false was not specified")
+        || l.starts_with("In a future release, --detach=false")
+}
+
+/// Prefixes that mark a line as the error itself (git, docker, compose v1 and v2).
+const ERROR_PREFIXES: [&str; 5] = ["fatal: ", "error: ", "Error: ", "Error response from daemon: ", "ERROR: "];
+
+/// The error a failed program reported, in one line, for the docker CLI, compose v2 (the plugin),
+/// docker-compose 1.x and git: the last line marked as an error, else the last message with its
+/// indented continuation lines (a YAML error's location) and the line introducing it (`... is
+/// invalid because:`); usage texts, help hints and warnings are skipped. `None` for empty output.
+fn summary(text: &str) -> Option<String> {
+    let mut lines: Vec<&str> = text.lines().map(|l| l.trim_end()).collect();
+    // A usage text after the error (docker CLI), or instead of one (docopt in docker-compose 1.x).
+    if let Some(u) = lines.iter().position(|l| l.trim_start().starts_with("Usage:")) {
+        let full_help = lines[u..].iter().any(|l| matches!(l.trim(), "Options:" | "Commands:"));
+        let says_why =
+            lines[..u].iter().any(|l| ["unknown", "rror", "invalid", "requires"].iter().any(|w| l.contains(w)));
+        if full_help && !says_why {
+            return Some("the command line was refused (it printed its usage text)".into());
+        }
+        if lines[..u].iter().any(|l| !is_noise(l)) {
+            lines.truncate(u);
+        }
+    }
+    // (index in `lines`, line) of the lines that may carry the error.
+    let kept: Vec<(usize, &str)> = lines.iter().copied().enumerate().filter(|(_, l)| !is_noise(l)).collect();
+    if kept.is_empty() {
+        return lines.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
+    }
+    let is_head = |l: &str| !l.starts_with([' ', '\t']);
+    let marked = kept.iter().rposition(|(_, l)| ERROR_PREFIXES.iter().any(|p| l.starts_with(p)));
+    let Some(head) = marked.or_else(|| kept.iter().rposition(|(_, l)| is_head(l))) else {
+        return Some(kept.iter().map(|(_, l)| l.trim()).collect::<Vec<_>>().join(" "));
+    };
+    // `The Compose file '...' is invalid because:` and the reasons under it, in one paragraph.
+    let intro = match marked {
+        Some(_) => None,
+        None => kept[..head]
+            .iter()
+            .rposition(|(_, l)| is_head(l) && l.ends_with(':'))
+            .filter(|&i| lines[kept[i].0..kept[head].0].iter().all(|l| !l.trim().is_empty())),
+    };
+    let s = match intro {
+        Some(i) => {
+            let reasons: Vec<String> = kept[i + 1..].iter().map(|(_, l)| tidy(l.trim())).collect();
+            format!("{} {}", tidy(kept[i].1.trim()), reasons.join("; "))
+        }
+        None => {
+            let n = 1 + kept[head + 1..].iter().take_while(|(_, l)| !is_head(l)).count();
+            kept[head..head + n].iter().map(|(_, l)| tidy(l.trim())).collect::<Vec<_>>().join(" ")
+        }
+    };
+    Some(clip(s, 1000))
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let cut = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// Drop what only repeats the kind of error: compose v1's `ERROR: for SERVICE  ` becomes
+/// `SERVICE: `, and PyYAML's exception class goes.
+fn tidy(line: &str) -> String {
+    if let Some(rest) = line.strip_prefix("ERROR: for ")
+        && let Some((service, msg)) = rest.split_once("  ")
+    {
+        return format!("{service}: {}", msg.trim());
+    }
+    let line = line.strip_prefix("ERROR: ").unwrap_or(line);
+    if line.starts_with("yaml.")
+        && let Some((class, msg)) = line.split_once(": ")
+        && class.ends_with("Error")
+    {
+        return msg.to_string();
+    }
+    line.to_string()
 }
 
 /// Why a program could not be run to completion.
@@ -125,7 +215,7 @@ mod tests {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.status.code(), Some(3));
-        assert_eq!(out.last_error_line(), "err");
+        assert_eq!(out.error_summary(), "err");
     }
 
     #[test]
@@ -138,5 +228,87 @@ mod tests {
     fn missing_programs_are_reported() {
         let err = run(&mut Command::new("berth-no-such-program"), Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("cannot start `berth-no-such-program`"));
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stderr").join(format!("{name}.txt"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn summarised(name: &str) -> String {
+        summary(&fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn yaml_errors_keep_their_message_and_location() {
+        assert_eq!(
+            summarised("v2-config-bad"),
+            "failed to parse /tmp/cerr/bad/compose.yaml: yaml: line 1: did not find expected key"
+        );
+        assert_eq!(
+            summarised("v1-config-bad"),
+            "expected <block end>, but found '<block mapping start>' in \"/tmp/cerr/bad/compose.yaml\", line 4, column 4"
+        );
+        assert_eq!(summarised("stack-config-bad"), "yaml: line 1: did not find expected key");
+    }
+
+    #[test]
+    fn unknown_service_keys_name_the_key_and_the_file() {
+        assert_eq!(
+            summarised("v2-config-key"),
+            "validating /tmp/cerr/key/compose.yaml: services.app additional properties 'imagee' not allowed"
+        );
+        assert_eq!(
+            summarised("v1-config-key"),
+            "The Compose file '/tmp/cerr/key/compose.yaml' is invalid because: Unsupported config option for services.app: 'imagee'"
+        );
+        assert_eq!(summarised("stack-config-key"), "services.app Additional property imagee is not allowed");
+        let several = "The Compose file './c.yaml' is invalid because:\nUnsupported config option for services.a: 'x'\nservices.a.ports is invalid\n";
+        assert_eq!(
+            summary(several).unwrap(),
+            "The Compose file './c.yaml' is invalid because: Unsupported config option for services.a: 'x'; services.a.ports is invalid"
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_named_not_the_help_hint() {
+        assert_eq!(summarised("v2-opt"), "unknown flag: --bogus");
+        assert_eq!(summarised("noplugin"), "unknown flag: --project-name");
+        assert_eq!(summarised("stack-opt"), "unknown flag: --bogus");
+        // docker-compose 1.x prints only its usage text.
+        for f in ["v1-gopt", "v1-opt"] {
+            assert_eq!(summarised(f), "the command line was refused (it printed its usage text)", "{f}");
+        }
+    }
+
+    #[test]
+    fn registry_and_engine_refusals_are_the_daemon_s_answer() {
+        let refused = r#"Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused"#;
+        assert_eq!(summarised("v2-pullup"), format!("Error response from daemon: {refused}"));
+        assert_eq!(summarised("v1-pullup"), refused);
+        assert_eq!(summarised("v1-pullcmd"), format!("app: {refused}"));
+        let start = r#"Cannot start service app: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "/nosuch": stat /nosuch: no such file or directory: unknown"#;
+        assert_eq!(summarised("v1-start"), format!("app: {start}"));
+        assert!(summarised("v2-start").starts_with("Error response from daemon: failed to create shim task"));
+        assert!(summarised("stack-noswarm").starts_with("this node is not a swarm manager."));
+    }
+
+    #[test]
+    fn git_errors_are_the_fatal_line_not_the_hints() {
+        let text = "fatal: ambiguous argument 'nope': unknown revision or path not in the working tree.\nUse '--' to separate paths from revisions, like this:\n'git <command> [<revision>...] -- [<file>...]'\n";
+        assert_eq!(
+            summary(text).unwrap(),
+            "fatal: ambiguous argument 'nope': unknown revision or path not in the working tree."
+        );
+        let push = "To /tmp/r\n ! [rejected]        v1 -> v1 (already exists)\nerror: failed to push some refs to '/tmp/r'\nhint: Updates were rejected because the tag already exists in the remote.\n";
+        assert_eq!(summary(push).unwrap(), "error: failed to push some refs to '/tmp/r'");
+    }
+
+    #[test]
+    fn other_output_falls_back_to_its_last_message() {
+        assert_eq!(summary("step 1\nstep 2 failed\n").unwrap(), "step 2 failed");
+        assert_eq!(summary("WARN[0000] only a warning\n").unwrap(), "WARN[0000] only a warning");
+        assert_eq!(summary("\n  \n"), None);
+        assert_eq!(summary("    indented\n    only\n").unwrap(), "indented only");
     }
 }

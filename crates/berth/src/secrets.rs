@@ -106,7 +106,7 @@ pub fn decrypt_sops(path: &std::path::Path, input_type: &str, age_identity: Opti
     }
     let out = crate::process::run(&mut cmd, std::time::Duration::from_secs(60)).map_err(|e| e.to_string())?;
     if !out.success() {
-        return Err(format!("sops could not decrypt it: {}", out.last_error_line()));
+        return Err(format!("sops could not decrypt it: {}", out.error_summary()));
     }
     register_plaintext(out.stdout.as_bytes());
     Ok(out.stdout.into_bytes())

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state database {path}: {source}{}", storage_hint(source))]
+    #[error("state database {}: {source}{}", path.display(), storage_hint(path, source))]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("cannot create state dir {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
@@ -16,15 +16,28 @@ pub enum StateError {
     NoSuchDeploy(i64),
 }
 
-/// What to do when the database cannot be written: berth records a deploy before it acts, so it stops instead.
-fn storage_hint(e: &rusqlite::Error) -> &'static str {
+/// What to do when the database cannot be written (berth records a deploy before it acts, so it
+/// stops instead) or is damaged (berth keeps no copy of it: say what moving it aside costs).
+fn storage_hint(path: &Path, e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode as C;
     match e.sqlite_error_code() {
         Some(C::CannotOpen | C::ReadOnly | C::DiskFull | C::SystemIoFailure | C::PermissionDenied) => {
             " (nothing was deployed: berth records every deploy before it touches an engine; make the state \
              directory writable and give its filesystem free space, then run again)"
+                .into()
         }
-        _ => "",
+        Some(C::NotADatabase | C::DatabaseCorrupt) => {
+            let (p, dir) = (path.display(), path.parent().unwrap_or(Path::new(".")).join("damaged"));
+            format!(
+                " (the file is damaged and berth keeps no backup of it. To recover, move it and its -wal and -shm \
+                 files aside: `mkdir {d} && mv {p}* {d}/`. berth then starts with an empty state: the deploy \
+                 history (rollback targets, failed configs), API keys, pauses and release records are lost; \
+                 running containers are untouched and the next `berth apply` redeploys every stack. \
+                 `sqlite3 {d}/berth.db .recover` may save part of the history)",
+                d = dir.display()
+            )
+        }
+        _ => String::new(),
     }
 }
 
@@ -159,7 +172,29 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// The tables, and the columns added after the first release of the schema.
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    for col in ["phase", "verify", "phases"] {
+        let _ = conn.execute(&format!("ALTER TABLE deploys ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"), []);
+    }
+    Ok(())
+}
+
 impl State {
+    /// For read-only commands: the database in `dir` if there is one, else an empty one in memory,
+    /// so that looking at a repository never creates a state dir in it.
+    pub fn open_existing(dir: &Path) -> Result<State, StateError> {
+        let path = dir.join("berth.db");
+        if path.exists() {
+            return State::open(dir);
+        }
+        let err = |source| StateError::Sqlite { path: path.clone(), source };
+        let conn = Connection::open_in_memory().map_err(err)?;
+        create_schema(&conn).map_err(err)?;
+        Ok(State { conn, path })
+    }
+
     /// Open (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<State, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_path_buf(), source })?;
@@ -174,11 +209,7 @@ impl State {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        // Columns added after the first release of the schema.
-        for col in ["phase", "verify", "phases"] {
-            let _ = conn.execute(&format!("ALTER TABLE deploys ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"), []);
-        }
+        create_schema(&conn).map_err(err)?;
         Ok(State { conn, path })
     }
 

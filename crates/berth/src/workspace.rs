@@ -103,6 +103,26 @@ impl Workspace {
         Ok(State::open(&self.state_dir)?)
     }
 
+    /// The state store for a command that only reads: an empty one when there is none yet, so
+    /// that looking at a repository never creates a state dir in it.
+    pub fn read_state(&self) -> Result<State> {
+        Ok(State::open_existing(&self.state_dir)?)
+    }
+
+    /// Refuse a folder that is no stacks repository (no stack found, no berth.toml, no state):
+    /// berth was most likely run in the wrong place, and reporting zero stacks would hide that.
+    pub fn require_stacks(&self, project: &Project) -> Result<()> {
+        if !project.stacks.is_empty() || project.configured || self.state_dir.join("berth.db").exists() {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "{} is not a stacks repository: it has no berth.toml and no stack (a folder with a compose file under \
+             {}); run berth in your stacks repository, pass --repo PATH, or add a berth.toml",
+            self.repo.root.display(),
+            berth_core::discovery::DEFAULT_PATTERNS.join(" or ")
+        )))
+    }
+
     /// Load the project at a revision.
     pub fn snapshot(&self, rev: &str) -> Result<Arc<Snapshot>> {
         let cached = |commit: &str| self.cached(commit);

@@ -18,6 +18,7 @@ pub fn validate(ws: &Workspace, rev: Option<&str>) -> Result<i32> {
         Some(r) => ws.snapshot(r)?.project.clone(),
         None => ws.snapshot_worktree()?,
     };
+    ws.require_stacks(&project)?;
     let mut warnings = 0;
     for s in project.stacks.iter().filter(|s| s.mode == berth_core::Mode::Swarm) {
         for f in &s.compose_files {
@@ -59,6 +60,7 @@ fn plural(n: usize) -> &'static str {
 
 pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool, names: bool) -> Result<i32> {
     let snap = ws.snapshot(to)?;
+    ws.require_stacks(&snap.project)?;
     let everything = if git::is_null_rev(from) {
         Some("`from` is the null commit (a new branch)".to_string())
     } else {
@@ -149,7 +151,8 @@ pub fn explain(step: &Step) -> String {
 
 pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
-    let state = ws.state()?;
+    ws.require_stacks(&snap.project)?;
+    let state = ws.read_state()?;
     let (plan, _) = ws.plan(&snap, &ws.history(&state)?, None, &BTreeMap::new())?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
@@ -174,7 +177,7 @@ pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
 }
 
 pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
-    let state = ws.state()?;
+    let state = ws.read_state()?;
     let latest = state.latest()?;
     // Stacks of the current commit that never deployed are listed too.
     let snap = ws.snapshot("HEAD").ok();
@@ -233,13 +236,13 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
 }
 
 pub fn history(ws: &Workspace, stack: &str, limit: usize, as_json: bool) -> Result<i32> {
-    let state = ws.state()?;
+    let state = ws.read_state()?;
     let records = state.history(stack, limit)?;
     if records.is_empty()
         && let Ok(snap) = ws.snapshot("HEAD")
         && snap.project.stack(stack).is_none()
     {
-        return Err(Error::Config(vec![snap.project.unknown_stack(stack)]));
+        return Err(Error::Unknown(snap.project.unknown_stack(stack)));
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
@@ -264,7 +267,7 @@ pub fn history(ws: &Workspace, stack: &str, limit: usize, as_json: bool) -> Resu
 }
 
 pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
-    let state = ws.state()?;
+    let state = ws.read_state()?;
     let r = state.get(id)?;
     println!("# deploy {} of {} at {}: {}", r.id, r.stack, short(&r.commit), r.status);
     if let Some(why) = &r.reason {
@@ -283,7 +286,7 @@ pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
 
 /// `berth history --env ENV`: the environment's releases with their deploy outcomes.
 pub fn releases(ws: &Workspace, env: &str, as_json: bool) -> Result<i32> {
-    let state = ws.state()?;
+    let state = ws.read_state()?;
     let releases = state.releases(Some(env))?;
     let deploys = state.list(None, 10_000)?;
     let outcome = |commit: &str| {

@@ -26,7 +26,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
-        Command::Apply { r#ref, no_wait } => run::apply(&ws()?, &r#ref, !no_wait),
+        Command::Apply { r#ref, no_wait } => {
+            let ws = ws()?;
+            ws.require_stacks(&ws.snapshot(&r#ref)?.project)?;
+            run::apply(&ws, &r#ref, !no_wait)
+        }
         Command::Deploy { stack, r#ref, set, no_wait } => run::deploy(&ws()?, &stack, &r#ref, &set, !no_wait),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
         Command::Drift { json, heal } => run::drift(&ws()?, json, heal),

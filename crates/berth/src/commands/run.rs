@@ -52,7 +52,7 @@ fn execute(
     if let Some(name) = only
         && snap.project.stack(name).is_none()
     {
-        return Err(Error::Config(vec![snap.project.unknown_stack(name)]));
+        return Err(Error::Unknown(snap.project.unknown_stack(name)));
     }
     let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
     run_plan(ws, snap, requested.as_deref(), overrides, trigger, false, wait)
@@ -325,7 +325,7 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
 pub fn pause(ws: &Workspace, stack: &str, paused: bool, reason: Option<&str>) -> Result<i32> {
     let snap = ws.snapshot("HEAD")?;
     if snap.project.stack(stack).is_none() {
-        return Err(Error::Config(vec![snap.project.unknown_stack(stack)]));
+        return Err(Error::Unknown(snap.project.unknown_stack(stack)));
     }
     let state = ws.state()?;
     let changed = state.set_paused(stack, paused, &crate::release::actor(), reason)?;

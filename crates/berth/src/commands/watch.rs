@@ -29,10 +29,10 @@ struct Local<'a>(&'a Workspace);
 
 impl Source for Local<'_> {
     fn list(&self) -> Result<Vec<DeployRecord>> {
-        Ok(self.0.state()?.list(None, 200)?)
+        Ok(self.0.read_state()?.list(None, 200)?)
     }
     fn get(&self, id: i64) -> Result<DeployRecord> {
-        Ok(self.0.state()?.get(id)?)
+        Ok(self.0.read_state()?.get(id)?)
     }
 }
 
@@ -74,8 +74,61 @@ impl Source for Remote {
 }
 
 pub fn local(ws: &Workspace, target: &Target, timeout: Duration) -> Result<i32> {
-    let commit = target.commit.as_ref().map(|c| ws.repo.resolve(c).unwrap_or_else(|_| c.clone()));
-    follow(&Local(ws), target, commit, timeout)
+    let src = Local(ws);
+    let commit = match &target.commit {
+        Some(c) => Some(local_commit(ws, &src, c)?),
+        None => None,
+    };
+    if let Some(stack) = &target.stack {
+        let known = src.list()?.iter().any(|d| &d.stack == stack);
+        if !known && let Some(unknown) = local_projects(ws).into_iter().find_map(|p| unknown_stack(&p, stack)) {
+            return Err(unknown);
+        }
+    }
+    follow(&src, target, commit, timeout)
+}
+
+/// The commit `--commit` names: resolved in the checkout or in one of `berth serve`'s mirrors, or
+/// the prefix of a recorded deploy's commit. Anything else can never deploy from here: say so now.
+fn local_commit(ws: &Workspace, src: &Local<'_>, rev: &str) -> Result<String> {
+    let mut repos = vec![ws.repo.clone()];
+    repos.extend(mirrors(ws));
+    if let Some(id) = repos.iter().find_map(|r| r.resolve(rev).ok()) {
+        return Ok(id);
+    }
+    if is_hex(rev) && src.list()?.iter().any(|d| d.commit.starts_with(rev)) {
+        return Ok(rev.to_string());
+    }
+    Err(crate::git::GitError::UnknownRev { rev: rev.to_string(), repo: ws.repo.root.clone() }.into())
+}
+
+/// The bare mirrors `berth serve` keeps under the state dir.
+fn mirrors(ws: &Workspace) -> Vec<crate::git::Repo> {
+    let Ok(dir) = std::fs::read_dir(ws.state_dir.join("mirrors")) else { return Vec::new() };
+    dir.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "git") && p.join("HEAD").exists())
+        .map(|root| crate::git::Repo { root, mirror: true })
+        .collect()
+}
+
+/// The projects stacks can come from: the checkout's HEAD and each mirror's.
+fn local_projects(ws: &Workspace) -> Vec<berth_core::Project> {
+    let mut out: Vec<berth_core::Project> = ws.snapshot("HEAD").map(|s| s.project.clone()).into_iter().collect();
+    for m in mirrors(ws) {
+        let mirror = Workspace::new(m, ws.state_dir.clone());
+        out.extend(mirror.snapshot("HEAD").map(|s| s.project.clone()));
+    }
+    out
+}
+
+/// `Some(error)` when `project` lacks `stack` (`None`: it is there).
+fn unknown_stack(project: &berth_core::Project, stack: &str) -> Option<Error> {
+    project.stack(stack).is_none().then(|| Error::Unknown(project.unknown_stack(stack)))
+}
+
+fn is_hex(s: &str) -> bool {
+    (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub fn remote(url: &str, key: Option<&str>, secret: Option<&str>, target: &Target, timeout: Duration) -> Result<i32> {
@@ -84,11 +137,36 @@ pub fn remote(url: &str, key: Option<&str>, secret: Option<&str>, target: &Targe
             "--server needs BERTH_API_KEY and BERTH_API_SECRET (or --api-key/--api-secret)".into(),
         ));
     };
+    // A server can only know a commit by its id: a branch or tag name would never match a deploy.
+    if let Some(c) = &target.commit
+        && !is_hex(c)
+    {
+        return Err(Error::Usage(format!(
+            "--commit {c}: give a commit id (4 to 64 hex digits) with --server; the server knows deploys by commit id"
+        )));
+    }
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
     let src = Remote { base: url.trim_end_matches('/').to_string(), key: key.into(), secret: secret.into(), http };
+    if let Some(stack) = &target.stack {
+        let stacks = src.fetch("/api/v1/stacks")?;
+        let names: Vec<&str> =
+            stacks["stacks"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+        if !names.contains(&stack.as_str()) && !src.list()?.iter().any(|d| &d.stack == stack) {
+            let mut e = berth_core::ConfigError::new(format!("{} has no stack named `{stack}`", src.base));
+            let list = match names.len() {
+                0..=12 => format!("stacks there: {}", names.join(", ")),
+                n => format!("{n} stacks there, `GET /api/v1/stacks` lists them"),
+            };
+            e = match berth_core::error::did_you_mean(stack, names.iter().copied()) {
+                Some(best) => e.help(format!("did you mean `{best}`? {list}")),
+                None => e.help(list),
+            };
+            return Err(Error::Unknown(e));
+        }
+    }
     follow(&src, target, target.commit.clone(), timeout)
 }
 
