@@ -206,3 +206,45 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
     assert_eq!(history(&repo, &s).len(), before, "apply retried a config that failed");
     assert!(env_of(&s).contains("REV=v1"));
 }
+
+#[test]
+fn the_cli_and_berth_serve_take_turns_on_one_stack() {
+    docker();
+    let s = unique("both");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+
+    // A CLI deploy is verifying when the controller starts: the controller leaves it alone.
+    let cli = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
+    let cli_id = running(&repo, &s, "deploy", "converging");
+    let server = server::Server::start(&repo);
+    // Asked for meanwhile, the controller's deploy waits for the CLI's to end, then runs.
+    let (code, body) =
+        server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "good"}}));
+    assert_eq!(code, 202, "{body}");
+    let cli = finish(cli);
+    assert_eq!(cli.code, 3, "{}{}", cli.stdout, cli.stderr);
+    server.settle();
+    assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
+    let h = history(&repo, &s);
+    let outcomes: Vec<(&str, &str)> =
+        h.iter().map(|d| (d["trigger"].as_str().unwrap(), d["status"].as_str().unwrap())).collect();
+    assert_eq!(outcomes[1..], [("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
+    assert_eq!((outcomes[0].1, h[1]["id"].as_i64()), ("succeeded", Some(cli_id)), "{h:?}");
+    let log = std::fs::read_to_string(repo.state.path().join("serve.log")).unwrap();
+    assert!(log.contains("waiting for the stack's lock"), "{log}");
+
+    // The other way round: the controller deploys, a CLI deploy that will not wait is refused.
+    let (code, body) = server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "bad"}}));
+    assert_eq!(code, 202, "{body}");
+    let serve_id = running(&repo, &s, h[0]["trigger"].as_str().unwrap(), "converging");
+    let refused = repo.berth(&["deploy", &s, "--set", "REV=other", "--no-wait"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains(&format!("deploy {serve_id} of `berth serve`")), "{}", refused.stdout);
+    server.settle();
+    assert!(env_of(&s).contains("REV=good"), "the controller rolled back to the good version");
+}
