@@ -9,6 +9,7 @@
 //! Data flows one way: [`config`] → [`project`] (discovery + validation) →
 //! [`changes`] / [`hash`] → [`plan`] → the binary's executors → [`record`].
 
+pub mod api;
 pub mod changes;
 pub mod compat;
 pub mod config;

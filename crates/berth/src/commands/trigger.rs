@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use berth_core::api::ErrorBody;
+use berth_core::api::komodo::Update;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result, exit};
@@ -30,18 +32,19 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
             }
         };
         let status = resp.status();
-        let body: Value = resp.json().unwrap_or(Value::Null);
-        let message = body.get("error").and_then(Value::as_str).unwrap_or("");
-        if status.as_u16() == 404 {
-            println!("{stack}: HTTP {} (warning: the server does not know this stack) {message}", status.as_u16());
-            continue;
-        }
+        let text = resp.text().unwrap_or_default();
         if !status.is_success() {
-            println!("{stack}: HTTP {} {message}", status.as_u16());
-            failed += 1;
+            let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error).unwrap_or_default();
+            if status.as_u16() == 404 {
+                println!("{stack}: HTTP 404 (warning: the server does not know this stack) {message}");
+            } else {
+                println!("{stack}: HTTP {} {message}", status.as_u16());
+                failed += 1;
+            }
             continue;
         }
-        let id = update_id(&body);
+        let body = serde_json::from_str::<Update>(&text).ok();
+        let id = body.map(|u| u.id.oid).filter(|id| !id.is_empty());
         println!("{stack}: HTTP {} (update {})", status.as_u16(), id.as_deref().unwrap_or("?"));
         if wait && let Some(id) = id {
             let deadline = Instant::now() + Duration::from_secs(30 * 60);
@@ -49,11 +52,11 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
             loop {
                 let u = post("/read", json!({ "type": "GetUpdate", "params": { "id": id } }))
                     .ok()
-                    .and_then(|r| r.json::<Value>().ok());
+                    .and_then(|r| r.json::<Update>().ok());
                 if let Some(u) = u
-                    && u.get("status").and_then(Value::as_str) == Some("Complete")
+                    && u.status == "Complete"
                 {
-                    let ok = u.get("success").and_then(Value::as_bool) == Some(true);
+                    let ok = u.success;
                     println!("{stack}: {}", if ok { "deployed" } else { "deploy failed" });
                     if !ok {
                         failed += 1;
@@ -71,10 +74,4 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
         }
     }
     Ok(if failed > 0 { exit::FAILED } else { exit::OK })
-}
-
-/// The id of a Komodo `Update`: `{"_id": {"$oid": "..."}}` or a plain string.
-fn update_id(u: &Value) -> Option<String> {
-    let id = u.get("_id").or_else(|| u.get("id"))?;
-    id.get("$oid").and_then(Value::as_str).or_else(|| id.as_str()).map(str::to_string)
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use berth_core::api::{DeployDetail, DeployList, ErrorBody, StackList};
 use berth_core::record::{DeployRecord, DeployStatus};
 
 use crate::error::{Error, Result, exit};
@@ -44,7 +45,8 @@ struct Remote {
 }
 
 impl Remote {
-    fn fetch(&self, path: &str) -> Result<serde_json::Value> {
+    /// GET `path` and read the answer as `T` (an error answer as the API's error body).
+    fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -53,23 +55,21 @@ impl Remote {
             .send()
             .map_err(|e| Error::Io(format!("cannot reach {}: {e}", self.base)))?;
         let status = r.status();
-        let body: serde_json::Value = r.json().unwrap_or_default();
+        let text = r.text().unwrap_or_default();
         if !status.is_success() {
-            let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("");
+            let msg = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error).unwrap_or_default();
             return Err(Error::Io(format!("{} answered {status}: {msg}", self.base)));
         }
-        Ok(body)
+        serde_json::from_str(&text).map_err(|e| Error::Io(format!("unexpected answer from {}{path}: {e}", self.base)))
     }
 }
 
 impl Source for Remote {
     fn list(&self) -> Result<Vec<DeployRecord>> {
-        let v = self.fetch("/api/v1/deploys?limit=200")?;
-        serde_json::from_value(v["deploys"].clone()).map_err(|e| Error::Io(format!("unexpected answer: {e}")))
+        Ok(self.fetch::<DeployList>("/api/v1/deploys?limit=200")?.deploys)
     }
     fn get(&self, id: i64) -> Result<DeployRecord> {
-        let v = self.fetch(&format!("/api/v1/deploys/{id}"))?;
-        serde_json::from_value(v).map_err(|e| Error::Io(format!("unexpected answer: {e}")))
+        Ok(self.fetch::<DeployDetail>(&format!("/api/v1/deploys/{id}"))?.record)
     }
 }
 
@@ -151,9 +151,8 @@ pub fn remote(url: &str, key: Option<&str>, secret: Option<&str>, target: &Targe
         .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
     let src = Remote { base: url.trim_end_matches('/').to_string(), key: key.into(), secret: secret.into(), http };
     if let Some(stack) = &target.stack {
-        let stacks = src.fetch("/api/v1/stacks")?;
-        let names: Vec<&str> =
-            stacks["stacks"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+        let stacks: StackList = src.fetch("/api/v1/stacks")?;
+        let names: Vec<&str> = stacks.stacks.iter().map(|s| s.name.as_str()).collect();
         if !names.contains(&stack.as_str()) && !src.list()?.iter().any(|d| &d.stack == stack) {
             let mut e = berth_core::ConfigError::new(format!("{} has no stack named `{stack}`", src.base));
             let list = match names.len() {

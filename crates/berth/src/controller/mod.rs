@@ -71,14 +71,7 @@ pub struct Controller {
     pub shared: Arc<Shared>,
 }
 
-/// A deploy a request created or joined.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Enqueued {
-    pub stack: String,
-    pub id: i64,
-    /// True when the request joined a deploy that was already pending.
-    pub joined: bool,
-}
+pub use berth_core::api::Enqueued;
 
 impl Shared {
     /// Run `f` with the state store. Never held across an await.

@@ -16,14 +16,17 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, App, ErrorBody, parse_json};
-use crate::controller::{Enqueued, Target, Want};
+use super::{ApiError, App, parse_json};
+use crate::controller::{Target, Want};
 use crate::keys::Scope;
-use berth_core::record::DeployRecord;
+use berth_core::api::{
+    Accepted, DeployBody, DeployDetail, DeployList, DeployLog, ErrorBody, Pending, Rejection, Rejections, RollbackBody,
+    StackDetail, StackList, StackSummary, Waited,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -114,106 +117,6 @@ impl Wait {
     }
 }
 
-/// A stack as the repository defines it, with its latest deploy.
-#[derive(Serialize, ToSchema)]
-struct StackSummary {
-    name: String,
-    repo: String,
-    server: String,
-    /// The stack's folder in the repository.
-    path: String,
-    /// Deployed only when asked (bootstrap stacks).
-    manual: bool,
-    after: Vec<String>,
-    /// The repository commit berth knows.
-    repo_commit: String,
-    /// The latest deploy's status, `manual`, or `never_deployed`.
-    status: String,
-    last_deploy: Option<DeployRecord>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct StackList {
-    stacks: Vec<StackSummary>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct StackDetail {
-    name: String,
-    repo: String,
-    /// The stack's resolved definition (see the configuration reference).
-    #[schema(value_type = Object)]
-    definition: serde_json::Value,
-    /// The latest deploys, newest first.
-    deploys: Vec<DeployRecord>,
-}
-
-/// The deploys a request created or joined, answered at once (202).
-#[derive(Serialize, ToSchema)]
-pub struct Accepted {
-    commit: String,
-    deploys: Vec<Enqueued>,
-    /// Stacks that were considered and needed nothing.
-    unchanged: Vec<String>,
-}
-
-/// The deploys a request created or joined, after waiting for them (`wait=true`).
-#[derive(Serialize, ToSchema)]
-pub struct Waited {
-    commit: String,
-    deploys: Vec<DeployRecord>,
-    unchanged: Vec<String>,
-    /// Every deploy reached a final status (else the wait timed out: 202).
-    settled: bool,
-    /// Settled and every deploy succeeded.
-    success: bool,
-}
-
-/// 202: accepted without waiting, or waited and not yet settled.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code, reason = "describes answers for the OpenAPI document; never built")]
-pub enum Pending {
-    Accepted(Accepted),
-    Waited(Waited),
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeployList {
-    deploys: Vec<DeployRecord>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeployDetail {
-    #[serde(flatten)]
-    record: DeployRecord,
-    /// Verification results (convergence and smoke checks), when the deploy got that far.
-    #[schema(value_type = Option<Object>)]
-    verify: serde_json::Value,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeployLog {
-    id: i64,
-    status: berth_core::record::DeployStatus,
-    /// The deploy's log, secrets redacted.
-    log: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Rejection {
-    repo: String,
-    commit: String,
-    errors: Vec<String>,
-    /// Unix seconds.
-    at: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Rejections {
-    rejections: Vec<Rejection>,
-}
-
 /// An optional JSON object body: empty or `null` mean the defaults.
 fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
@@ -291,26 +194,6 @@ async fn stack(State(app): State<Arc<App>>, headers: HeaderMap, P(name): P<Strin
     Ok(json(StatusCode::OK, StackDetail { name, repo: repo.spec.name.clone(), definition, deploys: history }))
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct DeployBody {
-    /// Variables for this deploy (`--set`), replayed by later reconciles unless secret-named.
-    #[serde(default)]
-    #[schema(schema_with = variables)]
-    vars: BTreeMap<String, String>,
-    /// A revision (tag or commit) instead of the branch tip.
-    #[serde(default, rename = "ref")]
-    rev: Option<String>,
-}
-
-/// Variable names as `berth_core::vars::valid_key` accepts them.
-fn variables() -> utoipa::openapi::Object {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z_][A-Za-z0-9_]*$"));
-    let value = ObjectBuilder::new().schema_type(Type::String);
-    ObjectBuilder::new().schema_type(Type::Object).property_names(Some(name)).additional_properties(Some(value)).build()
-}
-
 /// `POST /api/v1/stacks/{name}/deploy`: deploy the stack now, changed or not.
 #[utoipa::path(post, path = "/api/v1/stacks/{name}/deploy", tag = "stacks",
     params(("name" = String, Path), Wait), request_body(content = Option<DeployBody>),
@@ -337,16 +220,6 @@ async fn deploy(
     let trigger = format!("api:{}", caller.name);
     let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RollbackBody {
-    /// The deploy to put back.
-    to: Option<i64>,
-    /// A revision (tag or commit) to put back instead.
-    #[serde(rename = "ref")]
-    rev: Option<String>,
 }
 
 /// `POST /api/v1/stacks/{name}/rollback`: put back an earlier deploy (default: the success before the current one).

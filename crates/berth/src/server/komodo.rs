@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_core::api::komodo;
 use berth_core::record::{DeployRecord, DeployStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -181,7 +182,7 @@ fn matching(app: &App, pattern: &str) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
-/// The Komodo `Update` for a deploy record.
+/// The Komodo `Update` for a deploy record. As in Komodo, `success` is false until it completes.
 fn update(r: &DeployRecord, log: &str) -> Value {
     let status = match r.status {
         DeployStatus::Queued => "Queued",
@@ -189,34 +190,38 @@ fn update(r: &DeployRecord, log: &str) -> Value {
         _ => "Complete",
     };
     let done = r.status.is_final();
-    let success = if done { r.status == DeployStatus::Succeeded } else { true };
+    let success = done && r.status == DeployStatus::Succeeded;
     let (start, end) = (r.started_at * 1000, r.finished_at.map(|t| t * 1000));
     let logs = if done {
-        vec![json!({
-            "stage": "Deploy Stack",
-            "command": format!("berth deploy {} (deploy {}, {})", r.stack, r.id, r.status),
-            "stdout": log,
-            "stderr": r.reason.clone().unwrap_or_default(),
-            "success": success,
-            "start_ts": start,
-            "end_ts": end.unwrap_or(start),
-        })]
+        vec![komodo::Log {
+            stage: "Deploy Stack".into(),
+            command: format!("berth deploy {} (deploy {}, {})", r.stack, r.id, r.status),
+            stdout: log.to_string(),
+            stderr: r.reason.clone().unwrap_or_default(),
+            success,
+            start_ts: start,
+            end_ts: end.unwrap_or(start),
+        }]
     } else {
         Vec::new()
     };
-    json!({
-        "_id": { "$oid": format!("{:024x}", r.id) },
-        "operation": "DeployStack",
-        "start_ts": start,
-        "success": success,
-        "operator": r.trigger,
-        "target": { "type": "Stack", "id": r.stack },
-        "logs": logs,
-        "end_ts": end,
-        "status": status,
-        "commit_hash": r.commit,
-        "other_data": "",
+    to_value(&komodo::Update {
+        id: komodo::ObjectId { oid: format!("{:024x}", r.id) },
+        operation: "DeployStack".into(),
+        start_ts: start,
+        success,
+        operator: r.trigger.clone(),
+        target: komodo::Target { kind: "Stack".into(), id: r.stack.clone() },
+        logs,
+        end_ts: end,
+        status: status.into(),
+        commit_hash: r.commit.clone(),
+        other_data: String::new(),
     })
+}
+
+fn to_value(u: &komodo::Update) -> Value {
+    serde_json::to_value(u).unwrap_or(Value::Null)
 }
 
 /// Updates for "nothing changed" answers, kept so `GetUpdate` finds them (bounded).
@@ -230,21 +235,26 @@ fn noop(stack: &str, commit: &str, operator: &str) -> Value {
     // Above any deploy id, so the two never collide.
     let id = format!("ff{:022x}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let now = crate::state::now() * 1000;
-    let u = json!({
-        "_id": { "$oid": id },
-        "operation": "DeployStack",
-        "start_ts": now,
-        "success": true,
-        "operator": operator,
-        "target": { "type": "Stack", "id": stack },
-        "logs": [{
-            "stage": "Deploy Stack", "command": "berth deploy-if-changed", "success": true,
-            "stdout": "Deploy cancelled after no changes detected.", "stderr": "", "start_ts": now, "end_ts": now,
+    let u = to_value(&komodo::Update {
+        id: komodo::ObjectId { oid: id.clone() },
+        operation: "DeployStack".into(),
+        start_ts: now,
+        success: true,
+        operator: operator.to_string(),
+        target: komodo::Target { kind: "Stack".into(), id: stack.to_string() },
+        logs: vec![komodo::Log {
+            stage: "Deploy Stack".into(),
+            command: "berth deploy-if-changed".into(),
+            stdout: "Deploy cancelled after no changes detected.".into(),
+            stderr: String::new(),
+            success: true,
+            start_ts: now,
+            end_ts: now,
         }],
-        "end_ts": now,
-        "status": "Complete",
-        "commit_hash": commit,
-        "other_data": "",
+        end_ts: Some(now),
+        status: "Complete".into(),
+        commit_hash: commit.to_string(),
+        other_data: String::new(),
     });
     let mut m = noop_updates().lock().unwrap_or_else(|e| e.into_inner());
     if m.len() > 10_000 {

@@ -131,16 +131,7 @@ impl ApiError {
     }
 }
 
-/// The body of every error answer.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong and what to do.
-    error: String,
-    /// A stable machine-readable code, e.g. `unknown_stack`.
-    code: &'static str,
-    /// Details, e.g. each configuration error.
-    trace: Vec<String>,
-}
+pub use berth_core::api::ErrorBody;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -151,7 +142,7 @@ impl IntoResponse for ApiError {
         let clean = |s: &str| crate::redact::apply(s).into_owned();
         let body = ErrorBody {
             error: clean(&self.message),
-            code: self.code,
+            code: self.code.to_string(),
             trace: self.trace.iter().map(|t| clean(t)).collect(),
         };
         (self.status, axum::Json(body)).into_response()
