@@ -45,7 +45,7 @@ impl From<ConfigError> for Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Docker(DockerError::BadChoice(_)) => exit::USAGE,
             _ => exit::FAILED,
         }
     }
@@ -59,6 +59,9 @@ impl Error {
             Error::Docker(DockerError::NoCompose) => {
                 Some("install the compose plugin (docker-compose-plugin) or docker-compose".into())
             }
+            Error::Docker(DockerError::Forced { .. } | DockerError::BadChoice(_)) => Some(
+                "unset BERTH_COMPOSE to use whichever works (the plugin first), or install the one it names".into(),
+            ),
             Error::Git(GitError::NotARepo(_)) => {
                 Some("run berth inside a checkout of your stacks repository or pass --repo PATH".into())
             }
