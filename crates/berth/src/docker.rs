@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[test]
+    fn registry_auth_is_the_folder_of_its_config_json() {
+        let server = |auth: &str| Server {
+            name: "local".into(),
+            docker: None,
+            tls: None,
+            registry_auth: Some(auth.into()),
+            prune: None,
+        };
+        let standalone = Compose::Standalone { version: "1.29.2".into() };
+        let e = Engine::for_server(&server("/etc/berth/registry/config.json"), &standalone);
+        assert_eq!(e.docker_config, Some(PathBuf::from("/etc/berth/registry")));
+        // A plugin the registry folder sees anyway (or none found): the folder itself.
+        let plugin = Compose::Plugin { version: "2.40.3".into(), path: None };
+        let e = Engine::for_server(&server("/etc/berth/registry"), &plugin);
+        assert_eq!(e.docker_config, Some(PathBuf::from("/etc/berth/registry")));
+    }
+
+    #[test]
     fn stack_rm_names_the_stack_and_no_compose_file() {
         let c = engine(None).stack_rm("web");
         assert_eq!(args(&c), ["stack", "rm", "web"]);

@@ -60,7 +60,8 @@ pub fn config_for(registry: &Path, plugin: Option<&Path>, cache: Option<&Path>) 
     let Some((plugin, plugin_dir)) = plugin.and_then(|p| Some((p, p.parent()?))) else {
         return Ok(registry.to_path_buf());
     };
-    if find(Some(registry)).as_deref() == Some(plugin) {
+    // A relative folder means whatever it meant to compose before (links need absolute targets).
+    if !registry.is_absolute() || find(Some(registry)).as_deref() == Some(plugin) {
         return Ok(registry.to_path_buf());
     }
     let Some(cache) = cache else {
