@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -87,9 +88,10 @@ pub fn config_for(registry: &Path, plugin: Option<&Path>, cache: Option<&Path>) 
         }
     }
     link(&dir, "cli-plugins".as_ref(), plugin_dir)?;
-    // Entries since removed from `registry` go too (only links: berth made them).
+    // Links to entries since removed from `registry` go too (they dangle; berth made them).
     for e in std::fs::read_dir(&dir)?.flatten() {
-        if !wanted.contains(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_symlink()) {
+        let dangles = e.file_type().is_ok_and(|t| t.is_symlink()) && std::fs::metadata(e.path()).is_err();
+        if dangles && !wanted.contains(&e.file_name()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -109,9 +111,11 @@ fn link(dir: &Path, name: &std::ffi::OsStr, target: &Path) -> io::Result<()> {
     if std::fs::read_link(&path).is_ok_and(|t| t == target) {
         return Ok(());
     }
+    // Unique per call: deploys of one process build the folder from several threads.
+    static N: AtomicUsize = AtomicUsize::new(0);
     let mut tmp = OsString::from(".");
     tmp.push(name);
-    tmp.push(format!(".{}.tmp", std::process::id()));
+    tmp.push(format!(".{}.{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp);
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
@@ -163,6 +167,26 @@ mod tests {
         std::fs::write(registry.join("daemon.json"), "{}").unwrap();
         assert_eq!(config_for(&registry, Some(&plugin), Some(&cache)).unwrap(), dir);
         assert!(dir.join("daemon.json").exists() && std::fs::symlink_metadata(dir.join("contexts")).is_err());
+    }
+
+    #[test]
+    fn concurrent_deploys_build_the_folder_without_failing() {
+        let t = tempfile::tempdir().unwrap();
+        let plugin = plugin_in(&t.path().join("home/.docker/cli-plugins"));
+        let registry = t.path().join("registry");
+        std::fs::create_dir_all(&registry).unwrap();
+        std::fs::write(registry.join("config.json"), "{}").unwrap();
+        let cache = t.path().join("cache");
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let dir = config_for(&registry, Some(&plugin), Some(&cache)).unwrap();
+                        assert_eq!(find(Some(&dir)), Some(dir.join("cli-plugins").join(PLUGIN)));
+                    }
+                });
+            }
+        });
     }
 
     #[test]
