@@ -362,6 +362,26 @@ mod tests {
         assert!(s.iter().any(|x| x.name == "built" && x.image.is_none()));
     }
 
+    /// `config` of one project as the plugin prints it (YAML and `--format json`) and as
+    /// docker-compose 1.29 does: the same services, one-shots and bind sources from each.
+    #[test]
+    fn reads_the_config_output_of_every_implementation_alike() {
+        let v2_yaml = "name: p\nservices:\n  init:\n    image: \"y\"\n    networks:\n      default: null\n    restart: \"no\"\n  web:\n    image: x:1\n    volumes:\n      - type: bind\n        source: /srv/p/site.conf\n        target: /etc/site.conf\n        read_only: true\n        bind:\n          create_host_path: true\n      - type: volume\n        source: data\n        target: /data\n        volume: {}\nvolumes:\n  data:\n    name: p_data\n";
+        let v2_json = r#"{"name": "p", "services": {"init": {"command": null, "entrypoint": null, "image": "y",
+            "networks": {"default": null}, "restart": "no"}, "web": {"command": null, "entrypoint": null,
+            "image": "x:1", "volumes": [{"type": "bind", "source": "/srv/p/site.conf", "target": "/etc/site.conf",
+            "read_only": true, "bind": {"create_host_path": true}}, {"type": "volume", "source": "data",
+            "target": "/data", "volume": {}}]}}, "volumes": {"data": {"name": "p_data"}}}"#;
+        let v1 = "services:\n  init:\n    image: \"y\"\n    restart: \"no\"\n  web:\n    image: x:1\n    volumes:\n    - /srv/p/site.conf:/etc/site.conf:ro\n    - data:/data:rw\nversion: '3.9'\nvolumes:\n  data: {}\n";
+        for cfg in [v2_yaml, v2_json, v1] {
+            let s = services(cfg).unwrap();
+            assert_eq!(s.len(), 2, "{cfg}");
+            assert!(s.iter().any(|x| x.name == "init" && x.one_shot && x.image.as_deref() == Some("y")), "{cfg}");
+            assert!(s.iter().any(|x| x.name == "web" && !x.one_shot && x.image.as_deref() == Some("x:1")), "{cfg}");
+            assert_eq!(bind_sources(cfg).unwrap(), [("web".to_string(), PathBuf::from("/srv/p/site.conf"))], "{cfg}");
+        }
+    }
+
     fn args(c: &Command) -> Vec<String> {
         c.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
     }
