@@ -45,8 +45,8 @@ pub enum Compose {
 impl Compose {
     /// Prefer the plugin, fall back to the standalone program; `BERTH_COMPOSE` forces one.
     pub fn detect() -> Result<Compose, DockerError> {
-        let choice = std::env::var(CHOICE_ENV).unwrap_or_default();
-        let (plugin, standalone) = match choice.trim() {
+        let choice = std::env::var(CHOICE_ENV).unwrap_or_default().trim().to_ascii_lowercase();
+        let (plugin, standalone) = match choice.as_str() {
             "" | "auto" => (true, true),
             "plugin" => (true, false),
             "standalone" => (false, true),
