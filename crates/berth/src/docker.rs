@@ -10,48 +10,74 @@ use berth_core::config::TlsToml;
 
 use crate::process::{self, RunError};
 
+mod plugins;
+
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error("neither `docker compose` nor `docker-compose` works on this machine")]
     NoCompose,
+    #[error("{CHOICE_ENV}={choice} asks for {program}, which does not work on this machine")]
+    Forced { choice: &'static str, program: &'static str },
+    #[error("{CHOICE_ENV}={0:?} is not `plugin`, `standalone` or `auto`")]
+    BadChoice(String),
+    #[error("{program} does not run with the environment of server `{server}` (DOCKER_CONFIG={config}): {message}")]
+    ComposeBroken { server: String, program: &'static str, config: String, message: String },
     #[error("the Docker engine at {endpoint} is unreachable: {message}")]
     Unreachable { endpoint: String, message: String },
     #[error(transparent)]
     Run(#[from] RunError),
 }
 
+/// The environment variable that forces a compose implementation: `plugin`, `standalone` or `auto`.
+pub const CHOICE_ENV: &str = "BERTH_COMPOSE";
+
 /// Which Compose implementation runs stacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compose {
-    /// The `docker compose` CLI plugin (Compose v2).
-    Plugin { version: String },
+    /// The `docker compose` CLI plugin (Compose v2), and where the docker CLI finds it.
+    Plugin { version: String, path: Option<PathBuf> },
     /// The standalone `docker-compose` program.
     Standalone { version: String },
 }
 
 impl Compose {
-    /// Prefer the plugin, fall back to the standalone program.
+    /// Prefer the plugin, fall back to the standalone program; `BERTH_COMPOSE` forces one.
     pub fn detect() -> Result<Compose, DockerError> {
-        if process::on_path("docker")
+        let choice = std::env::var(CHOICE_ENV).unwrap_or_default().trim().to_ascii_lowercase();
+        let (plugin, standalone) = match choice.as_str() {
+            "" | "auto" => (true, true),
+            "plugin" => (true, false),
+            "standalone" => (false, true),
+            other => return Err(DockerError::BadChoice(other.to_string())),
+        };
+        if plugin
+            && process::on_path("docker")
             && let Ok(out) = process::run(Command::new("docker").args(["compose", "version", "--short"]), PROBE_TIMEOUT)
             && out.success()
         {
-            return Ok(Compose::Plugin { version: out.stdout.trim().to_string() });
+            let path = plugins::find(plugins::config_dir(std::env::var_os("DOCKER_CONFIG")).as_deref());
+            return Ok(Compose::Plugin { version: out.stdout.trim().to_string(), path });
         }
-        if process::on_path("docker-compose")
+        if standalone
+            && process::on_path("docker-compose")
             && let Ok(out) = process::run(Command::new("docker-compose").args(["version", "--short"]), PROBE_TIMEOUT)
             && out.success()
         {
             return Ok(Compose::Standalone { version: out.stdout.trim().to_string() });
         }
-        Err(DockerError::NoCompose)
+        Err(match (plugin, standalone) {
+            (true, false) => DockerError::Forced { choice: "plugin", program: "`docker compose`" },
+            (false, true) => DockerError::Forced { choice: "standalone", program: "`docker-compose`" },
+            _ => DockerError::NoCompose,
+        })
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Compose::Plugin { version } => format!("docker compose plugin {version}"),
+            Compose::Plugin { version, path: Some(p) } => format!("docker compose plugin {version} ({})", p.display()),
+            Compose::Plugin { version, path: None } => format!("docker compose plugin {version}"),
             Compose::Standalone { version } => format!("standalone docker-compose {version}"),
         }
     }
@@ -84,7 +110,7 @@ impl Engine {
     /// The engine of a configured server.
     pub fn for_server(server: &Server, compose: &Compose) -> Engine {
         // `registry_auth` names a config.json (or the folder holding one); DOCKER_CONFIG wants the folder.
-        let docker_config = server.registry_auth.as_ref().map(|p| {
+        let registry = server.registry_auth.as_ref().map(|p| {
             let p = PathBuf::from(p);
             if p.file_name().is_some_and(|n| n == "config.json") {
                 p.parent().map(Path::to_path_buf).unwrap_or(p)
@@ -92,7 +118,70 @@ impl Engine {
                 p
             }
         });
+        let docker_config = registry.map(|r| match compose {
+            Compose::Plugin { path, .. } => plugins::config_for(&r, path.as_deref(), plugins::cache_dir().as_deref())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        registry_auth = %r.display(),
+                        "cannot prepare a docker config folder that keeps the compose plugin next to these \
+                         registry credentials ({e}); `berth doctor` shows whether deploys still find it"
+                    );
+                    r
+                }),
+            Compose::Standalone { .. } => r,
+        });
         Engine { host: server.docker.clone(), tls: server.tls.clone(), docker_config, compose: compose.clone() }
+    }
+
+    /// The compose plugin the docker CLI runs for this engine (its `DOCKER_CONFIG` decides).
+    pub fn plugin(&self) -> Option<PathBuf> {
+        let config = match &self.docker_config {
+            Some(d) => Some(d.clone()),
+            None => plugins::config_dir(std::env::var_os("DOCKER_CONFIG")),
+        };
+        // Through a generated config folder, name the plugin's real folder.
+        let p = plugins::find(config.as_deref())?;
+        match (p.parent().and_then(|d| std::fs::canonicalize(d).ok()), p.file_name()) {
+            (Some(dir), Some(name)) => Some(dir.join(name)),
+            _ => Some(p),
+        }
+    }
+
+    /// The `DOCKER_CONFIG` compose runs with for this engine.
+    pub fn config_dir(&self) -> String {
+        let config = self.docker_config.clone().or_else(|| plugins::config_dir(std::env::var_os("DOCKER_CONFIG")));
+        config.map(|d| d.display().to_string()).unwrap_or_else(|| "unset".into())
+    }
+
+    /// Whether the registry credentials of `registry_auth` can be read (`Ok` without any).
+    pub fn check_registry_auth(&self) -> Result<(), String> {
+        let Some(dir) = &self.docker_config else { return Ok(()) };
+        let file = dir.join("config.json");
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .map(drop)
+            .map_err(|e| format!("{} is not a docker config.json: {e}", file.display()))
+    }
+
+    /// Run `compose version` exactly as deploys to this engine run compose: the same program,
+    /// `DOCKER_HOST`, TLS flags and `DOCKER_CONFIG` (and so the same plugin).
+    pub fn compose_version(&self, server: &str) -> Result<String, DockerError> {
+        let program = match self.compose {
+            Compose::Plugin { .. } => "`docker compose`",
+            Compose::Standalone { .. } => "`docker-compose`",
+        };
+        let broken = |message: String| DockerError::ComposeBroken {
+            server: server.to_string(),
+            program,
+            config: self.config_dir(),
+            message,
+        };
+        let out = process::run(self.compose_program().args(["version", "--short"]), PROBE_TIMEOUT)
+            .map_err(|e| broken(e.to_string()))?;
+        if !out.success() || out.stdout.trim().is_empty() {
+            return Err(broken(out.error_summary()));
+        }
+        Ok(out.stdout.trim().to_string())
     }
 
     /// Environment and TLS flags shared by `docker` and `docker-compose` invocations.
@@ -136,7 +225,19 @@ impl Engine {
 
     /// A compose command for `project` with `args` after the global options.
     pub fn compose(&self, project: &ProjectRef<'_>, args: &[&str]) -> Command {
-        let mut c = match &self.compose {
+        let mut c = self.compose_program();
+        c.current_dir(project.dir).arg("--project-name").arg(project.name);
+        c.arg("--project-directory").arg(project.dir);
+        for f in project.files {
+            c.arg("--file").arg(f);
+        }
+        c.args(args).envs(project.vars).env_remove("COMPOSE_PROJECT_NAME").env_remove("COMPOSE_FILE");
+        c
+    }
+
+    /// `docker compose` or `docker-compose`, aimed at this engine, before any compose option.
+    fn compose_program(&self) -> Command {
+        match &self.compose {
             Compose::Plugin { .. } => {
                 let mut c = self.docker();
                 c.arg("compose");
@@ -147,14 +248,7 @@ impl Engine {
                 self.target(&mut c);
                 c
             }
-        };
-        c.current_dir(project.dir).arg("--project-name").arg(project.name);
-        c.arg("--project-directory").arg(project.dir);
-        for f in project.files {
-            c.arg("--file").arg(f);
         }
-        c.args(args).envs(project.vars).env_remove("COMPOSE_PROJECT_NAME").env_remove("COMPOSE_FILE");
-        c
     }
 
     /// A `docker stack` command for a swarm stack: `stack <verb> -c files... [args] [name]`.
@@ -268,6 +362,26 @@ mod tests {
         assert!(s.iter().any(|x| x.name == "built" && x.image.is_none()));
     }
 
+    /// `config` of one project as the plugin prints it (YAML and `--format json`) and as
+    /// docker-compose 1.29 does: the same services, one-shots and bind sources from each.
+    #[test]
+    fn reads_the_config_output_of_every_implementation_alike() {
+        let v2_yaml = "name: p\nservices:\n  init:\n    image: \"y\"\n    networks:\n      default: null\n    restart: \"no\"\n  web:\n    image: x:1\n    volumes:\n      - type: bind\n        source: /srv/p/site.conf\n        target: /etc/site.conf\n        read_only: true\n        bind:\n          create_host_path: true\n      - type: volume\n        source: data\n        target: /data\n        volume: {}\nvolumes:\n  data:\n    name: p_data\n";
+        let v2_json = r#"{"name": "p", "services": {"init": {"command": null, "entrypoint": null, "image": "y",
+            "networks": {"default": null}, "restart": "no"}, "web": {"command": null, "entrypoint": null,
+            "image": "x:1", "volumes": [{"type": "bind", "source": "/srv/p/site.conf", "target": "/etc/site.conf",
+            "read_only": true, "bind": {"create_host_path": true}}, {"type": "volume", "source": "data",
+            "target": "/data", "volume": {}}]}}, "volumes": {"data": {"name": "p_data"}}}"#;
+        let v1 = "services:\n  init:\n    image: \"y\"\n    restart: \"no\"\n  web:\n    image: x:1\n    volumes:\n    - /srv/p/site.conf:/etc/site.conf:ro\n    - data:/data:rw\nversion: '3.9'\nvolumes:\n  data: {}\n";
+        for cfg in [v2_yaml, v2_json, v1] {
+            let s = services(cfg).unwrap();
+            assert_eq!(s.len(), 2, "{cfg}");
+            assert!(s.iter().any(|x| x.name == "init" && x.one_shot && x.image.as_deref() == Some("y")), "{cfg}");
+            assert!(s.iter().any(|x| x.name == "web" && !x.one_shot && x.image.as_deref() == Some("x:1")), "{cfg}");
+            assert_eq!(bind_sources(cfg).unwrap(), [("web".to_string(), PathBuf::from("/srv/p/site.conf"))], "{cfg}");
+        }
+    }
+
     fn args(c: &Command) -> Vec<String> {
         c.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
     }
@@ -281,7 +395,7 @@ mod tests {
             host: host.map(str::to_string),
             tls: None,
             docker_config: None,
-            compose: Compose::Plugin { version: "2".into() },
+            compose: Compose::Plugin { version: "2".into(), path: None },
         }
     }
 
@@ -291,6 +405,24 @@ mod tests {
         assert_eq!(c.get_program(), "docker");
         assert_eq!(args(&c), ["system", "dial-stdio"]);
         assert_eq!(env(&c, "DOCKER_HOST").as_deref(), Some("ssh://deploy@10.0.0.5:2222"));
+    }
+
+    #[test]
+    fn registry_auth_is_the_folder_of_its_config_json() {
+        let server = |auth: &str| Server {
+            name: "local".into(),
+            docker: None,
+            tls: None,
+            registry_auth: Some(auth.into()),
+            prune: None,
+        };
+        let standalone = Compose::Standalone { version: "1.29.2".into() };
+        let e = Engine::for_server(&server("/etc/berth/registry/config.json"), &standalone);
+        assert_eq!(e.docker_config, Some(PathBuf::from("/etc/berth/registry")));
+        // A plugin the registry folder sees anyway (or none found): the folder itself.
+        let plugin = Compose::Plugin { version: "2.40.3".into(), path: None };
+        let e = Engine::for_server(&server("/etc/berth/registry"), &plugin);
+        assert_eq!(e.docker_config, Some(PathBuf::from("/etc/berth/registry")));
     }
 
     #[test]

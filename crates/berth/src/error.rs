@@ -57,6 +57,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) | Error::Unknown(_) => exit::USAGE,
+            Error::Docker(DockerError::BadChoice(_)) => exit::USAGE,
             Error::Git(GitError::UnknownRev { .. } | GitError::NotARepo(_)) => exit::USAGE,
             _ => exit::FAILED,
         }
@@ -71,6 +72,9 @@ impl Error {
             Error::Docker(DockerError::NoCompose) => {
                 Some("install the compose plugin (docker-compose-plugin) or docker-compose".into())
             }
+            Error::Docker(DockerError::Forced { .. } | DockerError::BadChoice(_)) => Some(
+                "unset BERTH_COMPOSE to use whichever works (the plugin first), or install the one it names".into(),
+            ),
             Error::Git(GitError::NotARepo(_)) => {
                 Some("run berth inside a checkout of your stacks repository or pass --repo PATH".into())
             }

@@ -250,24 +250,19 @@ fn a_state_dir_that_cannot_be_written_stops_deploys_before_they_touch_the_engine
     assert_eq!(hist[0]["status"], "succeeded", "{hist}");
 }
 
-/// A `docker-compose` first on `PATH` that notes when each `up` starts and ends, then runs the real one.
-fn compose_timeline(dir: &Path) -> std::path::PathBuf {
-    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v docker-compose"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(!real.is_empty(), "this test watches the standalone docker-compose");
+/// A wrapper of the compose berth uses that notes when each `up` starts and ends, then runs the
+/// real one; returns the log and the environment that puts the wrapper in front.
+fn compose_timeline(dir: &Path) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
     let log = dir.join("compose.log");
-    let script = format!(
-        "#!/bin/sh\nlog={log}\np=''\nprev=''\nup=''\nfor a in \"$@\"; do\n  [ \"$prev\" = --project-name ] && p=\"$a\"\n  [ \"$a\" = up ] && up=1\n  prev=\"$a\"\ndone\n\
-         [ -n \"$up\" ] && echo \"start $p $(date +%s%N)\" >> $log\n{real} \"$@\"\nrc=$?\n\
-         [ -n \"$up\" ] && echo \"end $p $(date +%s%N)\" >> $log\nexit $rc\n",
-        log = log.display()
-    );
-    let bin = dir.join("docker-compose");
-    std::fs::write(&bin, script).unwrap();
-    let _ = Command::new("chmod").arg("+x").arg(&bin).status();
-    log
+    let env = wrap_compose(dir, |real| {
+        format!(
+            "#!/bin/sh\nlog={log}\np=''\nprev=''\nup=''\nfor a in \"$@\"; do\n  [ \"$prev\" = --project-name ] && p=\"$a\"\n  [ \"$a\" = up ] && up=1\n  prev=\"$a\"\ndone\n\
+             [ -n \"$up\" ] && echo \"start $p $(date +%s%N)\" >> $log\n{real} \"$@\"\nrc=$?\n\
+             [ -n \"$up\" ] && echo \"end $p $(date +%s%N)\" >> $log\nexit $rc\n",
+            log = log.display()
+        )
+    });
+    (log, env)
 }
 
 #[test]
@@ -276,15 +271,15 @@ fn a_thousand_webhooks_for_ten_stacks_never_overlap_a_project_and_end_on_the_las
     let names: Vec<String> = (0..10).map(|i| unique(&format!("w{i}"))).collect();
     let _c = Cleanup(names.clone());
     let bin = tempfile::tempdir().unwrap();
-    let log = compose_timeline(bin.path());
-    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let (log, env) = compose_timeline(bin.path());
     let repo = Repo::new();
     repo.write("berth.toml", "[berth]\nmax_parallel = 4\n[defaults]\nverify = { stable = \"1s\" }\n");
     for n in &names {
         repo.write(&format!("stacks/{n}/compose.yaml"), &env_stack("v0"));
     }
     let first = repo.commit("ten stacks");
-    let server = Server::start_env(&repo, &[("PATH", &path)]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_env(&repo, &env);
     server.settle();
 
     // Commits land while 16 senders deliver 1,000 signed pushes over about two seconds.

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -324,53 +323,11 @@ fn free_port() -> u16 {
 #[test]
 fn private_registry_pulls_use_the_servers_auth_file() {
     docker();
-    need("docker-registry", "docker-registry");
-    need("htpasswd", "apache2-utils");
     let s = unique("registry");
     let _c = Cleanup(vec![s.clone()]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let htpasswd = dir.path().join("htpasswd");
-    let o = Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args(["berth", "s3cret-pass"]).output().unwrap();
-    assert!(o.status.success());
-    let config = format!(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-        dir.path().join("data").display(),
-        htpasswd.display()
-    );
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let _registry = Child(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    // Push an image with credentials kept in a private docker config.
-    let creds = dir.path().join("creds");
-    std::fs::create_dir_all(&creds).unwrap();
-    let image = format!("127.0.0.1:{port}/berth/{s}:1");
-    let docker_with = |args: &[&str]| {
-        let o = Command::new("docker").args(args).env("DOCKER_CONFIG", &creds).output().unwrap();
-        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    let login = Command::new("docker")
-        .args(["login", &format!("127.0.0.1:{port}"), "-u", "berth", "--password-stdin"])
-        .env("DOCKER_CONFIG", &creds)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"s3cret-pass")?;
-            c.wait()
-        })
-        .unwrap();
-    assert!(login.success());
-    docker_with(&["tag", IMAGE, &image]);
-    docker_with(&["push", &image]);
-    docker_with(&["rmi", &image]);
+    let registry = common::registry::Registry::start();
+    let image = registry.push(&s);
+    let creds = registry.creds.clone();
 
     let repo = Repo::new();
     repo.write(

@@ -117,8 +117,7 @@ impl Drop for Sshd {
 /// The standalone docker-compose 1.x (docker-py) refuses `ssh://` without paramiko, even when it
 /// runs the ssh client as it does by default.
 fn needs_paramiko_when_standalone_compose() {
-    let plugin = Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success());
-    if plugin {
+    if compose_is_plugin() {
         return;
     }
     let compose = which("docker-compose");

@@ -71,12 +71,41 @@ pub fn doctor(repo: Option<&Path>, state_dir: Option<&Path>) -> Result<i32> {
                         ok = false;
                     }
                 };
+                // The environment a deploy to this server uses: its DOCKER_CONFIG decides the plugin.
+                match engine.compose_version(name) {
+                    Ok(v) => line(true, &format!("server {name} compose"), &compose_detail(&engine, &v)),
+                    Err(e) => {
+                        line(false, &format!("server {name} compose"), &format!("{e}; deploys there would fail"));
+                        ok = false;
+                    }
+                }
+                if server.registry_auth.is_some()
+                    && let Err(e) = engine.check_registry_auth()
+                {
+                    line(false, &format!("server {name} registry_auth"), &format!("{e}; private pulls would fail"));
+                    ok = false;
+                }
             }
         }
-        Err(e) => {
+        Err(e @ crate::docker::DockerError::NoCompose) => {
             line(false, "compose", &format!("{e}: install the compose plugin or docker-compose"));
+            ok = false;
+        }
+        Err(e) => {
+            line(false, "compose", &e.to_string());
             ok = false;
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// Which compose a deploy to `engine` runs, from where, with which `DOCKER_CONFIG`.
+fn compose_detail(engine: &Engine, version: &str) -> String {
+    match &engine.compose {
+        Compose::Plugin { .. } => {
+            let from = engine.plugin().map(|p| p.display().to_string()).unwrap_or_else(|| "the docker CLI".into());
+            format!("docker compose plugin {version} from {from} (DOCKER_CONFIG {})", engine.config_dir())
+        }
+        Compose::Standalone { .. } => format!("standalone docker-compose {version}"),
+    }
 }

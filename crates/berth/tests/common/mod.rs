@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod registry;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -106,6 +107,64 @@ pub fn pip_tool(spec: &str, bin: &str) -> PathBuf {
     program
 }
 
+/// Whether berth drives the `docker compose` plugin here: as berth decides (`BERTH_COMPOSE`
+/// forces one; otherwise the plugin when it works).
+pub fn compose_is_plugin() -> bool {
+    match std::env::var("BERTH_COMPOSE").unwrap_or_default().trim() {
+        "plugin" => true,
+        "standalone" => false,
+        _ => Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success()),
+    }
+}
+
+/// The compose plugin the docker CLI runs in this environment (its config folder's
+/// `cli-plugins`, then the system folders).
+pub fn compose_plugin() -> PathBuf {
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    let system = [
+        "/usr/local/lib/docker/cli-plugins",
+        "/usr/local/libexec/docker/cli-plugins",
+        "/usr/lib/docker/cli-plugins",
+        "/usr/libexec/docker/cli-plugins",
+    ];
+    config
+        .map(|c| c.join("cli-plugins"))
+        .into_iter()
+        .chain(system.iter().map(PathBuf::from))
+        .map(|d| d.join("docker-compose"))
+        .find(|p| p.is_file())
+        .expect("the docker compose plugin is installed")
+}
+
+/// Put `script` in front of the compose implementation berth uses: `script(real)` is a shell
+/// script that ends up running the program at `real` with its arguments (the same for the plugin
+/// and the standalone program: both see `--project-name P ... up`). Returns the environment to
+/// give berth: a `PATH` with the wrapper first (standalone) or a `DOCKER_CONFIG` whose
+/// `cli-plugins` holds it (plugin).
+pub fn wrap_compose(dir: &Path, script: impl Fn(&str) -> String) -> Vec<(&'static str, String)> {
+    let write = |path: &Path, real: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, script(real)).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    if compose_is_plugin() {
+        let config = dir.join("docker-config");
+        write(&config.join("cli-plugins/docker-compose"), &compose_plugin().display().to_string());
+        vec![("DOCKER_CONFIG", config.display().to_string())]
+    } else {
+        let real =
+            String::from_utf8(Command::new("sh").args(["-c", "command -v docker-compose"]).output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string();
+        assert!(!real.is_empty(), "the standalone docker-compose is not on PATH");
+        write(&dir.join("bin/docker-compose"), &real);
+        vec![("PATH", format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap_or_default()))]
+    }
+}
+
 /// A short name unique to this test process and call, usable as a stack (compose project) name.
 pub fn unique(stem: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -175,6 +234,14 @@ impl Repo {
 
     pub fn berth(&self, args: &[&str]) -> Run {
         self.berth_env(args, None)
+    }
+
+    /// Run berth against this repo with extra environment variables.
+    pub fn berth_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--repo").arg(self.path()).arg("--state-dir").arg(self.state.path()).args(args);
+        c.env_remove("BERTH_REPO").env_remove("BERTH_STATE_DIR").envs(env.iter().copied());
+        Run::from(c.output().unwrap())
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {

@@ -1,0 +1,87 @@
+//! A private image registry with basic auth on loopback (Debian's docker-registry), and a
+//! docker config folder logged in to it.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{IMAGE, need, wait_for};
+
+pub const USER: &str = "berth";
+pub const PASSWORD: &str = "s3cret-pass";
+
+/// A running registry; stopped (and its storage removed) when dropped.
+pub struct Registry {
+    pub port: u16,
+    /// A docker config folder (`config.json` inside) logged in to the registry.
+    pub creds: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        need("docker-registry", "docker-registry");
+        need("htpasswd", "apache2-utils");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let htpasswd = dir.path().join("htpasswd");
+        let o = Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args([USER, PASSWORD]).output().unwrap();
+        assert!(o.status.success());
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            dir.path().join("data").display(),
+            htpasswd.display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir_all(&creds).unwrap();
+        let r = Registry { port, creds, child, _dir: dir };
+        wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        let login = Command::new("docker")
+            .args(["login", &format!("127.0.0.1:{port}"), "-u", USER, "--password-stdin"])
+            .env("DOCKER_CONFIG", &r.creds)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(login.success());
+        r
+    }
+
+    fn docker(&self, args: &[&str]) {
+        let o = Command::new("docker").args(args).env("DOCKER_CONFIG", &self.creds).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Push the test image as `berth/NAME:1` and remove the local tag: the image is then only
+    /// in the registry. Returns its reference.
+    pub fn push(&self, name: &str) -> String {
+        let image = format!("127.0.0.1:{}/berth/{name}:1", self.port);
+        self.docker(&["tag", IMAGE, &image]);
+        self.docker(&["push", &image]);
+        self.docker(&["rmi", &image]);
+        image
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
