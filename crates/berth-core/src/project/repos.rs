@@ -1,0 +1,128 @@
+//! `[[repo]]` entries: the repositories `berth serve` mirrors, with their polling and credentials.
+
+use std::time::Duration;
+
+use super::Source;
+use super::checks::{NAME_HELP, valid_name};
+use crate::config::{ConfigFile, SecretRef};
+use crate::duration;
+use crate::error::ConfigError;
+
+/// Default poll interval of a `[[repo]]`.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
+
+/// A repository `berth serve` mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    pub name: String,
+    pub url: String,
+    pub branch: String,
+    /// `None`: never poll.
+    pub poll: Option<Duration>,
+    pub token: Option<SecretRef>,
+    pub webhook_secret: Option<SecretRef>,
+}
+
+/// The `[[repo]]` entries of a parsed file, validated (errors are appended to `errors`).
+pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Vec<RepoSpec> {
+    let src = Source { file, text };
+    let mut repos: Vec<RepoSpec> = Vec::new();
+    for r in &cfg.repo {
+        let l = src.at(r.span());
+        let r = r.get_ref();
+        let at = |m: String| ConfigError::new(m).at(l.clone());
+        if !valid_name(&r.name) {
+            errors.push(at(format!("invalid repo name `{}`", r.name)).help(NAME_HELP));
+        }
+        if repos.iter().any(|x| x.name == r.name) {
+            errors.push(at(format!("repo `{}` is declared twice", r.name)));
+        }
+        if url_has_password(&r.url) {
+            errors.push(
+                at(format!("repo `{}`: the url carries credentials", r.name))
+                    .help("remove the password or token from the url and use token = { file = \"...\" } instead"),
+            );
+        }
+        let poll = match r.poll.as_deref().map(duration::parse) {
+            None => Some(DEFAULT_POLL),
+            Some(Ok(d)) if d.is_zero() => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                errors.push(at(format!("repo `{}` poll: {e}", r.name)));
+                None
+            }
+        };
+        for (what, s) in [("token", &r.token), ("webhook_secret", &r.webhook_secret)] {
+            if let Some(s) = s
+                && s.file.is_some() == s.env.is_some()
+            {
+                errors.push(at(format!("repo `{}` {what}: give exactly one of file or env", r.name)).help(format!(
+                    "{what} = {{ file = \"/run/secrets/{what}\" }} or {what} = {{ env = \"BERTH_{}\" }}",
+                    what.to_uppercase()
+                )));
+            }
+        }
+        repos.push(RepoSpec {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            branch: r.branch.clone().unwrap_or_else(|| "main".into()),
+            poll,
+            token: r.token.clone(),
+            webhook_secret: r.webhook_secret.clone(),
+        });
+    }
+    repos
+}
+
+/// Does a URL carry a password or token (`https://user:secret@host/...`)?
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::check;
+    use super::*;
+
+    const ONYX: &str = "[[server]]\nname = \"onyx\"\n";
+
+    #[test]
+    fn repos_default_to_main_and_polling() {
+        let p = check(
+            &format!(
+                "{ONYX}[[repo]]\nname = \"homelab\"\nurl = \"https://git.example.com/me/homelab.git\"\n\
+                 webhook_secret = {{ env = \"HOOK\" }}\n[[repo]]\nname = \"quiet\"\nurl = \"ssh://git@h/q\"\n\
+                 branch = \"prod\"\npoll = \"0s\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!((p.repos[0].branch.as_str(), p.repos[0].poll), ("main", Some(DEFAULT_POLL)));
+        assert_eq!((p.repos[1].branch.as_str(), p.repos[1].poll), ("prod", None));
+    }
+
+    #[test]
+    fn bad_repos_are_reported() {
+        check(
+            &format!(
+                "{ONYX}[[repo]]\nname = \"r\"\nurl = \"https://me:tok@git.example.com/x.git\"\n\
+                 token = {{ file = \"a\", env = \"B\" }}\n[[repo]]\nname = \"r\"\nurl = \"https://h/x\"\npoll = \"often\"\n"
+            ),
+            &[
+                "berth.toml:3:1: repo `r`: the url carries credentials",
+                "repo `r` token: give exactly one of file or env (help: token = { file",
+                "berth.toml:7:1: repo `r` is declared twice",
+                "repo `r` poll: ",
+            ],
+        );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_found() {
+        assert!(url_has_password("https://u:p@h/x"));
+        assert!(!url_has_password("ssh://git@h/x"));
+        assert!(!url_has_password("https://h/x@y"));
+    }
+}
