@@ -208,6 +208,47 @@ pub mod komodo {
         pub end_ts: i64,
     }
 
+    /// A stack execution's params.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct StackParams {
+        pub stack: String,
+    }
+
+    /// A batch execution's params: stack names or wildcards, comma or newline separated.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct BatchParams {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.*?,\n -]*$"))]
+        pub pattern: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct IdParams {
+        pub id: String,
+    }
+
+    /// `POST /execute`: the executions berth implements.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "params")]
+    pub enum Execute {
+        DeployStack(StackParams),
+        DeployStackIfChanged(StackParams),
+        BatchDeployStack(BatchParams),
+        BatchDeployStackIfChanged(BatchParams),
+    }
+
+    /// `POST /read`: the reads berth implements.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "params")]
+    pub enum Read {
+        GetVersion,
+        GetUpdate(IdParams),
+    }
+
     /// `status` is `Queued`, `InProgress` or `Complete`; `success` is false until complete.
     /// Missing fields read as empty: a real Komodo server sends more, and sometimes less.
     #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

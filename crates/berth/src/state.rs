@@ -269,6 +269,34 @@ impl State {
     }
 
     /// The newest deploys, optionally of one stack.
+    /// The newest deploys of a commit (`prefix` of its id, lower-case hex), optionally of one stack.
+    pub fn list_for_commit(
+        &self,
+        stack: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DeployRecord>, StateError> {
+        let pattern = format!("{prefix}%");
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "{SELECT} WHERE commit_sha LIKE ?1 AND (?2 IS NULL OR stack = ?2) ORDER BY id DESC LIMIT ?3"
+            ))
+            .map_err(self.err())?;
+        let rows = st.query_map(params![pattern, stack, limit as i64], row).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// How many deploys are queued and how many running.
+    pub fn active(&self) -> Result<(usize, usize), StateError> {
+        let count = |status: &str| {
+            self.conn
+                .query_row("SELECT COUNT(*) FROM deploys WHERE status = ?1", params![status], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as usize)
+        };
+        Ok((count("queued").map_err(self.err())?, count("running").map_err(self.err())?))
+    }
+
     pub fn list(&self, stack: Option<&str>, limit: usize) -> Result<Vec<DeployRecord>, StateError> {
         match stack {
             Some(s) => self.history(s, limit),

@@ -179,12 +179,6 @@ impl Controller {
         })
     }
 
-    /// Hand a request to a repository's syncer without waiting (the webhook hot path).
-    pub fn submit(&self, repo: &RepoHandle, want: Want, target: Target, trigger: &str) -> Result<(), SyncError> {
-        let req = sync::Request { want, target, trigger: trigger.to_string(), reply: None };
-        repo.sync_tx.send(req).map_err(|_| SyncError::Stopped)
-    }
-
     /// Ask a repository's syncer for deploys and wait until they are enqueued.
     pub async fn request(
         &self,

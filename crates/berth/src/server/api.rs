@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -35,7 +34,8 @@ use berth_core::api::{
     // Answer bodies named only inside `IntoResponses` enums are not collected on their own.
     components(schemas(ErrorBody, Accepted, Waited, Pending)),
     security(("api_key" = [], "api_secret" = [])),
-    tags((name = "stacks"), (name = "deploys"), (name = "config"))
+    tags((name = "stacks"), (name = "deploys"), (name = "config"), (name = "webhooks", description = "Signed by the sender: no API key"),
+        (name = "komodo", description = "Komodo-compatible execute and read API"), (name = "server"))
 )]
 struct ApiDoc;
 
@@ -51,9 +51,14 @@ impl utoipa::Modify for KeyAuth {
     }
 }
 
-/// The API's routes and the OpenAPI document describing exactly them.
-pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The document's frame: title, security schemes, shared schemas, tags.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The `/api/v1` routes, each with its description.
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
         .routes(routes!(stacks))
         .routes(routes!(stack))
         .routes(routes!(deploy))
@@ -62,7 +67,6 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(deploy_detail))
         .routes(routes!(deploy_log))
         .routes(routes!(rejections))
-        .split_for_parts()
 }
 
 /// `Query` whose rejection answers in the API's JSON error shape.
@@ -300,7 +304,7 @@ enum Answered {
 /// The error answers every API route can give.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code, reason = "describes answers for the OpenAPI document; never built")]
-enum Errors {
+pub enum Errors {
     /// Malformed body, query or path.
     #[response(status = 400)]
     BadRequest(#[to_schema] ErrorBody),
@@ -316,6 +320,9 @@ enum Errors {
     /// Nothing to roll back to.
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// The body is larger than `max_body`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
     /// The repository's configuration is invalid.
     #[response(status = 422)]
     Unprocessable(ErrorBody),
@@ -332,6 +339,9 @@ enum Errors {
 struct ListQuery {
     /// Only this stack's deploys.
     stack: Option<String>,
+    /// Only deploys of this commit (a full id or a prefix of at least 4 hex digits).
+    #[param(pattern = "^[0-9a-fA-F]{4,64}$")]
+    commit: Option<String>,
     /// At most this many (default 50).
     #[param(minimum = 0, maximum = 1000)]
     limit: Option<u64>,
@@ -345,8 +355,15 @@ async fn deploys(State(app): State<Arc<App>>, headers: HeaderMap, Q(q): Q<ListQu
         n @ 0..=1000 => n as usize,
         n => return Err(ApiError::bad_request(format!("limit {n} is above the maximum of 1000"))),
     };
-    let list =
-        app.ctl.shared.state(|s| s.list(q.stack.as_deref(), limit)).map_err(|e| ApiError::internal(e.to_string()))?;
+    let list = match &q.commit {
+        None => app.ctl.shared.state(|s| s.list(q.stack.as_deref(), limit)),
+        Some(c) if c.len() >= 4 && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            let c = c.to_ascii_lowercase();
+            app.ctl.shared.state(|s| s.list_for_commit(q.stack.as_deref(), &c, limit))
+        }
+        Some(c) => return Err(ApiError::bad_request(format!("commit `{c}` is not 4 to 64 hex digits"))),
+    }
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(json(StatusCode::OK, DeployList { deploys: list }))
 }
 
@@ -402,11 +419,22 @@ mod tests {
 
     #[test]
     fn the_document_describes_every_route_with_its_schemas() {
-        let (_, doc) = routes();
+        let (_, doc) = super::super::documented();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        for p in
-            ["/api/v1/stacks", "/api/v1/stacks/{name}/deploy", "/api/v1/deploys/{id}/log", "/api/v1/config/rejections"]
-        {
+        for p in [
+            "/api/v1/stacks",
+            "/api/v1/stacks/{name}/deploy",
+            "/api/v1/deploys/{id}/log",
+            "/api/v1/config/rejections",
+            "/webhook",
+            "/sync",
+            "/deploy",
+            "/execute",
+            "/read",
+            "/health",
+            "/metrics",
+            "/version",
+        ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }
         let v = serde_json::to_value(&doc).unwrap();

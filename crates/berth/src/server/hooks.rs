@@ -16,12 +16,15 @@ use super::api::{Wait, answer};
 use super::{ApiError, App, parse_json};
 use crate::controller::{RepoHandle, Target, Want};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HookQuery {
     /// Which `[[repo]]` (default: the one whose secret verifies the signature).
     pub repo: Option<String>,
+    /// Answer only when the deploys have finished (or `timeout` passed).
     #[serde(default)]
     pub wait: bool,
+    /// Seconds to wait at most (default 600).
     pub timeout: Option<u64>,
 }
 
@@ -39,9 +42,18 @@ fn unauthorized(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
 }
 
+/// Marks an answer to a delivery that berth ignored on purpose (for the metrics' `result`).
+#[derive(Clone, Copy)]
+struct Ignored;
+
 fn ignored(reason: String) -> Response {
-    (StatusCode::ACCEPTED, axum::Json(json!({ "status": "ignored", "reason": reason }))).into_response()
+    let mut r = (StatusCode::ACCEPTED, axum::Json(json!({ "status": "ignored", "reason": reason }))).into_response();
+    r.extensions_mut().insert(Ignored);
+    r
 }
+
+/// How long an accepted push waits for its plan, to answer with the deploy ids it made.
+const PLAN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The repository whose webhook secret verifies this request.
 fn verified_repo<'a>(
@@ -75,6 +87,14 @@ fn verified_repo<'a>(
     }))
 }
 
+/// `POST /webhook`: a forge's push (GitHub, Gitea, Forgejo, GitLab or generic), verified by its
+/// signature or token before anything else.
+#[utoipa::path(post, path = "/webhook", tag = "webhooks", security(()), params(HookQuery),
+    request_body(content = Object, description = "The forge's push payload", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Waited (`wait=true`): the deploys and their outcome", body = Object),
+        (status = 202, description = "Accepted (with the deploys when the plan was quick, and a `follow` link), a ping, or ignored with the reason", body = Object),
+        super::api::Errors))]
 pub async fn webhook(
     State(app): State<Arc<App>>,
     Query(q): Query<HookQuery>,
@@ -84,6 +104,7 @@ pub async fn webhook(
     let provider = Provider::detect(&lookup(&headers));
     let result = webhook_inner(&app, &q, &headers, &body).await;
     let outcome = match &result {
+        Ok(r) if r.extensions().get::<Ignored>().is_some() => "ignored",
         Ok(r) if r.status() == StatusCode::OK => "ok",
         Ok(r) if r.status() == StatusCode::ACCEPTED => "accepted",
         Ok(_) => "other",
@@ -139,8 +160,16 @@ async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body:
     let trigger = format!("webhook:{}", provider.as_str());
     let want = Want::Reconcile { only: None };
     if !q.wait {
-        app.ctl.submit(repo, want, Target::Tip, &trigger)?;
-        let body = json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after });
+        // Answer with the deploys when the plan is quick; else say where to follow them.
+        let follow = format!("/api/v1/deploys?commit={}", push.after);
+        let body = match tokio::time::timeout(PLAN_BOUND, app.ctl.request(repo, want, Target::Tip, &trigger)).await {
+            Ok(Ok(out)) => json!({
+                "status": "accepted", "repo": repo.spec.name, "after": push.after, "commit": out.commit,
+                "deploys": out.deploys, "unchanged": out.unchanged, "follow": follow,
+            }),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after, "follow": follow }),
+        };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     }
     let out = app.ctl.request(repo, want, Target::Tip, &trigger).await?;
@@ -159,16 +188,20 @@ fn hub_signed<'a>(
     verified_repo(app, q, |secret| webhook::verify_hub_signature(sig, body, secret))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SyncBody {
+pub struct SyncBody {
     #[serde(default)]
     services: Vec<String>,
     #[serde(default)]
     all: bool,
 }
 
-/// `POST /sync`: `{"services": ["platform/postgres"]}` or `{"all": true}`.
+/// `POST /sync`: `{"services": ["platform/postgres"]}` or `{"all": true}`, signed with `X-Hub-Signature-256`.
+#[utoipa::path(post, path = "/sync", tag = "webhooks", security(()), params(HookQuery),
+    request_body(content = SyncBody, content_type = "application/json"),
+    responses((status = 200, description = "Waited: the deploys and their outcome", body = Object),
+        (status = 202, description = "The deploys it created or joined", body = Object), super::api::Errors))]
 pub async fn sync(
     State(app): State<Arc<App>>,
     Query(q): Query<HookQuery>,
@@ -200,16 +233,20 @@ pub async fn sync(
     answer(&app, out, &q.wait()).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeployBody {
+pub struct ReleaseBody {
     env: String,
     tag: String,
     #[serde(default)]
     triggered_by: Option<String>,
 }
 
-/// `POST /deploy`: `{"env": "staging", "tag": "v1.2.4", "triggered_by": "ci"}`.
+/// `POST /deploy`: `{"env": "staging", "tag": "v1.2.4", "triggered_by": "ci"}`, signed with `X-Hub-Signature-256`.
+#[utoipa::path(post, path = "/deploy", tag = "webhooks", security(()), params(HookQuery),
+    request_body(content = ReleaseBody, content_type = "application/json"),
+    responses((status = 200, description = "Waited: the deploys and their outcome", body = Object),
+        (status = 202, description = "The deploys it created or joined", body = Object), super::api::Errors))]
 pub async fn deploy(
     State(app): State<Arc<App>>,
     Query(q): Query<HookQuery>,
@@ -217,7 +254,7 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let repo = hub_signed(&app, &q, &headers, &body)?;
-    let req: DeployBody = parse_json(&body)?;
+    let req: ReleaseBody = parse_json(&body)?;
     let stacks: Vec<String> = {
         let cur = repo.current.read().map_err(|_| ApiError::internal("state poisoned"))?;
         let Some((_, project)) = cur.as_ref() else {

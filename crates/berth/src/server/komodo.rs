@@ -34,6 +34,23 @@ struct Envelope {
 #[derive(Debug, Deserialize)]
 struct StackParams {
     stack: String,
+    /// Komodo deploys only these services; berth deploys whole stacks and says so.
+    #[serde(default)]
+    services: Vec<String>,
+}
+
+impl StackParams {
+    /// The stack, refusing a service subset rather than ignoring it.
+    fn whole_stack(self) -> Result<String, ApiError> {
+        if self.services.is_empty() {
+            return Ok(self.stack);
+        }
+        Err(ApiError::bad_request(format!(
+            "berth deploys whole stacks: `services` ({}) is not supported; leave it out to deploy all of `{}`",
+            self.services.join(", "),
+            self.stack
+        )))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,11 +63,17 @@ struct IdParams {
     id: String,
 }
 
+/// `POST /execute`: a Komodo execution `{"type": "DeployStack", "params": {"stack": ...}}`
+/// (also `POST /execute/{type}` with the params as the body).
+#[utoipa::path(post, path = "/execute", tag = "komodo",
+    request_body(content = komodo::Execute, content_type = "application/json"),
+    responses((status = 200, description = "Komodo's `Update`; a batch answers a list of results", body = serde_json::Value), super::api::Errors))]
 pub async fn execute(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let env: Envelope = parse_json(&body)?;
     run_execute(&app, &headers, &env.kind, env.params).await
 }
 
+/// `POST /execute/{kind}`: the execution named in the path, its params as the body.
 pub async fn execute_path(
     State(app): State<Arc<App>>,
     Path(kind): Path<String>,
@@ -61,11 +84,17 @@ pub async fn execute_path(
     run_execute(&app, &headers, &kind, params).await
 }
 
+/// `POST /read`: a Komodo read `{"type": "GetUpdate", "params": {"id": ...}}` or `GetVersion`
+/// (also `POST /read/{type}` with the params as the body).
+#[utoipa::path(post, path = "/read", tag = "komodo",
+    request_body(content = komodo::Read, content_type = "application/json"),
+    responses((status = 200, description = "What was read", body = Object), super::api::Errors))]
 pub async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let env: Envelope = parse_json(&body)?;
     run_read(&app, &headers, &env.kind, env.params)
 }
 
+/// `POST /read/{kind}`: the read named in the path, its params as the body.
 pub async fn read_path(
     State(app): State<Arc<App>>,
     Path(kind): Path<String>,
@@ -77,6 +106,8 @@ pub async fn read_path(
 }
 
 /// `GET /version`: the bare version, without auth, as Komodo answers it.
+#[utoipa::path(get, path = "/version", tag = "server", security(()),
+    responses((status = 200, description = "berth's version", body = String, content_type = "text/plain")))]
 pub async fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
@@ -92,8 +123,8 @@ fn ok(v: Value) -> Result<Response, ApiError> {
 async fn run_execute(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Response, ApiError> {
     let caller = app.caller(headers, Scope::Deploy)?;
     match kind {
-        "DeployStack" => ok(deploy(app, &caller, &params::<StackParams>(p)?.stack, false).await?),
-        "DeployStackIfChanged" => ok(deploy(app, &caller, &params::<StackParams>(p)?.stack, true).await?),
+        "DeployStack" => ok(deploy(app, &caller, &params::<StackParams>(p)?.whole_stack()?, false).await?),
+        "DeployStackIfChanged" => ok(deploy(app, &caller, &params::<StackParams>(p)?.whole_stack()?, true).await?),
         "BatchDeployStack" | "BatchDeployStackIfChanged" => {
             let pattern = params::<BatchParams>(p)?.pattern;
             let if_changed = kind == "BatchDeployStackIfChanged";
@@ -118,6 +149,7 @@ async fn run_execute(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Re
 fn run_read(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Response, ApiError> {
     app.caller(headers, Scope::Read)?;
     match kind {
+        // Takes no params; whatever comes is ignored, as Komodo does.
         "GetVersion" => ok(json!({ "version": env!("CARGO_PKG_VERSION") })),
         "GetUpdate" => {
             let id = params::<IdParams>(p)?.id;
@@ -163,6 +195,11 @@ async fn deploy(app: &App, caller: &Caller, stack: &str, if_changed: bool) -> Re
 
 /// Stacks whose names match a Komodo batch pattern: names or wildcards, comma or newline separated.
 fn matching(app: &App, pattern: &str) -> Result<Vec<String>, ApiError> {
+    if let Some(c) = pattern.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.*?, \n-".contains(*c))) {
+        return Err(ApiError::bad_request(format!(
+            "pattern: `{c}` cannot appear in a stack name or wildcard (names, `*`, `?`, separated by commas or newlines)"
+        )));
+    }
     let mut globs = Vec::new();
     for p in pattern.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
         globs.push(berth_core::changes::glob(p).map_err(ApiError::bad_request)?);

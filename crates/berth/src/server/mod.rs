@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::json;
 
 use crate::controller::Controller;
@@ -170,23 +170,32 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
 
+/// Every route but the dashboard's pages and the aliases (`/healthz`, `/execute/{kind}`, `/read/{kind}`), with the OpenAPI document
+/// describing exactly them: both come from the handlers' annotations.
+fn documented() -> (Router<std::sync::Arc<App>>, utoipa::openapi::OpenApi) {
+    utoipa_axum::router::OpenApiRouter::with_openapi(api::document())
+        .routes(utoipa_axum::routes!(health))
+        .routes(utoipa_axum::routes!(metrics))
+        .routes(utoipa_axum::routes!(hooks::webhook))
+        .routes(utoipa_axum::routes!(hooks::sync))
+        .routes(utoipa_axum::routes!(hooks::deploy))
+        .routes(utoipa_axum::routes!(komodo::execute))
+        .routes(utoipa_axum::routes!(komodo::read))
+        .routes(utoipa_axum::routes!(komodo::version))
+        .merge(api::routes())
+        .split_for_parts()
+}
+
 /// Build the router.
 pub fn router(ctl: Controller, max_body: usize) -> Router {
     let app = std::sync::Arc::new(App { ctl, deliveries: Mutex::new(Recent::default()) });
-    let (api, doc) = api::routes();
+    let (api, doc) = documented();
     let doc = std::sync::Arc::new(doc);
     Router::new()
-        .route("/health", get(health))
         .route("/healthz", get(health))
-        .route("/webhook", post(hooks::webhook))
-        .route("/sync", post(hooks::sync))
-        .route("/deploy", post(hooks::deploy))
-        .route("/execute", post(komodo::execute))
-        .route("/execute/{kind}", post(komodo::execute_path))
-        .route("/read", post(komodo::read))
-        .route("/read/{kind}", post(komodo::read_path))
-        .route("/version", get(komodo::version))
-        .route("/metrics", get(metrics))
+        // Aliases of `/execute` and `/read` with the type in the path, as Komodo's clients call them.
+        .route("/execute/{kind}", axum::routing::post(komodo::execute_path))
+        .route("/read/{kind}", axum::routing::post(komodo::read_path))
         .merge(api)
         .merge(dashboard::routes(app.clone()))
         .route("/api/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
@@ -194,19 +203,80 @@ pub fn router(ctl: Controller, max_body: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an announced oversized body at once, before reading it.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(15 * 60),
+        ))
+        // Outside the limits and the timeout, so their answers get the JSON error shape too.
+        .layer(axum::middleware::from_fn_with_state(app.clone(), contract))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// Every error answer has the documented JSON shape, including the ones the HTTP stack makes
+/// itself (413 from the body limit, also for chunked bodies; 408; extractor rejections). Pages
+/// (HTML) and JSON answers pass untouched. Oversized webhook deliveries are counted too.
+async fn contract(
+    State(app): State<std::sync::Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let webhook = (req.uri().path() == "/webhook").then(|| {
+        let h = req.headers();
+        berth_core::webhook::Provider::detect(&|n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string))
+    });
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let kind = resp.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if kind.starts_with("application/json") || kind.starts_with("text/html") {
+        return resp;
+    }
+    if let Some(provider) = webhook
+        && status == StatusCode::PAYLOAD_TOO_LARGE
+    {
+        app.ctl.shared.metrics.webhook(provider.as_str(), "too_large");
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "the request body is larger than `max_body`".to_string())
+        }
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "send the body as application/json".to_string())
+        }
+        s if s.is_server_error() => ("internal", "the request failed inside berth".to_string()),
+        _ => ("bad_request", "the request was refused".to_string()),
+    };
+    let message = if text.is_empty() { message } else { format!("{message}: {text}") };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; the API is described at /api/openapi.json")
 }
 
+/// `GET /metrics`: Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "server", security(()),
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(app): State<std::sync::Arc<App>>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.ctl.shared.metrics.render())
-        .into_response()
+    // prometheus-client renders OpenMetrics text (it ends with `# EOF`): say so.
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, kind)], app.ctl.shared.metrics.render()).into_response()
 }
 
+/// `GET /health`: the state store, each repository's last sync, the deploys queued and running.
+#[utoipa::path(get, path = "/health", tag = "server", security(()),
+    responses((status = 200, description = "Healthy", body = Object),
+        (status = 503, description = "The state store or a repository's sync is failing", body = Object)))]
 async fn health(State(app): State<std::sync::Arc<App>>) -> Response {
     let shared = &app.ctl.shared;
     let db = shared.state(|s| s.ping());
@@ -227,8 +297,14 @@ async fn health(State(app): State<std::sync::Arc<App>>) -> Response {
             })
         })
         .collect();
+    let (queued, running) = shared.state(|s| s.active()).unwrap_or_default();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
+        "deploys": {
+            "queued": queued, "running": running,
+            "message": format!("{queued} deploy{} queued, {running} running", plural(queued)),
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": shared.started.elapsed().as_secs(),
         "state": match &db { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
@@ -244,10 +320,7 @@ pub async fn serve(ctl: Controller, addr: SocketAddr, max_body: usize, grace: Du
     tracing::info!(%addr, "listening");
     // Print the bound address for scripts and tests (port 0 picks a free one).
     println!("listening on {}", listener.local_addr()?);
-    let router = router(ctl.clone(), max_body).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        Duration::from_secs(15 * 60),
-    ));
+    let router = router(ctl.clone(), max_body);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(signal()).await?;
     tracing::info!("shutting down: waiting for running deploys");
