@@ -700,13 +700,20 @@ fn check_ci(ci: &crate::config::CiToml) -> Result<(), String> {
         "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => {
             Err(format!("provider `{}` needs url = \"https://...\"", ci.provider))
         }
-        "woodpecker" | "gitea" | "forgejo" | "github" => Ok(()),
-        other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo or github)")),
+        "woodpecker" | "gitea" | "forgejo" | "github" | "gitlab" => Ok(()),
+        other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo, github or gitlab)")),
     }?;
-    if let Some(r) = &ci.repo
-        && r.split('/').filter(|p| !p.is_empty()).count() != 2
-    {
-        return Err(format!("repo `{r}` is not owner/name"));
+    if let Some(r) = &ci.repo {
+        let parts = r.split('/').filter(|p| !p.is_empty()).count();
+        // GitLab projects may sit in nested groups.
+        if parts < 2 || parts > 2 && ci.provider != "gitlab" {
+            return Err(format!("repo `{r}` is not owner/name"));
+        }
+    }
+    for p in ci.contexts.iter().chain(&ci.ignore_contexts).flatten() {
+        if p.trim().is_empty() {
+            return Err("contexts and ignore_contexts take non-empty names".into());
+        }
     }
     if let Some(t) = &ci.timeout {
         duration::parse(t)?;
