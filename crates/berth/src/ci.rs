@@ -236,14 +236,12 @@ impl Gate {
     pub async fn report(
         &self,
         commit: &str,
-        context: &str,
-        state: Report,
-        description: &str,
-        target_url: Option<&str>,
+        status: &Status<'_>,
         deadline: Instant,
         log: &mut dyn FnMut(&str),
     ) -> Result<(), String> {
         let (o, n) = (&self.owner, &self.name);
+        let Status { context, state, description, target_url } = *status;
         let description: String = description.chars().take(140).collect();
         let (path, mut body) = match self.provider.as_str() {
             "gitea" | "forgejo" => (
@@ -268,7 +266,15 @@ impl Gate {
     }
 }
 
-/// A commit status berth posts.
+/// One commit status to post: `context` like `berth/staging`.
+pub struct Status<'a> {
+    pub context: &'a str,
+    pub state: Report,
+    pub description: &'a str,
+    pub target_url: Option<&'a str>,
+}
+
+/// The state of a commit status berth posts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
     Pending,

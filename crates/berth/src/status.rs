@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_core::record::DeployStatus;
 
-use crate::ci::{Gate, GateError, Report, short};
+use crate::ci::{Gate, GateError, Report, Status, short};
 use crate::deploy::{Job, Outcome, Progress, block_on};
 
 /// How long posting one status may take (retries of transient answers included).
@@ -66,15 +66,11 @@ impl<'a> Session<'a> {
         let Some(gate) = self.reporter else { return };
         let context = format!("{}{}", crate::ci::OWN_CONTEXT, self.job.stack.name);
         let mut retries = Vec::new();
-        let posted = block_on(gate.report(
-            &self.job.commit,
-            &context,
-            state,
-            description,
-            self.target_url.as_deref(),
-            Instant::now() + within,
-            &mut |m: &str| retries.push(m.to_string()),
-        ));
+        let status = Status { context: &context, state, description, target_url: self.target_url.as_deref() };
+        let posted =
+            block_on(gate.report(&self.job.commit, &status, Instant::now() + within, &mut |m: &str| {
+                retries.push(m.to_string())
+            }));
         for r in retries {
             self.note(&r);
         }
