@@ -58,6 +58,9 @@ pub struct DashboardToml {
     /// Proxies (CIDRs) whose `X-Forwarded-Proto` and `X-Forwarded-Host` are honoured.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The dashboard's address as people reach it (with any base path), e.g.
+    /// `https://berth.example.com/berth`: commit statuses link to deploy pages under it.
+    pub public_url: Option<String>,
 }
 
 /// `forward_auth = { header = "Remote-User", proxies = ["10.0.0.5/32"] }`.
@@ -138,17 +141,24 @@ pub struct EnvironmentToml {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CiToml {
-    /// `woodpecker`, `gitea`, `forgejo` or `github`.
+    /// `woodpecker`, `gitea`, `forgejo`, `github` or `gitlab`.
     pub provider: String,
-    /// Base URL of the CI or forge API (GitHub: default https://api.github.com).
+    /// Base URL of the CI or forge API (GitHub: default https://api.github.com, GitLab: https://gitlab.com).
     pub url: Option<String>,
     /// `owner/name` (default: taken from the repository's URL).
     pub repo: Option<String>,
     pub token: Option<SecretRef>,
     /// How long to wait for a pending pipeline (default 30m).
     pub timeout: Option<String>,
-    /// Post each deploy's outcome as a commit status (Gitea/Forgejo, GitHub).
+    /// Post each deploy's progress and outcome as a commit status (Gitea/Forgejo, GitHub, GitLab).
     pub report: Option<bool>,
+    /// The checks that must pass (status contexts, check-run or job names; `*` matches any text).
+    /// Default: every check reported for the commit.
+    pub contexts: Option<Vec<String>>,
+    /// Checks that never block (same patterns). berth's own `berth/*` statuses are always ignored.
+    pub ignore_contexts: Option<Vec<String>>,
+    /// `berth rollback` waits for CI too (default false: restoring a known-good version does not wait).
+    pub gate_rollbacks: Option<bool>,
 }
 
 /// `[berth]`: settings of berth itself.

@@ -103,6 +103,8 @@ pub struct Dashboard {
     pub forward_header: String,
     pub forward_proxies: Vec<Cidr>,
     pub trusted_proxies: Vec<Cidr>,
+    /// `public_url` without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Default for Dashboard {
@@ -117,6 +119,7 @@ impl Default for Dashboard {
             forward_header: "Remote-User".into(),
             forward_proxies: Vec::new(),
             trusted_proxies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -153,6 +156,14 @@ pub fn resolve(t: Option<&DashboardToml>, errors: &mut Vec<ConfigError>) -> Dash
             }
             Some(a) => *slot = a,
             None => err(format!("unknown {what} mode `{v}`; {MODES}")),
+        }
+    }
+    if let Some(u) = &t.public_url {
+        let u = u.trim_end_matches('/');
+        if (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) {
+            d.public_url = Some(u.to_string());
+        } else {
+            err(format!("public_url `{u}` must be an http:// or https:// address"));
         }
     }
     d.writers = t.writers.clone();

@@ -41,7 +41,7 @@ pub struct Job {
     pub engine: Engine,
     /// The last successful deploy, to put back if this one fails (with `rollback = "auto"`).
     pub rollback: Option<Box<Job>>,
-    /// Wait for a green CI status of the commit first.
+    /// The commit's CI gate and status target; the executor waits and reports ([`crate::status`]).
     pub ci: Option<crate::ci::Gate>,
 }
 
@@ -235,18 +235,6 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
     };
     let reason = reason.map(|reason| r.secrets.iter().fold(reason, |acc, s| acc.replace(s.as_str(), vars::REDACTED)));
     let reason = reason.map(|reason| crate::redact::apply(&reason).into_owned()); // escaped forms too ("a\"b")
-    if let Some(gate) = job.ci.as_ref().filter(|g| g.report) {
-        let (state, description) = match status {
-            DeployStatus::Succeeded => ("success", "deployed and verified".to_string()),
-            DeployStatus::RolledBack => ("failure", "rolled back".to_string()),
-            _ => ("failure", reason.clone().unwrap_or_else(|| "deploy failed".into())),
-        };
-        let context = format!("berth/{}", job.stack.name);
-        let description: String = description.chars().take(140).collect();
-        if let Err(e) = block_on(gate.report(&job.commit, &context, state, &description)) {
-            r.note(&format!("warning: could not report the deploy status to {}: {e}", gate.provider));
-        }
-    }
     progress("done");
     Outcome { status, reason, log: r.redacted_log(), vars, recreated, verify: serde_json::Value::Object(verify) }
 }
@@ -375,18 +363,6 @@ fn steps(
     let touched = |reason: String| Failure { reason, touched: true };
     let job = r.job;
     let stack = &job.stack;
-    if let Some(gate) = &job.ci {
-        progress("ci");
-        r.note(&format!("waiting for {} CI of {} ({}/{})", gate.provider, short(&job.commit), gate.owner, gate.name));
-        let mut notes = Vec::new();
-        let result = block_on(gate.wait(&job.commit, &mut |m: &str| notes.push(m.to_string())));
-        for n in &notes {
-            tracing::info!(stack = %stack.name, "{n}");
-            r.note(n);
-        }
-        result.map_err(untouched)?;
-        r.note("CI is green");
-    }
     let dir = work_dir(state_dir, &stack.name);
     progress("checkout");
     r.note(&format!("checkout {} into {}", job.commit, dir.display()));

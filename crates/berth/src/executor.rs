@@ -146,7 +146,13 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         });
         on(Event::Phase { id, phase });
     };
-    let outcome = deploy::run(&ws.repo, &ws.state_dir, &job, &progress);
+    // The CI gate and commit statuses (`crate::status`) frame the deploy; a closed gate touches nothing.
+    let mut follow = crate::status::Session::start(&job, &trigger, id);
+    let mut outcome = match follow.gate(&progress) {
+        Some(refused) => refused,
+        None => deploy::run(&ws.repo, &ws.state_dir, &job, &progress),
+    };
+    follow.finish(&mut outcome);
     state.with_state(|s| {
         let _ = s.set_verify(id, &outcome.verify.to_string());
         if let Err(e) = s.finish(id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars) {

@@ -128,12 +128,7 @@ impl Repo {
 
     /// Push one tag to `origin`; the error text says why the remote refused.
     pub fn push_tag(&self, name: &str) -> Result<(), GitError> {
-        let spec = format!("refs/tags/{name}:refs/tags/{name}");
-        let out = process::run(self.cmd().args(["push", "--quiet", "origin", &spec]), TIMEOUT)?;
-        if !out.success() {
-            return Err(GitError::Failed { args: format!("push origin {name}"), message: out.error_summary() });
-        }
-        Ok(())
+        push_tag(self.cmd(), name)
     }
 
     /// The branch checked out (for following a local checkout).
@@ -255,7 +250,9 @@ impl Mirror {
         c
     }
 
-    /// Clone the mirror if it does not exist yet, then fetch every ref (pruning deleted ones).
+    /// Clone the mirror if it does not exist yet, then fetch: branches pruned as they go away
+    /// on the remote, tags added or moved but never pruned, so the release tags berth made here
+    /// and could not push survive every fetch.
     pub fn fetch(&self) -> Result<(), GitError> {
         let dir = &self.repo.root;
         self.write_global_config()?;
@@ -283,7 +280,17 @@ impl Mirror {
             return Ok(());
         }
         let out = process::run(
-            self.git(Some(dir)).args(["fetch", "--prune", "--quiet", "origin"]),
+            // `--tags` (not a `refs/tags/*` refspec) keeps local tags out of pruning; `--force`
+            // lets a tag moved on the remote win.
+            self.git(Some(dir)).args([
+                "fetch",
+                "--prune",
+                "--tags",
+                "--force",
+                "--quiet",
+                "origin",
+                "+refs/heads/*:refs/heads/*",
+            ]),
             Duration::from_secs(600),
         )?;
         if !out.success() {
@@ -306,6 +313,11 @@ impl Mirror {
         })
     }
 
+    /// Push one tag to the remote (with the mirror's credentials).
+    pub fn push_tag(&self, name: &str) -> Result<(), GitError> {
+        push_tag(self.git(Some(&self.repo.root)), name)
+    }
+
     /// The commit at the tip of the tracked branch.
     pub fn tip(&self) -> Result<String, GitError> {
         let name = format!("refs/heads/{}", self.branch);
@@ -314,6 +326,35 @@ impl Mirror {
             None => self.repo.resolve(&name),
         }
     }
+}
+
+/// Push tag `name` to `origin` with `git` (a command set up for the repository). A mirror clone
+/// has `remote.origin.mirror=true`, which refuses refspecs: switched off for this push.
+fn push_tag(mut git: Command, name: &str) -> Result<(), GitError> {
+    let spec = format!("refs/tags/{name}:refs/tags/{name}");
+    let out =
+        process::run(git.args(["-c", "remote.origin.mirror=false", "push", "--quiet", "origin", &spec]), TIMEOUT)?;
+    if !out.success() {
+        return Err(GitError::Failed {
+            args: format!("push origin {name}"),
+            message: push_refusal(&out.stderr, || out.error_summary()),
+        });
+    }
+    Ok(())
+}
+
+/// Why a push was refused, in the remote's words: its `remote:` lines and the `! [rejected]`
+/// reason (git's own last line only says "failed to push some refs").
+fn push_refusal(stderr: &str, fallback: impl FnOnce() -> String) -> String {
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("remote:").map(str::trim).or_else(|| l.strip_prefix("! ").map(str::trim))
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    if said.is_empty() { fallback() } else { said.join("; ") }
 }
 
 /// A branch's commit read from the mirror's files (a loose ref, else `packed-refs`), saving a git
@@ -398,6 +439,16 @@ mod tests {
         assert_eq!(auth_header("abc"), "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YWJj");
         // Padding, as RFC 4648 writes it.
         assert_eq!(auth_header("a"), "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YQ==");
+    }
+
+    #[test]
+    fn a_refused_push_says_why_in_the_remotes_words() {
+        let stderr = "remote: tags are protected\nTo /srv/stacks.git\n ! [remote rejected] v1 -> v1 (pre-receive hook declined)\nerror: failed to push some refs to '/srv/stacks.git'\n";
+        assert_eq!(
+            push_refusal(stderr, || "fallback".into()),
+            "tags are protected; [remote rejected] v1 -> v1 (pre-receive hook declined)"
+        );
+        assert_eq!(push_refusal("fatal: no route\n", || "fallback".into()), "fallback");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod docker;
 mod drift;
 mod error;
 mod executor;
+mod forge;
 mod git;
 mod keys;
 mod lock;
@@ -26,6 +27,7 @@ mod secrets;
 mod server;
 mod smoke;
 mod state;
+mod status;
 mod workspace;
 
 use berth_core::vars;

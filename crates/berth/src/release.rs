@@ -8,8 +8,20 @@ use crate::state::{Release, State, now};
 
 /// The version after the newest release tag in `repo` (`v0.1.0` when there is none).
 pub fn next(repo: &Repo, minor: bool) -> Result<Version, crate::git::GitError> {
-    let tags = repo.tags()?;
-    Ok(match Version::latest(tags.iter().map(|(t, _)| t.as_str())) {
+    next_after(repo, None, minor)
+}
+
+/// The version after the newest release in `repo`'s tags and in berth's release records, so
+/// versions always increase even where a tag never reached the remote or went missing.
+pub fn next_after(repo: &Repo, state: Option<&State>, minor: bool) -> Result<Version, crate::git::GitError> {
+    let mut names: Vec<String> = repo.tags()?.into_iter().map(|(t, _)| t).collect();
+    if let Some(s) = state {
+        match s.releases(None) {
+            Ok(rs) => names.extend(rs.into_iter().map(|r| r.tag)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the release records; versions come from tags only"),
+        }
+    }
+    Ok(match Version::latest(names.iter().map(String::as_str)) {
         Some(v) if minor => v.next_minor(),
         Some(v) => v.next_patch(),
         None => Version { major: 0, minor: 1, patch: 0 },
@@ -35,6 +47,9 @@ pub struct Meta<'a> {
     pub by: &'a str,
 }
 
+/// How a tag reaches the remote (the checkout's `origin`, or a mirror with its credentials).
+pub type Push<'a> = &'a dyn Fn(&str) -> Result<(), crate::git::GitError>;
+
 /// Tag `commit` as `version`, push it if the remote accepts, and record the release.
 pub fn make(
     repo: &Repo,
@@ -43,6 +58,18 @@ pub fn make(
     commit: &str,
     meta: &Meta<'_>,
 ) -> Result<Release, crate::git::GitError> {
+    make_with(repo, state, version, commit, meta, &|t| repo.push_tag(t))
+}
+
+/// [`make`], pushing through `push`.
+pub fn make_with(
+    repo: &Repo,
+    state: &State,
+    version: Version,
+    commit: &str,
+    meta: &Meta<'_>,
+    push: Push<'_>,
+) -> Result<Release, crate::git::GitError> {
     let Meta { env, kind, from_tag, by } = *meta;
     let tag = version.to_string();
     let message = match from_tag {
@@ -50,10 +77,10 @@ pub fn make(
         None => format!("berth: {kind} to {env} by {by}"),
     };
     repo.create_tag(&tag, commit, &message)?;
-    let (pushed, note) = match repo.push_tag(&tag) {
+    let (pushed, note) = match push(&tag) {
         Ok(()) => (true, None),
         Err(e) => {
-            tracing::warn!(%tag, error = %e, "the remote refused the tag; it is kept locally");
+            tracing::warn!(%tag, error = %e, "the tag was not pushed; it is kept locally");
             (false, Some(format!("not pushed, kept locally: {e}")))
         }
     };
@@ -89,6 +116,18 @@ pub fn tag_auto_deploy(
     commit: &str,
     deployed: &[String],
 ) -> Option<Release> {
+    tag_auto_deploy_with(repo, state, project, commit, deployed, &|t| repo.push_tag(t))
+}
+
+/// [`tag_auto_deploy`], pushing through `push` (`berth serve`: its mirror).
+pub fn tag_auto_deploy_with(
+    repo: &Repo,
+    state: &State,
+    project: &berth_core::Project,
+    commit: &str,
+    deployed: &[String],
+    push: Push<'_>,
+) -> Option<Release> {
     let mut envs: Vec<&str> = Vec::new();
     for name in deployed {
         let Some(s) = project.stack(name) else { continue };
@@ -101,10 +140,10 @@ pub fn tag_auto_deploy(
     if envs.is_empty() || tag_of(repo, commit).is_some() {
         return None;
     }
-    let version = next(repo, false).ok()?;
+    let version = next_after(repo, Some(state), false).ok()?;
     let by = actor();
     let meta = Meta { env: envs[0], kind: "patch", from_tag: None, by: &by };
-    let first = match make(repo, state, version, commit, &meta) {
+    let first = match make_with(repo, state, version, commit, &meta, push) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot tag the release");

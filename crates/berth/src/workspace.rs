@@ -236,7 +236,7 @@ impl Workspace {
         let Some(ci) = project.ci_gate(stack) else { return Ok(None) };
         let url = self.repo.remote_url();
         crate::ci::Gate::resolve(ci, url.as_deref())
-            .map(Some)
+            .map(|g| Some(crate::ci::Gate { public_url: project.dashboard.public_url.clone(), ..g }))
             .map_err(|e| Error::Usage(format!("stack `{}` require_ci: {e}", stack.name)))
     }
 

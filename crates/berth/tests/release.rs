@@ -130,13 +130,13 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
     assert!(log.contains("HTTP 502") && log.contains("an empty body") && log.contains("retrying"), "{log}");
     assert!(log.contains("no answer ("), "a request that got no answer was not retried: {log}");
     assert!(log.contains("CI is green"), "{log}");
-    assert!(api.hits.lock().unwrap()[0].starts_with("/api/v1/repos/me/stacks/commits/"));
+    assert!(api.hits.lock().unwrap().iter().any(|h| h.starts_with("/api/v1/repos/me/stacks/commits/")));
     // The outcome went back to the forge as a commit status.
     let commit = repo.git(&["rev-parse", "HEAD"]);
     let posts = api.posts.lock().unwrap().clone();
     let status = posts
         .iter()
-        .find(|p| p.starts_with(&format!("/api/v1/repos/me/stacks/statuses/{commit} ")))
+        .rfind(|p| p.starts_with(&format!("/api/v1/repos/me/stacks/statuses/{commit} ")))
         .unwrap_or_else(|| panic!("{posts:?}"));
     assert!(status.contains("\"state\":\"success\"") && status.contains(&format!("berth/{ok}")), "{status}");
 
@@ -184,9 +184,9 @@ fn ci_status_and_watch_speak_woodpecker_and_github() {
     // GitHub: combined status plus check runs; a failed check run fails the commit
     // (https://docs.github.com/rest/commits/statuses, /rest/checks/runs).
     let gh = Api::start(Box::new(|path, _| {
-        if path.ends_with("/status") {
+        if path.contains("/status?") {
             (200, r#"{"state":"pending","total_count":0,"statuses":[]}"#.into())
-        } else if path.ends_with("/check-runs") {
+        } else if path.contains("/check-runs?") {
             (
                 200,
                 r#"{"total_count":1,"check_runs":[{"name":"build","status":"completed","conclusion":"failure"}]}"#
@@ -198,8 +198,10 @@ fn ci_status_and_watch_speak_woodpecker_and_github() {
     }));
     let out = run(&["ci", "status", "--provider", "github", "--url", &gh.base, "--commit", &head]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("check run `build` concluded failure"), "{}", out.stdout);
-    assert!(gh.hits.lock().unwrap().iter().any(|p| p == &format!("/repos/team/infra/commits/{head}/check-runs")));
+    assert!(out.stdout.contains("`build` is failure"), "{}", out.stdout);
+    assert!(
+        gh.hits.lock().unwrap().iter().any(|p| p.starts_with(&format!("/repos/team/infra/commits/{head}/check-runs?")))
+    );
 }
 
 #[test]
@@ -209,9 +211,9 @@ fn github_gates_and_receives_the_deploy_status() {
     let _c = Cleanup(vec![s.clone()]);
     // GitHub: combined status and check runs both green (https://docs.github.com/rest/commits/statuses).
     let gh = Api::start(Box::new(|path, _| {
-        if path.ends_with("/status") {
+        if path.contains("/status?") {
             (200, r#"{"state":"success","total_count":1,"statuses":[{"context":"ci","state":"success"}]}"#.into())
-        } else if path.ends_with("/check-runs") {
+        } else if path.contains("/check-runs?") {
             (
                 200,
                 r#"{"total_count":1,"check_runs":[{"name":"build","status":"completed","conclusion":"success"}]}"#
@@ -229,7 +231,76 @@ fn github_gates_and_receives_the_deploy_status() {
     let posts = gh.posts.lock().unwrap().clone();
     let status = posts
         .iter()
-        .find(|p| p.starts_with(&format!("/repos/me/stacks/statuses/{commit} ")))
+        .rfind(|p| p.starts_with(&format!("/repos/me/stacks/statuses/{commit} ")))
         .unwrap_or_else(|| panic!("{posts:?}"));
     assert!(status.contains("\"state\":\"success\"") && status.contains(&format!("berth/{s}")), "{status}");
+}
+
+/// A pre-receive hook that refuses tags (protected tags) and accepts branches.
+fn refuse_tags(bare: &std::path::Path) {
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  case \"$ref\" in refs/tags/*) echo \"tags are protected\" >&2; exit 1;; esac\ndone\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increase() {
+    docker();
+    let s = unique("srvrel");
+    let _c = Cleanup(vec![s.clone()]);
+    let bare = tempfile::tempdir().unwrap();
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[repo]]\nname = \"stacks\"\nurl = \"{}\"\nbranch = \"main\"\nwebhook_secret = {{ env = \"BERTH_WEBHOOK_SECRET\" }}\n",
+            bare.path().display()
+        ),
+    );
+    repo.write(&format!("nodes/local/{s}/compose.yaml"), &app("red"));
+    let mut tip = repo.commit("first");
+    repo.git(&["push", "-q", "origin", "main"]);
+    let server = common::server::Server::start(&repo);
+    server.settle();
+    let mirror = repo.state.path().join("mirrors/stacks.git");
+    let mirror_tags = || remote_tags(&mirror);
+    // The startup deploy released v0.1.0, and the remote has it.
+    common::wait_for("v0.1.0 on the remote", std::time::Duration::from_secs(60), || {
+        remote_tags(bare.path()).contains("v0.1.0").then_some(())
+    });
+
+    let mut push = |color: &str| {
+        repo.write(&format!("nodes/local/{s}/compose.yaml"), &app(color));
+        let next = repo.commit(color);
+        repo.git(&["push", "-q", "origin", "main"]);
+        let (code, body) = server.push(&tip, &next, "?wait=true");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["success"], true, "{body}");
+        tip = next;
+    };
+    push("green");
+    assert!(remote_tags(bare.path()).contains("v0.1.1"), "{}", remote_tags(bare.path()));
+
+    // The remote refuses tags: the next release is kept in the mirror, and survives the fetches after it.
+    refuse_tags(bare.path());
+    push("blue");
+    assert!(!remote_tags(bare.path()).contains("v0.1.2"));
+    assert!(mirror_tags().contains("v0.1.2"), "{}", mirror_tags());
+    push("yellow");
+    push("white");
+    let local = mirror_tags();
+    assert!(local.contains("v0.1.2") && local.contains("v0.1.3") && local.contains("v0.1.4"), "{local}");
+
+    let hist = repo.json(&["history", "--env", "staging", "--json"]);
+    let tags: Vec<&str> = hist.as_array().unwrap().iter().map(|h| h["release"]["tag"].as_str().unwrap()).collect();
+    assert_eq!(tags, ["v0.1.4", "v0.1.3", "v0.1.2", "v0.1.1", "v0.1.0"], "{hist}");
+    let pushed: Vec<bool> = hist.as_array().unwrap().iter().map(|h| h["release"]["pushed"] == true).collect();
+    assert_eq!(pushed, [false, false, false, true, true], "{hist}");
+    assert!(hist[0]["release"]["note"].as_str().unwrap().contains("tags are protected"), "{hist}");
 }

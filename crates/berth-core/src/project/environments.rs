@@ -69,13 +69,20 @@ pub(super) fn check_ci(ci: &CiToml) -> Result<(), String> {
         "woodpecker" | "gitea" | "forgejo" if ci.url.is_none() => {
             Err(format!("provider `{}` needs url = \"https://...\"", ci.provider))
         }
-        "woodpecker" | "gitea" | "forgejo" | "github" => Ok(()),
-        other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo or github)")),
+        "woodpecker" | "gitea" | "forgejo" | "github" | "gitlab" => Ok(()),
+        other => Err(format!("unknown provider `{other}` (woodpecker, gitea, forgejo, github or gitlab)")),
     }?;
-    if let Some(r) = &ci.repo
-        && r.split('/').filter(|p| !p.is_empty()).count() != 2
-    {
-        return Err(format!("repo `{r}` is not owner/name"));
+    if let Some(r) = &ci.repo {
+        let parts = r.split('/').filter(|p| !p.is_empty()).count();
+        // GitLab projects may sit in nested groups.
+        if parts < 2 || parts > 2 && ci.provider != "gitlab" {
+            return Err(format!("repo `{r}` is not owner/name"));
+        }
+    }
+    for p in ci.contexts.iter().chain(&ci.ignore_contexts).flatten() {
+        if p.trim().is_empty() {
+            return Err("contexts and ignore_contexts take non-empty names".into());
+        }
     }
     if let Some(t) = &ci.timeout {
         duration::parse(t)?;
@@ -173,10 +180,15 @@ mod tests {
             token: None,
             timeout: None,
             report: None,
+            contexts: None,
+            ignore_contexts: None,
+            gate_rollbacks: None,
         };
         assert!(check_ci(&ci("github", None, Some("me/web"))).is_ok());
         assert!(check_ci(&ci("forgejo", Some("https://f"), None)).is_ok());
         assert!(check_ci(&ci("github", None, Some("web"))).unwrap_err().contains("not owner/name"));
         assert!(check_ci(&ci("forgejo", None, None)).unwrap_err().contains("needs url"));
+        assert!(check_ci(&ci("gitlab", None, Some("group/sub/web"))).is_ok());
+        assert!(check_ci(&ci("github", None, Some("group/sub/web"))).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `berth ci status|watch`: the CI state of a commit, for people and scripts.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_core::config::{CiToml, SecretRef};
 
@@ -12,6 +12,8 @@ use crate::workspace::Workspace;
 
 /// Exit code of `ci status` while CI is still running.
 const PENDING: i32 = 4;
+/// How long `ci status` retries a flaky API.
+const LOOK: Duration = Duration::from_secs(60);
 
 fn gate(ws: &Workspace, t: &CiTarget, timeout: Option<&str>) -> Result<Gate> {
     let configured = ws.snapshot("HEAD").ok().and_then(|s| {
@@ -22,7 +24,17 @@ fn gate(ws: &Workspace, t: &CiTarget, timeout: Option<&str>) -> Result<Gate> {
             .or_else(|| p.stacks.iter().find_map(|st| st.require_ci.clone()))
     });
     let mut ci = match (&t.provider, configured) {
-        (Some(p), _) => CiToml { provider: p.clone(), url: None, repo: None, token: None, timeout: None, report: None },
+        (Some(p), _) => CiToml {
+            provider: p.clone(),
+            url: None,
+            repo: None,
+            token: None,
+            timeout: None,
+            report: None,
+            contexts: None,
+            ignore_contexts: None,
+            gate_rollbacks: None,
+        },
         (None, Some(c)) => c,
         (None, None) => {
             return Err(Error::Usage("no require_ci in berth.toml: give --provider (and --url)".into()));
@@ -58,11 +70,11 @@ pub fn run(ws: &Workspace, command: &CiCommand) -> Result<i32> {
     println!("{} CI of {}/{} at {}", gate.provider, gate.owner, gate.name, short(&commit));
     match timeout {
         None => {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
-            let state = rt.block_on(gate.state(&client, &commit, &mut log)).map_err(Error::Io)?;
+            let client = gate.client().map_err(Error::Io)?;
+            // One look, but a flaky API gets a minute of retries.
+            let deadline = Instant::now() + LOOK;
+            let state =
+                rt.block_on(gate.state(&client, &commit, deadline, &mut log)).map_err(|e| Error::Io(e.to_string()))?;
             Ok(match state {
                 CiState::Success => {
                     println!("success");

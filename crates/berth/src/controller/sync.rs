@@ -257,7 +257,8 @@ fn sync_one(
     // A push that deploys to an auto environment gets the next patch version.
     if matches!(want, Want::Reconcile { only: None }) && *target == Target::Tip && !out.deploys.is_empty() {
         let names: Vec<String> = out.deploys.iter().map(|d| d.stack.clone()).collect();
-        shared.state(|s| crate::release::tag_auto_deploy(&h.ws.repo, s, &snap.project, &commit, &names));
+        let push = |t: &str| h.mirror.push_tag(t);
+        shared.state(|s| crate::release::tag_auto_deploy_with(&h.ws.repo, s, &snap.project, &commit, &names, &push));
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod forge;
 pub mod http;
 pub mod registry;
 pub mod server;

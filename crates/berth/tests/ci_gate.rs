@@ -1,0 +1,225 @@
+//! CI gates and commit statuses against fake forges that keep state like the real APIs
+//! (combined statuses include what berth posted, pages of 30 with `Link`, 429 with
+//! `Retry-After`, check runs next to statuses), with real git repos and the real engine.
+
+mod common;
+
+use common::forge::{Fault, Forge};
+use common::*;
+use serde_json::Value;
+
+fn app(color: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+    )
+}
+
+/// A repo whose one stack is gated by `ci` (a TOML inline table).
+fn gated(ci: &str, stack: &str, extra: &str) -> Repo {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
+    repo.write(
+        "berth.toml",
+        &format!(
+            "{extra}[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\nrequire_ci = {ci}\n"
+        ),
+    );
+    repo.write(&format!("stacks/{stack}/compose.yaml"), &app("red"));
+    repo.commit("gated");
+    repo
+}
+
+/// berth's posts for `context`: (state, description, target_url).
+fn berth_posts(forge: &Forge, context: &str) -> Vec<(String, String, String)> {
+    let key = if forge.kind == "gitlab" { "name" } else { "context" };
+    forge
+        .posts()
+        .into_iter()
+        .filter(|(_, v)| v[key] == context)
+        .map(|(_, v)| {
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            (s("state"), s("description"), s("target_url"))
+        })
+        .collect()
+}
+
+fn head(repo: &Repo) -> String {
+    repo.git(&["rev-parse", "HEAD"])
+}
+
+#[test]
+fn berths_own_failed_status_never_blocks_its_commit_and_rollbacks_do_not_wait_for_ci() {
+    docker();
+    let s = unique("own");
+    let _c = Cleanup(vec![s.clone()]);
+    let forge = Forge::start("gitea");
+    let repo = gated(
+        &format!(
+            "{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true, ignore_contexts = [\"lint*\"] }}",
+            forge.base
+        ),
+        &s,
+        "[dashboard]\npublic_url = \"https://berth.example.com/ops/\"\n",
+    );
+    let first = head(&repo);
+    // What an earlier failed deploy left on the commit, next to green CI and an ignored red lint.
+    forge.status(&first, "ci/build", "success", "build passed", "https://ci.example.com/1");
+    forge.status(&first, "lint", "failure", "style", "https://ci.example.com/2");
+    forge.status(&first, &format!("berth/{s}"), "failure", "rolled back", "");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "berth's own status blocked the gate: {}{}", out.stdout, out.stderr);
+    container(&s, "app");
+
+    // Statuses people can follow: pending at the start and while waiting, then the outcome,
+    // each linking the deploy's dashboard page.
+    let id = repo.json(&["history", &s, "--json"])[0]["id"].as_i64().unwrap();
+    let posts = berth_posts(&forge, &format!("berth/{s}"));
+    let states: Vec<&str> = posts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(states, ["pending", "pending", "success"], "{posts:?}");
+    assert!(posts[0].1.contains("waiting for CI"), "{posts:?}");
+    assert!(posts[2].1.starts_with("deployed and verified in "), "{posts:?}");
+    let url = format!("https://berth.example.com/ops/deploys/{id}");
+    assert!(posts.iter().all(|p| p.2 == url), "{posts:?}");
+
+    // A second commit, deployed; then CI turns red on the first and an operator rolls back to it.
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("blue"));
+    let second = repo.commit("blue");
+    forge.status(&second, "ci/build", "success", "", "");
+    repo.berth(&["apply"]).ok();
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+    forge.status(&first, "ci/build", "failure", "flaky test", "https://ci.example.com/3");
+    let out = repo.berth(&["rollback", &s, "--ref", &first]);
+    assert_eq!(out.code, 0, "a rollback waited for CI: {}{}", out.stdout, out.stderr);
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let rb = repo.json(&["history", &s, "--json"])[0]["id"].to_string();
+    let log = repo.berth(&["logs", &rb]).stdout;
+    assert!(log.contains("not waiting for CI: rollbacks are not gated"), "{log}");
+}
+
+#[test]
+fn rollbacks_wait_for_ci_when_the_gate_says_so() {
+    docker();
+    let s = unique("gaterb");
+    let _c = Cleanup(vec![s.clone()]);
+    let forge = Forge::start("github");
+    let repo = gated(
+        &format!("{{ provider = \"github\", url = \"{}\", timeout = \"30s\", gate_rollbacks = true }}", forge.base),
+        &s,
+        "",
+    );
+    let first = head(&repo);
+    forge.check_run(&first, "build", "completed", Some("success"));
+    repo.berth(&["apply"]).ok();
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("blue"));
+    let second = repo.commit("blue");
+    forge.check_run(&second, "build", "completed", Some("success"));
+    repo.berth(&["apply"]).ok();
+    forge.check_run(&first, "security", "completed", Some("failure"));
+    let out = repo.berth(&["rollback", &s, "--ref", &first]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"), "the rollback ran");
+    let h = repo.json(&["history", &s, "--json"]);
+    assert!(h[0]["reason"].as_str().unwrap().contains("`security` is failure"), "{}", h[0]);
+}
+
+#[test]
+fn every_page_of_check_runs_and_statuses_is_read() {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "git@github.com:team/infra.git"]);
+    repo.write("README.md", "x\n");
+    let commit = repo.commit("one");
+    let gh = Forge::start("github");
+    // 135 check runs, the failing one far past the first page (30 by default, 100 at most).
+    for i in 0..135 {
+        let conclusion = if i == 120 { "failure" } else { "success" };
+        gh.check_run(&commit, &format!("job {i}"), "completed", Some(conclusion));
+    }
+    let out = repo.berth(&["ci", "status", "--provider", "github", "--url", &gh.base]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("`job 120` is failure: job 120 completed (https://ci.example.com/runs/121)"),
+        "{}",
+        out.stdout
+    );
+    let pages: Vec<String> = gh.hits().into_iter().filter(|h| h.contains("/check-runs")).collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[0].contains("per_page=100"), "{pages:?}");
+
+    // 35 statuses, the failing one on the second page (Gitea: 30 by default, 50 at most).
+    let gitea = Forge::start("gitea");
+    for i in 0..75 {
+        let state = if i == 60 { "failure" } else { "success" };
+        gitea.status(&commit, &format!("ci/{i:02}"), state, "", "");
+    }
+    let out = repo.berth(&["ci", "status", "--provider", "gitea", "--url", &gitea.base]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("`ci/60` is failure"), "{}", out.stdout);
+}
+
+#[test]
+fn transient_answers_are_retried_until_the_gates_deadline() {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
+    repo.write("README.md", "x\n");
+    let commit = repo.commit("one");
+    let gitea = Forge::start("gitea");
+    gitea.status(&commit, "ci/build", "success", "", "");
+    // Eight 502s in a row, an empty body, then a rate limit: none of it is the answer.
+    gitea.fault(Fault::Status(502), 8);
+    gitea.fault(Fault::EmptyBody, 1);
+    gitea.fault(Fault::RateLimited(1), 1);
+    let out = repo.berth(&["ci", "watch", "--provider", "gitea", "--url", &gitea.base, "--timeout", "120s"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("gave HTTP 502").count(), 8, "{}", out.stdout);
+    assert!(out.stdout.contains("an empty body"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("HTTP 429 (rate limited)") && out.stdout.contains("as the API asked"),
+        "{}",
+        out.stdout
+    );
+
+    // `ci status` says why an empty state is not an answer, and what a failed check said.
+    let empty = repo.berth(&["ci", "status", "--provider", "gitea", "--url", &Forge::start("gitea").base]);
+    assert_eq!(empty.code, 4, "{}{}", empty.stdout, empty.stderr);
+    assert!(empty.stdout.contains("pending: no CI has reported yet"), "{}", empty.stdout);
+    gitea.status(&commit, "ci/test", "failure", "3 tests failed", "https://ci.example.com/builds/7");
+    let red = repo.berth(&["ci", "status", "--provider", "gitea", "--url", &gitea.base]);
+    assert_eq!(red.code, 1);
+    assert!(
+        red.stdout.contains("failure: `ci/test` is failure: 3 tests failed (https://ci.example.com/builds/7)"),
+        "{}",
+        red.stdout
+    );
+}
+
+#[test]
+fn gitlab_gates_on_its_pipeline_and_a_timeout_is_not_a_failure_of_the_code() {
+    docker();
+    let s = unique("gitlab");
+    let _c = Cleanup(vec![s.clone()]);
+    let lab = Forge::start("gitlab");
+    let repo =
+        gated(&format!("{{ provider = \"gitlab\", url = \"{}\", timeout = \"3s\", report = true }}", lab.base), &s, "");
+    let commit = head(&repo);
+    // A job allowed to fail, and a pipeline job still running when the gate gives up.
+    lab.status(&commit, "build", "running", "", "");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(containers(&s).is_empty());
+    let posts = berth_posts(&lab, &format!("berth/{s}"));
+    let last = posts.last().unwrap_or_else(|| panic!("no status posted: {:?}", lab.posts()));
+    assert_eq!(last.0, "canceled", "a gate timeout was reported as a failure of the code: {posts:?}");
+    assert!(last.1.contains("CI still pending"), "{posts:?}");
+    assert!(lab.posts()[0].0.starts_with("/api/v4/projects/me%2Fstacks/statuses/"), "{:?}", lab.posts());
+
+    lab.status(&commit, "build", "success", "", "");
+    lab.status(&commit, "lint", "failed", "", "");
+    lab.data.lock().unwrap().statuses.get_mut(&commit).unwrap().last_mut().unwrap()["allow_failure"] =
+        Value::Bool(true);
+    let out = repo.berth(&["deploy", &s]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    container(&s, "app");
+    let posts = berth_posts(&lab, &format!("berth/{s}"));
+    assert_eq!(posts.last().unwrap().0, "success", "{posts:?}");
+    assert!(posts.iter().any(|p| p.0 == "running"), "GitLab's pending is `running`: {posts:?}");
+}

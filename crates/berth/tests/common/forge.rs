@@ -1,0 +1,236 @@
+//! A fake forge on loopback that keeps state like the real APIs: statuses posted to a commit
+//! show up in its combined status (berth's own included), GitHub Actions reports through
+//! check runs, lists come in pages (30 by default, `per_page`/`limit` honoured up to the
+//! API's maximum) with `Link` headers, and scripted faults answer 502, empty bodies, or 429
+//! with `Retry-After`. Shapes follow the documented APIs:
+//! GitHub <https://docs.github.com/rest/commits/statuses>, <https://docs.github.com/rest/checks/runs>;
+//! Gitea/Forgejo <https://docs.gitea.com/api> (`CommitStatus` has `status`, lists 30/50 with `limit`);
+//! GitLab <https://docs.gitlab.com/api/commits/#commit-status> (20 per page, `per_page` up to 100).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+/// A scripted answer to the next GET, before the API answers normally.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Status(u16),
+    EmptyBody,
+    /// 429 with `Retry-After: secs`.
+    RateLimited(u64),
+}
+
+#[derive(Default)]
+pub struct Data {
+    /// Statuses of each commit in the order they were posted (the provider's own shape).
+    pub statuses: BTreeMap<String, Vec<Value>>,
+    pub check_runs: BTreeMap<String, Vec<Value>>,
+    /// Every POST: path and JSON body.
+    pub posts: Vec<(String, Value)>,
+    /// Every request line (`GET /path?query`).
+    pub hits: Vec<String>,
+    pub faults: VecDeque<Fault>,
+}
+
+#[derive(Clone)]
+pub struct Forge {
+    pub base: String,
+    pub kind: &'static str,
+    pub data: Arc<Mutex<Data>>,
+}
+
+impl Forge {
+    /// `kind`: `github`, `gitea` or `gitlab`.
+    pub fn start(kind: &'static str) -> Forge {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let forge = Forge { base: base.clone(), kind, data: Arc::default() };
+        let f = forge.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, target) =
+                    (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let (status, headers, text) = f.answer(&method, &target, &body);
+                let mut out = stream;
+                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n");
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                let _ = write!(out, "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+            }
+        });
+        forge
+    }
+
+    /// A status as the forge's CI would post it.
+    pub fn status(&self, commit: &str, context: &str, state: &str, description: &str, url: &str) {
+        let v = self.shape(context, state, description, url);
+        self.data.lock().unwrap().statuses.entry(commit.to_string()).or_default().push(v);
+    }
+
+    /// A GitHub check run (`conclusion` only when `status` is `completed`).
+    pub fn check_run(&self, commit: &str, name: &str, status: &str, conclusion: Option<&str>) {
+        let runs = &mut self.data.lock().unwrap().check_runs;
+        let list = runs.entry(commit.to_string()).or_default();
+        let id = list.len() + 1;
+        list.push(json!({"id": id, "name": name, "status": status, "conclusion": conclusion,
+            "details_url": format!("https://ci.example.com/runs/{id}"), "output": {"title": format!("{name} {status}")}}));
+    }
+
+    pub fn fault(&self, f: Fault, times: usize) {
+        let mut d = self.data.lock().unwrap();
+        for _ in 0..times {
+            d.faults.push_back(f.clone());
+        }
+    }
+
+    pub fn posts(&self) -> Vec<(String, Value)> {
+        self.data.lock().unwrap().posts.clone()
+    }
+
+    pub fn hits(&self) -> Vec<String> {
+        self.data.lock().unwrap().hits.clone()
+    }
+
+    fn shape(&self, context: &str, state: &str, description: &str, url: &str) -> Value {
+        match self.kind {
+            "gitea" => json!({"status": state, "context": context, "description": description, "target_url": url}),
+            "gitlab" => json!({"status": state, "name": context, "description": description, "target_url": url,
+                "allow_failure": false}),
+            _ => json!({"state": state, "context": context, "description": description, "target_url": url}),
+        }
+    }
+
+    fn answer(&self, method: &str, target: &str, body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+        let mut d = self.data.lock().unwrap();
+        d.hits.push(format!("{method} {target}"));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let q: BTreeMap<&str, &str> = query.split('&').filter_map(|kv| kv.split_once('=')).collect();
+        if method == "POST" {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            d.posts.push((path.to_string(), v.clone()));
+            let sha = path.rsplit('/').next().unwrap_or("").to_string();
+            let state = v["state"].as_str().unwrap_or("").to_string();
+            let context = v[if self.kind == "gitlab" { "name" } else { "context" }].as_str().unwrap_or("").to_string();
+            let s = self.shape(
+                &context,
+                &state,
+                v["description"].as_str().unwrap_or(""),
+                v["target_url"].as_str().unwrap_or(""),
+            );
+            d.statuses.entry(sha).or_default().push(s);
+            return (201, Vec::new(), "{}".into());
+        }
+        match d.faults.pop_front() {
+            Some(Fault::Status(s)) => return (s, Vec::new(), "<html>bad gateway</html>".into()),
+            Some(Fault::EmptyBody) => return (200, Vec::new(), String::new()),
+            Some(Fault::RateLimited(s)) => {
+                return (429, vec![("Retry-After".into(), s.to_string())], r#"{"message":"slow down"}"#.into());
+            }
+            None => {}
+        }
+        let seg: Vec<&str> = path.split('/').collect();
+        let sha = |i: usize| seg.get(i).copied().unwrap_or("").to_string();
+        let (default, max, size_key) = match self.kind {
+            "gitea" => (30, 50, "limit"),
+            "gitlab" => (20, 100, "per_page"),
+            _ => (30, 100, "per_page"),
+        };
+        let size = q.get(size_key).and_then(|v| v.parse::<usize>().ok()).unwrap_or(default).clamp(1, max);
+        let page = q.get("page").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1);
+        // The latest status of each context, newest first (combined status; GitLab's `all=false`).
+        let latest = |all: &[Value]| {
+            let key = if self.kind == "gitlab" { "name" } else { "context" };
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for s in all.iter().rev() {
+                let c = s[key].as_str().unwrap_or("").to_string();
+                if !seen.contains(&c) {
+                    seen.push(c);
+                    out.push(s.clone());
+                }
+            }
+            out
+        };
+        let word = |s: &Value| s["status"].as_str().or(s["state"].as_str()).unwrap_or("").to_string();
+        let combined_state = |l: &[Value]| {
+            let words: Vec<String> = l.iter().map(word).collect();
+            if words.iter().any(|w| w == "failure" || w == "error") {
+                "failure"
+            } else if words.iter().any(|w| w == "pending") {
+                "pending"
+            } else if words.is_empty() {
+                // Gitea answers an empty state when nothing reported; GitHub says pending.
+                if self.kind == "gitea" { "" } else { "pending" }
+            } else {
+                "success"
+            }
+        };
+        let paged = |items: &[Value]| -> (Vec<Value>, Vec<(String, String)>) {
+            let pages = items.len().div_ceil(size).max(1);
+            let chunk = items.iter().skip((page - 1) * size).take(size).cloned().collect();
+            let mut headers = vec![("X-Total-Count".to_string(), items.len().to_string())];
+            if page < pages {
+                let mut others: Vec<String> = q
+                    .iter()
+                    .filter(|(k, _)| **k != "page" && **k != size_key)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                others.push(format!("{size_key}={size}"));
+                let link = |p: usize| format!("<{}{path}?{}&page={p}>", self.base, others.join("&"));
+                headers
+                    .push(("Link".into(), format!("{}; rel=\"next\", {}; rel=\"last\"", link(page + 1), link(pages))));
+            }
+            (chunk, headers)
+        };
+        match (self.kind, seg.as_slice()) {
+            // GET /repos/{o}/{n}/commits/{ref}/status and /check-runs
+            ("github", ["", "repos", _, _, "commits", _, "status"]) => {
+                let l = latest(d.statuses.get(&sha(5)).map(Vec::as_slice).unwrap_or(&[]));
+                let (chunk, h) = paged(&l);
+                let v = json!({"state": combined_state(&l), "sha": sha(5), "total_count": l.len(), "statuses": chunk});
+                (200, h, v.to_string())
+            }
+            ("github", ["", "repos", _, _, "commits", _, "check-runs"]) => {
+                let runs = d.check_runs.get(&sha(5)).cloned().unwrap_or_default();
+                let (chunk, h) = paged(&runs);
+                (200, h, json!({"total_count": runs.len(), "check_runs": chunk}).to_string())
+            }
+            // GET /api/v1/repos/{o}/{n}/commits/{ref}/status
+            ("gitea", ["", "api", "v1", "repos", _, _, "commits", _, "status"]) => {
+                let l = latest(d.statuses.get(&sha(7)).map(Vec::as_slice).unwrap_or(&[]));
+                let (chunk, h) = paged(&l);
+                let v = json!({"state": combined_state(&l), "sha": sha(7), "total_count": l.len(), "statuses": chunk});
+                (200, h, v.to_string())
+            }
+            // GET /api/v4/projects/{id}/repository/commits/{sha}/statuses
+            ("gitlab", ["", "api", "v4", "projects", _, "repository", "commits", _, "statuses"]) => {
+                let l = latest(d.statuses.get(&sha(7)).map(Vec::as_slice).unwrap_or(&[]));
+                let (chunk, h) = paged(&l);
+                (200, h, Value::Array(chunk).to_string())
+            }
+            _ => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),
+        }
+    }
+}
