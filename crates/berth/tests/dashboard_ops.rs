@@ -211,7 +211,10 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     let at = page.find(&check).unwrap_or_else(|| panic!("no smoke step: {page}"));
     let li = &page[page[..at].rfind("<li").unwrap()..at];
     assert!(li.contains("badge failed"), "{li}");
-    assert!(page[at..].starts_with(&format!("{check}: <span class=\"summary\">HTTP 503, expected 2xx after 1 try")), "{page}");
+    assert!(
+        page[at..].starts_with(&format!("{check}: <span class=\"summary\">HTTP 503, expected 2xx after 1 try")),
+        "{page}"
+    );
     assert!(page.contains("<strong class=\"step-name\">rollback: converge</strong>"), "{page}");
     assert!(page.contains(&format!("href=\"{base}/deploys/{smoke_ok}\" id=\"rollback-target\"")), "{page}");
     assert!(page.contains("<span class=\"subject\">smoke: check the health endpoint</span>"), "{page}");
@@ -241,10 +244,13 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     let third = repo.commit("a typo");
     server.push(&second, &third, "?wait=true");
     let (_, html) = get(&http, &format!("{base}/"), None);
-    assert!(html.contains(&format!("berth.toml of")) && html.contains(&format!("rejected at {}", &third[..12])), "{html}");
+    assert!(html.contains("berth.toml of") && html.contains(&format!("rejected at {}", &third[..12])), "{html}");
     assert!(html.contains("bogus"), "the error: {html}");
     let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
-    assert_eq!(post(&http, &format!("{base}/stacks/{web}/resume"), Some(&admin), &format!("csrf={}", csrf(&page))).0, 303);
+    assert_eq!(
+        post(&http, &format!("{base}/stacks/{web}/resume"), Some(&admin), &format!("csrf={}", csrf(&page))).0,
+        303
+    );
 
     // No page shows a secret: not the berth secret, nor a secret-named variable only compose knows.
     let engine_env = inspect(&container(&web, "app"), "{{json .Config.Env}}");

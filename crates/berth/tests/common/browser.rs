@@ -137,7 +137,10 @@ impl Browser {
     /// Prefer a dark (or light) color scheme, as the operating system would say.
     pub fn dark(&mut self, dark: bool) {
         let value = if dark { "dark" } else { "light" };
-        self.page("Emulation.setEmulatedMedia", json!({"features": [{"name": "prefers-color-scheme", "value": value}]}));
+        self.page(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": value}]}),
+        );
     }
 
     /// Press Tab once (a real key event, so focus moves as for a keyboard user).

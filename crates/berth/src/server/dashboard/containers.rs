@@ -96,7 +96,8 @@ pub async fn list(docker: &Docker, stack: &str) -> Result<Vec<Row>, String> {
             .unwrap_or_default();
         let state = st.status.map(|s| s.to_string()).unwrap_or_default();
         let started = st.started_at.clone().unwrap_or_default();
-        let started_iso = started.split('.').next().map(|s| format!("{}Z", s.trim_end_matches('Z'))).unwrap_or_default();
+        let started_iso =
+            started.split('.').next().map(|s| format!("{}Z", s.trim_end_matches('Z'))).unwrap_or_default();
         let mut ports: Vec<String> = c
             .ports
             .unwrap_or_default()
@@ -114,14 +115,23 @@ pub async fn list(docker: &Docker, stack: &str) -> Result<Vec<Row>, String> {
         ports.dedup();
         rows.push(Row {
             id: id.chars().take(12).collect(),
-            name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+            name: c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
             service: c.labels.as_ref().and_then(|l| l.get(SERVICE)).cloned().unwrap_or_default(),
             exit_code: st.exit_code.filter(|_| state == "exited" || state == "dead"),
             state,
             health,
             restarts: i.restart_count.unwrap_or(0),
             image: c.image.unwrap_or_default(),
-            started: if started_iso.starts_with("0001") { String::new() } else { started_iso.replace('T', " ").replace('Z', " UTC") },
+            started: if started_iso.starts_with("0001") {
+                String::new()
+            } else {
+                started_iso.replace('T', " ").replace('Z', " UTC")
+            },
             started_iso,
             ports: ports.join(", "),
             probe: clean(&probe),
@@ -135,7 +145,9 @@ pub async fn list(docker: &Docker, stack: &str) -> Result<Vec<Row>, String> {
 pub async fn current(ctx: &Ctx, stack: &str) -> Result<Vec<Row>, String> {
     let engine = engine_of(ctx, stack).ok_or_else(|| format!("stack `{stack}` has no server in the current config"))?;
     let docker = connect(&engine).await?;
-    tokio::time::timeout(ENGINE_WAIT, list(&docker, stack)).await.unwrap_or_else(|_| Err("the engine did not list containers in time".into()))
+    tokio::time::timeout(ENGINE_WAIT, list(&docker, stack))
+        .await
+        .unwrap_or_else(|_| Err("the engine did not list containers in time".into()))
 }
 
 #[derive(Template)]
@@ -155,20 +167,17 @@ pub async fn events(ctx: Ctx, Path(name): Path<String>) -> Response {
         return message(&ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{name}`."));
     }
     let ctx = std::sync::Arc::new(ctx);
-    let s = stream::unfold((ctx, name, String::new(), true), |(ctx, name, last, first)| async move {
+    let s = stream::unfold((ctx, name, String::new()), |(ctx, name, last)| async move {
         loop {
-            if !first {
-                tokio::time::sleep(POLL).await;
-            }
             let html = match current(&ctx, &name).await {
                 Ok(rows) => Rows { base: &ctx.base, stack: &name, rows: &rows }.render().unwrap_or_default(),
                 Err(e) => format!("<tr><td colspan=\"8\">{}</td></tr>", askama_escape(&e)),
             };
-            if html != last || first {
+            if html != last {
                 let e = Event::default().event("containers").data(html.replace('\r', ""));
-                return Some((Ok::<_, Infallible>(e), (ctx, name, html, false)));
+                return Some((Ok::<_, Infallible>(e), (ctx, name, html)));
             }
-            return Some((Ok(Event::default().comment("unchanged")), (ctx, name, last, false)));
+            tokio::time::sleep(POLL).await;
         }
     });
     Sse::new(s).keep_alive(KeepAlive::default()).into_response()
@@ -301,13 +310,20 @@ pub async fn follow(ctx: Ctx, Path((name, id)): Path<(String, String)>) -> Respo
         Err(e) => return message(&ctx, StatusCode::BAD_GATEWAY, "Engine unreachable", e),
     };
     let Some(full) = owned(&docker, &name, &id).await else {
-        return message(&ctx, StatusCode::NOT_FOUND, "No such container", format!("Stack `{name}` has no container `{id}`."));
+        return message(
+            &ctx,
+            StatusCode::NOT_FOUND,
+            "No such container",
+            format!("Stack `{name}` has no container `{id}`."),
+        );
     };
     // From now on: the page already shows what came before.
     let logs = docker.logs(&full, Some(log_opts(true, 0, crate::state::now())));
     let events = logs
         .map(|chunk| match chunk {
-            Ok(c) => Event::default().event("line").data(clean(&String::from_utf8_lossy(&c.into_bytes())).replace('\r', "")),
+            Ok(c) => {
+                Event::default().event("line").data(clean(&String::from_utf8_lossy(&c.into_bytes())).replace('\r', ""))
+            }
             Err(e) => Event::default().event("end").data(format!("the log ended: {e}")),
         })
         .chain(stream::once(async { Event::default().event("end").data("the container stopped") }))

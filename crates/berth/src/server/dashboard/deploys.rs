@@ -130,9 +130,7 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
                 .snapshot(&record.commit)
                 .ok()
                 .and_then(|s| s.project.stack(&record.stack).map(|d| d.path.clone()))
-                .or_else(|| {
-                    repo.current.read().ok()?.as_ref()?.1.stack(&record.stack).map(|d| d.path.clone())
-                });
+                .or_else(|| repo.current.read().ok()?.as_ref()?.1.stack(&record.stack).map(|d| d.path.clone()));
             if let (Some(b), Some(path)) = (before, path)
                 && b.commit != record.commit
             {

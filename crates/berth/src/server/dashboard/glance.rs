@@ -217,7 +217,9 @@ pub fn banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
     let mut out = Vec::new();
     let rejections = shared.state(|s| s.rejections(50)).unwrap_or_default();
     for r in &shared.repos {
-        if only.is_some_and(|s| r.current.read().ok().and_then(|c| c.as_ref().and_then(|(_, p)| p.stack(s).cloned())).is_none()) {
+        if only.is_some_and(|s| {
+            r.current.read().ok().and_then(|c| c.as_ref().and_then(|(_, p)| p.stack(s).cloned())).is_none()
+        }) {
             continue;
         }
         let tip = r.mirror.tip().unwrap_or_default();
@@ -238,7 +240,8 @@ pub fn banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
             continue;
         }
         if let Some(sync) = r.last_sync.read().ok().and_then(|l| l.clone()).filter(|s| !s.ok) {
-            let last = sync.last_ok.map(|t| format!("last good sync {}", stamp(t).text)).unwrap_or("no good sync yet".into());
+            let last =
+                sync.last_ok.map(|t| format!("last good sync {}", stamp(t).text)).unwrap_or("no good sync yet".into());
             out.push(Banner {
                 level: "error",
                 title: format!("Sync of {} failing", r.spec.name),
@@ -250,7 +253,8 @@ pub fn banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
     }
     let latest = shared.state(|s| s.latest()).unwrap_or_default();
     for d in latest.iter().filter(|d| d.phase == "ci" && !d.status.is_final() && only.is_none_or(|s| s == d.stack)) {
-        let since = shared.state(|s| s.phases(d.id)).unwrap_or_default().into_iter().find(|p| p.0 == "ci").map(|p| p.1 / 1000);
+        let since =
+            shared.state(|s| s.phases(d.id)).unwrap_or_default().into_iter().find(|p| p.0 == "ci").map(|p| p.1 / 1000);
         out.push(Banner {
             level: "info",
             title: format!("{} waits for CI", d.stack),

@@ -73,7 +73,12 @@ fn attempt(v: &serde_json::Map<String, Value>, prefix: &str, out: &mut Vec<Step>
             clean(c["detail"].as_str().unwrap_or_default()),
             if tries == 1 { "y" } else { "ies" }
         );
-        out.push(step(format!("{prefix}smoke {}", clean(c["url"].as_str().unwrap_or_default())), ok, summary, Vec::new()));
+        out.push(step(
+            format!("{prefix}smoke {}", clean(c["url"].as_str().unwrap_or_default())),
+            ok,
+            summary,
+            Vec::new(),
+        ));
     }
     // Any other step that says whether it passed (older records, future checks).
     for (name, c) in v.iter().filter(|(k, _)| !["converge", "http", "rollback"].contains(&k.as_str())) {
