@@ -231,6 +231,7 @@ impl Ctx {
         Page {
             title: title.to_string(),
             base: self.base.clone(),
+            url: format!("{}{}", self.base, self.here.split('#').next().unwrap_or_default()),
             asset_version: super::ASSET_VERSION,
             user: [&self.reader, &self.writer].into_iter().flatten().map(|w| w.name.clone()).find(|n| n != "anonymous"),
             logout_csrf,

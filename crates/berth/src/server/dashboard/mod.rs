@@ -96,6 +96,8 @@ pub struct Page {
     pub title: String,
     /// Origin and base path, e.g. `https://ops.example.com/berth`; every link starts with it.
     pub base: String,
+    /// This page's own absolute URL (for the skip link: every link stays absolute).
+    pub url: String,
     pub asset_version: &'static str,
     /// Who is signed in (for reading), if anyone.
     pub user: Option<String>,
