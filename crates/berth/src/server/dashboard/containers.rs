@@ -291,7 +291,7 @@ pub async fn logs(ctx: Ctx, Path((name, id)): Path<(String, String)>, Query(q): 
         id: id.chars().take(12).collect(),
         tail,
         since: q.since.clone().unwrap_or_default(),
-        log: clean(&log),
+        log: super::verify::clean_log(&log),
         error,
     };
     html(StatusCode::OK, &p)
@@ -321,9 +321,9 @@ pub async fn follow(ctx: Ctx, Path((name, id)): Path<(String, String)>) -> Respo
     let logs = docker.logs(&full, Some(log_opts(true, 0, crate::state::now())));
     let events = logs
         .map(|chunk| match chunk {
-            Ok(c) => {
-                Event::default().event("line").data(clean(&String::from_utf8_lossy(&c.into_bytes())).replace('\r', ""))
-            }
+            Ok(c) => Event::default()
+                .event("line")
+                .data(super::verify::clean_log(&String::from_utf8_lossy(&c.into_bytes())).replace('\r', "")),
             Err(e) => Event::default().event("end").data(format!("the log ended: {e}")),
         })
         .chain(stream::once(async { Event::default().event("end").data("the container stopped") }))

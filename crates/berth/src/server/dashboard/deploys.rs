@@ -176,7 +176,7 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
         steps: verify::steps(&verify),
         verify: pretty(&verify),
         // A running deploy's log lives in memory until it settles.
-        log: verify::clean(&if record.status.is_final() {
+        log: verify::clean_log(&if record.status.is_final() {
             log
         } else {
             crate::deploy::live_log(&record.stack).unwrap_or(log)

@@ -42,6 +42,51 @@ pub fn clean(text: &str) -> String {
     crate::redact::apply(text).into_owned()
 }
 
+/// Log text with known secrets redacted and also the values of secret-named assignments, as
+/// compose's rendered config (`API_TOKEN: v`) and environment dumps (`API_TOKEN=v`) show them.
+pub fn clean_log(text: &str) -> String {
+    let text = clean(text);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&assignments(body));
+        out.push_str(end);
+    }
+    out
+}
+
+fn secret_name(k: &str) -> bool {
+    let k = k.trim_matches(|c| c == '"' || c == '\'');
+    !k.is_empty()
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && berth_core::vars::is_secret_key(k)
+}
+
+fn assignments(line: &str) -> String {
+    use berth_core::vars::REDACTED;
+    let lead = line.len() - line.trim_start().len();
+    let rest = &line[lead..];
+    let item = rest.strip_prefix("- ").unwrap_or(rest);
+    // YAML: `KEY: value` (a whole line).
+    if let Some((k, v)) = item.split_once(": ")
+        && secret_name(k)
+        && !v.trim().is_empty()
+    {
+        return format!("{}{k}: {REDACTED}", &line[..line.len() - item.len()]);
+    }
+    // `KEY=value` anywhere on the line, as words.
+    line.split(' ')
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) if secret_name(k) && !v.is_empty() => format!("{k}={REDACTED}"),
+            _ => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn attempt(v: &serde_json::Map<String, Value>, prefix: &str, out: &mut Vec<Step>) {
     if let Some(c) = v.get("converge").filter(|c| c.get("ok").is_some()) {
         let ok = c["ok"].as_bool().unwrap_or(false);
@@ -57,7 +102,7 @@ fn attempt(v: &serde_json::Map<String, Value>, prefix: &str, out: &mut Vec<Step>
                 diagnosis: c.diagnosis.map(|d| Diagnosis {
                     error: clean(&d.error),
                     probes: d.probes.into_iter().map(|(code, out)| (code, clean(&out))).collect(),
-                    log: clean(&d.log),
+                    log: clean_log(&d.log),
                     ..d
                 }),
             })
@@ -121,5 +166,16 @@ mod tests {
         let d = s[2].containers[0].diagnosis.as_ref().unwrap();
         assert_eq!((d.probes[0].1.as_str(), d.log.as_str()), ("probe says no", "last words"));
         assert!(steps("not json").is_empty());
+    }
+
+    #[test]
+    fn secret_named_assignments_are_redacted_in_logs() {
+        let log = "environment:\n  API_TOKEN: abc123\n  COLOR: blue\n- DB_PASSWORD: x y\n\
+                   2024-01-01T00:00:00Z start API_KEY=zzz mode=fast\nno secret: here\n";
+        assert_eq!(
+            clean_log(log),
+            "environment:\n  API_TOKEN: ********\n  COLOR: blue\n- DB_PASSWORD: ********\n\
+             2024-01-01T00:00:00Z start API_KEY=******** mode=fast\nno secret: here\n"
+        );
     }
 }
