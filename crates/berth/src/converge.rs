@@ -45,6 +45,59 @@ pub struct ContainerState {
     /// Compose's config-hash label of the container.
     #[serde(default)]
     pub config_hash: String,
+    /// Why the container failed verification, kept for the record (the container may be gone later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
+}
+
+/// What Docker knows about a failing container: exit code, the health probes' own output, its last log lines.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq)]
+pub struct Diagnosis {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The engine's error for the container (a failed start), if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// The last health probes, oldest first: (exit code, output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<(i64, String)>,
+    /// The container's last log lines (stdout and stderr), with secrets redacted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log: String,
+}
+
+/// Lines of a failing container's log kept with its diagnosis.
+pub const DIAGNOSIS_LINES: usize = 20;
+
+/// Read a container's [`Diagnosis`] from its inspected state and its log tail.
+pub async fn diagnose(docker: &Docker, id: &str, st: &bollard::models::ContainerState) -> Diagnosis {
+    use futures_util::StreamExt;
+    let probes = st
+        .health
+        .as_ref()
+        .and_then(|h| h.log.as_ref())
+        .map(|l| l.iter().map(|p| (p.exit_code.unwrap_or(-1), p.output.clone().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let opts = bollard::query_parameters::LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: DIAGNOSIS_LINES.to_string(),
+        ..Default::default()
+    };
+    let mut log = String::new();
+    let mut stream = docker.logs(id, Some(opts));
+    while let Some(Ok(chunk)) = stream.next().await {
+        log.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    Diagnosis {
+        exit_code: st.exit_code.filter(|_| st.running != Some(true)),
+        oom_killed: st.oom_killed.unwrap_or(false),
+        error: st.error.clone().unwrap_or_default(),
+        probes,
+        log: crate::redact::apply(&log).into_owned(),
+    }
 }
 
 /// Connect to a server's engine the way the docker CLI would: the local socket,
@@ -241,6 +294,7 @@ async fn observe_swarm(
             restarts: (failed.len() - base.min(failed.len())) as i64,
             image: want.clone(),
             config_hash: String::new(),
+            diagnosis: None,
         });
         if failed.len() >= base + 2 {
             let err = failed
@@ -363,8 +417,12 @@ async fn observe(
             let restarts = inspect.restart_count.unwrap_or(0);
             let st = inspect.state.unwrap_or_default();
             let state = st.status.map(|s| s.to_string()).unwrap_or_default();
-            let health =
-                st.health.and_then(|h| h.status).map(|h| h.to_string()).filter(|h| !h.is_empty() && h != "none");
+            let health = st
+                .health
+                .as_ref()
+                .and_then(|h| h.status)
+                .map(|h| h.to_string())
+                .filter(|h| !h.is_empty() && h != "none");
             report.containers.push(ContainerState {
                 service: svc.name.clone(),
                 id: short(&id).to_string(),
@@ -374,6 +432,7 @@ async fn observe(
                 restarts,
                 image: c.image_id.clone().unwrap_or_default(),
                 config_hash: c.labels.as_ref().and_then(|l| l.get(CONFIG_HASH)).cloned().unwrap_or_default(),
+                diagnosis: None,
             });
             if !image_ok {
                 waiting.get_or_insert(format!(
@@ -385,6 +444,13 @@ async fn observe(
             }
             let base = *baseline.entry(id.clone()).or_insert(restarts);
             let fail = |why: String| Verdict::Failed(Report { ok: false, summary: why, containers: Vec::new() });
+            // The failing container's own story goes with the verdict.
+            let failing = restarts > base
+                || matches!(state.as_str(), "exited" | "dead" | "restarting") && !(one_shot && st.exit_code == Some(0))
+                || state == "running" && !one_shot && health.as_deref() == Some("unhealthy");
+            if failing && let Some(last) = report.containers.last_mut() {
+                last.diagnosis = Some(diagnose(docker, &id, &st).await);
+            }
             if restarts > base {
                 return with(
                     fail(format!("service `{}` restarted {} time(s) during verification", svc.name, restarts - base)),

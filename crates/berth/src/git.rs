@@ -188,6 +188,20 @@ impl Repo {
         Ok(out.success())
     }
 
+    /// A commit's subject, author name and author time (unix seconds), for display.
+    pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, GitError> {
+        let out = self.git(&["show", "-s", "--format=%s%x00%an%x00%at", "--end-of-options", commit])?;
+        let mut f = out.trim_end_matches('\n').splitn(3, '\0');
+        let (subject, author, at) = (f.next().unwrap_or(""), f.next().unwrap_or(""), f.next().unwrap_or("0"));
+        Ok(CommitInfo { subject: subject.to_string(), author: author.to_string(), at: at.trim().parse().unwrap_or(0) })
+    }
+
+    /// How many commits `to` has that `from` has not (`git rev-list --count from..to`).
+    pub fn count_between(&self, from: &str, to: &str) -> Result<usize, GitError> {
+        let out = self.git(&["rev-list", "--count", &format!("{from}..{to}"), "--"])?;
+        Ok(out.trim().parse().unwrap_or(0))
+    }
+
     /// Paths changed between two commits, renames detected, both sides kept.
     pub fn diff(&self, from: &str, to: &str) -> Result<Vec<Change>, GitError> {
         let out = self.git(&["diff", "--name-status", "-z", "-M", "--no-ext-diff", from, to, "--"])?;
@@ -222,6 +236,14 @@ impl Repo {
         }
         Ok(())
     }
+}
+
+/// What the dashboard shows of a commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitInfo {
+    pub subject: String,
+    pub author: String,
+    pub at: i64,
 }
 
 /// A bare mirror of a remote repository, kept under the state dir.

@@ -447,6 +447,18 @@ impl State {
             .map_err(self.err())
     }
 
+    /// The last successful deploy of `stack` older than deploy `before` (what a rollback went back to).
+    pub fn success_before(&self, stack: &str, before: i64) -> Result<Option<DeployRecord>, StateError> {
+        self.conn
+            .query_row(
+                &format!("{SELECT} WHERE stack = ?1 AND status = 'succeeded' AND id < ?2 ORDER BY id DESC LIMIT 1"),
+                params![stack, before],
+                row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
     pub fn add_release(&self, r: &Release) -> Result<(), StateError> {
         self.conn
             .execute(

@@ -206,7 +206,7 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert!(row(&html, &man).contains("class=\"badge manual\""), "{}", row(&html, &man));
     assert!(row(&html, &web).contains(&format!("href=\"{base}/stacks/{web}\"")), "{}", row(&html, &web));
     assert!(row(&html, &web).contains(&format!("<code>{}</code>", &first[..12])), "{}", row(&html, &web));
-    assert!(row(&html, &web).contains("<td>v1.4.0</td>"), "{}", row(&html, &web));
+    assert!(row(&html, &web).contains("<td data-label=\"Tag\">v1.4.0</td>"), "{}", row(&html, &web));
     assert_eq!(html.matches("<script").count(), 1, "only the one external script");
     assert!(html.contains(&format!("<script src=\"{base}/assets/dashboard.js")), "{html}");
     let (_, failed, _) = get(&http, &format!("{base}/?status=failed"), &[("Cookie", &admin)]);
@@ -251,7 +251,7 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     assert_eq!(at, format!("{base}/stacks/{web}"));
     assert!(b.eval("document.querySelector('h1').textContent").as_str().unwrap().contains(&web));
     assert_eq!(b.eval("!!document.getElementById('deploy-now')"), true);
-    let checks = b.eval("document.querySelector('.checks').textContent");
+    let checks = b.eval("document.querySelector('.steps').textContent");
     assert!(checks.as_str().unwrap().contains("passed converge: converged and stable"), "{checks}");
     b.eval("document.getElementById('deploy-now').click(); true");
     let at = b.loaded(|h| h.contains("/deploys/"));

@@ -126,6 +126,40 @@ impl Browser {
         v.as_array().unwrap().iter().map(|u| u.as_str().unwrap_or_default().to_string()).collect()
     }
 
+    /// Resize the viewport (CSS pixels); `mobile` also emulates a phone's viewport handling.
+    pub fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.page(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+    }
+
+    /// Prefer a dark (or light) color scheme, as the operating system would say.
+    pub fn dark(&mut self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.page(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": value}]}),
+        );
+    }
+
+    /// Press Tab once (a real key event, so focus moves as for a keyboard user).
+    pub fn tab(&mut self) {
+        for kind in ["rawKeyDown", "keyUp"] {
+            self.page(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}),
+            );
+        }
+    }
+
+    /// A PNG of the whole page, beyond the viewport.
+    pub fn screenshot_full(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        let r = self.page("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true}));
+        base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap()
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;

@@ -1,4 +1,4 @@
-//! The dashboard's write actions: deploy a stack now, roll it back (CSRF-checked form posts).
+//! The dashboard's write actions: deploy a stack now, roll it back, pause and resume it (CSRF-checked form posts).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use super::{Ctx, blocking, message};
 use crate::controller::{Target, Want};
 
 /// The refusal, unless the writer may act on `stack` and the form carries its CSRF token.
-fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
+pub fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
     if !ctx.csrf_ok(&form.csrf) {
         return Some(message(ctx, StatusCode::FORBIDDEN, "Refused", "The form was stale or not from this dashboard."));
     }
@@ -70,5 +70,38 @@ async fn request(ctx: &Ctx, stack: &str, want: Want, target: Target, why: &str) 
             None => Redirect::to(&format!("{}/stacks/{stack}", ctx.base)).into_response(),
         },
         Err(e) => message(ctx, StatusCode::BAD_GATEWAY, "The deploy did not start", e.to_string()),
+    }
+}
+
+/// `POST …/stacks/{name}/pause` (optional `reason`): berth neither deploys nor heals the stack until resumed.
+pub async fn pause(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    set_paused(ctx, name, form, true).await
+}
+
+/// `POST …/stacks/{name}/resume`.
+pub async fn resume(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
+    set_paused(ctx, name, form, false).await
+}
+
+async fn set_paused(ctx: Ctx, name: String, form: Posted, paused: bool) -> Response {
+    let form = csrf_of(form);
+    if let Some(r) = refusal(&ctx, &name, &form) {
+        return r;
+    }
+    if ctx.dash.app.ctl.repo_of_stack(&name).is_none() {
+        return message(&ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{name}`."));
+    }
+    let who = format!("dashboard:{}", ctx.writer.as_ref().map(|w| w.name.clone()).unwrap_or_default());
+    let reason: String = form.reason.trim().chars().take(200).collect();
+    let shared = ctx.dash.app.ctl.shared.clone();
+    let n = name.clone();
+    let done = blocking(move || {
+        shared.state(|s| s.set_paused(&n, paused, &who, Some(reason.as_str()).filter(|r| !r.is_empty())))
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => Redirect::to(&format!("{}/stacks/{name}", ctx.base)).into_response(),
+        Ok(Err(e)) => message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e.to_string()),
+        Err(r) => r,
     }
 }

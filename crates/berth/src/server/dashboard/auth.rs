@@ -231,6 +231,7 @@ impl Ctx {
         Page {
             title: title.to_string(),
             base: self.base.clone(),
+            url: format!("{}{}", self.base, self.here.split('#').next().unwrap_or_default()),
             asset_version: super::ASSET_VERSION,
             user: [&self.reader, &self.writer].into_iter().flatten().map(|w| w.name.clone()).find(|n| n != "anonymous"),
             logout_csrf,
@@ -378,13 +379,16 @@ fn set_cookie(ctx: &Ctx, value: &str, max_age: u64) -> String {
 pub struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
+    /// Why, for the forms that ask (pause).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// A posted form; a missing or malformed body counts as a form without a token (refused with 403).
 pub type Posted = Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>;
 
 pub fn csrf_of(form: Posted) -> CsrfForm {
-    form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new() })
+    form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new(), reason: String::new() })
 }
 
 pub async fn logout(ctx: Ctx, headers: HeaderMap, State(dash): State<Arc<Dash>>, form: Posted) -> Response {

@@ -1,14 +1,19 @@
 //! The web dashboard: server-rendered pages (askama templates compiled in), its assets and routes.
 //!
 //! Every page works without JavaScript; the one small script only enhances it (live
-//! deploy log over server-sent events, filters that apply on change). Links are absolute,
+//! deploy log, container list and container logs over server-sent events, filters that
+//! apply on change, times in the reader's zone). Links are absolute,
 //! built from the request's origin (forwarded headers only from trusted proxies) and the
 //! configured `base_path`.
 
 mod actions;
 mod auth;
+mod containers;
+mod deploys;
+mod glance;
 mod live;
 mod pages;
+mod verify;
 
 use std::sync::Arc;
 
@@ -59,7 +64,13 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route(&format!("{b}/stacks/{{name}}"), get(pages::stack))
         .route(&format!("{b}/stacks/{{name}}/deploy"), post(actions::deploy))
         .route(&format!("{b}/stacks/{{name}}/rollback"), post(actions::rollback))
-        .route(&format!("{b}/deploys/{{id}}"), get(pages::deploy))
+        .route(&format!("{b}/stacks/{{name}}/pause"), post(actions::pause))
+        .route(&format!("{b}/stacks/{{name}}/resume"), post(actions::resume))
+        .route(&format!("{b}/stacks/{{name}}/services/{{service}}/restart"), post(containers::restart))
+        .route(&format!("{b}/stacks/{{name}}/containers/events"), get(containers::events))
+        .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/logs"), get(containers::logs))
+        .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/follow"), get(containers::follow))
+        .route(&format!("{b}/deploys/{{id}}"), get(deploys::deploy))
         .route(&format!("{b}/deploys/{{id}}/log"), get(live::log))
         .route(&format!("{b}/deploys/{{id}}/events"), get(live::events))
         .route(&format!("{b}/login"), get(auth::login_form).post(auth::login))
@@ -85,6 +96,8 @@ pub struct Page {
     pub title: String,
     /// Origin and base path, e.g. `https://ops.example.com/berth`; every link starts with it.
     pub base: String,
+    /// This page's own absolute URL (for the skip link: every link stays absolute).
+    pub url: String,
     pub asset_version: &'static str,
     /// Who is signed in (for reading), if anyone.
     pub user: Option<String>,

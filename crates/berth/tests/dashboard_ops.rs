@@ -1,0 +1,414 @@
+//! The dashboard as an operator uses it: what runs against what git wants, why a deploy failed
+//! (smoke checks, health probes, exit codes), live containers and logs, on narrow and dark screens.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::browser::Browser;
+use common::server::Server;
+use common::*;
+use serde_json::Value;
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn get(c: &reqwest::blocking::Client, url: &str, cookie: Option<&str>) -> (u16, String) {
+    let mut req = c.get(url);
+    if let Some(k) = cookie {
+        req = req.header("Cookie", k);
+    }
+    let r = req.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn post(c: &reqwest::blocking::Client, url: &str, cookie: Option<&str>, form: &str) -> (u16, String) {
+    let mut req = c.post(url).header("Content-Type", "application/x-www-form-urlencoded").body(form.to_string());
+    if let Some(k) = cookie {
+        req = req.header("Cookie", k);
+    }
+    let r = req.send().unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (r.status().as_u16(), location)
+}
+
+fn login(c: &reqwest::blocking::Client, base: &str, server: &Server) -> String {
+    let r = c
+        .post(format!("{base}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("key={}&secret={}&next=/", server.key, server.secret))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no CSRF field in {html}"));
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn row<'a>(html: &'a str, stack: &str) -> &'a str {
+    let at = html.find(&format!("data-stack=\"{stack}\"")).unwrap_or_else(|| panic!("no row for {stack}: {html}"));
+    let rest = &html[at..];
+    &rest[..rest.find("</tr>").unwrap()]
+}
+
+/// The text between the element with `id` and the next `</div>`.
+fn card<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[at..];
+    &rest[..rest.find("</div>").unwrap()]
+}
+
+/// An HTTP server on loopback that answers every request with 503 and a body.
+fn unavailable() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let body = "down for maintenance";
+            let _ = write!(
+                c,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn id_of(deploys: &[Value], stack: &str, status: &str) -> i64 {
+    deploys
+        .iter()
+        .find(|d| d["stack"] == stack && d["status"] == status)
+        .unwrap_or_else(|| panic!("no {status} deploy of {stack}: {deploys:?}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Accessibility checks by hand (the rules of an audit that matter here): a language, one h1,
+/// every control and link named, every field labelled, nothing taken out of the tab order.
+const A11Y: &str = r#"(() => {
+  const bad = [];
+  if (!document.documentElement.lang) bad.push('no lang');
+  if (document.querySelectorAll('h1').length !== 1) bad.push('h1 count');
+  const name = e => (e.getAttribute('aria-label') || e.textContent || e.value || '').trim();
+  document.querySelectorAll('a[href], button').forEach(e => { if (!name(e)) bad.push('unnamed ' + e.outerHTML.slice(0, 80)); });
+  document.querySelectorAll('input:not([type=hidden]), select').forEach(e => {
+    if (!e.closest('label') && !e.getAttribute('aria-label')) bad.push('unlabelled ' + e.outerHTML.slice(0, 80));
+  });
+  document.querySelectorAll('[tabindex]').forEach(e => { if (e.tabIndex < -1 || (e.tabIndex === -1 && e.tagName !== 'MAIN')) bad.push('tabindex ' + e.outerHTML.slice(0, 60)); });
+  return bad;
+})()"#;
+
+#[test]
+fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
+    docker();
+    let (web, smoke, sick, bad) = (unique("web"), unique("smoke"), unique("sick"), unique("bad"));
+    let _c = Cleanup(vec![web.clone(), smoke.clone(), sick.clone(), bad.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let planted = format!("planted-{}-s3cr3t", std::process::id());
+    let literal = format!("literal-{}-t0ken", std::process::id());
+    let file = dir.path().join("planted");
+    std::fs::write(&file, &planted).unwrap();
+    let block = dir.path().join("block");
+    let port = unavailable();
+    let toml = |smoke_check: bool| {
+        format!(
+            "[defaults]\nverify = {{ timeout = \"40s\", stable = \"1s\" }}\n[dashboard]\nread = \"public\"\n\
+             [[stack]]\nname = \"{web}\"\npre_deploy = [\"sh\", \"-c\", \"test ! -e {}\"]\n\
+             env = {{ DB_PASSWORD = {{ file = \"{}\" }} }}\n\
+             [[stack]]\nname = \"{smoke}\"\n{}\
+             [[stack]]\nname = \"{sick}\"\n[[stack]]\nname = \"{bad}\"\n",
+            block.display(),
+            file.display(),
+            if smoke_check {
+                format!("[[stack.verify.http]]\nurl = \"http://127.0.0.1:{port}/health\"\nretries = 1\n")
+            } else {
+                String::new()
+            }
+        )
+    };
+    let repo = Repo::new();
+    repo.write("berth.toml", &toml(false));
+    repo.write(
+        &format!("stacks/{web}/compose.yaml"),
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_TOKEN: {literal}\n    \
+             command: [\"sh\", \"-c\", \"echo db=$$DB_PASSWORD api=$$API_TOKEN; exec sleep 2147483647\"]\n"
+        ),
+    );
+    repo.write(&format!("stacks/{smoke}/compose.yaml"), &sleeper(&["app"]));
+    repo.write(
+        &format!("stacks/{sick}/compose.yaml"),
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    \
+             healthcheck:\n      test: [\"CMD-SHELL\", \"echo probe-says-no; exit 1\"]\n      interval: 1s\n      retries: 1\n      timeout: 5s\n"
+        ),
+    );
+    repo.write(
+        &format!("stacks/{bad}/compose.yaml"),
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo last-words; sleep 1; exit 3\"]\n"),
+    );
+    let first = repo.commit("four stacks");
+    let server = Server::start(&repo);
+    server.settle();
+    let base = server.base.clone();
+    let http = client();
+    let admin = login(&http, &base, &server);
+
+    // A smoke check that answers 503: deployed, verified by HTTP, rolled back.
+    repo.write("berth.toml", &toml(true));
+    repo.write(&format!("stacks/{smoke}/compose.yaml"), &sleeper(&["app", "side"]));
+    let second = repo.commit("smoke: check the health endpoint");
+    let (code, body) = server.push(&first, &second, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    server.settle();
+    // A later attempt of the healthy stack, refused before it touched anything.
+    std::fs::write(&block, "").unwrap();
+    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
+    let (code, _) = post(&http, &format!("{base}/stacks/{web}/deploy"), Some(&admin), &format!("csrf={}", csrf(&page)));
+    assert_eq!(code, 303);
+    let all = server.settle();
+    let web_ok = id_of(&all, &web, "succeeded");
+    let web_failed = id_of(&all, &web, "failed");
+    assert!(web_failed > web_ok);
+
+    // State at a glance: running and in sync, the refused attempt beside it.
+    let (_, html) = get(&http, &format!("{base}/"), None);
+    let r = row(&html, &web);
+    assert!(r.contains("class=\"badge ok\""), "{r}");
+    assert!(r.contains("class=\"sync in_sync\""), "{r}");
+    assert!(r.contains(&format!("<code>{}</code>", &first[..12])), "{r}");
+    assert!(r.contains(&format!("/deploys/{web_failed}\" class=\"attempt\"><span class=\"badge failed\">")), "{r}");
+    assert!(r.contains("<time datetime=\"20"), "absolute timestamps: {r}");
+    assert!(row(&html, &sick).contains("class=\"badge failed\""), "{}", row(&html, &sick));
+    let r = row(&html, &smoke);
+    assert!(r.contains("class=\"badge ok\"") && r.contains("badge rolled_back"), "{r}");
+    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), None);
+    assert!(card(&page, "runs").contains(&format!("deploy #{web_ok}")), "{page}");
+    assert!(card(&page, "wants").contains("in sync"), "{page}");
+    assert!(card(&page, "attempt").contains("refused before touching the engine"), "{page}");
+    let (_, page) = get(&http, &format!("{base}/stacks/{smoke}"), None);
+    assert!(card(&page, "wants").contains("failed before"), "{page}");
+
+    // Why the smoke deploy failed: the check, its answer, the rollback target, the commit.
+    let rolled = id_of(&all, &smoke, "rolled_back");
+    let smoke_ok = id_of(&all, &smoke, "succeeded");
+    let (_, page) = get(&http, &format!("{base}/deploys/{rolled}"), None);
+    let check = format!("<strong class=\"step-name\">smoke http://127.0.0.1:{port}/health</strong>");
+    let at = page.find(&check).unwrap_or_else(|| panic!("no smoke step: {page}"));
+    let li = &page[page[..at].rfind("<li").unwrap()..at];
+    assert!(li.contains("badge failed"), "{li}");
+    assert!(
+        page[at..].starts_with(&format!("{check}: <span class=\"summary\">HTTP 503, expected 2xx after 1 try")),
+        "{page}"
+    );
+    assert!(page.contains("<strong class=\"step-name\">rollback: converge</strong>"), "{page}");
+    assert!(page.contains(&format!("href=\"{base}/deploys/{smoke_ok}\" id=\"rollback-target\"")), "{page}");
+    assert!(page.contains("<span class=\"subject\">smoke: check the health endpoint</span>"), "{page}");
+    assert!(page.contains(&format!("<code>stacks/{smoke}/compose.yaml</code>")), "{page}");
+    assert!(page.contains("<span class=\"phase\">smoke</span> <span class=\"took\">"), "{page}");
+
+    // An unhealthy container: its probe's own output, on the deploy and live on the stack page.
+    let sick_failed = id_of(&all, &sick, "failed");
+    let (_, page) = get(&http, &format!("{base}/deploys/{sick_failed}"), None);
+    assert!(page.contains("Health probe output") && page.contains("] probe-says-no"), "{page}");
+    let (_, page) = get(&http, &format!("{base}/stacks/{sick}"), None);
+    assert!(page.contains("<span class=\"health unhealthy\">unhealthy</span>"), "{page}");
+    assert!(page.contains("exit 1: probe-says-no</pre>"), "{page}");
+    // An exited container: its exit code and last words.
+    let (_, page) = get(&http, &format!("{base}/deploys/{}", id_of(&all, &bad, "failed")), None);
+    assert!(page.contains("Exit code <strong class=\"exit-code\">3</strong>") && page.contains("last-words"), "{page}");
+
+    // Banners: a paused stack (from the dashboard), then a rejected berth.toml.
+    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
+    let form = format!("csrf={}&reason=disk+swap", csrf(&page));
+    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), None, &form).0, 403, "no writer");
+    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), Some(&admin), "reason=x").0, 403, "no token");
+    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), Some(&admin), &form).0, 303);
+    let (_, html) = get(&http, &format!("{base}/"), None);
+    assert!(html.contains(&format!("<strong>{web} is paused</strong>")) && html.contains("disk swap"), "{html}");
+    repo.write("berth.toml", &format!("{}[[stack]]\nname = \"x\"\nbogus = 1\n", toml(true)));
+    let third = repo.commit("a typo");
+    server.push(&second, &third, "?wait=true");
+    let (_, html) = get(&http, &format!("{base}/"), None);
+    assert!(html.contains("berth.toml of") && html.contains(&format!("rejected at {}", &third[..12])), "{html}");
+    assert!(html.contains("bogus"), "the error: {html}");
+    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
+    assert_eq!(
+        post(&http, &format!("{base}/stacks/{web}/resume"), Some(&admin), &format!("csrf={}", csrf(&page))).0,
+        303
+    );
+
+    // No page shows a secret: not the berth secret, nor a secret-named variable only compose knows.
+    let engine_env = inspect(&container(&web, "app"), "{{json .Config.Env}}");
+    assert!(engine_env.contains(&planted) && engine_env.contains(&literal), "{engine_env}");
+    let web_app = container(&web, "app");
+    let logs = docker_out(&["logs", &web_app]);
+    assert!(logs.contains(&planted) && logs.contains(&literal), "the container must print them: {logs}");
+    let mut pages = vec![format!("{base}/"), format!("{base}/stacks/{web}/containers/{}/logs", &web_app[..12])];
+    for s in [&web, &smoke, &sick, &bad] {
+        pages.push(format!("{base}/stacks/{s}"));
+    }
+    for d in server.deploys() {
+        pages.push(format!("{base}/deploys/{}", d["id"]));
+    }
+    for p in &pages {
+        let (code, body) = get(&http, p, Some(&admin));
+        assert_eq!(code, 200, "{p}");
+        assert!(!body.contains(&planted) && !body.contains(&literal), "{p} shows a secret");
+    }
+    let (_, page) = get(&http, &pages[1], None);
+    assert!(page.contains("db=********") && page.contains("api=********"), "{page}");
+
+    // Any screen: 360 px without horizontal scrolling, dark mode, named controls; screenshots on demand.
+    let shots = std::env::var("BERTH_SCREENSHOTS").ok();
+    let mut b = Browser::start();
+    let views = [
+        ("overview", format!("{base}/")),
+        ("stack", format!("{base}/stacks/{smoke}")),
+        ("deploy", format!("{base}/deploys/{smoke_ok}")),
+        ("failed-deploy", format!("{base}/deploys/{rolled}")),
+        ("unhealthy", format!("{base}/deploys/{sick_failed}")),
+    ];
+    for (name, url) in &views {
+        b.viewport(360, 740, true);
+        b.dark(false);
+        b.open(url);
+        let wide = b.eval("document.documentElement.scrollWidth");
+        assert!(wide.as_u64().unwrap() <= 360, "{name} scrolls sideways at 360 px: {wide}");
+        assert_eq!(b.eval(A11Y), serde_json::json!([]), "{name}");
+        let light = b.eval("getComputedStyle(document.body).backgroundColor");
+        b.dark(true);
+        let dark = b.eval("getComputedStyle(document.body).backgroundColor");
+        assert_eq!((light.as_str(), dark.as_str()), (Some("rgb(247, 248, 250)"), Some("rgb(18, 22, 29)")), "{name}");
+        if let Some(dir) = shots.as_ref().filter(|_| *name != "unhealthy") {
+            for (w, h) in [(420, 900), (1400, 900)] {
+                for dark in [false, true] {
+                    b.viewport(w, h, w < 600);
+                    b.dark(dark);
+                    b.open(url);
+                    let file = format!("{dir}/{name}-{w}-{}.png", if dark { "dark" } else { "light" });
+                    std::fs::write(file, b.screenshot_full()).unwrap();
+                }
+            }
+        }
+    }
+    // Keyboard: the first Tab reaches the skip link, which leads to the content.
+    b.viewport(1400, 900, false);
+    b.open(&format!("{base}/"));
+    b.tab();
+    assert_eq!(b.eval("document.activeElement.className"), "skip");
+    b.tab();
+    assert_eq!(b.eval("document.activeElement.getAttribute('aria-label')"), "berth: all stacks");
+}
+
+#[test]
+fn containers_and_their_logs_update_live_and_keep_secrets_out() {
+    docker();
+    let s = unique("live");
+    let _c = Cleanup(vec![s.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let planted = format!("planted-{}-l1ve", std::process::id());
+    let literal = format!("literal-{}-k3y", std::process::id());
+    let file = dir.path().join("planted");
+    std::fs::write(&file, &planted).unwrap();
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[dashboard]\nread = \"public\"\n\
+             [[stack]]\nname = \"{s}\"\nenv = {{ DB_PASSWORD = {{ file = \"{}\" }} }}\n",
+            file.display()
+        ),
+    );
+    repo.write(
+        &format!("stacks/{s}/compose.yaml"),
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      SERVICE_TOKEN: {literal}\n    \
+             command: [\"sh\", \"-c\", \"echo first line; echo db=$$DB_PASSWORD; exec sleep 2147483647\"]\n  \
+             worker:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+        ),
+    );
+    repo.commit("two services");
+    let server = Server::start(&repo);
+    assert_eq!(server.settle()[0]["status"], "succeeded");
+    let (base, http) = (server.base.clone(), client());
+    let (app, worker) = (container(&s, "app"), container(&s, "worker"));
+
+    // Read live: the list follows the engine without a reload.
+    let mut b = Browser::start();
+    b.open(&format!("{base}/stacks/{s}"));
+    let state = |b: &mut Browser, svc: &str| {
+        b.eval(&format!("(document.querySelector('tr[data-service=\"{svc}\"] .state') || {{}}).textContent || ''"))
+    };
+    assert_eq!(state(&mut b, "app"), "running");
+    assert_eq!(state(&mut b, "worker"), "running");
+    let image = b.eval("document.querySelector('tr[data-service=\"app\"] td[data-label=Image]').textContent");
+    assert_eq!(image, IMAGE);
+    b.eval("window.stayed = true");
+    docker_out(&["kill", &worker]);
+    wait_for("the worker to show as exited", Duration::from_secs(30), || {
+        (state(&mut b, "worker") == "exited").then_some(())
+    });
+    assert_eq!(b.eval("window.stayed === true"), true, "the page reloaded");
+    let exit = b.eval("document.querySelector('tr[data-service=\"worker\"] .exit').textContent");
+    assert_eq!(exit, "exit code 137");
+
+    // Restart a service: the write scope and the form's token.
+    let (_, page) = get(&http, &format!("{base}/stacks/{s}"), None);
+    assert!(!page.contains("Restart worker"), "an anonymous reader sees the restart button");
+    let restart = format!("{base}/stacks/{s}/services/worker/restart");
+    assert_eq!(post(&http, &restart, None, "csrf=x").0, 403);
+    let admin = login(&http, &base, &server);
+    let (_, page) = get(&http, &format!("{base}/stacks/{s}"), Some(&admin));
+    assert!(page.contains("aria-label=\"Restart service worker\""), "{page}");
+    assert_eq!(post(&http, &restart, Some(&admin), "csrf=forged").0, 403);
+    assert_eq!(post(&http, &restart, Some(&admin), &format!("csrf={}", csrf(&page))).0, 303);
+    assert_eq!(inspect(&worker, "{{.State.Running}}"), "true");
+    wait_for("the worker to show as running again", Duration::from_secs(30), || {
+        (state(&mut b, "worker") == "running").then_some(())
+    });
+
+    // Logs: tail and since limits, secrets redacted, then followed live.
+    let logs = format!("{base}/stacks/{s}/containers/{}/logs", &app[..12]);
+    let (code, page) = get(&http, &format!("{logs}?tail=1"), None);
+    assert_eq!(code, 200);
+    let pre = page.split("id=\"container-log\"").nth(1).unwrap();
+    let pre = &pre[pre.find('>').unwrap() + 1..pre.find("</pre>").unwrap()];
+    assert_eq!(pre.trim_end().lines().count(), 1, "{pre}");
+    assert!(pre.contains("db=********"), "{pre}");
+    let (_, page) = get(&http, &format!("{logs}?since=1h"), None);
+    assert!(page.contains("first line"), "{page}");
+    assert_eq!(get(&http, &format!("{base}/stacks/{s}/containers/notmine/logs"), None).0, 404);
+    b.open(&logs);
+    assert!(b.eval("document.getElementById('container-log').textContent").as_str().unwrap().contains("first line"));
+    b.eval("window.stayed = true");
+    let say = |text: &str| docker_out(&["exec", &app, "sh", "-c", &format!("echo {text} > /proc/1/fd/1")]);
+    wait_for("the follow stream to open", Duration::from_secs(30), || {
+        say("marker-one");
+        let t = b.eval("document.getElementById('container-log').textContent");
+        t.as_str()?.contains("marker-one").then_some(())
+    });
+    say(&format!("leak={planted}+{literal}"));
+    wait_for("the leak line", Duration::from_secs(30), || {
+        let t = b.eval("document.getElementById('container-log').textContent");
+        t.as_str()?.contains("leak=").then_some(t)
+    });
+    let text = b.eval("document.body.innerText").as_str().unwrap().to_string();
+    assert!(!text.contains(&planted) && !text.contains(&literal), "{text}");
+    assert!(text.contains("leak=********+********"), "{text}");
+    assert_eq!(b.eval("window.stayed === true"), true);
+}
