@@ -180,6 +180,7 @@ pub fn run(
                                 queued: None,
                                 wait: if ctx.wait { step_timeout } else { Duration::ZERO },
                                 reconcile: ctx.reconcile,
+                                if_unreachable: None,
                             };
                             let on = |e: executor::Event<'_>| {
                                 let _ = tx.send(match e {
@@ -218,7 +219,7 @@ pub fn run(
             let took = started[i].map(|t| t.elapsed()).unwrap_or_default();
             slots[i] = if ran.status() == DeployStatus::Succeeded { Slot::Ok } else { Slot::Failed };
             match &ran {
-                Ran::Deployed { id, outcome } => observe(Event::Finished { stack, id: *id, outcome, took }),
+                Ran::Deployed { id, outcome, .. } => observe(Event::Finished { stack, id: *id, outcome, took }),
                 Ran::Current { by } => observe(Event::Current { stack, by: *by }),
                 Ran::NotRun { reason, .. } => observe(Event::NotRun { stack, reason }),
             }

@@ -28,6 +28,9 @@ pub struct Request {
     /// A reconcile: when the stack already runs this exact config (another process
     /// deployed it while this one waited), there is nothing to do.
     pub reconcile: bool,
+    /// When a failed deploy's engine does not answer either, what the caller does about it
+    /// (the controller retries): added to the recorded reason, and `Ran::Deployed.unreachable` set.
+    pub if_unreachable: Option<&'static str>,
 }
 
 /// What the executor tells its caller while it works.
@@ -48,7 +51,8 @@ pub enum Event<'a> {
 /// How a request ended.
 pub enum Ran {
     /// It ran and was recorded as deploy `id`.
-    Deployed { id: i64, outcome: Box<Outcome> },
+    /// `unreachable`: it failed and its engine did not answer afterwards.
+    Deployed { id: i64, outcome: Box<Outcome>, unreachable: bool },
     /// The stack already runs this config: deploy `by` did it. Nothing new was recorded
     /// (a queued record is settled as succeeded, naming `by`).
     Current { by: i64 },
@@ -84,7 +88,7 @@ impl Ran {
 
 /// Run `req` to the end. Blocking; never panics on docker, git or state failures.
 pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Request, on: &dyn Fn(Event<'_>)) -> Ran {
-    let Request { mut job, config_hash, trigger, queued, wait, reconcile } = req;
+    let Request { mut job, config_hash, trigger, queued, wait, reconcile, if_unreachable } = req;
     let name = job.stack.name.clone();
     let not_run = |status: DeployStatus, reason: String| {
         if let Some(id) = queued {
@@ -153,6 +157,15 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         None => deploy::run(&ws.repo, &ws.state_dir, &job, &progress),
     };
     follow.finish(&mut outcome);
+    // A failure while the engine is gone says nothing about the new version: say so in the record.
+    let unreachable = match if_unreachable {
+        Some(note) if outcome.status == DeployStatus::Failed => job.engine.ping().err().map(|e| (e, note)),
+        _ => None,
+    };
+    if let Some((e, note)) = &unreachable {
+        let why = outcome.reason.take().unwrap_or_default();
+        outcome.reason = Some(format!("{why}; {e}; {note}"));
+    }
     state.with_state(|s| {
         let _ = s.set_verify(id, &outcome.verify.to_string());
         if let Err(e) = s.finish(id, outcome.status, outcome.reason.as_deref(), &outcome.log, &outcome.vars) {
@@ -166,5 +179,5 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         _ => "failed",
     };
     notifier.send(&notify::Event::deploy(what, &name, &server, &job.commit, id, outcome.reason.clone()));
-    Ran::Deployed { id, outcome: Box::new(outcome) }
+    Ran::Deployed { id, outcome: Box::new(outcome), unreachable: unreachable.is_some() }
 }

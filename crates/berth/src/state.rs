@@ -570,12 +570,6 @@ impl State {
         Ok(())
     }
 
-    /// Replace a finished deploy's one-line reason (the controller adds what happens next).
-    pub fn set_reason(&self, id: i64, reason: &str) -> Result<(), StateError> {
-        self.conn.execute("UPDATE deploys SET reason = ?1 WHERE id = ?2", params![reason, id]).map_err(self.err())?;
-        Ok(())
-    }
-
     pub fn get(&self, id: i64) -> Result<DeployRecord, StateError> {
         self.conn
             .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)

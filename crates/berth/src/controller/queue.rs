@@ -325,7 +325,6 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
         return fail(format!("server `{}` is not declared", stack.server));
     };
     let engine = Engine::for_server(server, &shared.compose);
-    let probe = engine.clone();
     let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
     let ci = match repo.ws.ci_gate(&snap.project, &stack) {
         Ok(c) => c,
@@ -349,6 +348,7 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
         queued: Some(p.id),
         wait,
         reconcile: !p.force,
+        if_unreachable: Some("berth retries this deploy with backoff"),
     };
     let on = |e: executor::Event<'_>| {
         if let executor::Event::Waiting { holder } = e {
@@ -364,18 +364,8 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
         (_, Some(r)) => tracing::error!(reason = %r, "deploy failed"),
     }
     // A failure while the engine is gone says nothing about the new version: try again once it answers.
-    let unreachable = if matches!(ran, executor::Ran::Deployed { .. }) && status == DeployStatus::Failed {
-        probe.ping().err()
-    } else {
-        None
-    };
-    if let Some(e) = &unreachable {
-        let why = format!("{}; {e}; berth retries this deploy with backoff", ran.reason().unwrap_or_default());
-        shared.state(|s| {
-            let _ = s.set_reason(p.id, &why);
-        });
-    }
-    (status, unreachable.map(|_| p))
+    let unreachable = matches!(ran, executor::Ran::Deployed { unreachable: true, .. });
+    (status, unreachable.then_some(p))
 }
 
 /// Take down a stack gone from the repository, with the definition and server of its last successful
