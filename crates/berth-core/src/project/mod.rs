@@ -8,6 +8,7 @@ mod checks;
 mod defaults;
 mod entry;
 mod environments;
+mod hooks;
 mod merge;
 mod repos;
 mod servers;
@@ -24,7 +25,8 @@ pub use environments::Environment;
 pub use repos::{DEFAULT_POLL, RepoSpec, repo_specs};
 pub use servers::{LOCAL_SERVER, Server};
 pub use settings::{DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_MAX_PARALLEL};
-pub use stack::{Mode, Stack};
+pub use hooks::{Hook, HookOn};
+pub use stack::{Mode, Pull, Stack};
 
 use crate::config::{self, ConfigFile, NotifyToml, SecretRef};
 use crate::dashboard::Dashboard;
