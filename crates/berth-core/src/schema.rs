@@ -9,7 +9,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
-    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml, VerifyToml,
+    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
+    VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 

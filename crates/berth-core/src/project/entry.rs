@@ -85,9 +85,10 @@ pub(super) fn apply(
             errors.push(at(format!("stack `{}`: `{k}` is not a valid variable name", stack.name)));
         }
     }
-    for (which, toml, hook) in
-        [("pre_deploy", &st.pre_deploy, &mut stack.pre_deploy), ("post_deploy", &st.post_deploy, &mut stack.post_deploy)]
-    {
+    for (which, toml, hook) in [
+        ("pre_deploy", &st.pre_deploy, &mut stack.pre_deploy),
+        ("post_deploy", &st.post_deploy, &mut stack.post_deploy),
+    ] {
         let Some(toml) = toml else { continue };
         match super::hooks::resolve(which, &stack.path, toml, tree) {
             Ok(h) => *hook = h,
@@ -148,8 +149,13 @@ pub(super) fn apply(
 mod tests {
     use super::super::testing::check_in;
 
-    const TREE: &[&str] =
-        &["stacks/web/compose.yaml", "stacks/web/extra.yaml", "stacks/web/app.env.age", "stacks/web/check.sh", "libs/x.env"];
+    const TREE: &[&str] = &[
+        "stacks/web/compose.yaml",
+        "stacks/web/extra.yaml",
+        "stacks/web/app.env.age",
+        "stacks/web/check.sh",
+        "libs/x.env",
+    ];
 
     #[test]
     fn every_key_is_applied() {

@@ -182,7 +182,9 @@ mod tests {
     fn a_missing_script_is_an_error_naming_where_it_was_looked_for() {
         assert_eq!(
             hook(r#"pre_deploy = ["sh", "validate-web.sh"]"#).unwrap_err(),
-            ["pre_deploy: script `validate-web.sh` does not exist in the commit (looked for `stacks/web/validate-web.sh` and `validate-web.sh`)"]
+            [
+                "pre_deploy: script `validate-web.sh` does not exist in the commit (looked for `stacks/web/validate-web.sh` and `validate-web.sh`)"
+            ]
         );
         assert_eq!(
             hook(r#"pre_deploy = ["sh", "../../../x.sh"]"#).unwrap_err(),
@@ -192,12 +194,20 @@ mod tests {
 
     #[test]
     fn engine_hooks_need_an_image_and_options_are_checked() {
-        let h = hook(r#"pre_deploy = { run = ["sh", "check.sh"], on = "engine", image = "alpine:3", volumes = ["/srv:/srv"] }"#)
-            .unwrap();
+        let h = hook(
+            r#"pre_deploy = { run = ["sh", "check.sh"], on = "engine", image = "alpine:3", volumes = ["/srv:/srv"] }"#,
+        )
+        .unwrap();
         assert_eq!(h.on, HookOn::Engine { image: "alpine:3".into(), volumes: vec!["/srv:/srv".into()] });
-        assert!(hook(r#"pre_deploy = { run = ["true"], on = "engine" }"#).unwrap_err()[0].contains("needs the `image`"));
-        assert!(hook(r#"pre_deploy = { run = ["true"], image = "x" }"#).unwrap_err()[0].contains("need on = \"engine\""));
-        assert!(hook(r#"pre_deploy = { run = ["true"], on = "moon" }"#).unwrap_err()[0].contains("unknown on = `moon`"));
+        assert!(
+            hook(r#"pre_deploy = { run = ["true"], on = "engine" }"#).unwrap_err()[0].contains("needs the `image`")
+        );
+        assert!(
+            hook(r#"pre_deploy = { run = ["true"], image = "x" }"#).unwrap_err()[0].contains("need on = \"engine\"")
+        );
+        assert!(
+            hook(r#"pre_deploy = { run = ["true"], on = "moon" }"#).unwrap_err()[0].contains("unknown on = `moon`")
+        );
         assert!(hook(r#"pre_deploy = { run = ["true"], dir = "nope" }"#).unwrap_err()[0].contains("does not exist"));
     }
 
