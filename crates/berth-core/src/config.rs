@@ -314,16 +314,44 @@ pub struct StackToml {
     /// `auto` (default) or `manual`.
     pub rollback: Option<String>,
     pub verify: Option<VerifyToml>,
-    /// A command (argument vector) run in the stack's checkout before deploying; failing stops the deploy.
-    pub pre_deploy: Option<Vec<String>>,
+    /// A command (argument vector, or a table with `run`) run before deploying; failing stops the deploy.
+    pub pre_deploy: Option<HookToml>,
     /// A command run after the deploy verified; failing fails the deploy.
-    pub post_deploy: Option<Vec<String>>,
+    pub post_deploy: Option<HookToml>,
+    /// Image pull policy before `up`: `missing` (compose's default) or `always`.
+    pub pull: Option<String>,
     /// The tier (from `[berth] tiers`) the stack belongs to.
     pub tier: Option<String>,
     /// Wait for a green CI status of the commit before deploying it.
     pub require_ci: Option<CiToml>,
     /// Redeploy the recorded deploy when the stack drifts.
     pub self_heal: Option<bool>,
+}
+
+/// A `pre_deploy`/`post_deploy` hook: an argument vector, or a table saying where it runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HookToml {
+    Argv(Vec<String>),
+    Table(HookTableToml),
+}
+
+/// `pre_deploy = { run = [...], dir = "..", on = "engine", image = "..", volumes = [..] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookTableToml {
+    /// The argument vector.
+    pub run: Vec<String>,
+    /// Folder the hook runs in, relative to the stack folder (default: the stack folder).
+    pub dir: Option<String>,
+    /// `local` (default: the machine running berth, aimed at the stack's engine) or `engine`
+    /// (a one-shot container on the stack's engine).
+    pub on: Option<String>,
+    /// The image of the one-shot container (`on = "engine"`).
+    pub image: Option<String>,
+    /// Volumes of the one-shot container (`on = "engine"`), as `docker run -v` takes them.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// Parse the text of a configuration file. A syntax error stops the parse (there is no tree to

@@ -9,7 +9,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
-    HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml, VerifyToml,
+    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
+    VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -58,6 +59,7 @@ fn stack() -> Shape {
         "verify" => Some(verify()),
         "require_ci" => Some(ci()),
         "env" => Some(Shape::Map(leaf::<SecretRef>)),
+        "pre_deploy" | "post_deploy" => Some(leaf::<HookTableToml>()),
         _ => None,
     })
 }
@@ -192,7 +194,7 @@ mod tests {
                 "berth.toml:7:12: unknown key `stabel` in [stack.verify] (did you mean `stable`?)",
                 "berth.toml:7:48: unknown key `retrys` in [stack.verify.http] (did you mean `retries`?)",
                 "berth.toml:11:24: unknown key `fiel` in [stack.env.B] (did you mean `file`?)",
-                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, tier, require_ci, self_heal)",
+                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, pull, tier, require_ci, self_heal)",
                 "berth.toml:13:2: unknown key `sever` at the top level (did you mean `server`?)",
             ]
         );

@@ -251,7 +251,12 @@ pub enum CiCommand {
 #[derive(Debug, Subcommand)]
 pub enum ImportFrom {
     /// A Komodo ResourceSync file: `berth import komodo resources.toml > berth.toml`.
-    Komodo { file: PathBuf },
+    Komodo {
+        file: PathBuf,
+        /// Exit with 2 when anything was not mapped.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

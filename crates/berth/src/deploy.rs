@@ -137,23 +137,27 @@ impl Run<'_> {
         }
     }
 
-    /// Run a `pre_deploy`/`post_deploy` hook in the stack's folder with the deploy's variables.
+    /// Run a `pre_deploy`/`post_deploy` hook where it asks to run ([`crate::hook`]), aimed at the
+    /// stack's engine; `checkout` is the stack's work tree.
     fn hook(
         &mut self,
         which: &str,
-        argv: &[String],
-        dir: &Path,
+        hook: &berth_core::project::Hook,
+        checkout: &Path,
+        scratch: &Path,
         vars: &BTreeMap<String, String>,
     ) -> Result<(), String> {
-        let Some((program, args)) = argv.split_first() else { return Ok(()) };
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(dir)
-            .envs(vars)
-            .env("BERTH_STACK", &self.job.stack.name)
-            .env("BERTH_COMMIT", &self.job.commit)
-            .env("BERTH_SERVER", &self.job.stack.server);
-        self.exec(cmd, which).map(|_| ())
+        let job = self.job;
+        let ctx = crate::hook::Context {
+            which,
+            stack: &job.stack,
+            commit: &job.commit,
+            checkout,
+            engine: &job.engine,
+            scratch,
+            vars,
+        };
+        crate::hook::run(&ctx, hook, &mut |cmd, what| self.exec(cmd, what))
     }
 
     fn redacted_log(&self) -> String {
@@ -309,9 +313,9 @@ fn attempt(
     }
     if !job.stack.post_deploy.is_empty() {
         progress("post-deploy");
-        let dir = work_dir(state_dir, &job.stack.name).join(&job.stack.path);
+        let dir = work_dir(state_dir, &job.stack.name);
         let vars = resolved.clone();
-        r.hook("post_deploy", &job.stack.post_deploy, &dir, &vars)
+        r.hook("post_deploy", &job.stack.post_deploy, &dir, &state_dir.join("tmp"), &vars)
             .map_err(|reason| Failure { reason, touched: true })?;
     }
     Ok(recreated)
@@ -430,7 +434,12 @@ fn steps(
     .map_err(untouched)?;
     if !stack.pre_deploy.is_empty() {
         progress("pre-deploy");
-        r.hook("pre_deploy", &stack.pre_deploy, &stack_dir, resolved).map_err(untouched)?;
+        r.hook("pre_deploy", &stack.pre_deploy, &dir, &state_dir.join("tmp"), resolved).map_err(untouched)?;
+    }
+    // Pull policy (`pull = "always"`): fresh images before `up`; `missing` is what `up` does anyway.
+    if stack.pull == Some(berth_core::project::Pull::Always) && !swarm {
+        progress("pull");
+        r.compose(&project, &["pull"], "compose pull").map_err(untouched)?;
     }
     progress("up");
     if swarm {

@@ -273,6 +273,72 @@ impl Engine {
         c
     }
 
+    /// The environment a program needs for `docker ...` to reach this engine exactly as berth
+    /// does: `DOCKER_HOST`, `DOCKER_CONFIG`, and for TLS `DOCKER_TLS_VERIFY` with `DOCKER_CERT_PATH`
+    /// (a folder under `scratch` linking the configured files by the names the CLI reads).
+    pub fn client_env(&self, scratch: &Path) -> Result<Vec<(&'static str, String)>, String> {
+        let mut env = Vec::new();
+        if let Some(h) = &self.host {
+            env.push(("DOCKER_HOST", h.clone()));
+        }
+        if let Some(d) = &self.docker_config {
+            env.push(("DOCKER_CONFIG", d.display().to_string()));
+        }
+        if let Some(t) = &self.tls {
+            let dir = cert_dir(t, scratch)?;
+            env.push(("DOCKER_TLS_VERIFY", "1".to_string()));
+            env.push(("DOCKER_CERT_PATH", dir.display().to_string()));
+        }
+        Ok(env)
+    }
+
+    /// `docker create` of a one-shot container running `argv` in `workdir`; `env` names variables
+    /// passed from this process's environment (`--env KEY`, so values never reach the command line).
+    pub fn create_oneshot(
+        &self,
+        image: &str,
+        workdir: &str,
+        volumes: &[String],
+        env: &[String],
+        labels: &[(&str, &str)],
+        argv: &[String],
+    ) -> Command {
+        let mut c = self.docker();
+        c.args(["create", "--workdir", workdir]);
+        for v in volumes {
+            c.arg("--volume").arg(v);
+        }
+        for k in env {
+            c.arg("--env").arg(k);
+        }
+        for (k, v) in labels {
+            c.arg("--label").arg(format!("{k}={v}"));
+        }
+        c.arg(image).args(argv);
+        c
+    }
+
+    /// `docker cp SRC/. ID:DEST`: a folder's content into a container (through the API, so any engine).
+    pub fn copy_into(&self, id: &str, src: &Path, dest: &str) -> Command {
+        let mut c = self.docker();
+        c.arg("cp").arg(src.join(".")).arg(format!("{id}:{dest}"));
+        c
+    }
+
+    /// `docker start --attach ID`: run a created container, its output and exit code ours.
+    pub fn start_attached(&self, id: &str) -> Command {
+        let mut c = self.docker();
+        c.args(["start", "--attach", id]);
+        c
+    }
+
+    /// `docker rm --force ID`.
+    pub fn remove_container(&self, id: &str) -> Command {
+        let mut c = self.docker();
+        c.args(["rm", "--force", id]);
+        c
+    }
+
     /// `docker system dial-stdio`: a byte stream to the engine's API through whatever transport the
     /// CLI uses for the endpoint (for `ssh://`, the ssh client with the user's configuration).
     pub fn dial_stdio(&self) -> Command {
@@ -287,6 +353,28 @@ impl Engine {
         c.args(["service", "update", "--force", "--detach", &format!("{stack}_{service}")]);
         c
     }
+}
+
+/// The folder `DOCKER_CERT_PATH` names for `tls`: the files' own folder when they carry the names the
+/// docker CLI reads (`ca.pem`, `cert.pem`, `key.pem`), else a folder of links under `scratch`.
+fn cert_dir(tls: &TlsToml, scratch: &Path) -> Result<PathBuf, String> {
+    let files = [("ca.pem", &tls.ca), ("cert.pem", &tls.cert), ("key.pem", &tls.key)];
+    let parents: Vec<&Path> = files.iter().filter_map(|(_, f)| Path::new(f.as_str()).parent()).collect();
+    let named = files.iter().all(|(n, f)| Path::new(f.as_str()).file_name().is_some_and(|x| x == *n));
+    if named && parents.len() == 3 && parents.iter().all(|p| *p == parents[0]) {
+        return Ok(parents[0].to_path_buf());
+    }
+    use sha2::Digest;
+    let id = hex::encode(sha2::Sha256::digest(format!("{}\0{}\0{}", tls.ca, tls.cert, tls.key)));
+    let dir = scratch.join(format!("certs-{}", &id[..16]));
+    let fail = |e: std::io::Error| format!("cannot prepare the TLS folder {} for hooks: {e}", dir.display());
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    for (name, target) in files {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).map_err(fail)?;
+    }
+    Ok(dir)
 }
 
 /// A service as `compose config` describes it.
@@ -423,6 +511,29 @@ mod tests {
         let plugin = Compose::Plugin { version: "2.40.3".into(), path: None };
         let e = Engine::for_server(&server("/etc/berth/registry"), &plugin);
         assert_eq!(e.docker_config, Some(PathBuf::from("/etc/berth/registry")));
+    }
+
+    #[test]
+    fn hooks_get_the_engines_client_environment() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut e = engine(Some("tcp://10.0.0.5:2376"));
+        e.docker_config = Some(PathBuf::from("/etc/berth/registry"));
+        e.tls =
+            Some(TlsToml { ca: "/pki/ca.crt".into(), cert: "/pki/client.crt".into(), key: "/pki/client.key".into() });
+        let env: BTreeMap<_, _> = e.client_env(scratch.path()).unwrap().into_iter().collect();
+        assert_eq!(env["DOCKER_HOST"], "tcp://10.0.0.5:2376");
+        assert_eq!(env["DOCKER_CONFIG"], "/etc/berth/registry");
+        assert_eq!(env["DOCKER_TLS_VERIFY"], "1");
+        let certs = Path::new(&env["DOCKER_CERT_PATH"]);
+        assert!(certs.starts_with(scratch.path()));
+        assert_eq!(std::fs::read_link(certs.join("key.pem")).unwrap(), Path::new("/pki/client.key"));
+        assert_eq!(std::fs::read_link(certs.join("ca.pem")).unwrap(), Path::new("/pki/ca.crt"));
+        // Files already named as the CLI wants them: their own folder.
+        e.tls = Some(TlsToml { ca: "/pki/ca.pem".into(), cert: "/pki/cert.pem".into(), key: "/pki/key.pem".into() });
+        let env: BTreeMap<_, _> = e.client_env(scratch.path()).unwrap().into_iter().collect();
+        assert_eq!(env["DOCKER_CERT_PATH"], "/pki");
+        // The local engine: nothing to set, the hook inherits berth's own environment.
+        assert!(engine(None).client_env(scratch.path()).unwrap().is_empty());
     }
 
     #[test]

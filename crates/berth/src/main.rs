@@ -15,6 +15,7 @@ mod error;
 mod executor;
 mod forge;
 mod git;
+mod hook;
 mod keys;
 mod lock;
 mod metrics;

@@ -217,6 +217,8 @@ server = "onyx"
 linked_repo = "homelab"
 run_directory = "stacks/db"
 file_paths = ["compose.yaml"]
+pre_deploy = { path = "../../scripts", command = "sh validate-db.sh" }
+environment = "DB_PASSWORD=[[KOMODO_DB_PASSWORD]]"
 
 [[stack]]
 name = "app"
@@ -246,7 +248,23 @@ name = "nightly"
     repo.write("stacks/db/compose.yaml", &sleeper(&["db"]));
     repo.write("stacks/app/compose.yaml", &sleeper(&["app", "migrate"]));
     repo.write("stacks/app/compose.prod.yaml", "services:\n  app:\n    environment:\n      PROD: \"1\"\n");
-    let out = repo.berth(&["import", "komodo", &repo.path().join("komodo.toml").display().to_string()]).ok();
+    // Hook scripts where Komodo finds them: relative to the run directory and the hook's path.
+    repo.write("stacks/app/scripts/validate.sh", "exit 0\n");
+    repo.write(
+        "scripts/validate-db.sh",
+        "test \"$DB_PASSWORD\" = s3cret && test -f validate-db.sh && touch \"$MARK\"\n",
+    );
+    let file = repo.path().join("komodo.toml").display().to_string();
+    let strict = repo.berth(&["import", "komodo", "--strict", &file]);
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
+    let out = repo.berth(&["import", "komodo", &file]).ok();
+    assert!(!out.stdout.contains("[[KOMODO_DB_PASSWORD]]"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("imported 2 stacks and 2 servers: ") && out.stderr.contains("4 not mapped"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("confirm: stack `db`: `DB_PASSWORD` was the Komodo secret"), "{}", out.stderr);
     for w in [
         "server `onyx`: field `region` is not mapped",
         "stack `app`: field `registry_provider` is not mapped",
@@ -263,4 +281,20 @@ name = "nightly"
     let app = plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == "app").unwrap().clone();
     assert_eq!(app["server"], "heimdall");
     assert_eq!(app["after"][0], "db");
+    // The imported hook runs as Komodo ran it, with the secret filled from the environment.
+    let db = unique("db");
+    let _c = Cleanup(vec![db.clone()]);
+    let cfg = std::fs::read_to_string(repo.path().join("berth.toml")).unwrap();
+    let cfg = cfg
+        .replace("name = \"db\"", &format!("name = \"{db}\""))
+        .replace("after = [\"db\"]", &format!("after = [\"{db}\"]"))
+        .replace("server = \"onyx\"\n", "");
+    repo.write("berth.toml", &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n{cfg}"));
+    repo.commit("local db");
+    docker();
+    let mark = repo.state.path().join("validated");
+    let mark = mark.display().to_string();
+    let d = repo.berth_with(&["deploy", &db], &[("KOMODO_DB_PASSWORD", "s3cret"), ("MARK", &mark)]);
+    assert_eq!(d.code, 0, "{}{}", d.stdout, d.stderr);
+    assert!(std::path::Path::new(&mark).exists(), "the imported pre_deploy hook did not run");
 }

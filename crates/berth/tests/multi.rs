@@ -69,6 +69,69 @@ fn each_stack_goes_to_its_own_server() {
     );
 }
 
+/// Hooks run where the stack runs: a local hook's `docker` reaches the stack's server (here a
+/// second endpoint), and an `on = "engine"` hook runs in a one-shot container on that engine
+/// with the commit's files; a hook script missing from the commit fails `validate`.
+#[test]
+fn hooks_reach_the_stacks_engine_locally_and_in_a_container_there() {
+    docker();
+    let s = unique("hooked");
+    let marker = unique("hookvol");
+    let _c = Cleanup(vec![s.clone()]);
+    struct Volume(String);
+    impl Drop for Volume {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["volume", "rm", "-f", &self.0]).output();
+        }
+    }
+    let _v = Volume(marker.clone());
+    let proxy = Proxy::start();
+    let out = tempfile::tempdir().unwrap();
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"edge\"\ndocker = \"tcp://127.0.0.1:{port}\"\n\
+             [[stack]]\nname = \"{s}\"\nserver = \"edge\"\npath = \"stacks/app\"\nenv = {{ GREETING = \"hi\" }}\n\
+             pre_deploy = [\"sh\", \"scripts/prepare.sh\", \"{marker}\", \"{o}/local.txt\"]\n\
+             post_deploy = {{ run = [\"sh\", \"check.sh\"], on = \"engine\", image = \"{IMAGE}\", volumes = [\"{o}:/out\"] }}\n",
+            port = proxy.port,
+            o = out.path().display()
+        ),
+    );
+    // At the repository root: found there because the stack folder has no `scripts/`.
+    repo.write(
+        "scripts/prepare.sh",
+        "docker volume create \"$1\" >/dev/null || exit 1\n\
+         echo \"$DOCKER_HOST|$BERTH_STACK|$BERTH_SERVER|$BERTH_HOOK|$BERTH_COMMIT|$(pwd)|$BERTH_STACK_DIR|$GREETING\" > \"$2\"\n",
+    );
+    repo.write("stacks/app/compose.yaml", &sleeper(&["app"]));
+    repo.write("stacks/app/check.sh", "echo \"$(cat note.txt)|$BERTH_HOOK|$BERTH_STACK|$(pwd)\" > /out/engine.txt\n");
+    repo.write("stacks/app/note.txt", "from the commit");
+    let commit = repo.commit("hooks");
+    repo.berth(&["apply"]).ok();
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!(h[0]["status"], "succeeded", "{}", h[0]);
+    // The local hook's `docker volume create` went to the stack's endpoint.
+    assert!(proxy.saw(&marker), "the pre_deploy hook's docker call did not reach the edge endpoint");
+    let local = std::fs::read_to_string(out.path().join("local.txt")).unwrap();
+    let f: Vec<&str> = local.trim().split('|').collect();
+    assert_eq!(f[..5], [&format!("tcp://127.0.0.1:{}", proxy.port), &s, "edge", "pre_deploy", &commit][..], "{local}");
+    assert!(f[5].ends_with("/stacks/app") && f[6] == f[5] && f[7] == "hi", "{local}");
+    // The engine hook saw the commit's files in its folder; its container is gone.
+    let engine = std::fs::read_to_string(out.path().join("engine.txt")).unwrap();
+    assert_eq!(engine.trim(), format!("from the commit|post_deploy|{s}|/berth/stacks/app"));
+    assert!(proxy.saw("berth.hook"), "the one-shot container was not created through the edge endpoint");
+    assert_eq!(docker_out(&["ps", "-aq", "--filter", &format!("label=berth.stack={s}")]), "");
+
+    // A hook script that is not in the commit is a configuration error.
+    repo.remove("scripts/prepare.sh");
+    repo.commit("script gone");
+    let v = repo.berth(&["validate"]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(v.stderr.contains("pre_deploy: script `scripts/prepare.sh` does not exist in the commit"), "{}", v.stderr);
+}
+
 #[test]
 fn a_dag_deploys_in_order_in_parallel_and_blocks_behind_a_failure() {
     docker();

@@ -85,19 +85,21 @@ pub(super) fn apply(
             errors.push(at(format!("stack `{}`: `{k}` is not a valid variable name", stack.name)));
         }
     }
-    for (what, cmd) in [("pre_deploy", &st.pre_deploy), ("post_deploy", &st.post_deploy)] {
-        if cmd.as_ref().is_some_and(|c| c.is_empty() || c[0].is_empty()) {
-            errors.push(at(format!(
-                "stack `{}`: {what} needs a program, e.g. [\"sh\", \"scripts/check.sh\"]",
-                stack.name
-            )));
+    for (which, toml, hook) in [
+        ("pre_deploy", &st.pre_deploy, &mut stack.pre_deploy),
+        ("post_deploy", &st.post_deploy, &mut stack.post_deploy),
+    ] {
+        let Some(toml) = toml else { continue };
+        match super::hooks::resolve(which, &stack.path, toml, tree) {
+            Ok(h) => *hook = h,
+            Err(es) => errors.extend(es.into_iter().map(|e| at(format!("stack `{}`: {e}", stack.name)))),
         }
     }
-    if let Some(c) = &st.pre_deploy {
-        stack.pre_deploy = c.clone();
-    }
-    if let Some(c) = &st.post_deploy {
-        stack.post_deploy = c.clone();
+    if let Some(p) = &st.pull {
+        match super::stack::parse_pull(p) {
+            Ok(p) => stack.pull = Some(p),
+            Err(e) => errors.push(at(format!("stack `{}`: {e}", stack.name))),
+        }
     }
     if st.tier.is_some() {
         stack.tier = st.tier.clone();
@@ -147,7 +149,13 @@ pub(super) fn apply(
 mod tests {
     use super::super::testing::check_in;
 
-    const TREE: &[&str] = &["stacks/web/compose.yaml", "stacks/web/extra.yaml", "stacks/web/app.env.age", "libs/x.env"];
+    const TREE: &[&str] = &[
+        "stacks/web/compose.yaml",
+        "stacks/web/extra.yaml",
+        "stacks/web/app.env.age",
+        "stacks/web/check.sh",
+        "libs/x.env",
+    ];
 
     #[test]
     fn every_key_is_applied() {
@@ -160,6 +168,7 @@ compose = ["compose.yaml", "extra.yaml"]
 env_files = ["../../libs/x.env"]
 env = { TAG = "1", TOKEN = { file = "/run/token" } }
 pre_deploy = ["sh", "check.sh"]
+pull = "always"
 timeout = "2m"
 manual = true
 self_heal = true
@@ -175,7 +184,9 @@ require_ci = { provider = "github", repo = "me/web" }
         assert_eq!(w.env["TAG"], "1");
         assert_eq!(w.secret_env["TOKEN"].file.as_deref(), Some("/run/token"));
         assert_eq!(w.secrets, ["stacks/web/app.env.age"]);
-        assert_eq!(w.pre_deploy, ["sh", "check.sh"]);
+        assert_eq!(w.pre_deploy.run, ["sh", "check.sh"]);
+        assert_eq!(w.pre_deploy.script, Some((1, "stacks/web/check.sh".to_string())));
+        assert_eq!(w.pull, Some(super::super::stack::Pull::Always));
         assert_eq!(w.timeout.as_secs(), 120);
         assert!(w.manual && w.self_heal && w.require_ci.is_some());
         assert_eq!(w.location.as_ref().unwrap().line, 2);
@@ -193,6 +204,8 @@ mode = "kube"
 timeout = "later"
 env = { "bad key" = "1", S = { file = "a", env = "B" } }
 post_deploy = []
+pre_deploy = ["sh", "gone.sh"]
+pull = "sometimes"
 secrets = ["gone.env.age"]
 require_ci = { provider = "jenkins" }
 "#,
@@ -203,7 +216,9 @@ require_ci = { provider = "jenkins" }
                 "stack `web`: unknown mode `kube`",
                 "stack `web` timeout: ",
                 "stack `web`: `bad key` is not a valid variable name",
+                "stack `web`: pre_deploy: script `gone.sh` does not exist in the commit (looked for `stacks/web/gone.sh` and `gone.sh`)",
                 "stack `web`: post_deploy needs a program",
+                "stack `web`: unknown pull `sometimes`",
                 "stack `web` require_ci: unknown provider `jenkins`",
                 "stack `web` env `S`: give exactly one of file or env",
                 "stack `web`: secret file `stacks/web/gone.env.age` does not exist",

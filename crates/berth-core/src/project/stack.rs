@@ -27,6 +27,24 @@ pub(super) fn parse_mode(m: Option<&str>) -> Result<Mode, String> {
     }
 }
 
+/// `pull = "..."`: whether images are pulled before `up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// Pull every image before `up` (`compose pull`).
+    Always,
+    /// Pull only images the engine lacks (what `up` does anyway).
+    Missing,
+}
+
+pub(super) fn parse_pull(p: &str) -> Result<Pull, String> {
+    match p {
+        "always" => Ok(Pull::Always),
+        "missing" => Ok(Pull::Missing),
+        other => Err(format!("unknown pull `{other}`; use pull = \"always\" or \"missing\"")),
+    }
+}
+
 /// One deployable stack, fully resolved. Every path is repo-relative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stack {
@@ -48,8 +66,11 @@ pub struct Stack {
     pub env_files: Vec<String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
-    pub pre_deploy: Vec<String>,
-    pub post_deploy: Vec<String>,
+    pub pre_deploy: super::hooks::Hook,
+    pub post_deploy: super::hooks::Hook,
+    /// Pull policy before `up`; absent is compose's own (pull what is missing). Absent hashes as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<Pull>,
     pub tier: Option<String>,
     /// CI gate of the stack itself (its environment's applies too).
     #[serde(skip)]

@@ -37,13 +37,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
         Command::Resume { stack } => run::pause(&ws()?, &stack, false, None),
         Command::Ci { command } => ci::run(&ws()?, &command),
-        Command::Import { from: crate::cli::ImportFrom::Komodo { file } } => {
+        Command::Import { from: crate::cli::ImportFrom::Komodo { file, strict } } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
             let out = berth_core::import::komodo(&text).map_err(Error::Usage)?;
             print!("{}", out.toml);
+            for c in &out.confirm {
+                eprintln!("confirm: {c}");
+            }
             for w in &out.warnings {
                 eprintln!("not imported: {w}");
+            }
+            eprintln!("{}", out.summary());
+            if strict && !out.warnings.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--strict: {} fields or resources were not mapped (listed above)",
+                    out.warnings.len()
+                )));
             }
             Ok(crate::error::exit::OK)
         }

@@ -8,11 +8,34 @@ use std::fmt::Write;
 
 use toml::{Table, Value};
 
+mod stacks;
+
 /// The converted configuration and what could not be mapped.
 #[derive(Debug, Default)]
 pub struct Imported {
     pub toml: String,
+    /// What was not imported: fields and resources with no berth equivalent, refused stacks.
     pub warnings: Vec<String>,
+    /// What was mapped but needs the user: a value to fill in or a guess to check (`CONFIRM` in the file).
+    pub confirm: Vec<String>,
+    pub stacks: usize,
+    pub servers: usize,
+    /// Fields written into the configuration.
+    pub mapped: usize,
+}
+
+impl Imported {
+    /// One line for stderr: how much was imported, and how much needs the user.
+    pub fn summary(&self) -> String {
+        format!(
+            "imported {} stacks and {} servers: {} fields mapped, {} need confirmation, {} not mapped",
+            self.stacks,
+            self.servers,
+            self.mapped,
+            self.confirm.len(),
+            self.warnings.len()
+        )
+    }
 }
 
 fn q(s: &str) -> String {
@@ -71,9 +94,7 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
             warn(format!("top-level `{key}` is not a Komodo resource kind berth knows; ignored"));
         }
     }
-    for kind in
-        ["deployment", "build", "procedure", "action", "builder", "alerter", "resource_sync", "user_group", "variable"]
-    {
+    for kind in ["deployment", "build", "procedure", "action", "builder", "resource_sync", "user_group", "variable"] {
         for r in resources(&doc, kind) {
             let name = r.get("name").and_then(Value::as_str).unwrap_or("?");
             warn(format!("{kind} `{name}`: berth has no equivalent; not imported"));
@@ -111,6 +132,12 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
         let cfg = s.get("config").and_then(Value::as_table);
         let servers = strs(cfg.and_then(|c| c.get("server_ids").or_else(|| c.get("servers"))));
         let manager = servers.first().and_then(|m| addresses.get(m)).and_then(|a| host_of(a));
+        if servers.len() > 1 {
+            warn(format!(
+                "swarm `{name}`: server_ids beyond the first ({}) are not mapped; berth deploys through one manager",
+                servers[1..].join(", ")
+            ));
+        }
         let _ = writeln!(toml, "\n[[server]]\nname = {}", q(name));
         match manager {
             Some(h) => {
@@ -157,116 +184,8 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
             }
         }
     }
-    // Stacks.
-    let mut repos_used: Vec<String> = Vec::new();
-    for s in resources(&doc, "stack") {
-        let Some(name) = s.get("name").and_then(Value::as_str) else { continue };
-        let cfg = s.get("config").and_then(Value::as_table);
-        let get = |k: &str| cfg.and_then(|c| c.get(k));
-        let gets = |k: &str| get(k).and_then(Value::as_str);
-        let _ = writeln!(toml, "\n[[stack]]\nname = {}", q(name));
-        let run_directory = gets("run_directory").unwrap_or(".").trim_start_matches("./").trim_end_matches('/');
-        let _ = writeln!(toml, "path = {}", q(if run_directory.is_empty() { "." } else { run_directory }));
-        let files = strs(get("file_paths"));
-        if !files.is_empty() {
-            let _ = writeln!(toml, "compose = {}", list(&files));
-        }
-        if let Some(swarm) = gets("swarm").or_else(|| gets("swarm_id")).filter(|s| !s.is_empty()) {
-            let _ = writeln!(toml, "server = {}\nmode = \"swarm\"", q(swarm));
-        } else if let Some(server) = gets("server").or_else(|| gets("server_id")).filter(|s| !s.is_empty()) {
-            let _ = writeln!(toml, "server = {}", q(server));
-        }
-        let after = strs(s.get("after"));
-        if !after.is_empty() {
-            let _ = writeln!(toml, "after = {}", list(&after));
-        }
-        for hook in ["pre_deploy", "post_deploy"] {
-            if let Some(cmd) = get(hook)
-                .and_then(Value::as_table)
-                .and_then(|h| h.get("command"))
-                .and_then(Value::as_str)
-                .filter(|c| !c.trim().is_empty())
-            {
-                let _ =
-                    writeln!(toml, "{hook} = {}", list(&["sh".to_string(), "-c".to_string(), cmd.trim().to_string()]));
-                if let Some(path) = get(hook)
-                    .and_then(Value::as_table)
-                    .and_then(|h| h.get("path"))
-                    .and_then(Value::as_str)
-                    .filter(|p| !p.is_empty())
-                {
-                    warn(format!(
-                        "stack `{name}`: {hook}.path `{path}` is not mapped (berth runs hooks in the stack folder)"
-                    ));
-                }
-            }
-        }
-        if let Some(env) = gets("environment") {
-            // A key set twice keeps its last value, as in a dotenv file; TOML refuses a duplicate key.
-            let mut vars: Vec<(&str, &str)> = Vec::new();
-            for line in env.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-                match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-                    Some((k, v)) if crate::vars::valid_key(k) => match vars.iter_mut().find(|(key, _)| *key == k) {
-                        Some(set) => {
-                            warn(format!("stack `{name}`: environment sets `{k}` twice; the last value is kept"));
-                            set.1 = v;
-                        }
-                        None => vars.push((k, v)),
-                    },
-                    _ => warn(format!("stack `{name}`: environment line `{line}` is not KEY=VALUE")),
-                }
-            }
-            if !vars.is_empty() {
-                let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
-                let _ = writeln!(toml, "env = {{ {} }}", vars.join(", "));
-            }
-        }
-        let ignore = strs(get("ignore_services"));
-        if !ignore.is_empty() {
-            let _ = writeln!(toml, "verify = {{ ignore_services = {} }}", list(&ignore));
-        }
-        if let Some(r) = gets("linked_repo").or_else(|| gets("repo")).filter(|r| !r.is_empty())
-            && !repos_used.contains(&r.to_string())
-        {
-            repos_used.push(r.to_string());
-        }
-        if s.get("deploy").and_then(Value::as_bool) == Some(false) {
-            let _ = writeln!(toml, "manual = true  # Komodo: deploy = false");
-        }
-        let mapped = [
-            "run_directory",
-            "file_paths",
-            "server",
-            "server_id",
-            "swarm",
-            "swarm_id",
-            "pre_deploy",
-            "post_deploy",
-            "environment",
-            "ignore_services",
-            "linked_repo",
-            "repo",
-            "branch",
-            "git_provider",
-        ];
-        for (k, _) in cfg.into_iter().flatten() {
-            if !mapped.contains(&k.as_str()) {
-                warn(format!("stack `{name}`: field `{k}` is not mapped"));
-            }
-        }
-        for k in s.keys() {
-            if !["name", "config", "after", "deploy", "tags", "description"].contains(&k.as_str()) {
-                warn(format!("stack `{name}`: field `{k}` is not mapped"));
-            }
-        }
-    }
-    if repos_used.len() > 1 {
-        warn(format!(
-            "stacks come from {} repositories ({}); berth reads one stacks repository per berth.toml: split them",
-            repos_used.len(),
-            repos_used.join(", ")
-        ));
-    }
+    out.servers = resources(&doc, "server").len() + resources(&doc, "swarm").len();
+    stacks::convert(&doc, &mut toml, &mut out);
     out.toml = toml;
     Ok(out)
 }
@@ -316,14 +235,10 @@ name = "legacy"
         assert!(out.toml.contains("url = \"https://git.example.com/me/homelab.git\""));
         assert!(out.toml.contains("path = \"stacks/caddy\""));
         assert!(out.toml.contains("after = [\"db\"]"));
-        assert!(out.toml.contains("pre_deploy = [\"sh\", \"-c\", \"sh scripts/check.sh\"]"));
+        assert!(out.toml.contains("pre_deploy = [\"sh\", \"scripts/check.sh\"]"), "{}", out.toml);
+        assert!(out.toml.contains("pull = \"always\""), "{}", out.toml);
         assert!(out.toml.contains("env = { DOMAIN = \"example.com\" }"));
         assert!(out.toml.contains("verify = { ignore_services = [\"init\"] }"));
-        assert!(
-            out.warnings.iter().any(|w| w == "stack `caddy`: field `auto_pull` is not mapped"),
-            "{:?}",
-            out.warnings
-        );
         assert!(out.warnings.iter().any(|w| w.starts_with("deployment `legacy`")));
         // The output is valid berth.toml syntax.
         crate::config::parse("berth.toml", &out.toml).unwrap();
@@ -367,5 +282,113 @@ config = { repo = "me/r", git_account = "a\nb = 1" }
         crate::config::parse("berth.toml", &out.toml).unwrap();
         assert!(!out.toml.contains("[[repo]]"), "{}", out.toml);
         assert!(out.warnings.iter().any(|w| w.starts_with("repo `homelab`: no `repo`")), "{:?}", out.warnings);
+    }
+
+    const FAITHFUL: &str = r#"
+[[server]]
+name = "a"
+config.address = "https://10.0.0.1:8120"
+[[server]]
+name = "b"
+config.address = "https://10.0.0.2:8120"
+[[swarm]]
+name = "prod"
+config.server_ids = ["a", "b"]
+
+[[repo]]
+name = "homelab"
+config = { git_provider = "git.example.com", repo = "me/homelab", branch = "main" }
+
+[[alerter]]
+name = "chat"
+config.endpoint = { type = "Discord", params = { url = "https://discord.example/hook" } }
+
+[[stack]]
+name = "db"
+description = "the database"
+tags = ["prod", "data"]
+[stack.config]
+linked_repo = "homelab"
+run_directory = "stacks/db"
+pre_deploy = { path = "../../scripts", command = "sh validate-db.sh" }
+post_deploy = { command = """
+# wait, then check
+sleep 2
+curl -fsS http://db/health
+""" }
+environment = """
+POSTGRES_PASSWORD=[[DB_PASSWORD]]
+DSN=postgres://app:[[DB_PASSWORD]]@db/app
+PLAIN=1
+"""
+auto_pull = false
+send_alerts = true
+send_unhealthy_alerts = true
+poll_for_updates = true
+webhook_enabled = true
+
+[[stack]]
+name = "elsewhere"
+[stack.config]
+git_provider = "github.com"
+repo = "someone/other"
+branch = "dev"
+run_directory = "x"
+"#;
+
+    #[test]
+    fn hooks_keep_komodos_folders_and_commands() {
+        let out = komodo(FAITHFUL).unwrap();
+        assert!(
+            out.toml.contains(r#"pre_deploy = { run = ["sh", "validate-db.sh"], dir = "../../scripts" }"#),
+            "{}",
+            out.toml
+        );
+        assert!(
+            out.toml.contains(r#"post_deploy = ["sh", "-c", "sleep 2 && curl -fsS http://db/health"]"#),
+            "{}",
+            out.toml
+        );
+        crate::config::parse("berth.toml", &out.toml).unwrap();
+    }
+
+    #[test]
+    fn secrets_become_references_to_fill_never_literal_values() {
+        let out = komodo(FAITHFUL).unwrap();
+        assert!(!out.toml.contains("[[DB_PASSWORD]]"), "{}", out.toml);
+        assert!(
+            out.toml.contains(r#"env = { POSTGRES_PASSWORD = { env = "DB_PASSWORD" }, PLAIN = "1" }"#),
+            "{}",
+            out.toml
+        );
+        assert!(out.confirm.iter().any(|c| c.contains("`POSTGRES_PASSWORD` was the Komodo secret [[DB_PASSWORD]]")));
+        assert!(
+            out.warnings.iter().any(|w| w.contains("`DSN` embeds a Komodo secret placeholder")),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn every_unmapped_field_is_listed_and_other_repositories_are_refused() {
+        let out = komodo(FAITHFUL).unwrap();
+        for w in [
+            "stack `db`: field `tags` is not mapped",
+            "stack `db`: field `description` is not mapped",
+            "stack `db`: field `send_unhealthy_alerts` is not mapped",
+            "stack `db`: field `poll_for_updates` is not mapped",
+            "swarm `prod`: server_ids beyond the first (b) are not mapped",
+            "stack `elsewhere`: comes from github.com/someone/other (branch dev), not the stacks repository git.example.com/me/homelab (branch main)",
+        ] {
+            assert!(out.warnings.iter().any(|x| x.starts_with(w)), "missing {w:?} in {:#?}", out.warnings);
+        }
+        assert!(!out.toml.contains("elsewhere"), "{}", out.toml);
+        assert!(out.toml.contains("pull = \"missing\""), "{}", out.toml);
+        // send_alerts: the alerter becomes a notify target; webhooks: a note about `berth serve`.
+        assert!(out.toml.contains("kind = \"discord\"\nurl = \"https://discord.example/hook\""), "{}", out.toml);
+        assert!(out.confirm.iter().any(|c| c.contains("Komodo webhooks map to `berth serve`")), "{:?}", out.confirm);
+        assert_eq!((out.stacks, out.servers), (1, 3));
+        assert!(out.summary().starts_with("imported 1 stacks and 3 servers: "), "{}", out.summary());
+        crate::config::parse("berth.toml", &out.toml).unwrap();
     }
 }
