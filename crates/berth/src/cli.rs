@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(test)]
+mod reference;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
