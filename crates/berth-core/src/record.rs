@@ -15,7 +15,7 @@ pub enum DeployStatus {
     Running,
     Succeeded,
     Failed,
-    /// Never started because a dependency failed.
+    /// Never started: a dependency failed, or the CI gate did not pass (red, timed out, unreachable).
     Blocked,
     /// berth stopped while the deploy was running.
     Interrupted,

@@ -101,8 +101,10 @@ impl<'a> Session<'a> {
                     let reason = e.to_string();
                     self.refused = Some(e);
                     progress("done");
+                    // Blocked, not failed: the CI verdict is about the commit, not the stack's
+                    // config, so a later green CI of the same config is not "failed before".
                     return Some(Outcome {
-                        status: DeployStatus::Failed,
+                        status: DeployStatus::Blocked,
                         reason: Some(reason),
                         log: String::new(),
                         vars: BTreeMap::new(),
