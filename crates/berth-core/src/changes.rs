@@ -103,7 +103,11 @@ enum Via<'a> {
 impl<'p> Index<'p> {
     /// The index of `project`, whose ownership comes from the compose files' text in `sources`
     /// interpolated with each stack's `extra` variables (see [`crate::ownership`]).
-    pub fn new(project: &'p Project, sources: &Sources, extra: &HashMap<String, BTreeMap<String, String>>) -> Index<'p> {
+    pub fn new(
+        project: &'p Project,
+        sources: &Sources,
+        extra: &HashMap<String, BTreeMap<String, String>>,
+    ) -> Index<'p> {
         Index::with(project, ownership::derive(project, sources, extra))
     }
 
@@ -189,8 +193,7 @@ impl<'p> Index<'p> {
         }
         let ignored = |s: usize| {
             let dir = self.project.stacks[s].path.as_str();
-            in_dir(path, dir)
-                && self.stack_ignore[s].as_ref().is_some_and(|g| g.is_match(&path[dir.len() + 1..]))
+            in_dir(path, dir) && self.stack_ignore[s].as_ref().is_some_and(|g| g.is_match(&path[dir.len() + 1..]))
         };
         let mut level = path;
         let mut folder_found = false;

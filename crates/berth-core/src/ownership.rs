@@ -171,8 +171,14 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn new(stack: &'a Stack, sources: &'a Sources, extra: &BTreeMap<String, String>) -> Walk<'a> {
-        let mut w =
-            Walk { stack, sources, vars: HashMap::new(), owned: Owned::default(), unresolved: Vec::new(), missing: Vec::new() };
+        let mut w = Walk {
+            stack,
+            sources,
+            vars: HashMap::new(),
+            owned: Owned::default(),
+            unresolved: Vec::new(),
+            missing: Vec::new(),
+        };
         // Compose's order: the project `.env`, then what berth puts in the environment (env files, env, overrides).
         let from = Some("berth.toml");
         let dot = dotenv(stack);
@@ -257,7 +263,11 @@ impl<'a> Walk<'a> {
         for inc in seq(doc.get("include")) {
             let (paths, project_dir, env) = match inc {
                 Value::String(_) => (vec![inc], None, Vec::new()),
-                _ => (seq(inc.get("path")), inc.get("project_directory").and_then(Value::as_str), seq(inc.get("env_file"))),
+                _ => (
+                    seq(inc.get("path")),
+                    inc.get("project_directory").and_then(Value::as_str),
+                    seq(inc.get("env_file")),
+                ),
             };
             for e in env.iter().filter_map(|e| e.as_str()) {
                 self.file(e, base, file, Why::new(Kind::EnvFile, None, from));
@@ -318,7 +328,9 @@ impl<'a> Walk<'a> {
         match svc.get("build") {
             Some(Value::String(ctx)) => {
                 if let Some(c) = self.dir(ctx, base, file, why(Kind::BuildContext)) {
-                    self.owned.files.push((format!("{c}/Dockerfile").trim_start_matches('/').to_string(), why(Kind::Dockerfile)));
+                    self.owned
+                        .files
+                        .push((format!("{c}/Dockerfile").trim_start_matches('/').to_string(), why(Kind::Dockerfile)));
                 }
             }
             Some(b @ Value::Mapping(_)) => {
@@ -530,8 +542,14 @@ secrets:
             assert!(!owners(&idx, path).contains(&"app".to_string()), "{path} is owned by app");
         }
         assert_eq!(why(&idx, "stacks/app/nginx.conf"), ["app: bind mount of service `web` in stacks/app/compose.yaml"]);
-        assert!(why(&idx, "stacks/app/src/web.Dockerfile").contains(&"app: Dockerfile of service `web` in stacks/app/compose.yaml".into()));
-        assert_eq!(why(&idx, "stacks/shared/common.conf"), ["app: bind mount of service `base` in stacks/shared/common.yaml"]);
+        assert!(
+            why(&idx, "stacks/app/src/web.Dockerfile")
+                .contains(&"app: Dockerfile of service `web` in stacks/app/compose.yaml".into())
+        );
+        assert_eq!(
+            why(&idx, "stacks/shared/common.conf"),
+            ["app: bind mount of service `base` in stacks/shared/common.yaml"]
+        );
         assert_eq!(why(&idx, "stacks/app/token.txt"), ["app: secret file `token` in stacks/app/compose.yaml"]);
         assert_eq!(why(&idx, "stacks/shared/base.yaml"), ["app: included compose file in stacks/app/compose.yaml"]);
         assert_eq!(why(&idx, "stacks/app/.env"), ["app: project .env"]);
@@ -539,7 +557,8 @@ secrets:
 
     #[test]
     fn interpolation_uses_env_files_env_and_overrides() {
-        let compose = "services:\n  a:\n    volumes:\n      - ${A}:/a\n      - ${B:-./b-default}:/b\n      - ./${C}:/c\n";
+        let compose =
+            "services:\n  a:\n    volumes:\n      - ${A}:/a\n      - ${B:-./b-default}:/b\n      - ./${C}:/c\n";
         let files = [("s/x/compose.yaml", compose), ("s/x/vars.env", "A=./from-env-file\n")];
         let cfg = "[discovery]\npatterns = [\"s/{stack}/\"]\n[[stack]]\nname = \"x\"\nenv_files = [\"vars.env\"]\nenv = { C = \"from-toml\" }\n";
         let (p, src) = load(&files, cfg);
@@ -569,7 +588,10 @@ secrets:
         let reason = idx.owned(x).fallback.clone().unwrap();
         assert!(reason.contains("`SECRET_DIR`") && reason.contains("s/x/compose.yaml"), "{reason}");
         assert_eq!(owners(&idx, "s/x/README.md"), ["x"]);
-        assert!(why(&idx, "s/x/README.md")[0].starts_with("x: stack folder (`${SECRET_DIR}/k` in `s/x/compose.yaml` uses `SECRET_DIR`"));
+        assert!(
+            why(&idx, "s/x/README.md")[0]
+                .starts_with("x: stack folder (`${SECRET_DIR}/k` in `s/x/compose.yaml` uses `SECRET_DIR`")
+        );
         // The nested stack resolves everything: its folder is no longer anybody's whole.
         assert!(owners(&idx, "s/x/nested/notes.md").is_empty());
         assert_eq!(owners(&idx, "s/x/nested/compose.yaml"), ["nested"]);
