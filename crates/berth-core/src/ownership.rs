@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use crate::project::{Project, Stack};
@@ -158,6 +158,37 @@ fn stack(s: &Stack, sources: &Sources, extra: &BTreeMap<String, String>) -> Owne
     o
 }
 
+/// The parts of a compose file that name files; the rest is skipped unparsed into values.
+#[derive(Deserialize)]
+struct ComposeDoc {
+    #[serde(default)]
+    include: Option<Value>,
+    #[serde(default)]
+    services: Option<BTreeMap<String, Option<ServiceDoc>>>,
+    #[serde(default)]
+    configs: Option<BTreeMap<String, Option<FileDoc>>>,
+    #[serde(default)]
+    secrets: Option<BTreeMap<String, Option<FileDoc>>>,
+}
+
+#[derive(Deserialize)]
+struct ServiceDoc {
+    #[serde(default)]
+    env_file: Option<Value>,
+    #[serde(default)]
+    volumes: Option<Value>,
+    #[serde(default)]
+    build: Option<Value>,
+    #[serde(default)]
+    extends: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct FileDoc {
+    #[serde(default)]
+    file: Option<String>,
+}
+
 /// One stack's walk over its compose files.
 struct Walk<'a> {
     stack: &'a Stack,
@@ -222,7 +253,7 @@ impl<'a> Walk<'a> {
                 self.unresolved.push(format!("`{file}` could not be read"));
                 continue;
             };
-            match serde_yaml_ng::from_str::<Value>(text) {
+            match parse(text) {
                 Ok(doc) => self.document(&doc, &file, &base, &mut queue),
                 Err(e) => self.unresolved.push(format!("`{file}` is not valid YAML ({e})")),
             }
@@ -258,9 +289,9 @@ impl<'a> Walk<'a> {
         Some(p)
     }
 
-    fn document(&mut self, doc: &Value, file: &str, base: &str, queue: &mut Vec<(String, String, Why)>) {
+    fn document(&mut self, doc: &ComposeDoc, file: &str, base: &str, queue: &mut Vec<(String, String, Why)>) {
         let from = Some(file);
-        for inc in seq(doc.get("include")) {
+        for inc in seq(doc.include.as_ref()) {
             let (paths, project_dir, env) = match inc {
                 Value::String(_) => (vec![inc], None, Vec::new()),
                 _ => (
@@ -282,30 +313,35 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        if let Some(Value::Mapping(services)) = doc.get("services") {
-            for (name, svc) in services {
-                self.service(name.as_str().unwrap_or_default(), svc, file, base, queue);
+        for (name, svc) in doc.services.iter().flatten() {
+            if let Some(svc) = svc {
+                self.service(name, svc, file, base, queue);
             }
         }
-        for (key, kind) in [("configs", Kind::Config), ("secrets", Kind::Secret)] {
-            if let Some(Value::Mapping(m)) = doc.get(key) {
-                for (name, def) in m {
-                    if let Some(f) = def.get("file").and_then(Value::as_str) {
-                        self.dir(f, base, file, Why::new(kind, name.as_str(), from));
-                    }
+        for (defs, kind) in [(&doc.configs, Kind::Config), (&doc.secrets, Kind::Secret)] {
+            for (name, def) in defs.iter().flatten() {
+                if let Some(f) = def.as_ref().and_then(|d| d.file.as_deref()) {
+                    self.dir(f, base, file, Why::new(kind, Some(name), from));
                 }
             }
         }
     }
 
-    fn service(&mut self, name: &str, svc: &Value, file: &str, base: &str, queue: &mut Vec<(String, String, Why)>) {
+    fn service(
+        &mut self,
+        name: &str,
+        svc: &ServiceDoc,
+        file: &str,
+        base: &str,
+        queue: &mut Vec<(String, String, Why)>,
+    ) {
         let why = |kind| Why::new(kind, Some(name), Some(file));
-        for e in seq(svc.get("env_file")) {
+        for e in seq(svc.env_file.as_ref()) {
             if let Some(p) = e.as_str().or_else(|| e.get("path").and_then(Value::as_str)) {
                 self.file(p, base, file, why(Kind::EnvFile));
             }
         }
-        for v in seq(svc.get("volumes")) {
+        for v in seq(svc.volumes.as_ref()) {
             let source = match v {
                 Value::String(s) => short_source(s),
                 _ if v.get("type").and_then(Value::as_str) == Some("bind") => v.get("source").and_then(Value::as_str),
@@ -325,7 +361,7 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        match svc.get("build") {
+        match &svc.build {
             Some(Value::String(ctx)) => {
                 if let Some(c) = self.dir(ctx, base, file, why(Kind::BuildContext)) {
                     self.owned
@@ -342,13 +378,23 @@ impl<'a> Walk<'a> {
             }
             _ => {}
         }
-        if let Some(f) = svc.get("extends").and_then(|e| e.get("file")).and_then(Value::as_str)
+        if let Some(f) = svc.extends.as_ref().and_then(|e| e.get("file")).and_then(Value::as_str)
             && let Some(p) = self.path(f, base, file)
         {
             let b = tree::parent(&p).to_string();
             queue.push((p, b, why(Kind::Extends)));
         }
     }
+}
+
+/// A compose file's referencing parts. Merge keys (`<<: *anchor`) are applied first, as compose does.
+fn parse(text: &str) -> Result<ComposeDoc, serde_yaml_ng::Error> {
+    if text.contains("<<") {
+        let mut v: Value = serde_yaml_ng::from_str(text)?;
+        v.apply_merge()?;
+        return ComposeDoc::deserialize(v);
+    }
+    serde_yaml_ng::from_str(text)
 }
 
 /// A value that may be one item or a list of them, as a list.
@@ -595,6 +641,15 @@ secrets:
         // The nested stack resolves everything: its folder is no longer anybody's whole.
         assert!(owners(&idx, "s/x/nested/notes.md").is_empty());
         assert_eq!(owners(&idx, "s/x/nested/compose.yaml"), ["nested"]);
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_are_followed() {
+        let compose =
+            "x-common: &common\n  volumes:\n    - ./shared.conf:/s\nservices:\n  a:\n    <<: *common\n    image: x\n";
+        let (p, src) = load(&[("s/x/compose.yaml", compose)], "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+        let idx = Index::new(&p, &src, &HashMap::new());
+        assert_eq!(owners(&idx, "s/x/shared.conf"), ["x"]);
     }
 
     #[test]
