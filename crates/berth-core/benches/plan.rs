@@ -12,16 +12,24 @@
 //! previous commit, so the plan redeploys exactly the stacks the commit touched;
 //! each fixture checks that before it is measured.
 //!
+//! Each stack's compose file runs one service with an `env_file`, bind mounts of
+//! `config/`, `secrets/` and `data/` and an interpolated image tag (the override
+//! file of every fourth stack bind-mounts a script): so a stack owns what those
+//! reference, not its `docs/`, `scripts/` or `Makefile`.
+//!
 //! `plan` runs the chain `berth apply` / `berth plan` run once git has answered
 //! (see `Workspace::plan` in crates/berth/src/workspace.rs): `Project::load`,
-//! `Index::new`, `hash::owned_files`, `hash::stack_hash` per stack,
-//! `Index::touched` for the one diff, `plan::build`.
+//! `Index::new` (which parses every compose file), `hash::owned_files`,
+//! `hash::stack_hash` per stack, `Index::touched` for the one diff, `plan::build`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use berth_core::changes::{Change, ChangeKind, Index};
 use berth_core::plan::{self, Action, Plan};
 use berth_core::record::{DeployStatus, History};
+use std::sync::Arc;
+
+use berth_core::ownership::Sources;
 use berth_core::{Project, Tree, TreeEntry, hash, vars};
 use divan::{Bencher, black_box};
 
@@ -85,6 +93,46 @@ fn stack_files(i: usize, files: usize) -> Vec<String> {
     out
 }
 
+const COMPOSE: &str = "services:
+  app:
+    image: example/app:${TAG:-1}
+    restart: unless-stopped
+    env_file: .env
+    environment:
+      TZ: ${TZ:-UTC}
+    volumes:
+      - ./config:/etc/app:ro
+      - ./secrets:/run/secrets:ro
+      - ./data:/data
+      - cache:/cache
+    healthcheck:
+      test: [\"CMD\", \"true\"]
+      interval: 10s
+volumes:
+  cache: {}
+";
+const OVERRIDE: &str = "services:\n  app:\n    volumes:\n      - ./scripts/init.sh:/init.sh:ro\n";
+
+/// The text of the compose files and `.env`s of `tree`, as the binary reads them from git.
+fn sources(tree: &Tree) -> Sources {
+    let (compose, over, env): (Arc<str>, Arc<str>, Arc<str>) = (COMPOSE.into(), OVERRIDE.into(), "TAG=1\n".into());
+    let mut s = Sources::default();
+    for e in tree.entries() {
+        let text = match e.path.rsplit('/').next() {
+            Some("compose.yaml") => &compose,
+            Some("compose.override.yaml") => &over,
+            Some(".env") => &env,
+            _ => continue,
+        };
+        s.insert(e.path.clone(), text.clone());
+    }
+    s
+}
+
+fn index_of<'p>(p: &'p Project, sources: &Sources) -> Index<'p> {
+    Index::new(p, sources, &HashMap::new())
+}
+
 /// `berth.toml`: a global ignore, and every tenth stack declared with a watch on
 /// `libs/**`, its own ignore, an env and a dependency on the previous declared one.
 fn config(stacks: usize) -> String {
@@ -107,6 +155,7 @@ fn config(stacks: usize) -> String {
 struct Fixture {
     config: String,
     tree: Tree,
+    sources: Sources,
     history: HashMap<String, History>,
     changes: Vec<Change>,
 }
@@ -177,7 +226,7 @@ impl Fixture {
         // Every stack succeeded at the previous commit.
         let old_tree = Tree::new(old_tree);
         let old = Project::load("berth.toml", Some(&config), &old_tree).expect("generated config is valid");
-        let history = hash::all(&Index::new(&old), &old_tree)
+        let history = hash::all(&index_of(&old, &sources(&old_tree)), &old_tree)
             .into_iter()
             .map(|(name, h)| {
                 let hist = History {
@@ -188,7 +237,8 @@ impl Fixture {
                 (name, hist)
             })
             .collect();
-        let f = Fixture { config, tree: Tree::new(new_tree), history, changes };
+        let tree = Tree::new(new_tree);
+        let f = Fixture { config, sources: sources(&tree), tree, history, changes };
         f.check(stacks);
         f
     }
@@ -198,7 +248,7 @@ impl Fixture {
         let plan = plan(self);
         assert_eq!(plan.steps.len(), stacks);
         let project = Project::load("berth.toml", Some(&self.config), &self.tree).unwrap();
-        let touched = Index::new(&project).touched(&self.changes);
+        let touched = index_of(&project, &self.sources).touched(&self.changes);
         let deployed: BTreeMap<&str, &[String]> =
             plan.to_deploy().map(|s| (s.stack.as_str(), s.paths.as_slice())).collect();
         let expected: BTreeMap<&str, &[String]> = touched.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
@@ -210,11 +260,9 @@ impl Fixture {
 /// The planning chain of `Workspace::plan` for a reconcile (`berth apply`), without git.
 fn plan(f: &Fixture) -> Plan {
     let project = Project::load("berth.toml", Some(&f.config), &f.tree).expect("valid project");
-    let index = Index::new(&project);
-    let files = hash::owned_files(&index, &f.tree);
-    let mut hashes = BTreeMap::new();
     let mut vars_by_stack: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    for (s, owned) in project.stacks.iter().zip(&files) {
+    let mut hashed_by_stack: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    for s in &project.stacks {
         let vars: BTreeMap<String, String> = f
             .history
             .get(&s.name)
@@ -225,8 +273,14 @@ fn plan(f: &Fixture) -> Plan {
             .collect();
         let hashed: BTreeMap<String, String> =
             vars.iter().filter(|(k, _)| !vars::is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        hashes.insert(s.name.clone(), hash::stack_hash(s, project.server(&s.server), owned, &hashed));
+        hashed_by_stack.insert(s.name.clone(), hashed);
         vars_by_stack.insert(s.name.clone(), vars);
+    }
+    let index = Index::new(&project, &f.sources, &hashed_by_stack);
+    let files = hash::owned_files(&index, &f.tree);
+    let mut hashes = BTreeMap::new();
+    for (s, owned) in project.stacks.iter().zip(&files) {
+        hashes.insert(s.name.clone(), hash::stack_hash(s, project.server(&s.server), owned, &hashed_by_stack[&s.name]));
     }
     // Stacks whose hash moved since their last success, grouped by that success's commit.
     let mut by_commit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -290,7 +344,7 @@ fn plan_grid<const STACKS: usize>(bencher: Bencher, paths: usize) {
 fn touched_grid<const STACKS: usize>(bencher: Bencher, paths: usize) {
     let f = Fixture::new(STACKS, grid_files(STACKS), paths);
     let project = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
-    let index = Index::new(&project);
+    let index = index_of(&project, &f.sources);
     bencher.bench(|| index.touched(black_box(&f.changes)));
 }
 
@@ -323,7 +377,7 @@ mod stages {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
         bencher.bench(|| {
-            black_box(Index::new(black_box(&p)));
+            black_box(index_of(black_box(&p), &f.sources));
         });
     }
 
@@ -331,7 +385,7 @@ mod stages {
     fn owned_files<const STACKS: usize>(bencher: Bencher) {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
-        let idx = Index::new(&p);
+        let idx = index_of(&p, &f.sources);
         bencher.bench(|| hash::owned_files(&idx, black_box(&f.tree)).len());
     }
 
@@ -339,7 +393,7 @@ mod stages {
     fn stack_hashes<const STACKS: usize>(bencher: Bencher) {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
-        let idx = Index::new(&p);
+        let idx = index_of(&p, &f.sources);
         let files = hash::owned_files(&idx, &f.tree);
         let none = BTreeMap::new();
         bencher.bench(|| {
@@ -355,7 +409,7 @@ mod stages {
     fn touched<const STACKS: usize>(bencher: Bencher) {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
-        let idx = Index::new(&p);
+        let idx = index_of(&p, &f.sources);
         bencher.bench(|| idx.touched(black_box(&f.changes)));
     }
 
@@ -363,7 +417,7 @@ mod stages {
     fn build<const STACKS: usize>(bencher: Bencher) {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
-        let idx = Index::new(&p);
+        let idx = index_of(&p, &f.sources);
         let hashes = hash::all(&idx, &f.tree);
         let touched = idx.touched(&f.changes);
         bencher.bench(|| {

@@ -1,10 +1,12 @@
 //! Path → stack mapping: which stacks a set of changed paths touches, and why.
 //!
-//! A path belongs to a stack when it lies in the stack's folder (the deepest
-//! stack folder wins for nested stacks) and no ignore glob excludes it, when it
-//! is one of the stack's compose or env files outside that folder, or when it
-//! matches one of the stack's `watch` globs. Lookups cost one hash probe per
-//! directory level plus one glob-set match, so mapping is linear in the
+//! A path belongs to a stack when the stack's compose model uses it (see
+//! [`crate::ownership`]: compose files, env files, bind mounts, build contexts,
+//! ...), when it lies in the stack's folder and the stack could not resolve
+//! its references (the deepest stack folder wins for nested stacks), or when
+//! it matches one of the stack's `watch` globs. Ignore globs exclude what lies
+//! in owned folders, never a file a stack names. Lookups cost two hash probes
+//! per directory level plus one glob-set match, so mapping is linear in the
 //! number of changed paths.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
+use crate::ownership::{self, Kind, Owned, Sources, Why};
 use crate::project::Project;
 
 /// Compile a glob where `*` stays inside one path segment and `**` crosses them.
@@ -76,38 +79,69 @@ pub struct Change {
 /// Precomputed lookup structures for one project.
 pub struct Index<'p> {
     project: &'p Project,
-    dirs: HashMap<&'p str, usize>,
-    files: HashMap<&'p str, Vec<usize>>,
+    owned: Vec<Owned>,
+    /// Single files a stack references: (stack, index into its `owned.files`).
+    files: HashMap<String, Vec<(usize, usize)>>,
+    /// Paths owned with everything under them: (stack, index into its `owned.dirs`).
+    dirs: HashMap<String, Vec<(usize, usize)>>,
+    /// Every stack folder, with the stacks that own it whole (their references fell short).
+    folders: HashMap<&'p str, Vec<usize>>,
     watch: GlobSet,
-    watch_owner: Vec<usize>,
+    watch_owner: Vec<(usize, &'p str)>,
     ignore: GlobSet,
     stack_ignore: Vec<Option<GlobSet>>,
 }
 
+/// How a path came to belong to a stack (see [`Index::explain`]).
+enum Via<'a> {
+    File(usize),
+    Dir(usize),
+    Folder,
+    Watch(&'a str),
+}
+
 impl<'p> Index<'p> {
-    pub fn new(project: &'p Project) -> Index<'p> {
-        let mut dirs = HashMap::new();
-        let mut files: HashMap<&str, Vec<usize>> = HashMap::new();
+    /// The index of `project`, whose ownership comes from the compose files' text in `sources`
+    /// interpolated with each stack's `extra` variables (see [`crate::ownership`]).
+    pub fn new(
+        project: &'p Project,
+        sources: &Sources,
+        extra: &HashMap<String, BTreeMap<String, String>>,
+    ) -> Index<'p> {
+        Index::with(project, ownership::derive(project, sources, extra))
+    }
+
+    /// The index of `project` with ownership already derived (indexed like `project.stacks`).
+    pub fn with(project: &'p Project, owned: Vec<Owned>) -> Index<'p> {
+        let mut files: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut dirs: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut folders: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut watch_owner = Vec::new();
         let mut watch_patterns = Vec::new();
         let mut stack_ignore = Vec::new();
-        for (i, s) in project.stacks.iter().enumerate() {
-            dirs.insert(s.path.as_str(), i);
-            for f in s.compose_files.iter().chain(&s.env_files) {
-                if !in_dir(f, &s.path) {
-                    files.entry(f.as_str()).or_default().push(i);
-                }
+        for (i, (s, o)) in project.stacks.iter().zip(&owned).enumerate() {
+            let whole = folders.entry(s.path.as_str()).or_default();
+            if o.fallback.is_some() {
+                whole.push(i);
+            }
+            for (n, (f, _)) in o.files.iter().enumerate() {
+                files.entry(f.clone()).or_default().push((i, n));
+            }
+            for (n, (d, _)) in o.dirs.iter().enumerate() {
+                dirs.entry(d.clone()).or_default().push((i, n));
             }
             for w in &s.watch {
                 watch_patterns.push(w);
-                watch_owner.push(i);
+                watch_owner.push((i, w.as_str()));
             }
             stack_ignore.push((!s.ignore.is_empty()).then(|| set(&s.ignore)));
         }
         Index {
             project,
-            dirs,
+            owned,
             files,
+            dirs,
+            folders,
             watch: set(watch_patterns),
             watch_owner,
             ignore: set(&project.ignore),
@@ -119,30 +153,80 @@ impl<'p> Index<'p> {
         self.project
     }
 
+    /// What stack `i` owns, and why.
+    pub fn owned(&self, i: usize) -> &Owned {
+        &self.owned[i]
+    }
+
     /// Push the index of every stack `path` belongs to onto `out` (may repeat).
     pub fn owners(&self, path: &str, out: &mut Vec<usize>) {
+        self.visit(path, &mut |s, _| out.push(s));
+    }
+
+    /// Every stack `path` belongs to, with why (a stack may own it for several reasons).
+    pub fn explain(&self, path: &str) -> Vec<(usize, Why)> {
+        let mut out = Vec::new();
+        self.visit(path, &mut |s, via| {
+            let why = match via {
+                Via::File(n) => self.owned[s].files[n].1.clone(),
+                Via::Dir(n) => self.owned[s].dirs[n].1.clone(),
+                Via::Folder => Why::new(Kind::Folder, self.owned[s].fallback.as_deref(), None),
+                Via::Watch(g) => Why::new(Kind::Watch, Some(g), Some("berth.toml")),
+            };
+            if !out.contains(&(s, why.clone())) {
+                out.push((s, why));
+            }
+        });
+        out
+    }
+
+    /// Files a stack references are its own whatever the ignore globs say; what lies in an owned
+    /// folder counts unless an ignore glob (global, or the stack's, relative to its folder) excludes it.
+    fn visit<'a>(&'a self, path: &str, f: &mut dyn FnMut(usize, Via<'a>)) {
         if let Some(owners) = self.files.get(path) {
-            out.extend(owners);
+            for &(s, n) in owners {
+                f(s, Via::File(n));
+            }
         }
         if self.ignore.is_match(path) {
             return;
         }
-        let mut dir = path;
-        while let Some(i) = dir.rfind('/') {
-            dir = &dir[..i];
-            if let Some(&s) = self.dirs.get(dir) {
-                let rel = &path[dir.len() + 1..];
-                let ignored = self.stack_ignore[s].as_ref().is_some_and(|g| g.is_match(rel));
-                let own_file = self.project.stacks[s].compose_files.iter().any(|f| f == path);
-                if !ignored || own_file {
-                    out.push(s);
+        let ignored = |s: usize| {
+            let dir = self.project.stacks[s].path.as_str();
+            in_dir(path, dir) && self.stack_ignore[s].as_ref().is_some_and(|g| g.is_match(&path[dir.len() + 1..]))
+        };
+        let mut level = path;
+        let mut folder_found = false;
+        loop {
+            if let Some(owners) = self.dirs.get(level) {
+                for &(s, n) in owners {
+                    if !ignored(s) {
+                        f(s, Via::Dir(n));
+                    }
                 }
-                break;
+            }
+            // The deepest stack folder above the path is the only one that may own it whole.
+            if level.len() < path.len()
+                && !folder_found
+                && let Some(whole) = self.folders.get(level)
+            {
+                folder_found = true;
+                for &s in whole {
+                    if !ignored(s) {
+                        f(s, Via::Folder);
+                    }
+                }
+            }
+            match level.rfind('/') {
+                Some(i) => level = &level[..i],
+                None if !level.is_empty() => level = "",
+                None => break,
             }
         }
         if !self.watch_owner.is_empty() {
             for m in self.watch.matches(path) {
-                out.push(self.watch_owner[m]);
+                let (s, g) = self.watch_owner[m];
+                f(s, Via::Watch(g));
             }
         }
     }
@@ -233,6 +317,10 @@ watch = ["libs/**"]
         Project::load("berth.toml", Some(cfg), &tree).unwrap()
     }
 
+    fn index(p: &Project) -> Index<'_> {
+        Index::new(p, &Sources::default(), &HashMap::new())
+    }
+
     fn ch(kind: ChangeKind, path: &str, old: Option<&str>) -> Change {
         Change { kind, path: path.into(), old_path: old.map(Into::into) }
     }
@@ -240,7 +328,7 @@ watch = ["libs/**"]
     #[test]
     fn maps_paths_to_stacks() {
         let p = project();
-        let idx = Index::new(&p);
+        let idx = index(&p);
         let t = idx.touched(&[
             ch(ChangeKind::Modified, "stacks/app/nginx.conf", None),
             ch(ChangeKind::Modified, "stacks/app/README.md", None),
@@ -254,7 +342,7 @@ watch = ["libs/**"]
     #[test]
     fn watch_globs_do_not_cross_slashes_with_one_star() {
         let p = project();
-        let idx = Index::new(&p);
+        let idx = index(&p);
         let t = idx.touched(&[ch(ChangeKind::Modified, "libs/sub/deep.env", None)]);
         assert_eq!(t.keys().collect::<Vec<_>>(), ["web"]);
         let t = idx.touched(&[ch(ChangeKind::Modified, "libs/common.env", None)]);
@@ -264,7 +352,7 @@ watch = ["libs/**"]
     #[test]
     fn renames_touch_both_sides_and_external_compose_files_count() {
         let p = project();
-        let idx = Index::new(&p);
+        let idx = index(&p);
         let t = idx.touched(&[
             ch(ChangeKind::Renamed, "stacks/web/x.conf", Some("stacks/app/x.conf")),
             ch(ChangeKind::Modified, "shared/web.yaml", None),

@@ -20,7 +20,7 @@ const SWARM_UNSUPPORTED: [(&str, &str); 14] = [
 
 /// Warnings for a compose file that a swarm-mode stack would deploy, `file` naming it.
 pub fn swarm_warnings(file: &str, compose_yaml: &str) -> Vec<String> {
-    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(compose_yaml) else { return Vec::new() };
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(compose_yaml) else { return Vec::new() };
     let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else { return Vec::new() };
     let mut out = Vec::new();
     for (name, svc) in services {

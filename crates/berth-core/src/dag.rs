@@ -65,6 +65,7 @@ mod tests {
             name: name.into(),
             path: format!("stacks/{name}"),
             compose_files: vec![format!("stacks/{name}/compose.yaml")],
+            compose_declared: false,
             server: "local".into(),
             mode: Mode::Compose,
             after: after.iter().map(|s| s.to_string()).collect(),

@@ -2,8 +2,9 @@
 //!
 //! Inputs, in order: a format tag, the resolved stack definition (JSON with sorted
 //! maps: compose files, env, env files, server, mode, ...), every file the stack
-//! owns at the commit as `path NUL blob-id NUL` (its folder minus ignored paths,
-//! its compose and env files elsewhere, and watched shared files), and the
+//! owns at the commit as `path NUL blob-id NUL` (what its compose model reads,
+//! or its whole folder when that could not be resolved, minus ignored paths;
+//! and watched shared files: exactly what `changes::Index` maps to it), and the
 //! deploy's extra variables as `key NUL value NUL`. Blob ids are git's content
 //! hashes, so the hash is content-addressed without reading any file.
 
@@ -92,7 +93,7 @@ mod tests {
 
     fn hashes(t: &Tree, cfg: &str) -> BTreeMap<String, String> {
         let p = Project::load("berth.toml", Some(cfg), t).unwrap();
-        all(&Index::new(&p), t)
+        all(&Index::new(&p, &crate::ownership::Sources::default(), &std::collections::HashMap::new()), t)
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod duration;
 pub mod error;
 pub mod hash;
 pub mod import;
+pub mod ownership;
 pub mod plan;
 pub mod project;
 pub mod record;

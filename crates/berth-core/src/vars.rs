@@ -66,6 +66,77 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, Strin
     Ok(out)
 }
 
+/// Compose's interpolation of `text` (`$$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+/// `${VAR:?err}`, `${VAR?err}`, `${VAR:+alt}`, `${VAR+alt}`), with `lookup` giving the known values.
+/// `Err(name)`: a variable whose value is not known here (and that has no default), or a malformed
+/// expression (its text).
+pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('{') {
+            // The closing brace of this expression, nested `${...}` in a default included.
+            let mut depth = 1;
+            let end = r
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '{' => 1,
+                        '}' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(j, _)| j)
+                .ok_or_else(|| format!("${{{r}"))?;
+            out.push_str(&expression(&r[..end], lookup)?);
+            rest = &r[end + 1..];
+        } else {
+            let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            if len == 0 {
+                out.push('$');
+                continue;
+            }
+            out.push_str(&lookup(&rest[..len]).ok_or_else(|| rest[..len].to_string())?);
+            rest = &rest[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// One `${...}` body.
+fn expression(body: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let len = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
+    let (name, op) = body.split_at(len);
+    if !valid_key(name) {
+        return Err(format!("${{{body}}}"));
+    }
+    let value = lookup(name);
+    let sub = |t: &str| interpolate(t, lookup);
+    let unknown = || name.to_string();
+    match op {
+        "" => value.ok_or_else(unknown),
+        _ if op.starts_with(":-") => match value {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => sub(&op[2..]),
+        },
+        _ if op.starts_with(":+") => match value {
+            Some(v) if !v.is_empty() => sub(&op[2..]),
+            _ => Ok(String::new()),
+        },
+        _ if op.starts_with(":?") || op.starts_with('?') => value.ok_or_else(unknown),
+        _ if op.starts_with('-') => value.map_or_else(|| sub(&op[1..]), Ok),
+        _ if op.starts_with('+') => value.map_or(Ok(String::new()), |_| sub(&op[1..])),
+        _ => Err(format!("${{{body}}}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +170,26 @@ mod tests {
         assert_eq!(parse_set("APP_TAG=a=b").unwrap(), ("APP_TAG".into(), "a=b".into()));
         assert!(parse_set("1X=y").is_err());
         assert!(parse_set("novalue").is_err());
+    }
+
+    #[test]
+    fn interpolation_follows_compose() {
+        let known = |k: &str| match k {
+            "DIR" => Some("conf".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let i = |t: &str| interpolate(t, &known);
+        assert_eq!(i("./${DIR}/a.conf").unwrap(), "./conf/a.conf");
+        assert_eq!(i("./$DIR/x").unwrap(), "./conf/x");
+        assert_eq!(i("${NOPE:-./def}").unwrap(), "./def");
+        assert_eq!(i("${EMPTY:-d}").unwrap(), "d");
+        assert_eq!(i("${EMPTY-d}").unwrap(), "");
+        assert_eq!(i("${NOPE-${DIR}}/y").unwrap(), "conf/y");
+        assert_eq!(i("${DIR:+set}${NOPE:+no}").unwrap(), "set");
+        assert_eq!(i("$$HOME/x").unwrap(), "$HOME/x");
+        assert_eq!(i("./${NOPE}/x").unwrap_err(), "NOPE");
+        assert_eq!(i("${NOPE:?required}").unwrap_err(), "NOPE");
+        assert!(i("${DIR").is_err());
     }
 }

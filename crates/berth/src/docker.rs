@@ -388,8 +388,8 @@ pub struct ServiceSpec {
 
 /// Services of the output of `compose config`.
 pub fn services(config_yaml: &str) -> Result<Vec<ServiceSpec>, String> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
     let mut out = Vec::new();
     if let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) {
         for (name, svc) in services {
@@ -408,8 +408,8 @@ pub fn services(config_yaml: &str) -> Result<Vec<ServiceSpec>, String> {
 /// Bind-mount sources per service in the output of `compose config`
 /// (long syntax from Compose v2, `src:dst[:mode]` short syntax from v1).
 pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(config_yaml).map_err(|e| format!("cannot read compose config: {e}"))?;
     let mut out = Vec::new();
     let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else { return Ok(out) };
     for (name, svc) in services {
@@ -417,11 +417,11 @@ pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String>
         let Some(vols) = svc.get("volumes").and_then(|v| v.as_sequence()) else { continue };
         for v in vols {
             let source = match v {
-                serde_yaml::Value::String(s) => {
+                serde_yaml_ng::Value::String(s) => {
                     let src = s.split(':').next().unwrap_or("");
                     src.starts_with('/').then(|| src.to_string())
                 }
-                serde_yaml::Value::Mapping(_) => {
+                serde_yaml_ng::Value::Mapping(_) => {
                     let is_bind = v.get("type").and_then(|t| t.as_str()) == Some("bind");
                     v.get("source").and_then(|s| s.as_str()).filter(|_| is_bind).map(str::to_string)
                 }

@@ -182,6 +182,41 @@ impl Repo {
         Ok(out.success().then_some(out.stdout))
     }
 
+    /// The text of several blobs in one `git cat-file --batch`, in the order asked; `None` for a
+    /// blob git does not have or whose content is not UTF-8.
+    pub fn blobs(&self, oids: &[&str]) -> Result<Vec<Option<String>>, GitError> {
+        if oids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = Vec::new();
+        for oid in oids {
+            input.extend_from_slice(oid.as_bytes());
+            input.push(b'\n');
+        }
+        let (out, stdout) = process::run_with_input(self.cmd().args(["cat-file", "--batch"]), input, TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed { args: "cat-file --batch".into(), message: out.error_summary() });
+        }
+        // "<oid> <type> <size>\n<content>\n", or "<oid> missing\n".
+        let mut texts = Vec::with_capacity(oids.len());
+        let mut rest = stdout.as_slice();
+        for _ in oids {
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else { break };
+            let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
+            rest = &rest[nl + 1..];
+            let size = header.split(' ').nth(2).and_then(|s| s.parse::<usize>().ok());
+            match size {
+                Some(n) if n <= rest.len() => {
+                    texts.push(String::from_utf8(rest[..n].to_vec()).ok());
+                    rest = rest.get(n + 1..).unwrap_or_default();
+                }
+                _ => texts.push(None),
+            }
+        }
+        texts.resize(oids.len(), None);
+        Ok(texts)
+    }
+
     /// Is `ancestor` an ancestor of `commit`?
     pub fn is_ancestor(&self, ancestor: &str, commit: &str) -> Result<bool, GitError> {
         let out = process::run(self.cmd().args(["merge-base", "--is-ancestor", ancestor, commit]), TIMEOUT)?;

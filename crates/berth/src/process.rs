@@ -133,16 +133,55 @@ pub enum RunError {
 
 /// Run `cmd` to completion, killing it after `timeout`. stdin is closed.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
+    let (status, stdout, stderr) = run_raw(cmd, None, timeout)?;
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let (stdout, stderr) = (text(stdout), text(stderr));
+    match status {
+        Ok(status) => Ok(Output { status, stdout, stderr }),
+        Err(status) => Err(RunError::Timeout {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            timeout,
+            output: Output { status, stdout, stderr },
+        }),
+    }
+}
+
+/// Run `cmd` with `input` on its stdin; its stdout as bytes (binary-safe, for `git cat-file --batch`).
+pub fn run_with_input(cmd: &mut Command, input: Vec<u8>, timeout: Duration) -> Result<(Output, Vec<u8>), RunError> {
+    let (status, stdout, stderr) = run_raw(cmd, Some(input), timeout)?;
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    match status {
+        Ok(status) => Ok((Output { status, stdout: String::new(), stderr }, stdout)),
+        Err(status) => Err(RunError::Timeout {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            timeout,
+            output: Output { status, stdout: String::new(), stderr },
+        }),
+    }
+}
+
+/// The exit status (`Err` when killed at the deadline), stdout and stderr of `cmd`.
+type Raw = (Result<ExitStatus, ExitStatus>, Vec<u8>, Vec<u8>);
+
+fn run_raw(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Result<Raw, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     // Own process group: a Ctrl-C or a SIGTERM to berth's group must not kill a
     // compose run half-way; berth decides when to stop (and kills on timeout).
     std::os::unix::process::CommandExt::process_group(cmd, 0);
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| RunError::Spawn { program: program.clone(), source })?;
+    // Written from its own thread: a program answering as it reads would otherwise fill its
+    // stdout pipe while berth still writes, and both would wait forever.
+    let writer = child.stdin.take().zip(input).map(|(mut stdin, data)| {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        })
+    });
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
@@ -151,7 +190,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
             if let Some(mut p) = pipe {
                 let _ = p.read_to_end(&mut buf);
             }
-            String::from_utf8_lossy(&buf).into_owned()
+            buf
         })
     };
     let out_t = reader(out.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
@@ -163,8 +202,10 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
-                let status = child.wait();
-                break Err(status);
+                match child.wait() {
+                    Ok(status) => break Err(status),
+                    Err(source) => return Err(RunError::Wait { program, source }),
+                }
             }
             Ok(None) => {
                 std::thread::sleep(poll);
@@ -173,13 +214,12 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
             Err(source) => return Err(RunError::Wait { program, source }),
         }
     };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
-    match status {
-        Ok(status) => Ok(Output { status, stdout, stderr }),
-        Err(Ok(status)) => Err(RunError::Timeout { program, timeout, output: Output { status, stdout, stderr } }),
-        Err(Err(source)) => Err(RunError::Wait { program, source }),
-    }
+    Ok((status, stdout, stderr))
 }
 
 /// Render a command line for logs (arguments are shown, never passed through a shell).

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_core::changes::Index;
+use berth_core::ownership::{self, Sources};
 use berth_core::plan::{self, Plan};
 use berth_core::record::History;
 use berth_core::{Project, Tree, config, hash, vars};
@@ -30,6 +31,8 @@ pub struct Workspace {
 struct Cache {
     snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     diffs: Mutex<VecDeque<(String, String, Changes)>>,
+    /// Compose and env files' text by blob id: most commits change few of them.
+    blobs: Mutex<HashMap<String, Arc<str>>>,
 }
 
 type Changes = Arc<Vec<berth_core::changes::Change>>;
@@ -39,6 +42,8 @@ type Changes = Arc<Vec<berth_core::changes::Change>>;
 const CACHED_SNAPSHOTS: usize = 64;
 const CACHED_ENTRIES: usize = 50_000;
 const CACHED_DIFFS: usize = 32;
+/// Texts kept by blob id; the cache starts over when it grows past this.
+const CACHED_BLOBS: usize = 4096;
 
 fn remember<T>(list: &Mutex<VecDeque<T>>, item: T, cap: usize) {
     let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
@@ -63,6 +68,8 @@ pub struct Snapshot {
     pub commit: String,
     pub tree: Tree,
     pub project: Project,
+    /// The text of the compose and env files the stacks' ownership is derived from.
+    pub sources: Sources,
 }
 
 impl Workspace {
@@ -140,7 +147,8 @@ impl Workspace {
         let text = if tree.contains(config::FILE_NAME) { self.repo.read(&commit, config::FILE_NAME)? } else { None };
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
-        let snap = Arc::new(Snapshot { commit, tree, project });
+        let sources = self.sources(&project, &tree)?;
+        let snap = Arc::new(Snapshot { commit, tree, project, sources });
         let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
         l.push_front(snap.clone());
         let mut entries: usize = l.iter().map(|s| s.tree.entries().len()).sum();
@@ -148,6 +156,44 @@ impl Workspace {
             entries -= l.pop_back().map(|s| s.tree.entries().len()).unwrap_or(0);
         }
         Ok(snap)
+    }
+
+    /// The compose and env files' text ownership needs: one `git cat-file --batch` per level of
+    /// `include`/`extends` for the blobs not already cached.
+    fn sources(&self, project: &Project, tree: &Tree) -> Result<Sources> {
+        let mut sources = Sources::default();
+        // Each round reads what the previous one's includes named; a cycle stops at the paths read.
+        for _ in 0..8 {
+            let needed = ownership::needed(project, tree, &sources);
+            if needed.is_empty() {
+                break;
+            }
+            let with_oid: Vec<(String, &str)> =
+                needed.into_iter().filter_map(|p| tree.get(&p).map(|e| (p, e.oid.as_str()))).collect();
+            let mut missing = Vec::new();
+            {
+                let cache = self.cache.blobs.lock().unwrap_or_else(|p| p.into_inner());
+                for (path, oid) in &with_oid {
+                    match cache.get(*oid) {
+                        Some(t) => sources.insert(path.clone(), t.clone()),
+                        None => missing.push((path.clone(), *oid)),
+                    }
+                }
+            }
+            let oids: Vec<&str> = missing.iter().map(|(_, o)| *o).collect();
+            let texts = self.repo.blobs(&oids)?;
+            let mut cache = self.cache.blobs.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() + texts.len() > CACHED_BLOBS {
+                cache.clear();
+            }
+            for ((path, oid), text) in missing.into_iter().zip(texts) {
+                // A file that is no text stays unread: its stack owns its whole folder and says why.
+                let text: Arc<str> = Arc::from(text.unwrap_or_default());
+                cache.insert(oid.to_string(), text.clone());
+                sources.insert(path, text);
+            }
+        }
+        Ok(sources)
     }
 
     /// A cached snapshot, moved to the front (the least recently used go first).
@@ -251,11 +297,9 @@ impl Workspace {
         requested: Option<&[String]>,
         overrides: &BTreeMap<String, String>,
     ) -> Result<(Plan, VarsByStack)> {
-        let index = Index::new(&snap.project);
-        let files = hash::owned_files(&index, &snap.tree);
-        let mut hashes = BTreeMap::new();
         let mut vars_by_stack = HashMap::new();
-        for (s, f) in snap.project.stacks.iter().zip(&files) {
+        let mut hashed_by_stack = HashMap::new();
+        for s in &snap.project.stacks {
             let vars = match requested {
                 Some(r) if r.contains(&s.name) => overrides.clone(),
                 // Secret values are stored redacted, so they cannot be replayed.
@@ -263,9 +307,17 @@ impl Workspace {
             };
             // Secret values stay out of the hash too, so a reconcile that cannot replay
             // them does not count as a change.
-            let hashed = vars::replayable(&vars);
-            hashes.insert(s.name.clone(), hash::stack_hash(s, snap.project.server(&s.server), f, &hashed));
+            hashed_by_stack.insert(s.name.clone(), vars::replayable(&vars));
             vars_by_stack.insert(s.name.clone(), vars);
+        }
+        // Ownership sees the same variables the hash does, so the two agree.
+        let index = Index::new(&snap.project, &snap.sources, &hashed_by_stack);
+        let files = hash::owned_files(&index, &snap.tree);
+        let mut hashes = BTreeMap::new();
+        let none = BTreeMap::new();
+        for (s, f) in snap.project.stacks.iter().zip(&files) {
+            let hashed = hashed_by_stack.get(&s.name).unwrap_or(&none);
+            hashes.insert(s.name.clone(), hash::stack_hash(s, snap.project.server(&s.server), f, hashed));
         }
         // Paths changed since each stack's last success, one diff per distinct commit.
         let mut by_commit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -300,10 +352,26 @@ impl Workspace {
             .collect();
         let mut gone = gone;
         gone.sort();
-        let plan = plan::build(
+        let mut plan = plan::build(
             &snap.project,
             &plan::Inputs { commit: &snap.commit, hashes: &hashes, history, touched: &touched, requested, gone: &gone },
         );
+        // A stack whose references could not all be resolved owns its whole folder: say so.
+        let whole: HashMap<&str, String> = (snap.project.stacks.iter().enumerate())
+            .filter_map(|(i, s)| {
+                let why = index.owned(i).fallback.as_ref()?;
+                Some((s.name.as_str(), format!("owns its whole folder `{}`: {why}", s.path)))
+            })
+            .collect();
+        for step in &mut plan.steps {
+            if let Some(note) = whole.get(step.stack.as_str()) {
+                let note = note.clone();
+                step.detail = Some(match step.detail.take() {
+                    Some(d) => format!("{d}; {note}"),
+                    None => note,
+                });
+            }
+        }
         Ok((plan, vars_by_stack))
     }
 }

@@ -90,8 +90,10 @@ fn unknown_stacks_are_named_with_a_suggestion() {
 #[test]
 fn changed_follows_renames_watch_globs_and_config_edits() {
     let repo = Repo::new();
-    stack(&repo, "a");
-    stack(&repo, "b");
+    // a and b bind-mount extra.conf: moving it touches both.
+    let mounting = format!("{}    volumes:\n      - ./extra.conf:/extra.conf\n", sleeper(&["app"]));
+    repo.write("stacks/a/compose.yaml", &mounting);
+    repo.write("stacks/b/compose.yaml", &mounting);
     stack(&repo, "c");
     repo.write("stacks/a/extra.conf", "x\n");
     repo.write("libs/common.env", "X=1\n");
@@ -125,6 +127,11 @@ fn changed_follows_renames_watch_globs_and_config_edits() {
         ]
     );
     assert_eq!(out["all"], false);
+    assert_eq!(
+        out["stacks"][0]["why"]["stacks/a/extra.conf"][0],
+        "bind mount of service `app` in stacks/a/compose.yaml"
+    );
+    assert_eq!(out["stacks"][2]["why"]["libs/common.env"][0], "watch glob `libs/**` in berth.toml");
 
     // A berth.toml edit marks exactly the stacks whose definition changed; deleted stacks are listed.
     repo.write(

@@ -79,6 +79,7 @@ impl Defaults {
             name,
             secrets: secret_files(tree, &path),
             compose_files,
+            compose_declared: false,
             path,
             server: self.server.clone(),
             mode: self.mode,

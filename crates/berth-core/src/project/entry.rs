@@ -36,6 +36,7 @@ pub(super) fn apply(
     }
     if let Some(files) = &st.compose {
         stack.compose_files.clear();
+        stack.compose_declared = true;
         for f in files {
             match tree::join(&stack.path, f) {
                 Some(p) if tree.contains(&p) => stack.compose_files.push(p),

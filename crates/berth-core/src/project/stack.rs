@@ -51,6 +51,9 @@ pub struct Stack {
     pub name: String,
     pub path: String,
     pub compose_files: Vec<String>,
+    /// Whether its `[[stack]]` entry lists the compose files (`compose = [...]`) rather than discovery.
+    #[serde(skip)]
+    pub compose_declared: bool,
     pub server: String,
     pub mode: Mode,
     pub after: Vec<String>,

@@ -35,6 +35,19 @@ pub fn validate(ws: &Workspace, rev: Option<&str>) -> Result<i32> {
     if warnings > 0 {
         eprintln!("hint: a stack that needs these options can deploy with mode = \"compose\" instead");
     }
+    // Stacks sharing a folder: the same compose project twice is an error, undeclared files a warning.
+    let mut same = Vec::new();
+    for found in berth_core::ownership::shared(&project) {
+        match found {
+            berth_core::ownership::Shared::SameProject { .. } => {
+                same.push(berth_core::ConfigError::new(found.to_string()))
+            }
+            berth_core::ownership::Shared::Undeclared { .. } => eprintln!("warning: {found}"),
+        }
+    }
+    if !same.is_empty() {
+        return Err(Error::Config(same));
+    }
     let manual = project.stacks.iter().filter(|s| s.manual).count();
     let servers: std::collections::BTreeSet<&str> = project.stacks.iter().map(|s| s.server.as_str()).collect();
     println!(
@@ -74,13 +87,14 @@ pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool, names: bool)
     };
     let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut removed = Vec::new();
+    let index = Index::new(&snap.project, &snap.sources, &std::collections::HashMap::new());
     if everything.is_some() {
         for s in &snap.project.stacks {
             touched.insert(s.name.clone(), Vec::new());
         }
     } else {
         let changes = ws.repo.diff(from, &snap.commit)?;
-        touched = Index::new(&snap.project).touched(&changes);
+        touched = index.touched(&changes);
         // The old definitions tell which stacks berth.toml redefined and which are gone.
         if let Ok(old) = ws.snapshot(from) {
             if changes.iter().any(|c| c.path == config::FILE_NAME || c.old_path.as_deref() == Some(config::FILE_NAME)) {
@@ -95,8 +109,19 @@ pub fn changed(ws: &Workspace, from: &str, to: &str, as_json: bool, names: bool)
         let stacks: Vec<_> = touched
             .iter()
             .map(|(name, paths)| {
-                let server = snap.project.stack(name).map(|s| s.server.as_str()).unwrap_or("");
-                json!({ "name": name, "server": server, "paths": paths })
+                let i = snap.project.stacks.iter().position(|s| &s.name == name);
+                let server = i.map(|i| snap.project.stacks[i].server.as_str()).unwrap_or("");
+                // Why each path belongs to the stack, as the ownership rules decided it.
+                let why: BTreeMap<&str, Vec<String>> = paths
+                    .iter()
+                    .map(|p| {
+                        let reasons = index.explain(p).into_iter().filter(|(s, _)| Some(*s) == i);
+                        let reasons = reasons.map(|(_, w)| w.to_string()).collect();
+                        (p.as_str(), if p == config::FILE_NAME { vec!["stack definition".into()] } else { reasons })
+                    })
+                    .collect();
+                let whole_folder = i.and_then(|i| index.owned(i).fallback.clone());
+                json!({ "name": name, "server": server, "paths": paths, "why": why, "whole_folder": whole_folder })
             })
             .collect();
         let out = json!({
@@ -138,6 +163,9 @@ pub fn explain(step: &Step) -> String {
             s.push_str(&step.paths[0]);
             if step.paths.len() > 1 {
                 s.push_str(&format!(" (+{} more)", step.paths.len() - 1));
+            }
+            if let Some(d) = &step.detail {
+                s.push_str(&format!("; {d}"));
             }
         }
         _ => {

@@ -1,0 +1,243 @@
+//! Unit tests of ownership: every reference kind, interpolation, fallback, shared folders.
+use super::*;
+use crate::changes::Index;
+
+/// A project of the given files (path, text) and berth.toml, with the compose files' text as sources.
+fn load(files: &[(&str, &str)], cfg: &str) -> (Project, Sources) {
+    let tree = Tree::from_paths(files.iter().map(|(p, _)| *p));
+    let project = Project::load("berth.toml", Some(cfg), &tree).unwrap();
+    let mut sources = Sources::default();
+    for p in needed(&project, &tree, &sources) {
+        let text = files.iter().find(|(f, _)| *f == p).map(|(_, t)| *t).unwrap();
+        sources.insert(p, Arc::from(text));
+    }
+    // Included and extended files only show up once their parents are read.
+    loop {
+        let more = needed(&project, &tree, &sources);
+        if more.is_empty() {
+            break;
+        }
+        for p in more {
+            let text = files.iter().find(|(f, _)| *f == p).map(|(_, t)| *t).unwrap();
+            sources.insert(p, Arc::from(text));
+        }
+    }
+    (project, sources)
+}
+
+fn owners(idx: &Index<'_>, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    idx.owners(path, &mut out);
+    let mut names: Vec<String> = out.into_iter().map(|i| idx.project().stacks[i].name.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn why(idx: &Index<'_>, path: &str) -> Vec<String> {
+    idx.explain(path).into_iter().map(|(i, w)| format!("{}: {w}", idx.project().stacks[i].name)).collect()
+}
+
+const APP: &str = r#"
+include:
+  - ../shared/base.yaml
+services:
+  web:
+    build:
+      context: ./src
+      dockerfile: web.Dockerfile
+    env_file: [web.env, {path: opt.env, required: false}]
+    volumes:
+      - ./nginx.conf:/etc/nginx/nginx.conf:ro
+      - ${CONF_DIR}/site:/site
+      - type: bind
+        source: ./data
+        target: /data
+      - cache:/cache
+      - /var/run/docker.sock:/var/run/docker.sock
+  worker:
+    build: ./worker
+    extends:
+      file: ../shared/common.yaml
+      service: base
+configs:
+  app:
+    file: ./app.ini
+secrets:
+  token:
+    file: ./token.txt
+  ext:
+    external: true
+"#;
+
+fn app() -> (Project, Sources) {
+    load(
+        &[
+            ("stacks/app/compose.yaml", APP),
+            ("stacks/app/.env", "CONF_DIR=./conf\n"),
+            ("stacks/app/README.md", "# app\n"),
+            ("stacks/app/scripts/tool.sh", "true\n"),
+            ("stacks/app/src/main.go", ""),
+            ("stacks/app/conf/site/index.html", ""),
+            ("stacks/app/data/seed.sql", ""),
+            ("stacks/shared/base.yaml", "services:\n  base-svc:\n    env_file: base.env\n"),
+            ("stacks/shared/common.yaml", "services:\n  base:\n    volumes:\n      - ./common.conf:/c\n"),
+        ],
+        "[discovery]\npatterns = [\"stacks/{stack}/\"]\n",
+    )
+}
+
+#[test]
+fn every_reference_kind_is_owned() {
+    let (p, src) = app();
+    let idx = Index::new(&p, &src, &HashMap::new());
+    let app = p.stacks.iter().position(|s| s.name == "app").unwrap();
+    assert_eq!(idx.owned(app).fallback, None);
+    for path in [
+        "stacks/app/compose.yaml",
+        "stacks/app/.env",
+        "stacks/app/web.env",
+        "stacks/app/opt.env",
+        "stacks/app/nginx.conf",
+        "stacks/app/conf/site/index.html",
+        "stacks/app/data/seed.sql",
+        "stacks/app/src/main.go",
+        "stacks/app/src/web.Dockerfile",
+        "stacks/app/worker/Dockerfile",
+        "stacks/app/app.ini",
+        "stacks/app/token.txt",
+        "stacks/shared/base.yaml",
+        "stacks/shared/base.env",
+        "stacks/shared/common.yaml",
+        "stacks/shared/common.conf",
+    ] {
+        assert!(owners(&idx, path).contains(&"app".to_string()), "{path} is not owned by app");
+    }
+    for path in ["stacks/app/README.md", "stacks/app/scripts/tool.sh", "stacks/app/cache", "var/run/docker.sock"] {
+        assert!(!owners(&idx, path).contains(&"app".to_string()), "{path} is owned by app");
+    }
+    assert_eq!(why(&idx, "stacks/app/nginx.conf"), ["app: bind mount of service `web` in stacks/app/compose.yaml"]);
+    assert!(
+        why(&idx, "stacks/app/src/web.Dockerfile")
+            .contains(&"app: Dockerfile of service `web` in stacks/app/compose.yaml".into())
+    );
+    assert_eq!(
+        why(&idx, "stacks/shared/common.conf"),
+        ["app: bind mount of service `base` in stacks/shared/common.yaml"]
+    );
+    assert_eq!(why(&idx, "stacks/app/token.txt"), ["app: secret file `token` in stacks/app/compose.yaml"]);
+    assert_eq!(why(&idx, "stacks/shared/base.yaml"), ["app: included compose file in stacks/app/compose.yaml"]);
+    assert_eq!(why(&idx, "stacks/app/.env"), ["app: project .env"]);
+}
+
+#[test]
+fn interpolation_uses_env_files_env_and_overrides() {
+    let compose = "services:\n  a:\n    volumes:\n      - ${A}:/a\n      - ${B:-./b-default}:/b\n      - ./${C}:/c\n";
+    let files = [("s/x/compose.yaml", compose), ("s/x/vars.env", "A=./from-env-file\n")];
+    let cfg = "[discovery]\npatterns = [\"s/{stack}/\"]\n[[stack]]\nname = \"x\"\nenv_files = [\"vars.env\"]\nenv = { C = \"from-toml\" }\n";
+    let (p, src) = load(&files, cfg);
+    let idx = Index::new(&p, &src, &HashMap::new());
+    assert_eq!(idx.owned(0).fallback, None);
+    let dirs: Vec<&str> = idx.owned(0).dirs.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(dirs, ["s/x/from-env-file", "s/x/b-default", "s/x/from-toml"]);
+    // An override (`--set`, or the last deploy's) wins over berth.toml.
+    let mut extra = HashMap::new();
+    extra.insert("x".to_string(), BTreeMap::from([("B".to_string(), "./pinned".to_string())]));
+    let idx = Index::new(&p, &src, &extra);
+    assert_eq!(idx.owned(0).dirs[1].0, "s/x/pinned");
+}
+
+#[test]
+fn an_unresolved_path_falls_back_to_the_folder_and_says_why() {
+    let files = [
+        ("s/x/compose.yaml", "services:\n  a:\n    volumes:\n      - ${SECRET_DIR}/k:/k\n"),
+        ("s/x/README.md", ""),
+        ("s/x/nested/compose.yaml", "services: {}\n"),
+        ("s/x/nested/notes.md", ""),
+    ];
+    let cfg = "[discovery]\npatterns = [\"s/{stack}/\", \"s/x/{stack}/\"]\n";
+    let (p, src) = load(&files, cfg);
+    let idx = Index::new(&p, &src, &HashMap::new());
+    let x = p.stacks.iter().position(|s| s.name == "x").unwrap();
+    let reason = idx.owned(x).fallback.clone().unwrap();
+    assert!(reason.contains("`SECRET_DIR`") && reason.contains("s/x/compose.yaml"), "{reason}");
+    assert_eq!(owners(&idx, "s/x/README.md"), ["x"]);
+    assert!(
+        why(&idx, "s/x/README.md")[0]
+            .starts_with("x: stack folder (`${SECRET_DIR}/k` in `s/x/compose.yaml` uses `SECRET_DIR`")
+    );
+    // The nested stack resolves everything: its folder is no longer anybody's whole.
+    assert!(owners(&idx, "s/x/nested/notes.md").is_empty());
+    assert_eq!(owners(&idx, "s/x/nested/compose.yaml"), ["nested"]);
+}
+
+#[test]
+fn anchors_and_merge_keys_are_followed() {
+    let compose =
+        "x-common: &common\n  volumes:\n    - ./shared.conf:/s\nservices:\n  a:\n    <<: *common\n    image: x\n";
+    let (p, src) = load(&[("s/x/compose.yaml", compose)], "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+    let idx = Index::new(&p, &src, &HashMap::new());
+    assert_eq!(owners(&idx, "s/x/shared.conf"), ["x"]);
+}
+
+#[test]
+fn unreadable_or_invalid_compose_files_fall_back() {
+    let files = [("s/x/compose.yaml", "services: [unclosed\n"), ("s/x/any.txt", "")];
+    let (p, src) = load(&files, "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+    let idx = Index::new(&p, &src, &HashMap::new());
+    assert!(idx.owned(0).fallback.as_deref().unwrap().contains("is not valid YAML"));
+    assert_eq!(owners(&idx, "s/x/any.txt"), ["x"]);
+    let idx = Index::new(&p, &Sources::default(), &HashMap::new());
+    assert!(idx.owned(0).fallback.as_deref().unwrap().contains("could not be read"));
+}
+
+const TWO: &str = r#"
+[discovery]
+patterns = []
+[[stack]]
+name = "media"
+path = "hosts/nas"
+compose = ["compose.yaml"]
+[[stack]]
+name = "photos"
+path = "hosts/nas"
+compose = ["photos-compose.yaml"]
+"#;
+
+#[test]
+fn stacks_sharing_a_folder_each_own_exactly_their_files() {
+    let files = [
+        ("hosts/nas/compose.yaml", "services:\n  m:\n    volumes:\n      - ./media.conf:/m\n"),
+        ("hosts/nas/photos-compose.yaml", "services:\n  p:\n    env_file: photos.env\n"),
+        ("hosts/nas/media.conf", ""),
+        ("hosts/nas/photos.env", "X=1\n"),
+        ("hosts/nas/.env", "TZ=UTC\n"),
+        ("hosts/nas/README.md", ""),
+    ];
+    let (p, src) = load(&files, TWO);
+    let idx = Index::new(&p, &src, &HashMap::new());
+    assert_eq!(owners(&idx, "hosts/nas/compose.yaml"), ["media"]);
+    assert_eq!(owners(&idx, "hosts/nas/media.conf"), ["media"]);
+    assert_eq!(owners(&idx, "hosts/nas/photos-compose.yaml"), ["photos"]);
+    assert_eq!(owners(&idx, "hosts/nas/photos.env"), ["photos"]);
+    assert_eq!(owners(&idx, "hosts/nas/.env"), ["media", "photos"]);
+    assert!(owners(&idx, "hosts/nas/README.md").is_empty());
+    assert!(shared(&p).is_empty());
+}
+
+#[test]
+fn shared_folders_are_reported() {
+    let files = [("hosts/nas/compose.yaml", "services: {}\n"), ("hosts/nas/b.yaml", "services: {}\n")];
+    let same = "[discovery]\npatterns = []\n[[stack]]\nname = \"a\"\npath = \"hosts/nas\"\n[[stack]]\nname = \"b\"\npath = \"hosts/nas\"\n";
+    let (p, _) = load(&files, same);
+    assert!(matches!(&shared(&p)[..], [Shared::SameProject { a, b, .. }] if a == "a" && b == "b"));
+    let undeclared = same.replace("name = \"b\"\n", "name = \"b\"\nserver = \"other\"\n")
+        + "[[server]]\nname = \"other\"\ndocker = \"ssh://o\"\n";
+    let (p, _) = load(&files, &undeclared);
+    let found = shared(&p);
+    assert!(matches!(&found[..], [Shared::Undeclared { .. }]), "{found:?}");
+    assert!(found[0].to_string().contains("neither declares"));
+    let declared = same.replace("name = \"b\"\n", "name = \"b\"\ncompose = [\"b.yaml\"]\n");
+    let (p, _) = load(&files, &declared);
+    assert!(shared(&p).is_empty());
+}
