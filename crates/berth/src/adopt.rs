@@ -153,8 +153,8 @@ fn compare_container(svc: &ServiceSpec, expected: &Expected, c: &Seen) -> Vec<St
         Some(want) if *want != c.config_hash => {
             let moved = if !c.working_dir.is_empty() && c.working_dir != expected.dir {
                 format!(
-                    "; it was started from {} and berth runs compose in {}: paths (bind mounts, build contexts, \
-                     env files) are part of the hash",
+                    " (it was started from {}, berth runs compose in {}: relative paths such as bind mounts and \
+                     build contexts resolve there and are part of the hash)",
                     c.working_dir, expected.dir
                 )
             } else {
@@ -217,8 +217,11 @@ mod tests {
         Expected {
             services: vec![spec("web", Some("nginx:1"), false), spec("init", Some("busybox"), true)],
             hashes: [("web".to_string(), "aaaa".to_string()), ("init".to_string(), "bbbb".to_string())].into(),
-            images: [("web".to_string(), Ok("sha256:1111".to_string())), ("init".to_string(), Ok("sha256:2222".into()))]
-                .into(),
+            images: [
+                ("web".to_string(), Ok("sha256:1111".to_string())),
+                ("init".to_string(), Ok("sha256:2222".into())),
+            ]
+            .into(),
             dir: "/state/work/app/stacks/app".into(),
         }
     }

@@ -500,7 +500,18 @@ mod tests {
         });
         assert_eq!(
             args(&c),
-            ["compose", "--project-name", "p", "--project-directory", "/w/p", "--file", "/w/p/compose.yaml", "config", "--hash", "*"]
+            [
+                "compose",
+                "--project-name",
+                "p",
+                "--project-directory",
+                "/w/p",
+                "--file",
+                "/w/p/compose.yaml",
+                "config",
+                "--hash",
+                "*"
+            ]
         );
     }
 

@@ -83,10 +83,7 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     assert_eq!(hist[0]["commit"], first.as_str());
     assert!(hist[0]["reason"].as_str().unwrap().starts_with("adopted: 1 container"), "{hist}");
     let plan = steps(&repo);
-    assert_eq!(
-        plan,
-        [(a.clone(), "skip".into(), "unchanged".into()), (b.clone(), "skip".into(), "unchanged".into())]
-    );
+    assert_eq!(plan, [(a.clone(), "skip".into(), "unchanged".into()), (b.clone(), "skip".into(), "unchanged".into())]);
 
     // The recorded verification is drift's baseline: nothing drifted, until something does.
     let drift = repo.berth(&["drift"]);
@@ -143,7 +140,8 @@ fn a_project_that_runs_something_else_is_reported_and_not_adopted() {
     assert!(out.stdout.contains(&format!("✗ {m}")), "{}", out.stdout);
     assert!(out.stdout.contains("service `app`: compose config hash differs"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("service `extra`: runs (container") && out.stdout.contains("the commit does not declare it"),
+        out.stdout.contains("service `extra`: runs (container")
+            && out.stdout.contains("the commit does not declare it"),
         "{}",
         out.stdout
     );
@@ -152,14 +150,11 @@ fn a_project_that_runs_something_else_is_reported_and_not_adopted() {
     assert!(out.stdout.contains("adopt: 0 adopted, 0 already deployed, 2 not adopted"), "{}", out.stdout);
     // Nothing was recorded: the plan still deploys both.
     assert!(repo.json(&["history", &m, "--json"]).as_array().unwrap().is_empty());
-    assert_eq!(
-        steps(&repo),
-        {
-            let mut v = [(m.clone(), "deploy".into(), "new".into()), (gone.clone(), "deploy".into(), "new".into())];
-            v.sort();
-            v
-        }
-    );
+    assert_eq!(steps(&repo), {
+        let mut v = [(m.clone(), "deploy".into(), "new".into()), (gone.clone(), "deploy".into(), "new".into())];
+        v.sort();
+        v
+    });
 
     // An unknown stack is a usage error naming it.
     let out = repo.berth(&["adopt", "nosuchstack"]);

@@ -17,9 +17,14 @@ use crate::workspace::{Snapshot, Workspace};
 
 /// How one stack's adoption ended.
 enum Adoption {
-    Adopted { id: i64, containers: usize },
+    Adopted {
+        id: i64,
+        containers: usize,
+    },
     /// berth already deployed (or adopted) this exact config.
-    Current { id: i64 },
+    Current {
+        id: i64,
+    },
     NotAdopted(Vec<String>),
 }
 
@@ -62,8 +67,14 @@ pub fn adopt(ws: &Workspace, names: &[String], rev: &str) -> Result<i32> {
             Adoption::NotAdopted(why) => {
                 refused += 1;
                 println!("✗ {:<20} not adopted:", stack.name);
-                for w in why {
+                for w in &why {
                     println!("    {w}");
+                }
+                if stack.mode == Mode::Compose && !why.is_empty() {
+                    println!(
+                        "    make the repository describe what runs and commit, or let berth replace it: berth deploy {}",
+                        stack.name
+                    );
                 }
             }
         }
@@ -89,7 +100,8 @@ fn adopt_one(
             stack.name
         ));
     }
-    let server = snap.project.server(&stack.server).ok_or_else(|| format!("server `{}` is not declared", stack.server))?;
+    let server =
+        snap.project.server(&stack.server).ok_or_else(|| format!("server `{}` is not declared", stack.server))?;
     let engine = Engine::for_server(server, compose);
     let _lock = crate::lock::lock(&ws.state_dir, &stack.name, Duration::ZERO, |_| {}).map_err(|e| e.to_string())?;
     // Under the lock, the history is settled.
@@ -116,7 +128,8 @@ fn adopt_one(
         log.push_str(&out.stdout);
         Ok(out.stdout)
     };
-    let config = run(engine.compose(&project, &["config"]), "compose config (the stack's compose files were rejected)")?;
+    let config =
+        run(engine.compose(&project, &["config"]), "compose config (the stack's compose files were rejected)")?;
     let hashes = docker::config_hashes(&run(engine.compose_config_hash(&project), "compose config --hash")?);
     let services = docker::services(&config)?;
     let (seen, images) = crate::deploy::block_on(async {
