@@ -85,6 +85,14 @@ pub enum Command {
         #[command(subcommand)]
         command: CiCommand,
     },
+    /// Record compose projects that already run (started without berth) as deployed at a commit,
+    /// when their services, images and compose config hashes match it; report every mismatch.
+    Adopt {
+        /// Stack names (default: every stack).
+        stacks: Vec<String>,
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+    },
     /// Compare what runs with the last successful deploys; exit 1 when something drifted.
     Drift {
         #[arg(long)]

@@ -235,6 +235,12 @@ impl Engine {
         c
     }
 
+    /// `compose config --hash '*'`: per service, the config hash compose labels its containers
+    /// with (`com.docker.compose.config-hash`) for these files, folder and variables.
+    pub fn compose_config_hash(&self, project: &ProjectRef<'_>) -> Command {
+        self.compose(project, &["config", "--hash", "*"])
+    }
+
     /// `docker compose` or `docker-compose`, aimed at this engine, before any compose option.
     fn compose_program(&self) -> Command {
         match &self.compose {
@@ -405,6 +411,15 @@ pub fn services(config_yaml: &str) -> Result<Vec<ServiceSpec>, String> {
     Ok(out)
 }
 
+/// The `service hash` lines of `compose config --hash '*'` (the plugin and docker-compose 1.29 alike).
+pub fn config_hashes(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .filter(|(_, h)| !h.trim().is_empty() && h.trim().bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|(s, h)| (s.to_string(), h.trim().to_string()))
+        .collect()
+}
+
 /// Bind-mount sources per service in the output of `compose config`
 /// (long syntax from Compose v2, `src:dst[:mode]` short syntax from v1).
 pub fn bind_sources(config_yaml: &str) -> Result<Vec<(String, PathBuf)>, String> {
@@ -468,6 +483,36 @@ mod tests {
             assert!(s.iter().any(|x| x.name == "web" && !x.one_shot && x.image.as_deref() == Some("x:1")), "{cfg}");
             assert_eq!(bind_sources(cfg).unwrap(), [("web".to_string(), PathBuf::from("/srv/p/site.conf"))], "{cfg}");
         }
+    }
+
+    #[test]
+    fn reads_config_hash_lines() {
+        let out = "db bbf15c57da9e\nweb fb61b1c286ca\nWARN[0000] something odd\n\n";
+        let h = config_hashes(out);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["db"], "bbf15c57da9e");
+        assert_eq!(h["web"], "fb61b1c286ca");
+        let c = engine(None).compose_config_hash(&ProjectRef {
+            name: "p",
+            files: &[PathBuf::from("/w/p/compose.yaml")],
+            dir: Path::new("/w/p"),
+            vars: &BTreeMap::new(),
+        });
+        assert_eq!(
+            args(&c),
+            [
+                "compose",
+                "--project-name",
+                "p",
+                "--project-directory",
+                "/w/p",
+                "--file",
+                "/w/p/compose.yaml",
+                "config",
+                "--hash",
+                "*"
+            ]
+        );
     }
 
     fn args(c: &Command) -> Vec<String> {

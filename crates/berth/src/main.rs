@@ -1,6 +1,7 @@
 //! berth: GitOps for self-hosted Docker. The binary's edge: parse the command
 //! line, run the command, and turn errors into reports and exit codes.
 
+mod adopt;
 mod ci;
 mod cli;
 mod commands;

@@ -1,5 +1,6 @@
 //! Command implementations: one function per verb, sharing workspace setup.
 
+mod adopt;
 mod ci;
 mod doctor;
 mod inspect;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Deploy { stack, r#ref, set, no_wait } => run::deploy(&ws()?, &stack, &r#ref, &set, !no_wait),
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
+        Command::Adopt { stacks, r#ref } => adopt::adopt(&ws()?, &stacks, &r#ref),
         Command::Drift { json, heal } => run::drift(&ws()?, json, heal),
         Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
         Command::Resume { stack } => run::pause(&ws()?, &stack, false, None),
