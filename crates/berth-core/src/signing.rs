@@ -152,6 +152,9 @@ mod tests {
         for t in ["apply", "deploy", "webhook:github", "promote", "bootstrap", "api:ops"] {
             assert!(!skips_check(t, "aaa", deployed), "{t}");
         }
-        assert_eq!(refusal("0123456789abcdef", "no signature"), "commit 0123456789ab is not signed by an allowed key: no signature");
+        assert_eq!(
+            refusal("0123456789abcdef", "no signature"),
+            "commit 0123456789ab is not signed by an allowed key: no signature"
+        );
     }
 }

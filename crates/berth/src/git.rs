@@ -212,7 +212,8 @@ impl Repo {
         if out.success() {
             return Ok(Ok(()));
         }
-        let said: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
+        let said: Vec<&str> =
+            out.stderr.lines().chain(out.stdout.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
         Ok(Err(if said.is_empty() {
             "it has no signature".to_string()
         } else if said.iter().any(|l| l.contains("No principal matched")) {

@@ -17,14 +17,17 @@ use crate::workspace::{Snapshot, Workspace};
 /// The `verify_commits` of every configuration that runs now: those of the commits each stack last
 /// deployed successfully (commits this repository does not have belong to another one).
 pub fn running(ws: &Workspace, history: &HashMap<String, History>) -> Vec<Option<VerifyCommits>> {
-    let commits: BTreeSet<&str> = history.values().filter_map(|h| h.last_success.as_ref()).map(|(c, _)| c.as_str()).collect();
+    let commits: BTreeSet<&str> =
+        history.values().filter_map(|h| h.last_success.as_ref()).map(|(c, _)| c.as_str()).collect();
     commits.into_iter().filter_map(|c| ws.snapshot(c).ok()).map(|s| s.project.verify_commits.clone()).collect()
 }
 
 /// Did one of `stacks` deploy `commit` successfully before?
 pub fn deployed_before(state: &State, stacks: &[String], commit: &str) -> bool {
     stacks.iter().any(|s| {
-        state.history(s, 100_000).is_ok_and(|h| h.iter().any(|r| r.commit == commit && r.status == DeployStatus::Succeeded))
+        state
+            .history(s, 100_000)
+            .is_ok_and(|h| h.iter().any(|r| r.commit == commit && r.status == DeployStatus::Succeeded))
     })
 }
 
@@ -107,8 +110,11 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> std::io::Result<Scratch> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir()
-            .join(format!("berth-keys-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "berth-keys-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         make_private_dir(&dir)?;
         Ok(Scratch(dir))
     }

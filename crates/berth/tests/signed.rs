@@ -93,7 +93,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     let second = commit_ssh(&repo, "signed by ops again", &ops);
     repo.berth(&["apply"]).ok();
     assert_ne!(container(&s, "app"), id);
-    assert_eq!(inspect(&container(&s, "app"), "{{range .Config.Env}}{{println .}}{{end}}").contains("COLOR=green"), true);
+    assert!(inspect(&container(&s, "app"), "{{range .Config.Env}}{{println .}}{{end}}").contains("COLOR=green"));
 
     // Rotate the allowed keys to `other` only: the commits signed by `ops` no longer pass, but a
     // rollback to one berth deployed is allowed (it was checked when it deployed).
@@ -167,7 +167,8 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
     assert_eq!(container(&s, "app"), id);
 
     // The keyring as an exported public key file (imported into a private GNUPGHOME for the check).
-    let exported = Command::new("gpg").env("GNUPGHOME", &home).args(["--batch", "--armor", "--export", &fpr]).output().unwrap();
+    let exported =
+        Command::new("gpg").env("GNUPGHOME", &home).args(["--batch", "--armor", "--export", &fpr]).output().unwrap();
     let public = keys.path().join("ops.asc");
     std::fs::write(&public, &exported.stdout).unwrap();
     repo.write("berth.toml", &setting(&public));

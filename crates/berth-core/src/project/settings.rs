@@ -6,8 +6,8 @@ use super::Source;
 use crate::config::{ConfigFile, NOTIFY_EVENTS, NotifyToml, SecretRef};
 use crate::dashboard::{self, Dashboard};
 use crate::duration;
-use crate::signing::{self, VerifyCommits};
 use crate::error::{ConfigError, did_you_mean};
+use crate::signing::{self, VerifyCommits};
 
 /// Stacks deployed at once when none is configured.
 pub const DEFAULT_MAX_PARALLEL: usize = 4;
@@ -48,9 +48,8 @@ pub(super) fn resolve(src: &Source, cfg: &ConfigFile, errors: &mut Vec<ConfigErr
     if max_parallel == 0 {
         errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
     }
-    let verify_commits = cfg.berth.verify_commits.as_ref().and_then(|t| {
-        signing::resolve("[berth]", t).map_err(|e| errors.push(e)).ok()
-    });
+    let verify_commits =
+        cfg.berth.verify_commits.as_ref().and_then(|t| signing::resolve("[berth]", t).map_err(|e| errors.push(e)).ok());
     Settings {
         verify_commits,
         state_dir: cfg.berth.state_dir.clone(),

@@ -284,10 +284,14 @@ fn signature(shared: &Shared, repo: usize, snap: &Snapshot, want: &Want, trigger
     if skip {
         return Ok(());
     }
-    let history = history.map_err(|e| signing::refusal(&snap.commit, &format!("cannot read the deploy history: {e}")))?;
+    let history =
+        history.map_err(|e| signing::refusal(&snap.commit, &format!("cannot read the deploy history: {e}")))?;
     let mut running = crate::signing::running(&h.ws, &history);
     running.push(h.current.read().ok().and_then(|c| c.as_ref().and_then(|(_, p)| p.verify_commits.clone())));
-    let required =
-        signing::required(h.spec.verify_commits.as_ref(), running.iter().map(Option::as_ref), snap.project.verify_commits.as_ref());
+    let required = signing::required(
+        h.spec.verify_commits.as_ref(),
+        running.iter().map(Option::as_ref),
+        snap.project.verify_commits.as_ref(),
+    );
     crate::signing::check(&h.ws.repo, &snap.commit, &required)
 }
