@@ -174,7 +174,16 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
     repo.write("berth.toml", &setting(&public));
     commit_gpg("signed, with the keyring as a file");
     repo.berth(&["apply"]).ok();
-    assert_ne!(container(&s, "app"), id);
+    let second = container(&s, "app");
+    assert_ne!(second, id);
+
+    // The keys as a secret reference to their armored text.
+    repo.write("berth.toml", "[berth]\nverify_commits = { format = \"gpg\", keyring = { env = \"DEPLOYERS\" } }\n");
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    commit_gpg("signed, with the keys from the environment");
+    let armored = String::from_utf8(exported.stdout).unwrap();
+    repo.berth_with(&["apply"], &[("DEPLOYERS", armored.as_str())]).ok();
+    assert_ne!(container(&s, "app"), second);
 }
 
 #[test]
