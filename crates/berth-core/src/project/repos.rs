@@ -127,6 +127,19 @@ mod tests {
     }
 
     #[test]
+    fn a_repo_pins_verify_commits() {
+        let toml = |keys: &str| {
+            format!(
+                "{ONYX}[[repo]]\nname = \"q\"\nurl = \"ssh://git@h/q\"\n\
+                 verify_commits = {{ format = \"ssh\", allowed_signers = \"{keys}\" }}\n"
+            )
+        };
+        let p = check(&toml("/etc/berth/allowed_signers"), &[]).unwrap();
+        assert_eq!(p.repos[0].verify_commits.as_ref().map(|v| v.format), Some(signing::Format::Ssh));
+        check(&toml("keys"), &["berth.toml:3:1: repo `q` verify_commits: `allowed_signers` must be an absolute path"]);
+    }
+
+    #[test]
     fn credentials_in_urls_are_found() {
         assert!(url_has_password("https://u:p@h/x"));
         assert!(!url_has_password("ssh://git@h/x"));
