@@ -122,6 +122,28 @@ pub struct RepoToml {
     pub token: Option<SecretRef>,
     /// Shared secret of the forge's webhook (HMAC-SHA256) and of `POST /sync` and `/deploy`.
     pub webhook_secret: Option<SecretRef>,
+    /// Deploy only commits signed by an allowed key (checked whatever the repository's own `berth.toml` says).
+    pub verify_commits: Option<VerifyCommitsToml>,
+}
+
+/// `verify_commits = { format = "ssh", allowed_signers = ".." }` or `{ format = "gpg", keyring = ".." }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCommitsToml {
+    /// `ssh` or `gpg`.
+    pub format: String,
+    /// `ssh`: git's allowed-signers file (an absolute path on the host, or a secret reference to its text).
+    pub allowed_signers: Option<KeyRef>,
+    /// `gpg`: a GNUPGHOME folder or a keyring file (an absolute path on the host), or a secret reference to armored public keys.
+    pub keyring: Option<KeyRef>,
+}
+
+/// Key material: a path on the host, or a secret reference to its text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum KeyRef {
+    Path(String),
+    Secret(SecretRef),
 }
 
 /// `[[environment]]`: a named set of servers (and optionally stacks) deploys can target.
@@ -182,6 +204,8 @@ pub struct Settings {
     /// Named tiers in deploy order: every stack of a tier comes after all stacks of the tiers before it.
     #[serde(default)]
     pub tiers: Vec<String>,
+    /// Deploy only commits of this repository signed by an allowed key.
+    pub verify_commits: Option<VerifyCommitsToml>,
 }
 
 /// `[[server]]`: a Docker endpoint stacks can be bound to.

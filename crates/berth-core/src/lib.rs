@@ -25,6 +25,7 @@ pub mod plan;
 pub mod project;
 pub mod record;
 pub mod schema;
+pub mod signing;
 pub mod tree;
 pub mod vars;
 pub mod verify;

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
     HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
-    VerifyToml,
+    VerifyCommitsToml, VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -37,12 +37,16 @@ fn secret(_: &str) -> Option<Shape> {
 
 fn top() -> Shape {
     shape::<ConfigFile>(|k| match k {
-        "berth" => Some(shape::<Settings>(|k| (k == "age_identity").then(leaf::<SecretRef>))),
+        "berth" => Some(shape::<Settings>(|k| match k {
+            "age_identity" => Some(leaf::<SecretRef>()),
+            "verify_commits" => Some(signing()),
+            _ => None,
+        })),
         "server" => Some(shape::<ServerToml>(|k| (k == "tls").then(leaf::<TlsToml>))),
         "discovery" => Some(leaf::<DiscoveryToml>()),
         "defaults" => Some(shape::<DefaultsToml>(|k| (k == "verify").then(verify))),
         "stack" => Some(stack()),
-        "repo" => Some(shape::<RepoToml>(secret)),
+        "repo" => Some(shape::<RepoToml>(|k| if k == "verify_commits" { Some(signing()) } else { secret(k) })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {
@@ -72,6 +76,10 @@ fn verify() -> Shape {
             })
         })
     })
+}
+
+fn signing() -> Shape {
+    shape::<VerifyCommitsToml>(secret)
 }
 
 fn ci() -> Shape {

@@ -39,6 +39,9 @@ pub enum Error {
     Lock(#[from] LockError),
     #[error("{0}")]
     Io(String),
+    /// The commit to deploy is not signed by a key `verify_commits` allows: nothing was deployed.
+    #[error("{0}")]
+    Unsigned(String),
 }
 
 impl From<Vec<ConfigError>> for Error {
@@ -56,7 +59,7 @@ impl From<ConfigError> for Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) | Error::Unknown(_) => exit::USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Unknown(_) | Error::Unsigned(_) => exit::USAGE,
             Error::Docker(DockerError::BadChoice(_)) => exit::USAGE,
             Error::Git(GitError::UnknownRev { .. } | GitError::NotARepo(_)) => exit::USAGE,
             _ => exit::FAILED,
@@ -82,6 +85,9 @@ impl Error {
                 Some("check the revision with `git log`; fetch first if it is new".into())
             }
             Error::Unknown(e) => e.help.clone(),
+            Error::Unsigned(_) => Some(
+                "sign the commit with an allowed key (git commit -S) and deploy that; `berth rollback` can still put back a commit berth deployed before".into(),
+            ),
             Error::Lock(LockError::Busy { .. }) => Some("wait for the other deploy to finish, then retry".into()),
             _ => None,
         }

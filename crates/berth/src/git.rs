@@ -231,6 +231,34 @@ impl Repo {
         Ok(CommitInfo { subject: subject.to_string(), author: author.to_string(), at: at.trim().parse().unwrap_or(0) })
     }
 
+    /// Is `commit` signed by one of `signers`? git's own `verify-commit` decides; `Ok(Err(why))`
+    /// is a refusal in git's (or gpg's) words.
+    pub fn verify_commit(&self, commit: &str, signers: &Signers) -> Result<Result<(), String>, GitError> {
+        let mut c = self.cmd();
+        match signers {
+            Signers::Ssh(file) => {
+                c.args(["-c", "gpg.format=ssh", "-c"]).arg(format!("gpg.ssh.allowedSignersFile={}", file.display()));
+            }
+            Signers::Gpg(home) => {
+                c.args(["-c", "gpg.format=openpgp"]).env("GNUPGHOME", home);
+            }
+        }
+        let out = process::run(c.args(["verify-commit", "--end-of-options", commit]), TIMEOUT)?;
+        if out.success() {
+            return Ok(Ok(()));
+        }
+        let said: Vec<&str> =
+            out.stderr.lines().chain(out.stdout.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
+        Ok(Err(if said.is_empty() {
+            "it has no signature".to_string()
+        } else if said.iter().any(|l| l.contains("No principal matched")) {
+            let key = said.iter().find_map(|l| l.split_once(" key ").map(|(_, k)| k)).unwrap_or("its key");
+            format!("signed with key {key}, which the allowed signers do not list")
+        } else {
+            said.join("; ")
+        }))
+    }
+
     /// How many commits `to` has that `from` has not (`git rev-list --count from..to`).
     pub fn count_between(&self, from: &str, to: &str) -> Result<usize, GitError> {
         let out = self.git(&["rev-list", "--count", &format!("{from}..{to}"), "--"])?;
@@ -282,6 +310,26 @@ pub struct CommitInfo {
 }
 
 /// A bare mirror of a remote repository, kept under the state dir.
+/// The keys a commit signature is checked against.
+pub enum Signers<'a> {
+    /// git's allowed-signers file (`gpg.format=ssh`).
+    Ssh(&'a Path),
+    /// A GNUPGHOME folder holding the allowed public keys (`gpg.format=openpgp`).
+    Gpg(&'a Path),
+}
+
+/// Import the public keys of `file` (a keyring file or exported keys, binary or armored) into the
+/// GNUPGHOME `home`, with the `gpg` git itself runs for OpenPGP signatures.
+pub fn import_gpg_keys(home: &Path, file: &Path) -> Result<(), String> {
+    let mut c = Command::new("gpg");
+    c.args(["--batch", "--quiet", "--homedir"]).arg(home).arg("--import").arg(file).env("LC_ALL", "C");
+    let out = process::run(&mut c, TIMEOUT).map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!("cannot read the keys of {}: {}", file.display(), out.error_summary()));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Mirror {
     pub url: String,

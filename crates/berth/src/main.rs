@@ -27,6 +27,7 @@ mod redact;
 mod release;
 mod secrets;
 mod server;
+mod signing;
 mod smoke;
 mod state;
 mod status;

@@ -58,6 +58,8 @@ pub struct Project {
     pub age_identity: Option<SecretRef>,
     /// `[dashboard]` of `berth serve`.
     pub dashboard: Dashboard,
+    /// `[berth] verify_commits`: deploy only commits signed by an allowed key.
+    pub verify_commits: Option<crate::signing::VerifyCommits>,
 }
 
 /// The text of `berth.toml`, to locate its entries in error messages.
@@ -117,6 +119,7 @@ impl Project {
             prune: settings.prune,
             age_identity: settings.age_identity,
             dashboard: settings.dashboard,
+            verify_commits: settings.verify_commits,
         })
     }
 

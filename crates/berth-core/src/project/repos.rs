@@ -7,6 +7,7 @@ use super::checks::{NAME_HELP, valid_name};
 use crate::config::{ConfigFile, SecretRef};
 use crate::duration;
 use crate::error::ConfigError;
+use crate::signing::{self, VerifyCommits};
 
 /// Default poll interval of a `[[repo]]`.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
@@ -21,6 +22,8 @@ pub struct RepoSpec {
     pub poll: Option<Duration>,
     pub token: Option<SecretRef>,
     pub webhook_secret: Option<SecretRef>,
+    /// Deploy only commits signed by an allowed key, whatever the repository's own `berth.toml` says.
+    pub verify_commits: Option<VerifyCommits>,
 }
 
 /// The `[[repo]]` entries of a parsed file, validated (errors are appended to `errors`).
@@ -62,7 +65,11 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
                 )));
             }
         }
+        let verify_commits = r.verify_commits.as_ref().and_then(|t| {
+            signing::resolve(&format!("repo `{}`", r.name), t).map_err(|e| errors.push(e.at(l.clone()))).ok()
+        });
         repos.push(RepoSpec {
+            verify_commits,
             name: r.name.clone(),
             url: r.url.clone(),
             branch: r.branch.clone().unwrap_or_else(|| "main".into()),
@@ -117,6 +124,19 @@ mod tests {
                 "repo `r` poll: ",
             ],
         );
+    }
+
+    #[test]
+    fn a_repo_pins_verify_commits() {
+        let toml = |keys: &str| {
+            format!(
+                "{ONYX}[[repo]]\nname = \"q\"\nurl = \"ssh://git@h/q\"\n\
+                 verify_commits = {{ format = \"ssh\", allowed_signers = \"{keys}\" }}\n"
+            )
+        };
+        let p = check(&toml("/etc/berth/allowed_signers"), &[]).unwrap();
+        assert_eq!(p.repos[0].verify_commits.as_ref().map(|v| v.format), Some(signing::Format::Ssh));
+        check(&toml("keys"), &["berth.toml:3:1: repo `q` verify_commits: `allowed_signers` must be an absolute path"]);
     }
 
     #[test]

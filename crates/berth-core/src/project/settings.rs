@@ -7,6 +7,7 @@ use crate::config::{ConfigFile, NOTIFY_EVENTS, NotifyToml, SecretRef};
 use crate::dashboard::{self, Dashboard};
 use crate::duration;
 use crate::error::{ConfigError, did_you_mean};
+use crate::signing::{self, VerifyCommits};
 
 /// Stacks deployed at once when none is configured.
 pub const DEFAULT_MAX_PARALLEL: usize = 4;
@@ -28,6 +29,7 @@ pub(super) struct Settings {
     pub prune: bool,
     pub age_identity: Option<SecretRef>,
     pub dashboard: Dashboard,
+    pub verify_commits: Option<VerifyCommits>,
 }
 
 pub(super) fn resolve(src: &Source, cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Settings {
@@ -46,7 +48,10 @@ pub(super) fn resolve(src: &Source, cfg: &ConfigFile, errors: &mut Vec<ConfigErr
     if max_parallel == 0 {
         errors.push(ConfigError::new("[berth] max_parallel must be at least 1"));
     }
+    let verify_commits =
+        cfg.berth.verify_commits.as_ref().and_then(|t| signing::resolve("[berth]", t).map_err(|e| errors.push(e)).ok());
     Settings {
+        verify_commits,
         state_dir: cfg.berth.state_dir.clone(),
         max_parallel,
         listen: cfg.berth.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into()),
@@ -112,6 +117,23 @@ mod tests {
         assert_eq!((p.max_parallel, p.listen.as_str(), p.drift_interval), (2, "0.0.0.0:9000", None));
         assert!(p.prune && p.configured);
         assert_eq!(p.notify[0].kind, "ntfy");
+    }
+
+    #[test]
+    fn verify_commits_is_read() {
+        let p = check_in(TREE, "[berth]\nverify_commits = { format = \"ssh\", allowed_signers = \"/etc/s\" }\n", &[])
+            .unwrap();
+        assert_eq!(p.verify_commits.map(|v| v.format), Some(signing::Format::Ssh));
+        check_in(
+            TREE,
+            "[berth]\nverify_commits = { format = \"gpg\", keyring = { env = \"K\" }, signers = \"x\" }\n",
+            &["unknown key `signers`"],
+        );
+        check_in(
+            TREE,
+            "[berth]\nverify_commits = { format = \"gpg\" }\n",
+            &["[berth] verify_commits: format `gpg` needs `keyring`"],
+        );
     }
 
     #[test]

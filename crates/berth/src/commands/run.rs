@@ -71,6 +71,7 @@ fn run_plan(
     wait: bool,
 ) -> Result<i32> {
     let state = ws.state()?;
+    crate::signing::gate(ws, &state, &snap, requested.unwrap_or(&[]), trigger)?;
     super::settle_interrupted(ws, &state)?;
     let only = requested.filter(|r| r.len() == 1 && !skip_unchanged).map(|r| r[0].as_str());
     let (mut plan, vars) = ws.plan(&snap, &ws.history(&state)?, requested, overrides)?;

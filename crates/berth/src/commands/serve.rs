@@ -69,6 +69,7 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
             poll: Some(DEFAULT_POLL),
             token: None,
             webhook_secret: Some(SecretRef { file: None, env: Some("BERTH_WEBHOOK_SECRET".into()) }),
+            verify_commits: snap.project.verify_commits.clone(),
         });
     }
     Ok(ServeConfig {

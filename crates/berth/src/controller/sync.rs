@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_core::plan::Action;
+use berth_core::signing;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Enqueued, Shared, SyncInfo, queue};
 use crate::error::Error;
 use crate::state::now;
+use crate::workspace::Snapshot;
 
 /// Which stacks a request wants deployed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub enum SyncError {
     Fetch(String),
     #[error("the configuration at {commit} is invalid and was rejected; the previous one keeps running: {errors:?}")]
     ConfigRejected { commit: String, errors: Vec<String> },
+    /// The commit is not signed by an allowed key (`verify_commits`); the previous configuration keeps running.
+    #[error("{0}; the previous configuration keeps running")]
+    Unsigned(String),
     #[error("{0}")]
     Unknown(String),
     #[error("{0}")]
@@ -174,29 +179,15 @@ fn sync_one(
         Ok(s) => s,
         Err(Error::Config(errs)) => {
             let errors: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-            let already = shared.state(|s| s.rejections(1)).ok().and_then(|r| r.into_iter().next());
-            if already.is_none_or(|(r, c, _, _)| r != h.spec.name || c != commit) {
-                shared
-                    .state(|s| s.reject_config(&h.spec.name, &commit, &errors))
-                    .map_err(|e| SyncError::Failed(e.to_string()))?;
-                tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
-                // Told through the targets of the configuration that keeps running.
-                let targets =
-                    h.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.notify.clone())).unwrap_or_default();
-                crate::notify::Notifier::new(targets).send(&crate::notify::Event {
-                    event: "config_rejected".into(),
-                    stack: None,
-                    server: None,
-                    commit: Some(commit.clone()),
-                    deploy_id: None,
-                    detail: Some(errors.join("; ")),
-                    at: crate::state::now(),
-                });
-            }
+            reject(shared, repo, &commit, &errors)?;
             return Err(SyncError::ConfigRejected { commit, errors });
         }
         Err(e) => return Err(SyncError::Failed(e.to_string())),
     };
+    if let Err(reason) = signature(shared, repo, &snap, want, trigger) {
+        reject(shared, repo, &commit, std::slice::from_ref(&reason))?;
+        return Err(SyncError::Unsigned(reason));
+    }
     if *target == Target::Tip
         && let Ok(mut cur) = h.current.write()
     {
@@ -261,4 +252,46 @@ fn sync_one(
         shared.state(|s| crate::release::tag_auto_deploy_with(&h.ws.repo, s, &snap.project, &commit, &names, &push));
     }
     Ok(out)
+}
+
+/// Record a refused commit (once per repository and commit: polls see it again) and notify
+/// through the targets of the configuration that keeps running.
+fn reject(shared: &Shared, repo: usize, commit: &str, errors: &[String]) -> Result<(), SyncError> {
+    let h = &shared.repos[repo];
+    let already = shared.state(|s| s.rejections(1)).ok().and_then(|r| r.into_iter().next());
+    if already.is_some_and(|(r, c, _, _)| r == h.spec.name && c == commit) {
+        return Ok(());
+    }
+    shared.state(|s| s.reject_config(&h.spec.name, commit, errors)).map_err(|e| SyncError::Failed(e.to_string()))?;
+    tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
+    let targets = h.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.notify.clone())).unwrap_or_default();
+    crate::notify::Notifier::new(targets).send(&crate::signing::rejected(commit, &errors.join("; ")));
+    Ok(())
+}
+
+/// Is the commit of `snap` signed as `verify_commits` asks: the repository's `[[repo]]` entry, the
+/// configurations that run now and the commit's own? A rollback to a commit berth deployed passes.
+fn signature(shared: &Shared, repo: usize, snap: &Snapshot, want: &Want, trigger: &str) -> Result<(), String> {
+    let h = &shared.repos[repo];
+    let stacks = match want {
+        Want::Force { stacks, .. } => stacks.clone(),
+        Want::Reconcile { only } => only.clone().unwrap_or_default(),
+    };
+    let (skip, history) = shared.state(|s| {
+        let skip = signing::skips_check(trigger, &snap.commit, |c| crate::signing::deployed_before(s, &stacks, c));
+        (skip, h.ws.history(s))
+    });
+    if skip {
+        return Ok(());
+    }
+    let history =
+        history.map_err(|e| signing::refusal(&snap.commit, &format!("cannot read the deploy history: {e}")))?;
+    let mut running = crate::signing::running(&h.ws, &history);
+    running.push(h.current.read().ok().and_then(|c| c.as_ref().and_then(|(_, p)| p.verify_commits.clone())));
+    let required = signing::required(
+        h.spec.verify_commits.as_ref(),
+        running.iter().map(Option::as_ref),
+        snap.project.verify_commits.as_ref(),
+    );
+    crate::signing::check(&h.ws.repo, &snap.commit, &required)
 }

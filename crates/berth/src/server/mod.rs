@@ -158,6 +158,7 @@ impl From<crate::controller::SyncError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "config_rejected", "the configuration is invalid")
                     .with_trace(errors)
             }
+            S::Unsigned(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsigned_commit", m),
             S::Fetch(m) => ApiError::new(StatusCode::BAD_GATEWAY, "fetch_failed", m),
             S::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "berth is shutting down"),
             S::Failed(m) => ApiError::internal(m),

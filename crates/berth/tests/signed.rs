@@ -1,0 +1,223 @@
+//! `verify_commits`: only commits signed by an allowed key deploy (ssh and gpg through git's own
+//! `verify-commit`), from the CLI and from `berth serve`; rollbacks to what berth deployed pass.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::server::Server;
+use common::*;
+
+fn env_stack(color: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+    )
+}
+
+/// A throwaway ed25519 key pair `dir/name` (private) and `dir/name.pub`.
+fn ssh_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&o.stderr));
+    key
+}
+
+/// An allowed-signers file listing the public halves of `keys`.
+fn allowed_signers(dir: &Path, keys: &[&Path]) -> PathBuf {
+    let file = dir.join("allowed_signers");
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| format!("ops@berth {}", std::fs::read_to_string(k.with_extension("pub")).unwrap().trim()))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    file
+}
+
+/// Commit everything, signed with an ssh key (through git, which runs `ssh-keygen -Y sign`).
+fn commit_ssh(repo: &Repo, msg: &str, key: &Path) -> String {
+    repo.git(&["add", "-A"]);
+    let signing = format!("user.signingkey={}", key.display());
+    repo.git(&["-c", "gpg.format=ssh", "-c", &signing, "commit", "-q", "-S", "--allow-empty", "-m", msg]);
+    repo.git(&["rev-parse", "HEAD"])
+}
+
+fn ssh_setting(file: &Path) -> String {
+    format!("[berth]\nverify_commits = {{ format = \"ssh\", allowed_signers = \"{}\" }}\n", file.display())
+}
+
+#[track_caller]
+fn refused(r: &Run, why: &str) {
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("is not signed by an allowed key") && r.stderr.contains(why), "{}", r.stderr);
+}
+
+#[test]
+fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
+    docker();
+    need("ssh-keygen", "openssh-client");
+    let s = unique("ssh");
+    let _c = Cleanup(vec![s.clone()]);
+    let keys = tempfile::tempdir().unwrap();
+    let (ops, other) = (ssh_key(keys.path(), "ops"), ssh_key(keys.path(), "other"));
+    let signers = allowed_signers(keys.path(), &[&ops]);
+    let repo = Repo::new();
+    repo.write("berth.toml", &ssh_setting(&signers));
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = commit_ssh(&repo, "signed by ops", &ops);
+    repo.berth(&["apply"]).ok();
+    let id = container(&s, "app");
+    let deploys = |repo: &Repo| repo.json(&["history", &s, "--json"]).as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(deploys(&repo), 1);
+
+    // Unsigned, then signed by a key the allowed signers do not list: nothing deploys.
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let unsigned = repo.commit("unsigned");
+    refused(&repo.berth(&["apply"]), "no signature");
+    let stranger = commit_ssh(&repo, "signed by another key", &other);
+    refused(&repo.berth(&["deploy", &s]), "which the allowed signers do not list");
+    assert!(!stranger.is_empty() && unsigned != stranger);
+    // An unsigned commit cannot switch the check off: the running configuration still asks.
+    std::fs::remove_file(repo.path().join("berth.toml")).unwrap();
+    repo.commit("unsigned, and without verify_commits");
+    refused(&repo.berth(&["apply"]), "no signature");
+    assert_eq!(container(&s, "app"), id, "a refused commit touched the stack");
+    assert_eq!(deploys(&repo), 1, "a refused commit was deployed");
+
+    // A signed commit deploys.
+    repo.write("berth.toml", &ssh_setting(&signers));
+    let second = commit_ssh(&repo, "signed by ops again", &ops);
+    repo.berth(&["apply"]).ok();
+    assert_ne!(container(&s, "app"), id);
+    assert!(inspect(&container(&s, "app"), "{{range .Config.Env}}{{println .}}{{end}}").contains("COLOR=green"));
+
+    // Rotate the allowed keys to `other` only: the commits signed by `ops` no longer pass, but a
+    // rollback to one berth deployed is allowed (it was checked when it deployed).
+    allowed_signers(keys.path(), &[&other]);
+    refused(&repo.berth(&["deploy", &s, "--ref", &second]), "which the allowed signers do not list");
+    let r = repo.berth(&["rollback", &s, "--ref", &first]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(inspect(&container(&s, "app"), "{{range .Config.Env}}{{println .}}{{end}}").contains("COLOR=red"));
+}
+
+/// A throwaway GNUPGHOME with one signing key; returns its fingerprint.
+fn gpg_home(home: &Path) -> String {
+    let gpg = |args: &[&str]| {
+        let o = Command::new("gpg").env("GNUPGHOME", home).args(["--batch", "--quiet"]).args(args).output().unwrap();
+        assert!(o.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    gpg(&["--passphrase", "", "--quick-gen-key", "berth test <ops@berth>", "ed25519", "sign", "never"]);
+    let out = gpg(&["--with-colons", "--list-secret-keys"]);
+    out.lines().find_map(|l| l.strip_prefix("fpr:").map(|f| f.trim_matches(':').to_string())).unwrap()
+}
+
+/// Stops the gpg-agent a throwaway GNUPGHOME started, even on panic.
+struct Agent(PathBuf);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").env("GNUPGHOME", &self.0).args(["--kill", "gpg-agent"]).output();
+    }
+}
+
+#[test]
+fn commits_signed_with_an_allowed_gpg_key_deploy() {
+    docker();
+    need("gpg", "gnupg");
+    let s = unique("gpg");
+    let _c = Cleanup(vec![s.clone()]);
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let _agent = Agent(home.clone());
+    let fpr = gpg_home(&home);
+    let repo = Repo::new();
+    let commit_gpg = |msg: &str| {
+        repo.git(&["add", "-A"]);
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .env("GNUPGHOME", &home)
+            .args(["-c", "user.email=ops@berth", "-c", "user.name=ops", "-c", "gpg.format=openpgp"])
+            .args(["-c", &format!("user.signingkey={fpr}"), "commit", "-q", "-S", "--allow-empty", "-m", msg])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git commit -S: {}", String::from_utf8_lossy(&o.stderr));
+        repo.git(&["rev-parse", "HEAD"])
+    };
+    let setting = |keyring: &Path| {
+        format!("[berth]\nverify_commits = {{ format = \"gpg\", keyring = \"{}\" }}\n", keyring.display())
+    };
+    // The keyring as a GNUPGHOME folder.
+    repo.write("berth.toml", &setting(&home));
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    commit_gpg("signed");
+    repo.berth(&["apply"]).ok();
+    let id = container(&s, "app");
+
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.commit("unsigned");
+    refused(&repo.berth(&["apply"]), "");
+    assert_eq!(container(&s, "app"), id);
+
+    // The keyring as an exported public key file (imported into a private GNUPGHOME for the check).
+    let exported =
+        Command::new("gpg").env("GNUPGHOME", &home).args(["--batch", "--armor", "--export", &fpr]).output().unwrap();
+    let public = keys.path().join("ops.asc");
+    std::fs::write(&public, &exported.stdout).unwrap();
+    repo.write("berth.toml", &setting(&public));
+    commit_gpg("signed, with the keyring as a file");
+    repo.berth(&["apply"]).ok();
+    let second = container(&s, "app");
+    assert_ne!(second, id);
+
+    // The keys as a secret reference to their armored text.
+    repo.write("berth.toml", "[berth]\nverify_commits = { format = \"gpg\", keyring = { env = \"DEPLOYERS\" } }\n");
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    commit_gpg("signed, with the keys from the environment");
+    let armored = String::from_utf8(exported.stdout).unwrap();
+    repo.berth_with(&["apply"], &[("DEPLOYERS", armored.as_str())]).ok();
+    assert_ne!(container(&s, "app"), second);
+}
+
+#[test]
+fn the_controller_rejects_and_records_an_unsigned_push() {
+    docker();
+    need("ssh-keygen", "openssh-client");
+    let s = unique("srv");
+    let _c = Cleanup(vec![s.clone()]);
+    let keys = tempfile::tempdir().unwrap();
+    let ops = ssh_key(keys.path(), "ops");
+    let signers = allowed_signers(keys.path(), &[&ops]);
+    let repo = Repo::new();
+    repo.write("berth.toml", &ssh_setting(&signers));
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    let first = commit_ssh(&repo, "signed", &ops);
+    let server = Server::start(&repo);
+    server.settle();
+    let id = container(&s, "app");
+
+    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    let bad = repo.commit("unsigned");
+    let (code, body) = server.push(&first, &bad, "?wait=true");
+    assert_eq!((code, body["code"].as_str()), (422, Some("unsigned_commit")), "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("is not signed by an allowed key"), "{body}");
+    let rej = server.get("/api/v1/config/rejections").unwrap();
+    assert_eq!(rej["rejections"][0]["commit"], bad.as_str(), "{rej}");
+    assert!(rej["rejections"][0]["errors"][0].as_str().unwrap().contains("not signed by an allowed key"), "{rej}");
+    assert_eq!(container(&s, "app"), id, "an unsigned push touched the running stack");
+    assert_eq!(server.deploys().len(), 1);
+
+    // The same change signed deploys.
+    let good = commit_ssh(&repo, "signed again", &ops);
+    let (code, body) = server.push(&bad, &good, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert_ne!(container(&s, "app"), id);
+}
