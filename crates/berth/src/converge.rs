@@ -575,3 +575,40 @@ async fn observe(
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i128 = 1_000_000_000;
+
+    fn uptime(s: Seen) -> Duration {
+        match s {
+            Seen::Running(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn uptime_is_the_engine_s_or_berth_s_own_whichever_is_longer_and_never_negative() {
+        let clock = Clock { engine: 1_000 * SEC, at: Instant::now() };
+        let started = |at: i128| Started::Running { started_at: Some(at), first_seen: Instant::now() };
+        let up = uptime(started(997 * SEC).seen(Some(&clock)));
+        assert!(up >= Duration::from_secs(3) && up < Duration::from_secs(4), "{up:?}");
+        // A start after the engine's "now" (clock read before it) is no uptime, not a huge one.
+        assert!(uptime(started(1_005 * SEC).seen(Some(&clock))) < Duration::from_secs(1));
+        // No clock, or no start time: only what berth itself saw.
+        assert!(uptime(started(0).seen(None)) < Duration::from_secs(1));
+        let unknown = Started::Running { started_at: None, first_seen: Instant::now() };
+        assert!(uptime(unknown.seen(Some(&clock))) < Duration::from_secs(1));
+        assert_eq!(Started::Healthy.seen(None), Seen::Healthy);
+        assert_eq!(Started::Finished.seen(None), Seen::Finished);
+    }
+
+    #[test]
+    fn polls_are_quick_right_after_up_and_slow_down() {
+        assert_eq!(next_poll(Duration::ZERO), Duration::from_millis(50));
+        assert_eq!(next_poll(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(next_poll(Duration::from_secs(60)), POLL);
+    }
+}
