@@ -555,6 +555,7 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
     };
     let _lock = lock::lock(state_dir, &stack.name, r.remaining(), |_| {}).map_err(|e| e.to_string())?;
     let dir = work_dir(state_dir, &stack.name);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
