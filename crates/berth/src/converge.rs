@@ -5,10 +5,14 @@
 //! at deploy time and share one compose config hash (no container of the old
 //! configuration left); only then are they judged on being up, healthy and not
 //! restarting, and the state must hold for a stable window. One-shot services
-//! are judged by exiting 0.
+//! are judged by exiting 0. The window ends early once every container is healthy
+//! (with a health check) or has run for the window since it started (without one,
+//! by the engine's `StartedAt`): [`berth_core::verify::stable_left`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use berth_core::verify::{self, Seen};
 
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
@@ -20,6 +24,7 @@ const PROJECT: &str = "com.docker.compose.project";
 const SERVICE: &str = "com.docker.compose.service";
 const ONEOFF: &str = "com.docker.compose.oneoff";
 const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+/// The slowest poll; the first second after `up` is polled faster ([`next_poll`]).
 const POLL: Duration = Duration::from_millis(500);
 
 /// What was checked, for the record.
@@ -158,18 +163,129 @@ pub async fn converge(
     timeout: Duration,
     stable: Duration,
 ) -> Report {
-    let mut baseline: HashMap<String, i64> = HashMap::new();
-    window(timeout, stable, async || observe(docker, project, services, ignore, expected, &mut baseline).await).await
+    let mut seen: HashMap<String, Track> = HashMap::new();
+    // The engine's clock, read beside the first look (a remote engine's clock may differ from ours).
+    let clock = {
+        let docker = docker.clone();
+        tokio::spawn(async move { Clock::read(&docker).await })
+    };
+    let mut clock = Pending::Waiting(clock);
+    window(timeout, stable, async || {
+        let (verdict, started) = observe(docker, project, services, ignore, expected, &mut seen).await;
+        let Verdict::Good(report, _) = verdict else { return verdict };
+        let clock = clock.get().await;
+        let states: Vec<Seen> = started.iter().map(|s| s.seen(clock)).collect();
+        Verdict::Good(report, verify::stable_left(&states, stable))
+    })
+    .await
 }
 
-/// Poll `observe` until it is good for `stable` in a row, fails, or `timeout` passes.
+/// The engine's wall clock, as of a local instant.
+struct Clock {
+    /// Nanoseconds since the epoch by the engine's clock, at (or before) `at`.
+    engine: i128,
+    at: Instant,
+}
+
+impl Clock {
+    async fn read(docker: &Docker) -> Option<Clock> {
+        let info = docker.info().await.ok()?;
+        // The instant after the answer: the engine's now is at least this, so uptimes are never overstated.
+        let at = Instant::now();
+        Some(Clock { engine: verify::parse_timestamp(info.system_time.as_deref()?)?, at })
+    }
+
+    fn now(&self) -> i128 {
+        self.engine + self.at.elapsed().as_nanos() as i128
+    }
+}
+
+enum Pending {
+    Waiting(tokio::task::JoinHandle<Option<Clock>>),
+    Done(Option<Clock>),
+}
+
+impl Pending {
+    async fn get(&mut self) -> Option<&Clock> {
+        if let Pending::Waiting(h) = self {
+            *self = Pending::Done(h.await.ok().flatten());
+        }
+        match self {
+            Pending::Done(c) => c.as_ref(),
+            Pending::Waiting(_) => None,
+        }
+    }
+}
+
+/// What verification remembers of a container between looks.
+struct Track {
+    restarts: i64,
+    /// Its `State.StartedAt`, as first seen.
+    started: String,
+    /// When this process first saw it running since `started`.
+    first_seen: Instant,
+}
+
+/// A container found good in one look, for deciding whether the window may end.
+enum Started {
+    Healthy,
+    Finished,
+    /// Running without a health check since `started_at` (engine nanoseconds, if known).
+    Running {
+        started_at: Option<i128>,
+        first_seen: Instant,
+    },
+}
+
+impl Started {
+    fn seen(&self, clock: Option<&Clock>) -> Seen {
+        match self {
+            Started::Healthy => Seen::Healthy,
+            Started::Finished => Seen::Finished,
+            Started::Running { started_at, first_seen } => {
+                // Both are lower bounds of its uptime; the engine's is the tighter one unless it is unknown.
+                let by_engine = match (clock, started_at) {
+                    (Some(c), Some(t)) => {
+                        u64::try_from((c.now() - t).max(0)).map(Duration::from_nanos).unwrap_or_default()
+                    }
+                    _ => Duration::ZERO,
+                };
+                Seen::Running(by_engine.max(first_seen.elapsed()))
+            }
+        }
+    }
+}
+
+/// How long to wait before the next look, `elapsed` after the first: a container that
+/// starts slowly is usually seen within a second of `up`, so the first second is polled faster.
+fn next_poll(elapsed: Duration) -> Duration {
+    (elapsed / 4).clamp(Duration::from_millis(50), POLL)
+}
+
+/// Poll `observe` until it is good for `stable` in a row (or says the window may end
+/// early), fails, or `timeout` passes.
 async fn window(timeout: Duration, stable: Duration, mut observe: impl AsyncFnMut() -> Verdict) -> Report {
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
     let mut good_since: Option<Instant> = None;
     loop {
+        let mut wait = next_poll(start.elapsed());
         match observe().await {
             Verdict::Failed(report) => return report,
-            Verdict::Good(report) => {
+            Verdict::Good(report, Some(left)) if left.is_zero() => {
+                return Report {
+                    ok: true,
+                    summary: format!(
+                        "converged and stable (every container healthy or running for {}s)",
+                        stable.as_secs_f64()
+                    ),
+                    ..report
+                };
+            }
+            Verdict::Good(report, left) => {
+                if let Some(left) = left {
+                    wait = wait.min(left);
+                }
                 let since = *good_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= stable {
                     return Report {
@@ -193,7 +309,7 @@ async fn window(timeout: Duration, stable: Duration, mut observe: impl AsyncFnMu
                 }
             }
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -313,8 +429,23 @@ async fn observe_swarm(
     }
     match waiting {
         Some(w) => Verdict::Waiting(Report { summary: w, ..report }),
-        None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }),
+        // Tasks are judged by the window alone.
+        None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }, None),
     }
+}
+
+/// Every container of compose project `project`, as (id, state), sorted.
+pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<(String, String)>, String> {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![format!("{PROJECT}={project}")]);
+    let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let list = docker.list_containers(Some(opts)).await.map_err(|e| format!("cannot list containers: {e}"))?;
+    let mut out: Vec<_> = list
+        .into_iter()
+        .map(|c| (c.id.unwrap_or_default(), c.state.map(|s| s.to_string()).unwrap_or_default()))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// What differs between the containers of `project` now and `baseline` (the
@@ -360,7 +491,8 @@ pub async fn drift(docker: &Docker, project: &str, baseline: &[ContainerState]) 
 }
 
 enum Verdict {
-    Good(Report),
+    /// Good now; and how much longer the window has to run, when the states tell.
+    Good(Report, Option<Duration>),
     Waiting(Report),
     Failed(Report),
 }
@@ -371,17 +503,19 @@ async fn observe(
     services: &[ServiceSpec],
     ignore: &[String],
     expected: &HashMap<String, String>,
-    baseline: &mut HashMap<String, i64>,
-) -> Verdict {
+    seen: &mut HashMap<String, Track>,
+) -> (Verdict, Vec<Started>) {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![format!("{PROJECT}={project}")]);
     let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
     let list = match docker.list_containers(Some(opts)).await {
         Ok(l) => l,
         Err(e) => {
-            return Verdict::Waiting(Report { summary: format!("cannot list containers: {e}"), ..Default::default() });
+            let summary = format!("cannot list containers: {e}");
+            return (Verdict::Waiting(Report { summary, ..Default::default() }), Vec::new());
         }
     };
+    let mut started = Vec::new();
     let mut report = Report::default();
     let mut waiting: Option<String> = None;
     for svc in services {
@@ -442,20 +576,35 @@ async fn observe(
                 ));
                 continue;
             }
-            let base = *baseline.entry(id.clone()).or_insert(restarts);
-            let fail = |why: String| Verdict::Failed(Report { ok: false, summary: why, containers: Vec::new() });
+            let started_at = st.started_at.clone().unwrap_or_default();
+            let track = seen.entry(id.clone()).or_insert_with(|| Track {
+                restarts,
+                started: started_at.clone(),
+                first_seen: Instant::now(),
+            });
+            let restarted = restarts > track.restarts
+                || started_at != track.started && verify::parse_timestamp(&track.started).is_some();
             // The failing container's own story goes with the verdict.
-            let failing = restarts > base
+            let failing = restarted
                 || matches!(state.as_str(), "exited" | "dead" | "restarting") && !(one_shot && st.exit_code == Some(0))
                 || state == "running" && !one_shot && health.as_deref() == Some("unhealthy");
             if failing && let Some(last) = report.containers.last_mut() {
                 last.diagnosis = Some(diagnose(docker, &id, &st).await);
             }
-            if restarts > base {
-                return with(
-                    fail(format!("service `{}` restarted {} time(s) during verification", svc.name, restarts - base)),
-                    &report,
-                );
+            let fail = |why: String| {
+                (Verdict::Failed(Report { ok: false, summary: why, containers: report.containers.clone() }), Vec::new())
+            };
+            if restarts > track.restarts {
+                let n = restarts - track.restarts;
+                return fail(format!("service `{}` restarted {n} time(s) during verification", svc.name));
+            }
+            if started_at != track.started {
+                if verify::parse_timestamp(&track.started).is_some() {
+                    // Started again without the restart policy (`docker restart`, a daemon restart).
+                    return fail(format!("service `{}` restarted during verification", svc.name));
+                }
+                // First seen before it started (`created`): its window starts now.
+                *track = Track { restarts, started: started_at.clone(), first_seen: Instant::now() };
             }
             let exit = st.exit_code.unwrap_or(0);
             match state.as_str() {
@@ -463,36 +612,71 @@ async fn observe(
                     waiting.get_or_insert(format!("one-shot service `{}` is still running", svc.name))
                 }
                 "running" => match health.as_deref() {
-                    Some("healthy") | None => continue,
-                    Some("unhealthy") => {
-                        return with(fail(format!("service `{}` is unhealthy", svc.name)), &report);
+                    Some("healthy") => {
+                        started.push(Started::Healthy);
+                        continue;
                     }
+                    None => {
+                        let started_at = verify::parse_timestamp(&started_at);
+                        started.push(Started::Running { started_at, first_seen: track.first_seen });
+                        continue;
+                    }
+                    Some("unhealthy") => return fail(format!("service `{}` is unhealthy", svc.name)),
                     Some(other) => waiting.get_or_insert(format!("service `{}` health is {other}", svc.name)),
                 },
-                "exited" if one_shot && exit == 0 => continue,
-                "exited" | "dead" => {
-                    return with(fail(format!("service `{}` exited with code {exit}", svc.name)), &report);
+                "exited" if one_shot && exit == 0 => {
+                    started.push(Started::Finished);
+                    continue;
                 }
-                "restarting" => {
-                    return with(fail(format!("service `{}` is restarting (exit code {exit})", svc.name)), &report);
-                }
+                "exited" | "dead" => return fail(format!("service `{}` exited with code {exit}", svc.name)),
+                "restarting" => return fail(format!("service `{}` is restarting (exit code {exit})", svc.name)),
                 other => waiting.get_or_insert(format!("service `{}` is {other}", svc.name)),
             };
         }
     }
     match waiting {
-        Some(w) => Verdict::Waiting(Report { summary: w, ..report }),
-        None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }),
-    }
-}
-
-fn with(v: Verdict, seen: &Report) -> Verdict {
-    match v {
-        Verdict::Failed(r) => Verdict::Failed(Report { containers: seen.containers.clone(), ..r }),
-        other => other,
+        Some(w) => (Verdict::Waiting(Report { summary: w, ..report }), Vec::new()),
+        None => (Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }, None), started),
     }
 }
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i128 = 1_000_000_000;
+
+    fn uptime(s: Seen) -> Duration {
+        match s {
+            Seen::Running(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn uptime_is_the_engine_s_or_berth_s_own_whichever_is_longer_and_never_negative() {
+        let clock = Clock { engine: 1_000 * SEC, at: Instant::now() };
+        let started = |at: i128| Started::Running { started_at: Some(at), first_seen: Instant::now() };
+        let up = uptime(started(997 * SEC).seen(Some(&clock)));
+        assert!(up >= Duration::from_secs(3) && up < Duration::from_secs(4), "{up:?}");
+        // A start after the engine's "now" (clock read before it) is no uptime, not a huge one.
+        assert!(uptime(started(1_005 * SEC).seen(Some(&clock))) < Duration::from_secs(1));
+        // No clock, or no start time: only what berth itself saw.
+        assert!(uptime(started(0).seen(None)) < Duration::from_secs(1));
+        let unknown = Started::Running { started_at: None, first_seen: Instant::now() };
+        assert!(uptime(unknown.seen(Some(&clock))) < Duration::from_secs(1));
+        assert_eq!(Started::Healthy.seen(None), Seen::Healthy);
+        assert_eq!(Started::Finished.seen(None), Seen::Finished);
+    }
+
+    #[test]
+    fn polls_are_quick_right_after_up_and_slow_down() {
+        assert_eq!(next_poll(Duration::ZERO), Duration::from_millis(50));
+        assert_eq!(next_poll(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(next_poll(Duration::from_secs(60)), POLL);
+    }
 }

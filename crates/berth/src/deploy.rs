@@ -3,11 +3,14 @@
 //! back when it does not.
 //!
 //! Steps: take the stack's lock, check the commit out into the stack's own
-//! work tree, resolve variables, let compose validate the files (`config`),
-//! `up -d --remove-orphans`, force-recreate the services that bind-mount a
-//! file that changed (compose does not notice those by itself), then converge
-//! (Engine API) and run the smoke checks. On failure after `up`, with
-//! `rollback = "auto"`, the same steps run for the last successful deploy.
+//! work tree, resolve variables, `up -d --remove-orphans` (compose validates the
+//! files first; a failed `up` that changed no container leaves the stack as it
+//! was), read the resolved model (`config`), force-recreate the services that
+//! bind-mount a file that changed (compose does not notice those by itself), then
+//! converge (Engine API) and run the smoke checks. With a `pre_deploy` hook, and
+//! for swarm stacks, `config` validates the files before anything runs. On failure
+//! after `up` changed something, with `rollback = "auto"`, the same steps run for
+//! the last successful deploy.
 //! The caller ([`crate::executor`]) holds the stack's lock for the whole run and
 //! records progress and the [`Outcome`]; this module never writes the state store.
 
@@ -367,7 +370,17 @@ fn steps(
     let touched = |reason: String| Failure { reason, touched: true };
     let job = r.job;
     let stack = &job.stack;
+    // Absolute: compose runs in the stack's folder and would resolve relative file paths twice.
     let dir = work_dir(state_dir, &stack.name);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let swarm = stack.mode == Mode::Swarm;
+    // Validate before anything runs when something runs before `up`; else `up` validates.
+    let validate_first = swarm || !stack.pre_deploy.is_empty();
+    // The containers before `up`, read while git checks out: did a failed `up` change any?
+    let before = (!validate_first).then(|| {
+        let (engine, name) = (job.engine.clone(), stack.name.clone());
+        std::thread::spawn(move || containers(&engine, &name))
+    });
     progress("checkout");
     r.note(&format!("checkout {} into {}", job.commit, dir.display()));
     repo.checkout_into(&job.commit, &dir)
@@ -424,14 +437,15 @@ fn steps(
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: resolved };
 
-    let swarm = stack.mode == Mode::Swarm;
-    let config = if swarm {
+    let validated = if !validate_first {
+        None
+    } else if swarm {
         let cmd = job.engine.stack(&project, "config", &[], false);
-        r.exec(cmd, "docker stack config (the stack's compose files were rejected)")
+        Some(r.exec(cmd, "docker stack config (the stack's compose files were rejected)").map_err(untouched)?)
     } else {
-        r.compose(&project, &["config"], "compose config (the stack's compose files were rejected)")
-    }
-    .map_err(untouched)?;
+        let what = "compose config (the stack's compose files were rejected)";
+        Some(r.compose(&project, &["config"], what).map_err(untouched)?)
+    };
     if !stack.pre_deploy.is_empty() {
         progress("pre-deploy");
         r.hook("pre_deploy", &stack.pre_deploy, &dir, &state_dir.join("tmp"), resolved).map_err(untouched)?;
@@ -445,9 +459,20 @@ fn steps(
     if swarm {
         let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
         r.exec(cmd, "docker stack deploy").map_err(touched)?;
-    } else {
-        r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up").map_err(touched)?;
+    } else if let Err(reason) = r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up") {
+        let before = before.and_then(|t| t.join().ok()).flatten();
+        // Rejected files, a missing image: compose stopped before changing anything, so nothing to roll back.
+        return Err(match before {
+            Some(b) if containers(&job.engine, &stack.name).as_ref() == Some(&b) => {
+                untouched(format!("{reason} (no container was changed)"))
+            }
+            _ => touched(reason),
+        });
     }
+    let config = match validated {
+        Some(config) => config,
+        None => r.compose(&project, &["config"], "compose config").map_err(touched)?,
+    };
 
     // `up` leaves a container alone when only a bind-mounted file changed: recreate those services.
     let changed: Vec<PathBuf> = job.changed_paths.iter().map(|p| dir.join(p)).collect();
@@ -480,6 +505,15 @@ fn steps(
     Ok((config, services))
 }
 
+/// The containers of compose project `project` (id and state), or `None` when the engine
+/// cannot tell.
+fn containers(engine: &Engine, project: &str) -> Option<Vec<(String, String)>> {
+    block_on(async {
+        let docker = converge::connect(engine).await.ok()?;
+        converge::containers(&docker, project).await.ok()
+    })
+}
+
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
@@ -506,6 +540,7 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
     };
     let _lock = lock::lock(state_dir, &stack.name, r.remaining(), |_| {}).map_err(|e| e.to_string())?;
     let dir = work_dir(state_dir, &stack.name);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);

@@ -273,21 +273,27 @@ impl Repo {
 
     /// Make `dir` an exact copy of `commit`'s tree, using a private index next to it,
     /// without touching the repository's own index or work tree. Files that the
-    /// previous checkout had and `commit` lacks are removed.
+    /// previous checkout had and `commit` lacks are removed; the kept index lets git
+    /// rewrite only the files that changed (one process, no `rev-parse` first).
     pub fn checkout_into(&self, commit: &str, dir: &Path) -> Result<(), GitError> {
-        let git_dir = self.git_dir()?;
-        std::fs::create_dir_all(dir).map_err(|e| GitError::Failed {
+        let failed = |e: std::io::Error| GitError::Failed {
             args: "checkout".into(),
             message: format!("cannot create {}: {e}", dir.display()),
-        })?;
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        // Absolute: git resolves them after `-C`.
+        let dir = std::path::absolute(dir).map_err(failed)?;
         let index = dir.with_extension("index");
         let mut git = Command::new("git");
         self.trust(&mut git);
+        if self.mirror {
+            git.arg("--git-dir").arg(self.git_dir()?);
+        } else {
+            git.arg("-C").arg(&self.root);
+        }
         let out = process::run(
-            git.arg("--git-dir")
-                .arg(&git_dir)
-                .arg("--work-tree")
-                .arg(dir)
+            git.arg("--work-tree")
+                .arg(&dir)
                 .args(["-c", "core.hooksPath=/dev/null", "read-tree", "--reset", "-u", commit])
                 .env("GIT_INDEX_FILE", &index)
                 .env("GIT_TERMINAL_PROMPT", "0")

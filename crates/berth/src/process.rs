@@ -184,19 +184,30 @@ fn run_raw(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Resu
     });
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
+    // Each reader says when its pipe closed: the child's exit, noticed at once rather than by polling.
+    let (closed, eof) = std::sync::mpsc::channel::<()>();
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        let closed = closed.clone();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
                 let _ = p.read_to_end(&mut buf);
             }
+            let _ = closed.send(());
             buf
         })
     };
     let out_t = reader(out.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let err_t = reader(err.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    drop(closed);
     let deadline = Instant::now() + timeout;
-    let mut poll = Duration::from_millis(2);
+    for _ in 0..2 {
+        if eof.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+            break;
+        }
+    }
+    // Both pipes closed (or the deadline passed): the child has exited or is about to.
+    let mut poll = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),

@@ -206,7 +206,12 @@ fn a_compose_file_that_compose_rejects_leaves_the_running_stack_alone() {
     repo.commit("bad");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("compose config"), "{}", out.stdout);
+    // Compose's `up` rejects the files before changing anything: a failure, not a rollback.
+    assert!(
+        out.stdout.contains("compose up failed") && out.stdout.contains("no container was changed"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(container(&s, "app"), id, "the running container was touched");
     assert_eq!(inspect(&id, "{{.State.Running}}"), "true");
 }

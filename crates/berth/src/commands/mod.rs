@@ -90,23 +90,47 @@ pub fn run(cli: Cli) -> Result<i32> {
 /// Engines for the servers that `stacks` deploy to, each checked reachable.
 /// Nothing here runs when there is nothing to deploy.
 fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, Engine>> {
-    let compose = Compose::detect()?;
+    let mut names: Vec<&str> = servers.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
     let mut out = HashMap::new();
-    for name in servers {
-        if out.contains_key(name) {
-            continue;
-        }
+    for name in &names {
         let Some(server) = project.server(name) else {
             return Err(Error::Usage(format!("server `{name}` is not declared")));
         };
-        let engine = Engine::for_server(server, &compose);
-        engine.ping().map_err(|e| match e {
+        // Placeholder compose until detection (beside the pings) answers: a ping runs only `docker`.
+        out.insert(
+            name.to_string(),
+            Engine::for_server(server, &Compose::Plugin { version: String::new(), path: None }),
+        );
+    }
+    // Detection and the pings are independent processes: run them at once.
+    let (compose, pinged) = std::thread::scope(|s| {
+        let pings: Vec<_> = out.iter().map(|(name, engine)| (name, engine, s.spawn(move || engine.ping()))).collect();
+        let compose = Compose::detect();
+        let pinged: Vec<_> = pings
+            .into_iter()
+            .map(|(name, engine, h)| {
+                let unanswered = || crate::docker::DockerError::Unreachable {
+                    endpoint: engine.endpoint(),
+                    message: "the check did not finish".into(),
+                };
+                (name.clone(), h.join().unwrap_or_else(|_| Err(unanswered())))
+            })
+            .collect();
+        (compose, pinged)
+    });
+    let compose = compose?;
+    for (name, ping) in pinged {
+        ping.map_err(|e| match e {
             crate::docker::DockerError::Unreachable { endpoint, message } => {
                 crate::docker::DockerError::Unreachable { endpoint: format!("{endpoint} (server `{name}`)"), message }
             }
             other => other,
         })?;
-        out.insert(name.to_string(), engine);
+    }
+    for engine in out.values_mut() {
+        engine.compose = compose.clone();
     }
     Ok(out)
 }
