@@ -159,7 +159,8 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     );
     repo.write(
         &format!("stacks/{bad}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo last-words; sleep 1; exit 3\"]\n"),
+        // Dies well inside the 1 s stable window (which counts from the container's start).
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo last-words; sleep 0.2; exit 3\"]\n"),
     );
     let first = repo.commit("four stacks");
     let server = Server::start(&repo);

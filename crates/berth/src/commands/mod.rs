@@ -129,8 +129,11 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
             other => other,
         })?;
     }
-    for engine in out.values_mut() {
-        engine.compose = compose.clone();
+    // Built again with the detected compose: `registry_auth` needs the plugin's folder to keep it.
+    for name in names {
+        if let Some(server) = project.server(name) {
+            out.insert(name.to_string(), Engine::for_server(server, &compose));
+        }
     }
     Ok(out)
 }
