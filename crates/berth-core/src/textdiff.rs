@@ -32,8 +32,11 @@ pub fn lines(old: &str, new: &str) -> Vec<Line> {
         let mut lcs = vec![0u32; (ma.len() + 1) * w];
         for i in (0..ma.len()).rev() {
             for j in (0..mb.len()).rev() {
-                lcs[i * w + j] =
-                    if ma[i] == mb[j] { lcs[(i + 1) * w + j + 1] + 1 } else { lcs[(i + 1) * w + j].max(lcs[i * w + j + 1]) };
+                lcs[i * w + j] = if ma[i] == mb[j] {
+                    lcs[(i + 1) * w + j + 1] + 1
+                } else {
+                    lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
+                };
             }
         }
         let (mut i, mut j) = (0, 0);
@@ -130,7 +133,8 @@ mod tests {
     #[test]
     fn interleaved_edits_keep_the_common_lines() {
         let d = lines("x\na\ny\nb\nz", "a\nq\nb");
-        let kept: Vec<_> = d.iter().filter_map(|l| if let Line::Same(t) = l { Some(t.as_str()) } else { None }).collect();
+        let kept: Vec<_> =
+            d.iter().filter_map(|l| if let Line::Same(t) = l { Some(t.as_str()) } else { None }).collect();
         assert_eq!(kept, ["a", "b"]);
     }
 }

@@ -94,7 +94,8 @@ pub fn diff(ws: &Workspace, base: Option<&str>, head: &str, only: &[String], as_
             let (a, b) = (side(0), side(1));
             let stack = new.project.stack(name).or(old.project.stack(name));
             let server = stack.map(|s| s.server.clone()).unwrap_or_default();
-            let mut o = Outcome { name: name.clone(), server, state: "changed", diff: None, files: vec![], error: None };
+            let mut o =
+                Outcome { name: name.clone(), server, state: "changed", diff: None, files: vec![], error: None };
             match (a.transpose(), b.transpose()) {
                 (Err(e), _) | (_, Err(e)) => (o.state, o.error) = ("error", Some(e)),
                 (Ok(a), Ok(b)) => {
@@ -130,9 +131,11 @@ fn render(
     key: &[u8],
 ) -> std::result::Result<Value, String> {
     let at = short(&snap.commit);
-    let server = snap.project.server(&stack.server).ok_or_else(|| format!("server `{}` is not declared", stack.server))?;
+    let server =
+        snap.project.server(&stack.server).ok_or_else(|| format!("server `{}` is not declared", stack.server))?;
     let engine = Engine::for_server(server, compose);
-    let (resolved, secret_keys) = super::adopt::variables(stack, dir, overrides).map_err(|e| format!("at {at}: {e}"))?;
+    let (resolved, secret_keys) =
+        super::adopt::variables(stack, dir, overrides).map_err(|e| format!("at {at}: {e}"))?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &resolved };
@@ -203,11 +206,12 @@ fn human(old: &Snapshot, new: &Snapshot, outcomes: &[Outcome]) -> String {
             continue;
         };
         let count = |s: Status| d.services.iter().filter(|x| x.status == s).count();
-        let summary: Vec<String> = [Status::Recreate, Status::Updated, Status::Added, Status::Removed, Status::Unchanged]
-            .into_iter()
-            .filter(|s| count(*s) > 0)
-            .map(|s| format!("{} {}", count(s), s.as_str()))
-            .collect();
+        let summary: Vec<String> =
+            [Status::Recreate, Status::Updated, Status::Added, Status::Removed, Status::Unchanged]
+                .into_iter()
+                .filter(|s| count(*s) > 0)
+                .map(|s| format!("{} {}", count(s), s.as_str()))
+                .collect();
         let what = if o.state == "changed" { String::new() } else { format!(" ({})", o.state) };
         out.push_str(&format!("{title}{what}: {}\n", summary.join(", ")));
         let width = d.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
