@@ -53,6 +53,21 @@ pub enum Command {
         #[arg(long)]
         names: bool,
     },
+    /// Show what a change would do: per touched stack, each service recreated, updated, unchanged,
+    /// added or removed, with the diff of compose's rendered configuration (secrets masked).
+    Diff {
+        /// The old side (default: the merge base of HEAD with its upstream branch, else main or master).
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
+        /// The new side.
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        head: String,
+        /// Only these stacks (default: every stack the change touches).
+        #[arg(value_name = "STACK")]
+        stacks: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show, in dependency order, what `apply` would do with each stack and why.
     Plan {
         #[arg(long, value_name = "REV", default_value = "HEAD")]

@@ -10,7 +10,10 @@ use berth_core::config::TlsToml;
 
 use crate::process::{self, RunError};
 
+mod model;
 mod plugins;
+
+pub use model::parse_model;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 

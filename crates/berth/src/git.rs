@@ -271,6 +271,23 @@ impl Repo {
         Ok(parse_name_status(&out))
     }
 
+    /// The text diff of one path between two commits (empty when it did not change).
+    pub fn file_diff(&self, from: &str, to: &str, path: &str) -> Result<String, GitError> {
+        self.git(&["diff", "--no-ext-diff", "--no-color", "-M", from, to, "--", path])
+    }
+
+    /// The best common ancestor of two revisions.
+    pub fn merge_base(&self, a: &str, b: &str) -> Result<String, GitError> {
+        Ok(self.git(&["merge-base", "--end-of-options", a, b])?.trim().to_string())
+    }
+
+    /// What a branch is compared with: its upstream (`@{upstream}`), else `main`, else `master`.
+    pub fn default_base(&self) -> Option<String> {
+        let upstream = self.git(&["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}"]).ok();
+        let candidates = upstream.map(|u| u.trim().to_string()).into_iter().chain(["main".into(), "master".into()]);
+        candidates.into_iter().find(|c| !c.is_empty() && self.resolve(c).is_ok())
+    }
+
     /// Make `dir` an exact copy of `commit`'s tree, using a private index next to it,
     /// without touching the repository's own index or work tree. Files that the
     /// previous checkout had and `commit` lacks are removed; the kept index lets git

@@ -180,7 +180,7 @@ fn adopt_one(
 /// The variables compose interpolates with, resolved as a deploy resolves them: env files,
 /// encrypted env files, `env`, secret references, then the replayed overrides. Also the names
 /// whose values are secret.
-fn variables(
+pub(super) fn variables(
     stack: &Stack,
     dir: &std::path::Path,
     overrides: &BTreeMap<String, String>,

@@ -2,6 +2,7 @@
 
 mod adopt;
 mod ci;
+mod diff;
 mod doctor;
 mod inspect;
 mod run;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
+        Command::Diff { base, head, stacks, json } => diff::diff(&ws()?, base.as_deref(), &head, &stacks, json),
         Command::Apply { r#ref, no_wait } => {
             let ws = ws()?;
             ws.require_stacks(&ws.snapshot(&r#ref)?.project)?;
