@@ -202,7 +202,11 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
         .lines()
         .filter(|l| !l.starts_with("docker = \"ssh://root@nas.lan\""))
         .map(|l| {
-            if l.starts_with("docker = \"ssh://root@edge.lan\"") { format!("docker = {:?}", edge.endpoint()) } else { l.to_string() }
+            if l.starts_with("docker = \"ssh://root@edge.lan\"") {
+                format!("docker = {:?}", edge.endpoint())
+            } else {
+                l.to_string()
+            }
         })
         .collect::<Vec<_>>()
         .join("\n");
