@@ -322,7 +322,7 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
     let own = owned(&changed);
     assert_eq!(own.keys().collect::<Vec<_>>(), [&photos], "{changed}");
     assert_eq!(own[&photos][&photos_file], ["compose file"]);
-    assert_eq!(deploys(&repo), [photos.clone()]);
+    assert_eq!(deploys(&repo), [photos.as_str()]);
     let out = repo.berth_with(&["apply"], &env).ok();
     assert!(out.stdout.contains("apply: 1 deployed, 0 failed"), "{}", out.stdout);
     let after = ids();
