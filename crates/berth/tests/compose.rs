@@ -1,5 +1,5 @@
 //! The compose implementations: the plugin next to registry credentials, `doctor` in the
-//! environment a deploy uses, and choosing one with `BERTH_COMPOSE`.
+//! environment a deploy uses, choosing one with `BERTH_COMPOSE`, and the `pull` policy.
 
 mod common;
 
@@ -176,4 +176,58 @@ fn berth_compose_chooses_the_implementation() {
     let out = repo.berth_with(&["doctor"], &[("BERTH_COMPOSE", "v3")]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stdout.contains("✗ compose: BERTH_COMPOSE"), "{}", out.stdout);
+}
+
+/// `pull = "always"` pulls before `up`: a new image pushed under the same tag replaces the
+/// container; a stack without it keeps the image it has.
+#[test]
+fn pull_always_runs_the_image_the_registry_has_now() {
+    docker();
+    let (always, default) = (unique("pullalways"), unique("pulldefault"));
+    let _c = Cleanup(vec![always.clone(), default.clone()]);
+    let registry = Registry::start();
+    let image = registry.push(&always);
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _untag = Untag(image.clone());
+    let old = docker_out(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
+    let repo = Repo::new();
+    let compose = format!(
+        "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+    );
+    repo.write(&format!("stacks/{always}/compose.yaml"), &compose);
+    repo.write(&format!("stacks/{default}/compose.yaml"), &compose);
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\
+             [[stack]]\nname = \"{always}\"\npull = \"always\"\n",
+            registry.creds.join("config.json").display()
+        ),
+    );
+    repo.commit("one image, two pull policies");
+    repo.berth(&["apply"]).ok();
+    let image_of = |s: &str| inspect(&container(s, "app"), "{{.Image}}");
+    assert_eq!(image_of(&always), old);
+    assert_eq!(image_of(&default), old);
+    let default_id = container(&default, "app");
+
+    let new = registry.push_another(&image);
+    assert_ne!(new, old);
+    // Without a pull policy, compose keeps the image the engine has.
+    repo.berth(&["deploy", &default]).ok();
+    assert_eq!(container(&default, "app"), default_id);
+    assert_eq!(image_of(&default), old);
+    let out = repo.berth(&["deploy", &always]).ok();
+    assert_eq!(image_of(&always), new, "{}", out.stdout);
+    let pulled = |s: &str| {
+        let id = repo.json(&["history", s, "--json"])[0]["id"].to_string();
+        repo.berth(&["logs", &id]).ok().stdout.lines().any(|l| l.starts_with("$ ") && l.ends_with(" pull"))
+    };
+    assert!(pulled(&always) && !pulled(&default));
+    assert_eq!(image_of(&default), old, "the stack without `pull` changed image");
 }

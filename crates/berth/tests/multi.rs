@@ -4,45 +4,17 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
-
-/// A TCP endpoint in front of the local engine's socket that remembers what clients sent:
-/// a second "server" that is really the same engine, so a test can see which requests went where.
-struct Proxy {
-    port: u16,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || relay_to_engine(client, Some(log)));
-            }
-        });
-        Proxy { port, seen }
-    }
-
-    fn saw(&self, needle: &str) -> bool {
-        let seen = self.seen.lock().unwrap();
-        seen.windows(needle.len()).any(|w| w == needle.as_bytes())
-    }
-}
 
 #[test]
 fn each_stack_goes_to_its_own_server() {
     docker();
     let (remote, local) = (unique("remote"), unique("local"));
     let _c = Cleanup(vec![remote.clone(), local.clone()]);
-    let proxy = Proxy::start();
+    let proxy = Relay::start();
     let repo = Repo::new();
     repo.write(
         "berth.toml",
@@ -85,7 +57,7 @@ fn hooks_reach_the_stacks_engine_locally_and_in_a_container_there() {
         }
     }
     let _v = Volume(marker.clone());
-    let proxy = Proxy::start();
+    let proxy = Relay::start();
     let out = tempfile::tempdir().unwrap();
     let repo = Repo::new();
     repo.write(

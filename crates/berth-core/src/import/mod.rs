@@ -117,6 +117,8 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
                     q(&format!("ssh://root@{h}")),
                     note(address)
                 );
+                out.confirm
+                    .push(format!("server `{name}`: docker endpoint `ssh://root@{h}` is a guess from {address}"));
             }
             None => warn(format!("server `{name}`: no address; it targets the local engine")),
         }
@@ -147,6 +149,8 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
                     q(&format!("ssh://root@{h}")),
                     note(name)
                 );
+                out.confirm
+                    .push(format!("swarm `{name}`: docker endpoint `ssh://root@{h}` is a guess (its first server)"));
             }
             None => warn(format!("swarm `{name}`: no manager server found; set its docker endpoint by hand")),
         }
@@ -175,6 +179,8 @@ pub fn komodo(text: &str) -> Result<Imported, String> {
                 "token = {{ env = \"BERTH_GIT_TOKEN\" }}  # CONFIRM: Komodo used git account {}",
                 note(get("git_account").unwrap_or(""))
             );
+            out.confirm
+                .push(format!("repo `{name}`: its token is read from BERTH_GIT_TOKEN (Komodo used a git account)"));
         }
         for (k, _) in cfg.into_iter().flatten() {
             if !["git_provider", "git_https", "repo", "branch", "git_account", "server", "server_id"]
@@ -388,6 +394,8 @@ run_directory = "x"
         assert!(out.toml.contains("kind = \"discord\"\nurl = \"https://discord.example/hook\""), "{}", out.toml);
         assert!(out.confirm.iter().any(|c| c.contains("Komodo webhooks map to `berth serve`")), "{:?}", out.confirm);
         assert_eq!((out.stacks, out.servers), (1, 3));
+        // Every `CONFIRM` guess in the file is also listed (here the endpoints of two servers and a swarm).
+        assert_eq!(out.confirm.iter().filter(|c| c.contains("is a guess")).count(), 3, "{:?}", out.confirm);
         assert!(out.summary().starts_with("imported 1 stacks and 3 servers: "), "{}", out.summary());
         crate::config::parse("berth.toml", &out.toml).unwrap();
     }

@@ -2,7 +2,8 @@
 //!
 //! A stack owns its compose files and what they reference: `include:` and `extends.file` (both
 //! followed), `env_file`s, the project `.env`, bind-mount sources, `build` contexts and Dockerfiles,
-//! `configs:` and `secrets:` `file:` sources; and the env and encrypted files `berth.toml` gives it.
+//! `configs:` and `secrets:` `file:` sources; the env and encrypted files `berth.toml` gives it, and
+//! the scripts its hooks run.
 //! Paths are interpolated from the stack's known variables. When a path cannot be resolved, or a
 //! compose file cannot be read or parsed, the stack owns its whole folder instead, and says why.
 
@@ -56,6 +57,8 @@ pub enum Kind {
     Config,
     Secret,
     Encrypted,
+    /// The script a `pre_deploy`/`post_deploy` hook runs (its name is the hook).
+    Hook,
     Watch,
     /// The whole stack folder (its references could not all be resolved).
     Folder,
@@ -92,11 +95,16 @@ impl fmt::Display for Why {
             Kind::Config => "config file",
             Kind::Secret => "secret file",
             Kind::Encrypted => "encrypted env file",
+            Kind::Hook => "script",
             Kind::Watch => "watch glob",
             Kind::Folder => "stack folder",
         };
+        if let (Kind::Hook, Some(n)) = (self.kind, &self.name) {
+            write!(f, "{n} ")?;
+        }
         f.write_str(what)?;
         match (self.kind, &self.name) {
+            (Kind::Hook, _) => {}
             (Kind::Watch, Some(n)) => write!(f, " `{n}`")?,
             (Kind::Folder, Some(n)) => write!(f, " ({n})")?,
             (Kind::Config | Kind::Secret, Some(n)) => write!(f, " `{n}`")?,
@@ -221,6 +229,12 @@ impl<'a> Walk<'a> {
         }
         for f in &stack.secrets {
             w.owned.files.push((f.clone(), Why::new(Kind::Encrypted, None, from)));
+        }
+        // A hook's script is part of how the stack deploys: fixing a failing one must count as a change.
+        for (which, hook) in [("pre_deploy", &stack.pre_deploy), ("post_deploy", &stack.post_deploy)] {
+            if let Some((_, script)) = &hook.script {
+                w.owned.files.push((script.clone(), Why::new(Kind::Hook, Some(which), from)));
+            }
         }
         w.vars.extend(stack.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         w.vars.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -226,6 +226,28 @@ fn stacks_sharing_a_folder_each_own_exactly_their_files() {
 }
 
 #[test]
+fn hook_scripts_belong_to_their_stack_and_other_scripts_to_nobody() {
+    let files = [
+        ("hosts/nas/compose.yaml", "services: {}\n"),
+        ("hosts/nas/photos-compose.yaml", "services: {}\n"),
+        ("hosts/nas/scripts/validate-media.sh", ""),
+        ("hosts/nas/scripts/unused.sh", ""),
+        ("scripts/check.sh", ""),
+    ];
+    let cfg = TWO.replace(
+        "compose = [\"compose.yaml\"]\n",
+        "compose = [\"compose.yaml\"]\npre_deploy = { run = [\"sh\", \"validate-media.sh\"], dir = \"scripts\" }\n",
+    ) + "post_deploy = [\"sh\", \"scripts/check.sh\"]\n";
+    let (p, src) = load(&files, &cfg);
+    let idx = Index::new(&p, &src, &HashMap::new());
+    assert_eq!(owners(&idx, "hosts/nas/scripts/validate-media.sh"), ["media"]);
+    assert_eq!(why(&idx, "hosts/nas/scripts/validate-media.sh"), ["media: pre_deploy script in berth.toml"]);
+    // Found at the repository root, as the hook runs it.
+    assert_eq!(why(&idx, "scripts/check.sh"), ["photos: post_deploy script in berth.toml"]);
+    assert!(owners(&idx, "hosts/nas/scripts/unused.sh").is_empty());
+}
+
+#[test]
 fn shared_folders_are_reported() {
     let files = [("hosts/nas/compose.yaml", "services: {}\n"), ("hosts/nas/b.yaml", "services: {}\n")];
     let same = "[discovery]\npatterns = []\n[[stack]]\nname = \"a\"\npath = \"hosts/nas\"\n[[stack]]\nname = \"b\"\npath = \"hosts/nas\"\n";

@@ -461,3 +461,37 @@ pub fn relay_to_engine(client: std::net::TcpStream, log: Option<std::sync::Arc<s
     let _ = c_write.shutdown(Shutdown::Both);
     let _ = up.join();
 }
+
+/// A TCP endpoint in front of the local engine's socket that remembers what clients sent:
+/// a second "server" that is really the same engine, so a test can see which requests went where.
+pub struct Relay {
+    pub port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    pub fn start() -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || relay_to_engine(client, Some(log)));
+            }
+        });
+        Relay { port, seen }
+    }
+
+    /// Its `DOCKER_HOST`.
+    pub fn endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether a client sent `needle` through it.
+    pub fn saw(&self, needle: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+}

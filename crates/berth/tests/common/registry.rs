@@ -77,6 +77,27 @@ impl Registry {
         self.docker(&["rmi", &image]);
         image
     }
+
+    /// Push another image (the test image plus a label, built offline) under `image`, a reference
+    /// `push` returned. The engine keeps what it had under that tag and does not keep the new
+    /// image: only a pull brings it. Returns the new image's id.
+    pub fn push_another(&self, image: &str) -> String {
+        let had = super::docker_out(&["image", "inspect", "--format", "{{.Id}}", image]);
+        let base = super::docker_out(&["create", IMAGE]);
+        assert!(!base.is_empty(), "docker create {IMAGE} failed");
+        self.docker(&["commit", "--change", "LABEL berth.test.another=1", &base, image]);
+        let _ = Command::new("docker").args(["rm", "-f", &base]).output();
+        let id = super::docker_out(&["image", "inspect", "--format", "{{.Id}}", image]);
+        self.docker(&["push", image]);
+        match had.is_empty() {
+            true => self.docker(&["rmi", image]),
+            false => {
+                self.docker(&["tag", &had, image]);
+                self.docker(&["rmi", &id]);
+            }
+        }
+        id
+    }
 }
 
 impl Drop for Registry {
