@@ -314,6 +314,19 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     assert_eq!(b.eval("document.activeElement.className"), "skip");
     b.tab();
     assert_eq!(b.eval("document.activeElement.getAttribute('aria-label')"), "berth: all stacks");
+
+    // A failing sync: the config is fixed, then the repository the controller follows goes away.
+    repo.write("berth.toml", &toml(true));
+    let fourth = repo.commit("the typo fixed");
+    server.push(&third, &fourth, "?wait=true");
+    let moved = repo.path().with_extension("away");
+    std::fs::rename(repo.path(), &moved).unwrap();
+    let (code, _) = server.push(&fourth, &fourth, "?wait=true");
+    let (_, html) = get(&http, &format!("{base}/"), None);
+    std::fs::rename(&moved, repo.path()).unwrap();
+    assert_eq!(code, 502, "a fetch that fails is a bad gateway");
+    assert!(html.contains("Sync of default failing") && html.contains("What runs stays as it is."), "{html}");
+    assert!(html.contains("last good sync"), "{html}");
 }
 
 #[test]
