@@ -25,6 +25,7 @@ pub mod ownership;
 pub mod plan;
 pub mod project;
 pub mod record;
+pub mod rollback;
 pub mod schema;
 pub mod signing;
 pub mod textdiff;

@@ -10,7 +10,7 @@
 //! converge (Engine API) and run the smoke checks. With a `pre_deploy` hook, and
 //! for swarm stacks, `config` validates the files before anything runs. On failure
 //! after `up` changed something, with `rollback = "auto"`, the same steps run for
-//! the last successful deploy.
+//! the last successful deploy ([`berth_core::rollback::decide`] makes that call).
 //! The caller ([`crate::executor`]) holds the stack's lock for the whole run and
 //! records progress and the [`Outcome`]; this module never writes the state store.
 
@@ -24,7 +24,7 @@ use berth_core::record::DeployStatus;
 use berth_core::vars;
 use berth_core::{Mode, Stack};
 
-use berth_core::verify::Rollback;
+use berth_core::rollback::{self, Cause, Decision, Previous};
 
 use crate::converge;
 use crate::docker::{self, Engine, ProjectRef};
@@ -43,9 +43,37 @@ pub struct Job {
     pub changed_paths: Vec<String>,
     pub engine: Engine,
     /// The last successful deploy, to put back if this one fails (with `rollback = "auto"`).
-    pub rollback: Option<Box<Job>>,
+    pub rollback: Option<Previous<Box<Job>>>,
     /// The commit's CI gate and status target; the executor waits and reports ([`crate::status`]).
     pub ci: Option<crate::ci::Gate>,
+}
+
+impl Job {
+    /// A deploy of `stack` at `commit` on `engine`: no variables, no changed paths, no rollback
+    /// target, no CI gate until the builder methods below add them.
+    pub fn new(stack: Stack, commit: impl Into<String>, engine: Engine) -> Job {
+        Job {
+            stack,
+            commit: commit.into(),
+            overrides: BTreeMap::new(),
+            changed_paths: Vec::new(),
+            engine,
+            rollback: None,
+            ci: None,
+        }
+    }
+
+    pub fn overrides(self, overrides: BTreeMap<String, String>) -> Job {
+        Job { overrides, ..self }
+    }
+
+    pub fn changed_paths(self, changed_paths: Vec<String>) -> Job {
+        Job { changed_paths, ..self }
+    }
+
+    pub fn ci(self, ci: Option<crate::ci::Gate>) -> Job {
+        Job { ci, ..self }
+    }
 }
 
 /// Told about each phase a deploy enters (checkout, up, converging, smoke, rollback).
@@ -68,8 +96,13 @@ pub struct Outcome {
 
 /// Why an attempt failed, and whether it had touched what runs.
 struct Failure {
-    reason: String,
+    cause: Cause,
     touched: bool,
+}
+
+/// A failure that touched what runs (`touched`) or did not.
+fn failure(touched: bool) -> impl Fn(Cause) -> Failure {
+    move |cause| Failure { cause, touched }
 }
 
 /// Where stack `name` is checked out under the state dir.
@@ -109,6 +142,13 @@ impl Run<'_> {
 
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Map a failed step's message to a [`Failure`]: the stack's timeout when it has run out,
+    /// else `kind`. Built after the step returned, so it sees the deadline as the step left it.
+    fn failed(&self, kind: fn(String) -> Cause, touched: bool) -> impl FnOnce(String) -> Failure + use<> {
+        let out = self.remaining().is_zero();
+        move |m| Failure { cause: if out { Cause::Timeout(m) } else { kind(m) }, touched }
     }
 
     fn compose(&mut self, project: &ProjectRef<'_>, args: &[&str], what: &str) -> Result<String, String> {
@@ -199,9 +239,10 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
     let (status, reason, recreated) = match forward {
         Ok(recreated) => (DeployStatus::Succeeded, None, recreated),
         Err(f) => {
-            r.note(&format!("error: {}", f.reason));
-            match (&job.rollback, f.touched && job.stack.rollback == Rollback::Auto) {
-                (Some(back), true) => {
+            r.note(&format!("error: {}", f.cause));
+            let previous = job.rollback.as_ref().map(|p| Previous { target: &p.target, same_config: p.same_config });
+            match rollback::decide(&f.cause, f.touched, job.stack.rollback, previous) {
+                Decision::RollBack { to: back } => {
                     progress("rollback");
                     r.note(&format!("rolling back to {} (the last successful deploy)", short(&back.commit)));
                     // The rollback continues the log, so a live view shows it whole.
@@ -219,24 +260,15 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
                     r.secrets.extend(std::mem::take(&mut rb.secrets));
                     verify.insert("rollback".into(), serde_json::Value::Object(rb_verify));
                     match result {
-                        Ok(_) => (
-                            DeployStatus::RolledBack,
-                            Some(format!("{}; rolled back to {}", f.reason, short(&back.commit))),
-                            Vec::new(),
-                        ),
-                        Err(g) => (
-                            DeployStatus::Failed,
-                            Some(format!("{}; the rollback failed too: {}", f.reason, g.reason)),
-                            Vec::new(),
-                        ),
+                        Ok(_) => {
+                            (DeployStatus::RolledBack, Some(rollback::rolled_back(&f.cause, &back.commit)), Vec::new())
+                        }
+                        Err(g) => {
+                            (DeployStatus::Failed, Some(rollback::rollback_failed(&f.cause, &g.cause)), Vec::new())
+                        }
                     }
                 }
-                (None, true) => (
-                    DeployStatus::Failed,
-                    Some(format!("{} (no earlier successful deploy to roll back to)", f.reason)),
-                    Vec::new(),
-                ),
-                _ => (DeployStatus::Failed, Some(f.reason), Vec::new()),
+                d => (DeployStatus::Failed, d.reason(&f.cause), Vec::new()),
             }
         }
     };
@@ -257,7 +289,7 @@ fn attempt(
 ) -> Result<Vec<String>, Failure> {
     let (config, recreated) = steps(repo, state_dir, r, resolved, progress)?;
     let job = r.job;
-    let services = docker::services(&config).map_err(|reason| Failure { reason, touched: true })?;
+    let services = docker::services(&config).map_err(|m| failure(true)(Cause::AfterUp(m)))?;
     progress("converging");
     let v = &job.stack.verify;
     let swarm = job.stack.mode == Mode::Swarm;
@@ -309,17 +341,17 @@ fn attempt(
     verify.insert("converge".into(), serde_json::to_value(&report).unwrap_or_default());
     verify.insert("http".into(), serde_json::to_value(&checks).unwrap_or_default());
     if !report.ok {
-        return Err(Failure { reason: format!("verification failed: {}", report.summary), touched: true });
+        return Err(failure(true)(Cause::Verification(report.summary)));
     }
     if let Some(c) = checks.iter().find(|c| !c.ok) {
-        return Err(Failure { reason: format!("smoke check {} failed: {}", c.url, c.detail), touched: true });
+        return Err(failure(true)(Cause::Smoke { url: c.url.clone(), detail: c.detail.clone() }));
     }
     if !job.stack.post_deploy.is_empty() {
         progress("post-deploy");
         let dir = work_dir(state_dir, &job.stack.name);
         let vars = resolved.clone();
-        r.hook("post_deploy", &job.stack.post_deploy, &dir, &state_dir.join("tmp"), &vars)
-            .map_err(|reason| Failure { reason, touched: true })?;
+        let result = r.hook("post_deploy", &job.stack.post_deploy, &dir, &state_dir.join("tmp"), &vars);
+        result.map_err(r.failed(Cause::Hook, true))?;
     }
     Ok(recreated)
 }
@@ -366,8 +398,7 @@ fn steps(
     resolved: &mut BTreeMap<String, String>,
     progress: Progress<'_>,
 ) -> Result<(String, Vec<String>), Failure> {
-    let untouched = |reason: String| Failure { reason, touched: false };
-    let touched = |reason: String| Failure { reason, touched: true };
+    let untouched = failure(false);
     let job = r.job;
     let stack = &job.stack;
     // Absolute: compose runs in the stack's folder and would resolve relative file paths twice.
@@ -384,12 +415,13 @@ fn steps(
     progress("checkout");
     r.note(&format!("checkout {} into {}", job.commit, dir.display()));
     repo.checkout_into(&job.commit, &dir)
-        .map_err(|e| untouched(format!("checkout of {} failed: {e}", short(&job.commit))))?;
+        .map_err(|e| untouched(Cause::Checkout { commit: job.commit.clone(), error: e.to_string() }))?;
 
     for f in &stack.env_files {
-        let text =
-            std::fs::read_to_string(dir.join(f)).map_err(|e| untouched(format!("cannot read env file {f}: {e}")))?;
-        let parsed = vars::parse_env_file(&text).map_err(|(line, m)| untouched(format!("{f}:{line}: {m}")))?;
+        let text = std::fs::read_to_string(dir.join(f))
+            .map_err(|e| untouched(Cause::Variables(format!("cannot read env file {f}: {e}"))))?;
+        let parsed =
+            vars::parse_env_file(&text).map_err(|(line, m)| untouched(Cause::Variables(format!("{f}:{line}: {m}"))))?;
         resolved.extend(parsed);
     }
     // Encrypted env files: decrypted into a private file (0600) removed after the deploy.
@@ -397,7 +429,8 @@ fn steps(
     if !stack.secrets.is_empty() {
         let identity = crate::secrets::age_identity(stack.age_identity.as_ref());
         for (n, f) in stack.secrets.iter().enumerate() {
-            let cipher = std::fs::read(dir.join(f)).map_err(|e| untouched(format!("cannot read {f}: {e}")))?;
+            let cipher =
+                std::fs::read(dir.join(f)).map_err(|e| untouched(Cause::Variables(format!("cannot read {f}: {e}"))))?;
             let plain = match crate::secrets::sops_format(f, &cipher) {
                 Some(kind) => crate::secrets::decrypt_sops(&dir.join(f), kind, identity.as_deref().ok()),
                 None => match &identity {
@@ -405,13 +438,13 @@ fn steps(
                     Err(e) => Err(format!("stack `{}` has age-encrypted secrets but no age identity: {e}", stack.name)),
                 },
             }
-            .map_err(|e| untouched(format!("{f}: {e}")))?;
+            .map_err(|e| untouched(Cause::Variables(format!("{f}: {e}"))))?;
             let tmp = private_file(state_dir, &format!("{}-{n}.env", stack.name), &plain)
-                .map_err(|e| untouched(format!("cannot write the decrypted {f}: {e}")))?;
+                .map_err(|e| untouched(Cause::Variables(format!("cannot write the decrypted {f}: {e}"))))?;
             plain_files.0.push(tmp.clone());
-            let text = std::fs::read_to_string(&tmp).map_err(|e| untouched(format!("{f}: {e}")))?;
-            let parsed =
-                vars::parse_env_file(&text).map_err(|(line, m)| untouched(format!("{f} (decrypted):{line}: {m}")))?;
+            let text = std::fs::read_to_string(&tmp).map_err(|e| untouched(Cause::Variables(format!("{f}: {e}"))))?;
+            let parsed = vars::parse_env_file(&text)
+                .map_err(|(line, m)| untouched(Cause::Variables(format!("{f} (decrypted):{line}: {m}"))))?;
             r.note(&format!("decrypted {f} ({} variables)", parsed.len()));
             for (k, v) in parsed {
                 r.secret_keys.insert(k.clone());
@@ -421,7 +454,8 @@ fn steps(
     }
     resolved.extend(stack.env.clone());
     for (k, reference) in &stack.secret_env {
-        let v = crate::secrets::resolve(reference).map_err(|e| untouched(format!("variable {k}: {e}")))?;
+        let v = crate::secrets::resolve(reference)
+            .map_err(|e| untouched(Cause::Variables(format!("variable {k}: {e}"))))?;
         r.secret_keys.insert(k.clone());
         resolved.insert(k.clone(), v);
     }
@@ -441,37 +475,43 @@ fn steps(
         None
     } else if swarm {
         let cmd = job.engine.stack(&project, "config", &[], false);
-        Some(r.exec(cmd, "docker stack config (the stack's compose files were rejected)").map_err(untouched)?)
+        let result = r.exec(cmd, "docker stack config (the stack's compose files were rejected)");
+        Some(result.map_err(r.failed(Cause::ComposeRejected, false))?)
     } else {
         let what = "compose config (the stack's compose files were rejected)";
-        Some(r.compose(&project, &["config"], what).map_err(untouched)?)
+        Some(r.compose(&project, &["config"], what).map_err(r.failed(Cause::ComposeRejected, false))?)
     };
     if !stack.pre_deploy.is_empty() {
         progress("pre-deploy");
-        r.hook("pre_deploy", &stack.pre_deploy, &dir, &state_dir.join("tmp"), resolved).map_err(untouched)?;
+        let result = r.hook("pre_deploy", &stack.pre_deploy, &dir, &state_dir.join("tmp"), resolved);
+        result.map_err(r.failed(Cause::Hook, false))?;
     }
     // Pull policy (`pull = "always"`): fresh images before `up`; `missing` is what `up` does anyway.
     if stack.pull == Some(berth_core::project::Pull::Always) && !swarm {
         progress("pull");
-        r.compose(&project, &["pull"], "compose pull").map_err(untouched)?;
+        r.compose(&project, &["pull"], "compose pull").map_err(r.failed(Cause::Pull, false))?;
     }
     progress("up");
     if swarm {
         let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
-        r.exec(cmd, "docker stack deploy").map_err(touched)?;
+        r.exec(cmd, "docker stack deploy").map_err(r.failed(up_failed, true))?;
     } else if let Err(reason) = r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up") {
         let before = before.and_then(|t| t.join().ok()).flatten();
         // Rejected files, a missing image: compose stopped before changing anything, so nothing to roll back.
-        return Err(match before {
-            Some(b) if containers(&job.engine, &stack.name).as_ref() == Some(&b) => {
-                untouched(format!("{reason} (no container was changed)"))
-            }
-            _ => touched(reason),
+        let unchanged = matches!(before, Some(b) if containers(&job.engine, &stack.name).as_ref() == Some(&b));
+        let timed_out = r.remaining().is_zero();
+        return Err(Failure {
+            cause: if timed_out && !unchanged {
+                Cause::Timeout(reason)
+            } else {
+                Cause::UpFailed { error: reason, unchanged }
+            },
+            touched: !unchanged,
         });
     }
     let config = match validated {
         Some(config) => config,
-        None => r.compose(&project, &["config"], "compose config").map_err(touched)?,
+        None => r.compose(&project, &["config"], "compose config").map_err(r.failed(Cause::AfterUp, true))?,
     };
 
     // `up` leaves a container alone when only a bind-mounted file changed: recreate those services.
@@ -493,14 +533,15 @@ fn steps(
         for svc in services.iter().filter(|s| !s.is_empty()) {
             r.note(&format!("bind-mounted files changed; forcing an update of {svc}"));
             let cmd = job.engine.force_update(&stack.name, svc);
-            r.exec(cmd, "docker service update --force").map_err(touched)?;
+            r.exec(cmd, "docker service update --force").map_err(r.failed(Cause::AfterUp, true))?;
         }
     } else if !services.is_empty() {
         let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
         // An empty name stands for "the whole stack" (we could not tell which services).
         args.extend(services.iter().filter(|s| !s.is_empty()).map(String::as_str));
         r.note(&format!("bind-mounted files changed; recreating: {}", services.join(" ")));
-        r.compose(&project, &args, "recreating services with changed bind mounts").map_err(touched)?;
+        let result = r.compose(&project, &args, "recreating services with changed bind mounts");
+        result.map_err(r.failed(Cause::AfterUp, true))?;
     }
     Ok((config, services))
 }
@@ -514,6 +555,11 @@ fn containers(engine: &Engine, project: &str) -> Option<Vec<(String, String)>> {
     })
 }
 
+/// A failed `up`, whose containers changed (an unchanged one is told apart where `up` fails).
+fn up_failed(error: String) -> Cause {
+    Cause::UpFailed { error, unchanged: false }
+}
+
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
@@ -522,15 +568,7 @@ fn short(commit: &str) -> &str {
 /// (or `docker stack rm`) with its definition at its last deployed commit.
 /// Returns the captured log, or why it failed.
 pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine: &Engine) -> Result<String, String> {
-    let job = Job {
-        stack: stack.clone(),
-        commit: commit.to_string(),
-        overrides: BTreeMap::new(),
-        changed_paths: Vec::new(),
-        engine: engine.clone(),
-        rollback: None,
-        ci: None,
-    };
+    let job = Job::new(stack.clone(), commit, engine.clone());
     let mut r = Run {
         log: String::new(),
         secrets: Vec::new(),

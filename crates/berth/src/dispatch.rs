@@ -164,15 +164,10 @@ pub fn run(
                         // A gate that cannot be asked fails this stack, not the whole run.
                         Err(e) => Ran::NotRun { id: None, status: DeployStatus::Failed, reason: e.to_string() },
                         Ok(ci) => {
-                            let job = Job {
-                                stack,
-                                commit: plan.commit.clone(),
-                                overrides: overrides.clone(),
-                                changed_paths: step.paths.clone(),
-                                engine,
-                                rollback: None,
-                                ci,
-                            };
+                            let job = Job::new(stack, plan.commit.clone(), engine)
+                                .overrides(overrides.clone())
+                                .changed_paths(step.paths.clone())
+                                .ci(ci);
                             let req = Request {
                                 job,
                                 config_hash: step.config_hash.clone(),

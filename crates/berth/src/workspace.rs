@@ -255,15 +255,8 @@ impl Workspace {
     ) -> Option<crate::deploy::Job> {
         let snap = self.snapshot(&last.commit).ok()?;
         let def = snap.project.stack(&last.stack)?.clone();
-        Some(crate::deploy::Job {
-            stack: def,
-            commit: last.commit.clone(),
-            overrides: vars::replayable(&last.overrides),
-            changed_paths: changed_paths.to_vec(),
-            engine: engine.clone(),
-            rollback: None,
-            ci: None,
-        })
+        let job = crate::deploy::Job::new(def, last.commit.clone(), engine.clone());
+        Some(job.overrides(vars::replayable(&last.overrides)).changed_paths(changed_paths.to_vec()))
     }
 
     /// What to take down for a stack gone from the repository, from `last`, its last successful deploy

@@ -332,15 +332,7 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
     };
     tracing::info!(trigger = %p.trigger, "deploy started");
     let wait = stack.timeout;
-    let job = Job {
-        stack,
-        commit: p.commit.clone(),
-        overrides,
-        changed_paths: step.paths.clone(),
-        engine,
-        rollback: None,
-        ci,
-    };
+    let job = Job::new(stack, p.commit.clone(), engine).overrides(overrides).changed_paths(step.paths.clone()).ci(ci);
     let req = Request {
         job,
         config_hash: step.config_hash.clone(),

@@ -20,6 +20,12 @@ use serde::Serialize;
 
 use crate::docker::{Engine, ServiceSpec};
 
+mod drift;
+mod swarm;
+
+pub use drift::{containers, drift};
+pub use swarm::converge_swarm;
+
 const PROJECT: &str = "com.docker.compose.project";
 const SERVICE: &str = "com.docker.compose.service";
 const ONEOFF: &str = "com.docker.compose.oneoff";
@@ -311,183 +317,6 @@ async fn window(timeout: Duration, stable: Duration, mut observe: impl AsyncFnMu
         }
         tokio::time::sleep(wait).await;
     }
-}
-
-/// Wait until every service of swarm stack `stack` finished its update and runs
-/// the desired number of tasks on its image, or fail on paused or rolled-back
-/// updates and tasks that keep failing.
-pub async fn converge_swarm(
-    docker: &Docker,
-    stack: &str,
-    services: &[ServiceSpec],
-    ignore: &[String],
-    timeout: Duration,
-    stable: Duration,
-) -> Report {
-    let mut baseline: HashMap<String, usize> = HashMap::new();
-    window(timeout, stable, async || observe_swarm(docker, stack, services, ignore, &mut baseline).await).await
-}
-
-async fn observe_swarm(
-    docker: &Docker,
-    stack: &str,
-    services: &[ServiceSpec],
-    ignore: &[String],
-    baseline: &mut HashMap<String, usize>,
-) -> Verdict {
-    use bollard::query_parameters::{ListServicesOptions, ListTasksOptions};
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
-    let list = match docker
-        .list_services(Some(ListServicesOptions { filters: Some(filters), ..Default::default() }))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            return Verdict::Waiting(Report { summary: format!("cannot list services: {e}"), ..Default::default() });
-        }
-    };
-    let mut report = Report::default();
-    let mut waiting = None;
-    for svc in services.iter().filter(|s| !ignore.contains(&s.name)) {
-        let full = format!("{stack}_{}", svc.name);
-        let Some(service) =
-            list.iter().find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
-        else {
-            waiting.get_or_insert(format!("service `{full}` does not exist yet"));
-            continue;
-        };
-        let state = service.update_status.as_ref().and_then(|u| u.state).map(|s| s.to_string()).unwrap_or_default();
-        if state == "paused" || state.starts_with("rollback") {
-            let msg = service.update_status.as_ref().and_then(|u| u.message.clone()).unwrap_or_default();
-            return Verdict::Failed(Report {
-                ok: false,
-                summary: format!("service `{full}` update is {state}: {msg}"),
-                ..report
-            });
-        }
-        if state == "updating" {
-            waiting.get_or_insert(format!("service `{full}` is updating"));
-        }
-        let spec = service.spec.as_ref();
-        let want = spec
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        let replicas = spec
-            .and_then(|s| s.mode.as_ref())
-            .and_then(|m| m.replicated.as_ref())
-            .and_then(|r| r.replicas)
-            .unwrap_or(1);
-        let mut tf = HashMap::new();
-        tf.insert("service".to_string(), vec![full.clone()]);
-        let tasks = match docker.list_tasks(Some(ListTasksOptions { filters: Some(tf) })).await {
-            Ok(t) => t,
-            Err(e) => {
-                waiting.get_or_insert(format!("cannot list tasks of `{full}`: {e}"));
-                continue;
-            }
-        };
-        let image_of = |t: &bollard::models::Task| {
-            t.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.image.clone()).unwrap_or_default()
-        };
-        let task_state = |t: &bollard::models::Task| {
-            t.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default()
-        };
-        let running = tasks.iter().filter(|t| task_state(t) == "running" && image_of(t) == want).count() as i64;
-        let failed: Vec<_> = tasks
-            .iter()
-            .filter(|t| matches!(task_state(t).as_str(), "failed" | "rejected") && image_of(t) == want)
-            .collect();
-        let base = *baseline.entry(full.clone()).or_insert(failed.len());
-        report.containers.push(ContainerState {
-            service: full.clone(),
-            id: service.id.clone().unwrap_or_default().chars().take(12).collect(),
-            image_ok: running > 0,
-            state: format!("{running}/{replicas} running, update {}", if state.is_empty() { "none" } else { &state }),
-            health: None,
-            restarts: (failed.len() - base.min(failed.len())) as i64,
-            image: want.clone(),
-            config_hash: String::new(),
-            diagnosis: None,
-        });
-        if failed.len() >= base + 2 {
-            let err = failed
-                .iter()
-                .find_map(|t| t.status.as_ref().and_then(|s| s.err.clone()))
-                .unwrap_or_else(|| "no error given".into());
-            return Verdict::Failed(Report {
-                ok: false,
-                summary: format!("tasks of `{full}` keep failing: {err}"),
-                ..report
-            });
-        }
-        if running < replicas {
-            waiting.get_or_insert(format!("service `{full}` runs {running} of {replicas} tasks on the new image"));
-        }
-    }
-    match waiting {
-        Some(w) => Verdict::Waiting(Report { summary: w, ..report }),
-        // Tasks are judged by the window alone.
-        None => Verdict::Good(Report { ok: true, summary: "converged".into(), ..report }, None),
-    }
-}
-
-/// Every container of compose project `project`, as (id, state), sorted.
-pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<(String, String)>, String> {
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{PROJECT}={project}")]);
-    let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-    let list = docker.list_containers(Some(opts)).await.map_err(|e| format!("cannot list containers: {e}"))?;
-    let mut out: Vec<_> = list
-        .into_iter()
-        .map(|c| (c.id.unwrap_or_default(), c.state.map(|s| s.to_string()).unwrap_or_default()))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
-/// What differs between the containers of `project` now and `baseline` (the
-/// containers a successful deploy left running): missing, stopped, or running
-/// another image or configuration. Empty when nothing drifted.
-pub async fn drift(docker: &Docker, project: &str, baseline: &[ContainerState]) -> Result<Vec<String>, String> {
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{PROJECT}={project}")]);
-    let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-    let list = docker.list_containers(Some(opts)).await.map_err(|e| format!("cannot list containers: {e}"))?;
-    let mut findings = Vec::new();
-    let mut services: Vec<&ContainerState> = Vec::new();
-    for b in baseline {
-        if !services.iter().any(|s| s.service == b.service) {
-            services.push(b);
-        }
-    }
-    for b in services {
-        let mine: Vec<_> = list
-            .iter()
-            .filter(|c| c.labels.as_ref().and_then(|l| l.get(SERVICE)) == Some(&b.service))
-            .filter(|c| c.labels.as_ref().and_then(|l| l.get(ONEOFF)).map(String::as_str) != Some("True"))
-            .collect();
-        if mine.is_empty() {
-            findings.push(format!("service `{}` has no container", b.service));
-            continue;
-        }
-        for c in mine {
-            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-            if b.state == "running" && state != "running" {
-                findings.push(format!("service `{}` is {state}", b.service));
-            }
-            if !b.image.is_empty() && c.image_id.as_deref() != Some(b.image.as_str()) {
-                findings.push(format!("service `{}` runs another image than berth deployed", b.service));
-            }
-            let hash = c.labels.as_ref().and_then(|l| l.get(CONFIG_HASH)).cloned().unwrap_or_default();
-            if !b.config_hash.is_empty() && hash != b.config_hash {
-                findings.push(format!("service `{}` runs another configuration than berth deployed", b.service));
-            }
-        }
-    }
-    Ok(findings)
 }
 
 enum Verdict {

@@ -1,9 +1,17 @@
 //! The state store: deploy records in an embedded SQLite database (WAL) under the state dir.
+//! This file owns opening it, the schema and a deploy's lifecycle; [`admin`] and [`history`]
+//! the rest.
 
-use std::collections::{BTreeMap, HashMap};
+mod admin;
+mod history;
+
+pub use admin::{ApiKey, Release};
+use history::{SELECT, row};
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_core::record::{DeployRecord, DeployStatus, History, StoredDeploy, decode_list, decode_map, encode_map};
+use berth_core::record::{DeployRecord, DeployStatus, encode_map};
 use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,41 +102,6 @@ CREATE TABLE IF NOT EXISTS config_rejections (
     at         INTEGER NOT NULL
 );
 ";
-
-/// A version tag berth made or deployed for an environment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Release {
-    pub tag: String,
-    pub commit: String,
-    pub env: String,
-    /// `patch` (a push deployed to an auto environment), `promotion`, or `deploy` (an existing tag, e.g. a hotfix).
-    pub kind: String,
-    pub from_tag: Option<String>,
-    pub by: String,
-    pub at: i64,
-    /// Whether the tag reached the remote.
-    pub pushed: bool,
-    pub note: Option<String>,
-}
-
-/// A paused stack: (stack, by, unix time, reason).
-pub type Paused = (String, String, i64, Option<String>);
-
-/// A configuration the controller refused: (repo, commit, errors, unix time).
-pub type Rejection = (String, String, Vec<String>, i64);
-
-/// A stored API key (the secret itself is never stored, only its SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ApiKey {
-    pub key: String,
-    pub name: String,
-    pub scope: String,
-    /// Glob of stack names the key may deploy (`*` for all).
-    pub stacks: String,
-    #[serde(skip)]
-    pub secret_hash: String,
-    pub created_at: i64,
-}
 
 /// A new deploy about to start.
 pub struct NewDeploy<'a> {
@@ -268,45 +241,6 @@ impl State {
         Ok(())
     }
 
-    /// The newest deploys, optionally of one stack.
-    /// The newest deploys of a commit (`prefix` of its id, lower-case hex), optionally of one stack.
-    pub fn list_for_commit(
-        &self,
-        stack: Option<&str>,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<DeployRecord>, StateError> {
-        let pattern = format!("{prefix}%");
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "{SELECT} WHERE commit_sha LIKE ?1 AND (?2 IS NULL OR stack = ?2) ORDER BY id DESC LIMIT ?3"
-            ))
-            .map_err(self.err())?;
-        let rows = st.query_map(params![pattern, stack, limit as i64], row).map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
-    }
-
-    /// How many deploys are queued and how many running.
-    pub fn active(&self) -> Result<(usize, usize), StateError> {
-        let count = |status: &str| {
-            self.conn
-                .query_row("SELECT COUNT(*) FROM deploys WHERE status = ?1", params![status], |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as usize)
-        };
-        Ok((count("queued").map_err(self.err())?, count("running").map_err(self.err())?))
-    }
-
-    pub fn list(&self, stack: Option<&str>, limit: usize) -> Result<Vec<DeployRecord>, StateError> {
-        match stack {
-            Some(s) => self.history(s, limit),
-            None => {
-                let mut st = self.conn.prepare(&format!("{SELECT} ORDER BY id DESC LIMIT ?1")).map_err(self.err())?;
-                st.query_map([limit as i64], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
-            }
-        }
-    }
-
     /// Settle what a stopping or dead controller left: `running` deploys that `orphaned` says
     /// nobody will finish (another process may be deploying one right now) become
     /// interrupted, queued ones cancelled. Returns the interrupted ones.
@@ -332,62 +266,6 @@ impl State {
             )
             .map_err(self.err())?;
         Ok(running)
-    }
-
-    pub fn add_key(&self, k: &ApiKey) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO api_keys (key, name, scope, stacks, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![k.key, k.name, k.scope, k.stacks, k.secret_hash, k.created_at],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    pub fn key(&self, key: &str) -> Result<Option<ApiKey>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT key, name, scope, stacks, secret_hash, created_at FROM api_keys WHERE key = ?1",
-                [key],
-                key_row,
-            )
-            .optional()
-            .map_err(self.err())
-    }
-
-    pub fn keys(&self) -> Result<Vec<ApiKey>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, name, scope, stacks, secret_hash, created_at FROM api_keys ORDER BY name")
-            .map_err(self.err())?;
-        st.query_map([], key_row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
-    }
-
-    pub fn delete_key(&self, name: &str) -> Result<bool, StateError> {
-        Ok(self.conn.execute("DELETE FROM api_keys WHERE name = ?1", [name]).map_err(self.err())? > 0)
-    }
-
-    /// Record a configuration the controller refused to run.
-    pub fn reject_config(&self, repo: &str, commit: &str, errors: &[String]) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO config_rejections (repo, commit_sha, errors, at) VALUES (?1, ?2, ?3, ?4)",
-                params![repo, commit, serde_json::to_string(errors).unwrap_or_default(), now()],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// The newest rejections: (repo, commit, errors, at).
-    pub fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT repo, commit_sha, errors, at FROM config_rejections ORDER BY id DESC LIMIT ?1")
-            .map_err(self.err())?;
-        st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, decode_list(&r.get::<_, String>(2)?), r.get(3)?)))
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.err())
     }
 
     /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...); each
@@ -435,104 +313,6 @@ impl State {
         Ok(())
     }
 
-    /// The last deploy of `stack` that succeeded, other than `except`.
-    pub fn last_success(&self, stack: &str, except: Option<i64>) -> Result<Option<DeployRecord>, StateError> {
-        self.conn
-            .query_row(
-                &format!("{SELECT} WHERE stack = ?1 AND status = 'succeeded' AND id != ?2 ORDER BY id DESC LIMIT 1"),
-                params![stack, except.unwrap_or(-1)],
-                row,
-            )
-            .optional()
-            .map_err(self.err())
-    }
-
-    /// The last successful deploy of `stack` older than deploy `before` (what a rollback went back to).
-    pub fn success_before(&self, stack: &str, before: i64) -> Result<Option<DeployRecord>, StateError> {
-        self.conn
-            .query_row(
-                &format!("{SELECT} WHERE stack = ?1 AND status = 'succeeded' AND id < ?2 ORDER BY id DESC LIMIT 1"),
-                params![stack, before],
-                row,
-            )
-            .optional()
-            .map_err(self.err())
-    }
-
-    pub fn add_release(&self, r: &Release) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO releases (tag, commit_sha, env, kind, from_tag, by, at, pushed, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![r.tag, r.commit, r.env, r.kind, r.from_tag, r.by, r.at, r.pushed, r.note],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Releases of an environment (or all), newest first.
-    pub fn releases(&self, env: Option<&str>) -> Result<Vec<Release>, StateError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT tag, commit_sha, env, kind, from_tag, by, at, pushed, note FROM releases
-                 WHERE ?1 IS NULL OR env = ?1 ORDER BY id DESC",
-            )
-            .map_err(self.err())?;
-        st.query_map([env], |r| {
-            Ok(Release {
-                tag: r.get(0)?,
-                commit: r.get(1)?,
-                env: r.get(2)?,
-                kind: r.get(3)?,
-                from_tag: r.get(4)?,
-                by: r.get(5)?,
-                at: r.get(6)?,
-                pushed: r.get(7)?,
-                note: r.get(8)?,
-            })
-        })
-        .map_err(self.err())?
-        .collect::<Result<_, _>>()
-        .map_err(self.err())
-    }
-
-    /// Pause a stack (true) or resume it (false); returns whether anything changed.
-    pub fn set_paused(&self, stack: &str, paused: bool, by: &str, reason: Option<&str>) -> Result<bool, StateError> {
-        let n = if paused {
-            self.conn.execute(
-                "INSERT OR IGNORE INTO paused (stack, by, at, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![stack, by, now(), reason],
-            )
-        } else {
-            self.conn.execute("DELETE FROM paused WHERE stack = ?1", [stack])
-        }
-        .map_err(self.err())?;
-        Ok(n > 0)
-    }
-
-    /// Paused stacks: (stack, by, at, reason).
-    pub fn paused(&self) -> Result<Vec<Paused>, StateError> {
-        let mut st =
-            self.conn.prepare("SELECT stack, by, at, reason FROM paused ORDER BY stack").map_err(self.err())?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.err())
-    }
-
-    /// How many deploys with `trigger` a stack had since `since` (unix seconds).
-    pub fn count_since(&self, stack: &str, trigger: &str, since: i64) -> Result<usize, StateError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM deploys WHERE stack = ?1 AND trigger = ?2 AND started_at >= ?3",
-                params![stack, trigger, since],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as usize)
-            .map_err(self.err())
-    }
-
     /// Is the database usable (for health checks)?
     pub fn ping(&self) -> Result<(), StateError> {
         self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(self.err())
@@ -569,122 +349,6 @@ impl State {
         }
         Ok(())
     }
-
-    pub fn get(&self, id: i64) -> Result<DeployRecord, StateError> {
-        self.conn
-            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
-            .optional()
-            .map_err(self.err())?
-            .ok_or(StateError::NoSuchDeploy(id))
-    }
-
-    pub fn log(&self, id: i64) -> Result<String, StateError> {
-        self.conn
-            .query_row("SELECT log FROM deploys WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
-            .map_err(self.err())?
-            .ok_or(StateError::NoSuchDeploy(id))
-    }
-
-    /// Deploys of `stack`, newest first.
-    pub fn history(&self, stack: &str, limit: usize) -> Result<Vec<DeployRecord>, StateError> {
-        let mut st =
-            self.conn.prepare(&format!("{SELECT} WHERE stack = ?1 ORDER BY id DESC LIMIT ?2")).map_err(self.err())?;
-        st.query_map(params![stack, limit as i64], row)
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.err())
-    }
-
-    /// The newest deploy of every stack.
-    pub fn latest(&self) -> Result<Vec<DeployRecord>, StateError> {
-        let mut st = self
-            .conn
-            .prepare(&format!("{SELECT} WHERE id IN (SELECT MAX(id) FROM deploys GROUP BY stack) ORDER BY stack"))
-            .map_err(self.err())?;
-        st.query_map([], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())
-    }
-
-    /// What the planner needs: per stack, the last success and the latest outcome.
-    pub fn summaries(&self) -> Result<HashMap<String, History>, StateError> {
-        let mut out: HashMap<String, History> = HashMap::new();
-        for r in self.latest()? {
-            let h = out.entry(r.stack.clone()).or_default();
-            h.latest = Some(r.status);
-            h.server = Some(r.server);
-        }
-        // Per stack and config hash, the last deploy that finished; keep the failed ones.
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT stack, config_hash, id, status FROM deploys WHERE id IN
-                   (SELECT MAX(id) FROM deploys
-                     WHERE status IN ('succeeded', 'failed', 'rolled_back') AND config_hash != ''
-                     GROUP BY stack, config_hash)
-                 AND status != 'succeeded'",
-            )
-            .map_err(self.err())?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-            .map_err(self.err())?;
-        for r in rows {
-            let (stack, hash, id) = r.map_err(self.err())?;
-            out.entry(stack).or_default().failed.insert(hash, id);
-        }
-        for (stack, ..) in self.paused()? {
-            out.entry(stack).or_default().paused = true;
-        }
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT stack, commit_sha, config_hash, overrides FROM deploys
-                 WHERE id IN (SELECT MAX(id) FROM deploys WHERE status = 'succeeded' GROUP BY stack)",
-            )
-            .map_err(self.err())?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?)))
-            .map_err(self.err())?;
-        for r in rows {
-            let (stack, commit, hash, overrides) = r.map_err(self.err())?;
-            let h = out.entry(stack).or_default();
-            h.last_success = Some((commit, hash));
-            h.overrides = decode_map(&overrides);
-        }
-        Ok(out)
-    }
-}
-
-const SELECT: &str = "SELECT id, stack, server, commit_sha, config_hash, vars, overrides, status, reason, trigger,
-                             started_at, finished_at, phase FROM deploys";
-
-fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey {
-        key: r.get(0)?,
-        name: r.get(1)?,
-        scope: r.get(2)?,
-        stacks: r.get(3)?,
-        secret_hash: r.get(4)?,
-        created_at: r.get(5)?,
-    })
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeployRecord> {
-    Ok(StoredDeploy {
-        id: r.get(0)?,
-        stack: r.get(1)?,
-        server: r.get(2)?,
-        commit: r.get(3)?,
-        config_hash: r.get(4)?,
-        vars: r.get(5)?,
-        overrides: r.get(6)?,
-        status: r.get(7)?,
-        reason: r.get(8)?,
-        trigger: r.get(9)?,
-        started_at: r.get(10)?,
-        finished_at: r.get(11)?,
-        phase: r.get(12)?,
-    }
-    .decode())
 }
 
 #[cfg(test)]
