@@ -5,6 +5,7 @@
 #![no_main]
 
 use berth_core::changes::{Change, ChangeKind, Index};
+use berth_core::ownership::Sources;
 use berth_core::project::valid_name;
 use berth_core::{Project, Tree, dag, hash};
 use libfuzzer_sys::fuzz_target;
@@ -42,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let order = dag::order(&project.stacks).expect("a valid project has no cycle");
     assert_eq!(order.len(), project.stacks.len());
     // Everything downstream of loading accepts any valid project.
-    let index = Index::new(&project);
+    let index = Index::new(&project, &Sources::default(), &Default::default());
     let hashes = hash::all(&index, &tree);
     assert_eq!(hashes.len(), project.stacks.len());
     let changes: Vec<Change> = tree

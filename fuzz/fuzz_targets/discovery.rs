@@ -3,6 +3,7 @@
 
 use arbitrary::Arbitrary;
 use berth_core::changes::{Change, ChangeKind, Index, glob};
+use berth_core::ownership::Sources;
 use berth_core::discovery::{COMPOSE_NAMES, Pattern, discover};
 use berth_core::tree::{join, parent};
 use berth_core::{Project, Tree};
@@ -87,7 +88,7 @@ fuzz_target!(|input: Input| {
         text.push_str(&format!("[[stack]]\npath = {}\nwatch = {}\nignore = {}\n", q(path), list(watch), list(ignore)));
     }
     let Ok(project) = Project::load("berth.toml", Some(&text), &tree) else { return };
-    let index = Index::new(&project);
+    let index = Index::new(&project, &Sources::default(), &Default::default());
     let changes: Vec<Change> = input
         .changes
         .iter()
