@@ -58,6 +58,21 @@ fn running(repo: &Repo, stack: &str, trigger: &str, phase: &str) -> i64 {
     })
 }
 
+/// A repository whose one stack `s` runs `app("v1")`, deployed by `apply`.
+fn deployed_v1(s: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write("berth.toml", FAST);
+    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    repo.commit("v1");
+    repo.berth(&["apply"]).ok();
+    repo
+}
+
+/// (trigger, status) of each deploy in `history`, newest first.
+fn outcomes(h: &[serde_json::Value]) -> Vec<(&str, &str)> {
+    h.iter().map(|d| (d["trigger"].as_str().unwrap_or(""), d["status"].as_str().unwrap_or(""))).collect()
+}
+
 fn env_of(stack: &str) -> String {
     inspect(&container(stack, "app"), "{{json .Config.Env}}")
 }
@@ -67,11 +82,7 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
     docker();
     let s = unique("twice");
     let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
-    repo.commit("v1");
-    repo.berth(&["apply"]).ok();
+    let repo = deployed_v1(&s);
 
     let bad = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
     let bad_id = running(&repo, &s, "deploy", "converging");
@@ -91,8 +102,7 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
 
     assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
     let h = history(&repo, &s);
-    let outcomes: Vec<(&str, &str)> =
-        h.iter().map(|d| (d["trigger"].as_str().unwrap(), d["status"].as_str().unwrap())).collect();
+    let outcomes = outcomes(&h);
     assert_eq!(outcomes, [("deploy", "succeeded"), ("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
     assert_eq!(h[1]["id"].as_i64(), Some(bad_id));
     // The good deploy verified the container that runs now, not one another deploy made.
@@ -212,11 +222,7 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     docker();
     let s = unique("both");
     let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
-    repo.commit("v1");
-    repo.berth(&["apply"]).ok();
+    let repo = deployed_v1(&s);
 
     // A CLI deploy is verifying when the controller starts: the controller leaves it alone.
     let cli = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
@@ -231,8 +237,7 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     server.settle();
     assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
     let h = history(&repo, &s);
-    let outcomes: Vec<(&str, &str)> =
-        h.iter().map(|d| (d["trigger"].as_str().unwrap(), d["status"].as_str().unwrap())).collect();
+    let outcomes = outcomes(&h);
     assert_eq!(outcomes[1..], [("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
     assert_eq!((outcomes[0].1, h[1]["id"].as_i64()), ("succeeded", Some(cli_id)), "{h:?}");
     let log = std::fs::read_to_string(repo.state.path().join("serve.log")).unwrap();
