@@ -224,3 +224,29 @@ fn gitlab_gates_on_its_pipeline_and_a_timeout_is_not_a_failure_of_the_code() {
     assert_eq!(posts.last().unwrap().0, "success", "{posts:?}");
     assert!(posts.iter().any(|p| p.0 == "running"), "GitLab's pending is `running`: {posts:?}");
 }
+
+#[test]
+fn a_deploy_waiting_for_ci_shows_on_the_dashboard_until_ci_is_green() {
+    docker();
+    let s = unique("waits");
+    let _c = Cleanup(vec![s.clone()]);
+    let gitea = Forge::start("gitea");
+    let ci = format!("{{ provider = \"gitea\", url = \"{}\", repo = \"me/stacks\", timeout = \"2m\" }}", gitea.base);
+    let repo = gated(&ci, &s, "[dashboard]\nread = \"public\"\n");
+    let commit = head(&repo);
+    gitea.status(&commit, "ci/test", "pending", "running the tests", "");
+    let server = server::Server::start(&repo);
+    // The first sync queues the deploy; it waits for CI, and the overview says so.
+    wait_for("the deploy to wait for CI", std::time::Duration::from_secs(60), || {
+        server.deploys().iter().any(|d| d["stack"] == s.as_str() && d["phase"] == "ci").then_some(())
+    });
+    let page = || server.http.get(server.url("/")).send().unwrap().text().unwrap();
+    let html = page();
+    assert!(html.contains(&format!("{s} waits for CI")), "{html}");
+    gitea.status(&commit, "ci/test", "success", "all green", "");
+    let done = server.settle();
+    let mine: Vec<_> = done.iter().filter(|d| d["stack"] == s.as_str()).collect();
+    assert_eq!(mine[0]["status"], "succeeded", "{mine:?}");
+    container(&s, "app");
+    assert!(!page().contains("waits for CI"), "the banner stays after CI went green");
+}
