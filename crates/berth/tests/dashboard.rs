@@ -171,7 +171,8 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     );
     repo.write(
         &format!("stacks/{bad}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n"),
+        // Dies well inside the 1 s stable window, which counts from the container's start.
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 3\"]\n"),
     );
     repo.write(&format!("stacks/{man}/compose.yaml"), &sleeper(&["app"]));
     let first = repo.commit("three stacks");
