@@ -8,12 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn app(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
-
 /// `compose -p STACK -f FILE up -d` from `checkout`, as a user runs it, with the compose
 /// implementation berth uses here.
 fn compose_up(checkout: &Path, stack: &str) {
@@ -58,8 +52,8 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     let (a, b) = (unique("ada"), unique("adb"));
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{a}/compose.yaml"), &app("blue"));
-    repo.write(&format!("stacks/{b}/compose.yaml"), &sleeper(&["web", "worker"]));
+    repo.stack(&a, &colored("blue"));
+    repo.stack(&b, &sleeper(&["web", "worker"]));
     let first = repo.commit("two stacks");
     let checkout = clone(&repo);
     let checkout = checkout.path().join("c");
@@ -96,7 +90,7 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     assert_eq!(repo.json(&["history", &a, "--json"]).as_array().unwrap().len(), 1);
 
     // One stack's file changes: exactly that stack is planned, and applying it leaves the other alone.
-    repo.write(&format!("stacks/{a}/compose.yaml"), &app("green"));
+    repo.stack(&a, &colored("green"));
     repo.commit("a turns green");
     let plan = steps(&repo);
     assert_eq!(
@@ -111,7 +105,7 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     assert_eq!(containers(&b), b_ids, "the adopted, unchanged stack was recreated");
 
     // Recreating b by hand with another configuration is drift from the adopted baseline.
-    std::fs::write(checkout.join(format!("stacks/{b}/compose.yaml")), app("red").replace("app:", "web:")).unwrap();
+    std::fs::write(checkout.join(format!("stacks/{b}/compose.yaml")), colored("red").replace("app:", "web:")).unwrap();
     compose_up(&checkout, &b);
     let drift = repo.berth(&["drift"]);
     assert_eq!(drift.code, 1, "{}{}", drift.stdout, drift.stderr);
@@ -125,13 +119,13 @@ fn a_project_that_runs_something_else_is_reported_and_not_adopted() {
     let (m, gone) = (unique("adm"), unique("adg"));
     let _c = Cleanup(vec![m.clone(), gone.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{m}/compose.yaml"), &app("blue"));
-    repo.write(&format!("stacks/{gone}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&m, &colored("blue"));
+    repo.stack(&gone, &sleeper(&["app"]));
     repo.commit("two stacks");
     let checkout = clone(&repo);
     let checkout = checkout.path().join("c");
     // What runs: another environment, and a service the commit does not have.
-    let edited = format!("{}  extra:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n", app("red"));
+    let edited = format!("{}  extra:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n", colored("red"));
     std::fs::write(checkout.join(format!("stacks/{m}/compose.yaml")), edited).unwrap();
     compose_up(&checkout, &m);
 

@@ -10,10 +10,8 @@ fn apply_deploys_everything_then_only_what_changed() {
     let (a, b) = (unique("a"), unique("b"));
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{a}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(
-        &format!("stacks/{b}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: blue\n"),
+    repo.stack(&a, &sleeper(&["app"]));
+    repo.stack(&b, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: blue\n"),
     );
     let first = repo.commit("two stacks");
 
@@ -36,9 +34,7 @@ fn apply_deploys_everything_then_only_what_changed() {
     assert!(inspect(&b_id, "{{json .Config.Env}}").contains("COLOR=blue"));
 
     // Change only b.
-    repo.write(
-        &format!("stacks/{b}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: green\n"),
+    repo.stack(&b, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: green\n"),
     );
     let second = repo.commit("b turns green");
     let changed = repo.json(&["changed", "--from", &first, "--to", &second, "--json"]);
@@ -46,12 +42,11 @@ fn apply_deploys_everything_then_only_what_changed() {
     assert_eq!(changed["stacks"][0]["name"], b.as_str());
 
     let plan = repo.json(&["plan", "--json"]);
-    let step = |n: &str| plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == n).unwrap().clone();
-    assert_eq!(step(&a)["action"], "skip");
-    assert_eq!(step(&a)["reason"], "unchanged");
-    assert_eq!(step(&b)["action"], "deploy");
-    assert_eq!(step(&b)["reason"], "paths_changed");
-    assert_eq!(step(&b)["paths"][0], format!("stacks/{b}/compose.yaml"));
+    assert_eq!(step(&plan, &a)["action"], "skip");
+    assert_eq!(step(&plan, &a)["reason"], "unchanged");
+    assert_eq!(step(&plan, &b)["action"], "deploy");
+    assert_eq!(step(&plan, &b)["reason"], "paths_changed");
+    assert_eq!(step(&plan, &b)["paths"][0], format!("stacks/{b}/compose.yaml"));
 
     repo.berth(&["apply"]).ok();
     assert_eq!(container(&a, "app"), a_id, "the untouched stack's container was recreated");
@@ -75,9 +70,7 @@ fn a_config_file_only_commit_recreates_the_services_that_mount_it() {
     let s = unique("conf");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!(
+    repo.stack(&s, &format!(
             "services:\n  reader:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    volumes:\n      - ./app.conf:/etc/app.conf:ro\n  other:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
         ),
     );
@@ -104,7 +97,7 @@ fn a_noop_apply_runs_no_docker_process() {
     let s = unique("noop");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one");
     repo.berth(&["apply"]).ok();
     // A PATH where `docker` and `docker-compose` fail loudly: any call would break the run.
@@ -128,9 +121,7 @@ fn deploy_with_variables_pins_them_and_redacts_secrets() {
     let s = unique("vars");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tag=$${{APP_TAG}}; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      APP_TAG: ${{APP_TAG:-latest}}\n      DB_PASSWORD: ${{DB_PASSWORD:-none}}\n"),
+    repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tag=$${{APP_TAG}}; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      APP_TAG: ${{APP_TAG:-latest}}\n      DB_PASSWORD: ${{DB_PASSWORD:-none}}\n"),
     );
     repo.commit("app");
     let secret = "s3cr3t-planted-value";
@@ -165,12 +156,9 @@ fn a_failed_stack_blocks_its_dependents_but_not_the_others() {
     let (bad, dep, ok) = (unique("bad"), unique("dep"), unique("ok"));
     let _c = Cleanup(vec![bad.clone(), dep.clone(), ok.clone()]);
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{bad}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"/no/such/program\"]\n"),
-    );
-    repo.write(&format!("stacks/{dep}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(&format!("stacks/{ok}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&bad, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"/no/such/program\"]\n"));
+    repo.stack(&dep, &sleeper(&["app"]));
+    repo.stack(&ok, &sleeper(&["app"]));
     repo.write("berth.toml", &format!("[[stack]]\nname = \"{dep}\"\nafter = [\"{bad}\"]\n"));
     repo.commit("three");
     let out = repo.berth(&["apply"]);
@@ -198,11 +186,11 @@ fn a_compose_file_that_compose_rejects_leaves_the_running_stack_alone() {
     let s = unique("reject");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("good");
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &format!("services:\n  app:\n    image: {IMAGE}\n    ports: 12\n"));
+    repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    ports: 12\n"));
     repo.commit("bad");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
@@ -241,14 +229,14 @@ fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
     let _c = Cleanup(vec![keep.clone(), gone.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{keep}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(&format!("stacks/{gone}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&keep, &sleeper(&["app"]));
+    repo.stack(&gone, &sleeper(&["app"]));
     repo.commit("two");
     repo.berth(&["apply"]).ok();
     repo.remove(&format!("stacks/{gone}"));
     repo.commit("drop one");
     let plan = repo.json(&["plan", "--json"]);
-    let step = plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == gone.as_str()).unwrap().clone();
+    let step = step(&plan, &gone);
     assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("skip"), Some("removed")), "{step}");
     repo.berth(&["apply"]).ok();
     container(&gone, "app"); // without prune, only reported
@@ -296,20 +284,14 @@ fn encrypted_env_files_and_secret_references_never_leak() {
         "berth.toml",
         &format!("[[stack]]\nname = \"{s}\"\nenv = {{ REF_TOKEN = {{ env = \"BERTH_TEST_REF_TOKEN\" }} }}\n"),
     );
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo $$DB_PASSWORD; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      REF_TOKEN: ${{REF_TOKEN}}\n"),
+    repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo $$DB_PASSWORD; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      REF_TOKEN: ${{REF_TOKEN}}\n"),
     );
     std::fs::write(repo.path().join(format!("stacks/{s}/app.env.age")), encrypt(&format!("DB_PASSWORD={planted}\n")))
         .unwrap();
     repo.commit("encrypted");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(repo.path())
-            .arg("--state-dir")
-            .arg(repo.state.path())
-            .args(args)
+        let o = repo
+            .command(args)
             .env("BERTH_AGE_IDENTITY_FILE", &identity)
             .env("BERTH_TEST_REF_TOKEN", referenced)
             .output()
@@ -375,9 +357,7 @@ fn sops_encrypted_env_files_are_decrypted_through_sops() {
         (format!("stacks/{s}/{name}"), o.stdout)
     };
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_KEY: ${{API_KEY}}\n"),
+    repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_KEY: ${{API_KEY}}\n"),
     );
     for (path, bytes) in [
         encrypt("app.sops.env", "dotenv", &format!("DB_PASSWORD={in_env}\n")),
@@ -389,16 +369,7 @@ fn sops_encrypted_env_files_are_decrypted_through_sops() {
     let sops_dir = sops.parent().unwrap().display().to_string();
     let with_sops = format!("{sops_dir}:{}", std::env::var("PATH").unwrap_or_default());
     let run = |args: &[&str], path: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(repo.path())
-            .arg("--state-dir")
-            .arg(repo.state.path())
-            .args(args)
-            .env("BERTH_AGE_IDENTITY_FILE", &identity)
-            .env("PATH", path)
-            .output()
-            .unwrap();
+        let o = repo.command(args).env("BERTH_AGE_IDENTITY_FILE", &identity).env("PATH", path).output().unwrap();
         Run::from(o)
     };
 

@@ -4,30 +4,9 @@
 
 mod common;
 
-use common::forge::{Fault, Forge};
+use common::forge::{Fault, Forge, gated_repo};
 use common::*;
 use serde_json::Value;
-
-fn app(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
-
-/// A repo whose one stack is gated by `ci` (a TOML inline table).
-fn gated(ci: &str, stack: &str, extra: &str) -> Repo {
-    let repo = Repo::new();
-    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
-    repo.write(
-        "berth.toml",
-        &format!(
-            "{extra}[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\nrequire_ci = {ci}\n"
-        ),
-    );
-    repo.write(&format!("stacks/{stack}/compose.yaml"), &app("red"));
-    repo.commit("gated");
-    repo
-}
 
 /// berth's posts for `context`: (state, description, target_url).
 fn berth_posts(forge: &Forge, context: &str) -> Vec<(String, String, String)> {
@@ -53,7 +32,7 @@ fn berths_own_failed_status_never_blocks_its_commit_and_rollbacks_do_not_wait_fo
     let s = unique("own");
     let _c = Cleanup(vec![s.clone()]);
     let forge = Forge::start("gitea");
-    let repo = gated(
+    let repo = gated_repo(
         &format!(
             "{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true, ignore_contexts = [\"lint*\"] }}",
             forge.base
@@ -82,7 +61,7 @@ fn berths_own_failed_status_never_blocks_its_commit_and_rollbacks_do_not_wait_fo
     assert!(posts.iter().all(|p| p.2 == url), "{posts:?}");
 
     // A second commit, deployed; then CI turns red on the first and an operator rolls back to it.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("blue"));
+    repo.stack(&s, &colored("blue"));
     let second = repo.commit("blue");
     forge.status(&second, "ci/build", "success", "", "");
     repo.berth(&["apply"]).ok();
@@ -102,7 +81,7 @@ fn rollbacks_wait_for_ci_when_the_gate_says_so() {
     let s = unique("gaterb");
     let _c = Cleanup(vec![s.clone()]);
     let forge = Forge::start("github");
-    let repo = gated(
+    let repo = gated_repo(
         &format!("{{ provider = \"github\", url = \"{}\", timeout = \"30s\", gate_rollbacks = true }}", forge.base),
         &s,
         "",
@@ -110,7 +89,7 @@ fn rollbacks_wait_for_ci_when_the_gate_says_so() {
     let first = head(&repo);
     forge.check_run(&first, "build", "completed", Some("success"));
     repo.berth(&["apply"]).ok();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("blue"));
+    repo.stack(&s, &colored("blue"));
     let second = repo.commit("blue");
     forge.check_run(&second, "build", "completed", Some("success"));
     repo.berth(&["apply"]).ok();
@@ -198,8 +177,11 @@ fn gitlab_gates_on_its_pipeline_and_a_timeout_is_not_a_failure_of_the_code() {
     let s = unique("gitlab");
     let _c = Cleanup(vec![s.clone()]);
     let lab = Forge::start("gitlab");
-    let repo =
-        gated(&format!("{{ provider = \"gitlab\", url = \"{}\", timeout = \"3s\", report = true }}", lab.base), &s, "");
+    let repo = gated_repo(
+        &format!("{{ provider = \"gitlab\", url = \"{}\", timeout = \"3s\", report = true }}", lab.base),
+        &s,
+        "",
+    );
     let commit = head(&repo);
     // A job allowed to fail, and a pipeline job still running when the gate gives up.
     lab.status(&commit, "build", "running", "", "");
@@ -232,7 +214,7 @@ fn a_deploy_waiting_for_ci_shows_on_the_dashboard_until_ci_is_green() {
     let _c = Cleanup(vec![s.clone()]);
     let gitea = Forge::start("gitea");
     let ci = format!("{{ provider = \"gitea\", url = \"{}\", repo = \"me/stacks\", timeout = \"2m\" }}", gitea.base);
-    let repo = gated(&ci, &s, "[dashboard]\nread = \"public\"\n");
+    let repo = gated_repo(&ci, &s, "[dashboard]\nread = \"public\"\n");
     let commit = head(&repo);
     gitea.status(&commit, "ci/test", "pending", "running the tests", "");
     let server = server::Server::start(&repo);

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 fn stack(repo: &Repo, name: &str) {
-    repo.write(&format!("stacks/{name}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(name, &sleeper(&["app"]));
 }
 
 #[test]
@@ -285,7 +285,7 @@ name = "nightly"
     assert!(v.stdout.contains("2 stacks"), "{}", v.stdout);
     repo.commit("imported");
     let plan = repo.json(&["plan", "--json"]);
-    let app = plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == "app").unwrap().clone();
+    let app = step(&plan, "app");
     assert_eq!(app["server"], "heimdall");
     assert_eq!(app["after"][0], "db");
     // The imported hook runs as Komodo ran it, with the secret filled from the environment.

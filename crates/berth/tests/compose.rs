@@ -9,13 +9,6 @@ use std::process::Command;
 use common::registry::Registry;
 use common::*;
 
-const SYSTEM_PLUGIN_DIRS: [&str; 4] = [
-    "/usr/local/lib/docker/cli-plugins",
-    "/usr/local/libexec/docker/cli-plugins",
-    "/usr/lib/docker/cli-plugins",
-    "/usr/libexec/docker/cli-plugins",
-];
-
 /// A machine whose only compose plugin is the user's own. `run` starts a program in a private
 /// mount namespace where empty folders cover the system-wide plugin folders; the user's docker
 /// config folder (`config`) holds the plugin in its `cli-plugins`: a wrapper that notes each
@@ -94,9 +87,7 @@ fn registry_credentials_keep_the_users_compose_plugin() {
     assert!(hidden.code != 0 && hidden.stderr.contains("unknown flag: --project-name"), "{hidden:?}");
 
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
+    repo.stack(&s, &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
     );
     repo.write(
         "berth.toml",
@@ -140,7 +131,6 @@ fn registry_credentials_keep_the_users_compose_plugin() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines.iter().any(|l| l.starts_with("✗ server local registry_auth: cannot read /nonexistent")), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("✗ server local compose: `docker compose` does not run")), "{lines:?}");
-    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
 }
 
 #[test]
@@ -151,7 +141,7 @@ fn berth_compose_chooses_the_implementation() {
     let _c = Cleanup(vec![v1.clone(), v2.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{v1}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&v1, &sleeper(&["app"]));
     repo.commit("one stack");
     let standalone = [("BERTH_COMPOSE", "standalone")];
     let out = repo.berth_with(&["doctor"], &standalone);
@@ -160,7 +150,7 @@ fn berth_compose_chooses_the_implementation() {
     // Compose v1 names containers PROJECT_SERVICE_N, v2 PROJECT-SERVICE-N.
     assert_eq!(inspect(&container(&v1, "app"), "{{.Name}}"), format!("/{v1}_app_1"));
 
-    repo.write(&format!("stacks/{v2}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&v2, &sleeper(&["app"]));
     repo.commit("another");
     let plugin = [("BERTH_COMPOSE", "plugin")];
     assert!(repo.berth_with(&["doctor"], &plugin).stdout.contains("✓ compose: docker compose plugin "));
@@ -168,7 +158,7 @@ fn berth_compose_chooses_the_implementation() {
     assert_eq!(inspect(&container(&v2, "app"), "{{.Name}}"), format!("/{v2}-app-1"));
 
     // A value berth does not know is refused, naming the variable and what it accepts.
-    repo.write(&format!("stacks/{v2}/compose.yaml"), &sleeper(&["app", "extra"]));
+    repo.stack(&v2, &sleeper(&["app", "extra"]));
     repo.commit("changed");
     let out = repo.berth_with(&["apply"], &[("BERTH_COMPOSE", "v3")]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
@@ -187,20 +177,13 @@ fn pull_always_runs_the_image_the_registry_has_now() {
     let _c = Cleanup(vec![always.clone(), default.clone()]);
     let registry = Registry::start();
     let image = registry.push(&always);
-    struct Untag(String);
-    impl Drop for Untag {
-        fn drop(&mut self) {
-            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-        }
-    }
-    let _untag = Untag(image.clone());
     let old = docker_out(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
     let repo = Repo::new();
     let compose = format!(
         "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
     );
-    repo.write(&format!("stacks/{always}/compose.yaml"), &compose);
-    repo.write(&format!("stacks/{default}/compose.yaml"), &compose);
+    repo.stack(&always, &compose);
+    repo.stack(&default, &compose);
     repo.write(
         "berth.toml",
         &format!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -29,16 +29,7 @@ fn app(default: &str) -> String {
 }
 
 fn spawn(repo: &Repo, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--repo")
-        .arg(repo.path())
-        .arg("--state-dir")
-        .arg(repo.state.path())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    repo.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn finish(child: Child) -> Run {
@@ -62,7 +53,7 @@ fn running(repo: &Repo, stack: &str, trigger: &str, phase: &str) -> i64 {
 fn deployed_v1(s: &str) -> Repo {
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    repo.stack(s, &app("v1"));
     repo.commit("v1");
     repo.berth(&["apply"]).ok();
     repo
@@ -119,8 +110,8 @@ fn two_applies_of_one_commit_record_one_deploy_per_stack() {
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{a}/compose.yaml"), &app("v1"));
-    repo.write(&format!("stacks/{b}/compose.yaml"), &app("v1"));
+    repo.stack(&a, &app("v1"));
+    repo.stack(&b, &app("v1"));
     repo.commit("two stacks");
     let first = spawn(&repo, &["apply"]);
     let second = spawn(&repo, &["apply"]);
@@ -143,8 +134,8 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
     // `up` waits for `db` to be healthy before it creates `app`: a wide window inside `up`.
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
+    repo.stack(
+        &s,
         &format!(
             r#"services:
   db:
@@ -176,7 +167,7 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     let row = status.as_array().unwrap().iter().find(|r| r["stack"] == s.as_str()).unwrap().clone();
     assert_eq!((row["status"].as_str(), row["deploy_id"].as_i64()), (Some("interrupted"), Some(id)), "{row}");
     let plan = repo.json(&["plan", "--json"]);
-    let step = plan["steps"].as_array().unwrap().iter().find(|st| st["stack"] == s.as_str()).unwrap().clone();
+    let step = step(&plan, &s);
     assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("deploy"), Some("interrupted")), "{step}");
     assert_eq!(history(&repo, &s)[0]["status"], "running", "read-only commands record nothing");
 
@@ -197,10 +188,10 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("v1"));
+    repo.stack(&s, &app("v1"));
     let good = repo.commit("good");
     repo.berth(&["apply"]).ok();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &app("bad"));
+    repo.stack(&s, &app("bad"));
     repo.commit("bad");
     assert_eq!(repo.berth(&["apply"]).code, 3, "the bad commit rolls back");
     let failed = history(&repo, &s)[0]["id"].as_i64().unwrap();
@@ -208,7 +199,7 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
     repo.berth(&["deploy", &s, "--ref", &good]).ok();
 
     let plan = repo.json(&["plan", "--json"]);
-    let step = plan["steps"].as_array().unwrap().iter().find(|st| st["stack"] == s.as_str()).unwrap().clone();
+    let step = step(&plan, &s);
     assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("skip"), Some("failed_before")), "{step}");
     assert!(step["detail"].as_str().unwrap().contains(&format!("deploy {failed} ")), "{step}");
     let before = history(&repo, &s).len();

@@ -9,10 +9,6 @@ use common::server::Server;
 use common::*;
 use serde_json::json;
 
-fn sleeper_stack() -> String {
-    sleeper(&["app"])
-}
-
 /// Send raw HTTP/1.1 bytes and read the whole answer (the server closes after it).
 fn raw_http(server: &Server, request: &[u8]) -> (u16, String, String) {
     let addr = server.base.trim_start_matches("http://");
@@ -51,7 +47,7 @@ fn the_http_stack_answers_in_the_api_shape_and_the_metrics_count_what_it_refused
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[berth]\nmax_body = 4096\n[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper_stack());
+    repo.stack(&s, &sleeper(&["app"]));
     let first = repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
@@ -81,7 +77,7 @@ fn the_http_stack_answers_in_the_api_shape_and_the_metrics_count_what_it_refused
     assert_eq!(error_code(&r.text().unwrap()), "method_not_allowed");
 
     // Accepted without waiting: the answer names the deploys when the plan is quick, and a link.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app", "side"]));
+    repo.stack(&s, &sleeper(&["app", "side"]));
     let second = repo.commit("two");
     let (code, body) = server.push(&first, &second, "");
     assert_eq!(code, 202, "{body}");

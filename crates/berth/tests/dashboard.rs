@@ -8,70 +8,9 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::server::Server;
+use common::web::{client, csrf, get, login, post, row};
 use common::*;
 use serde_json::Value;
-
-/// A client that never follows redirects, optionally connecting from `from` (a loopback address).
-fn client(from: Option<&str>) -> reqwest::blocking::Client {
-    let mut b = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120));
-    if let Some(ip) = from {
-        b = b.local_address(ip.parse::<std::net::IpAddr>().unwrap());
-    }
-    b.build().unwrap()
-}
-
-/// GET with extra headers: (status, body, Location, Set-Cookie).
-fn get(c: &reqwest::blocking::Client, url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-    let mut req = c.get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    (r.status().as_u16(), r.text().unwrap(), location)
-}
-
-/// POST a form with extra headers: (status, Location).
-fn post(c: &reqwest::blocking::Client, url: &str, headers: &[(&str, &str)], form: &str) -> (u16, String) {
-    let mut req = c.post(url).header("Content-Type", "application/x-www-form-urlencoded").body(form.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    (r.status().as_u16(), location)
-}
-
-/// Log in with an API key; returns the `Cookie` header value.
-fn login(c: &reqwest::blocking::Client, base: &str, key: &str, secret: &str) -> String {
-    let r = c
-        .post(format!("{base}/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("key={key}&secret={secret}&next=/"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303, "login with a valid key");
-    let set = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-    assert!(!set.contains(secret) && !set.contains(key), "the cookie carries the key: {set}");
-    set.split(';').next().unwrap().to_string()
-}
-
-/// The CSRF token of the first form that has one.
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no CSRF field in {html}"));
-    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-/// The overview's table row of `stack`.
-fn row<'a>(html: &'a str, stack: &str) -> &'a str {
-    let at = html.find(&format!("data-stack=\"{stack}\"")).unwrap_or_else(|| panic!("no row for {stack}: {html}"));
-    let rest = &html[at..];
-    &rest[..rest.find("</tr>").unwrap()]
-}
 
 /// A one-request-per-connection HTTP proxy on loopback that connects to `upstream` from `from`
 /// and adds `X-Forwarded-Proto: https` and `X-Forwarded-Host: host`. Returns its address.
@@ -165,16 +104,12 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
             f = planted_file.display()
         ),
     );
-    repo.write(
-        &format!("stacks/{web}/compose.yaml"),
-        &sleeper_with(&[("DB_PASSWORD", "${DB_PASSWORD}"), ("WELCOME", "${WELCOME}"), ("COLOR", "blue")]),
-    );
-    repo.write(
-        &format!("stacks/{bad}/compose.yaml"),
-        // Dies well inside the 1 s stable window, which counts from the container's start.
+    repo.stack(&web, &sleeper_with(&[("DB_PASSWORD", "${DB_PASSWORD}"), ("WELCOME", "${WELCOME}"), ("COLOR", "blue")]));
+    repo.stack(
+        &bad, // Dies well inside the 1 s stable window, which counts from the container's start.
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 3\"]\n"),
     );
-    repo.write(&format!("stacks/{man}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&man, &sleeper(&["app"]));
     let first = repo.commit("three stacks");
     repo.git(&["tag", "v1.4.0"]);
     let server = Server::start(&repo);
@@ -292,8 +227,8 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     server.settle();
 
     // A pushed change: the stack page sums up what changed, and rolls back to the deploy before it.
-    repo.write(
-        &format!("stacks/{web}/compose.yaml"),
+    repo.stack(
+        &web,
         &sleeper_with(&[("DB_PASSWORD", "${DB_PASSWORD}"), ("WELCOME", "${WELCOME}"), ("COLOR", "green")]),
     );
     let second = repo.commit("web turns green");
@@ -368,7 +303,7 @@ fn a_running_deploy_shows_its_log_live_and_without_javascript() {
             go.display()
         ),
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("a stack whose deploy waits for a file");
     let server = Server::start(&repo);
     let (http, base) = (client(None), server.base.clone());
@@ -425,7 +360,7 @@ fn forward_auth_counts_only_from_its_proxies_and_writers() {
              [[stack]]\nname = \"{s}\"\nmanual = true\n"
         ),
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one manual stack");
     let server = Server::start(&repo);
     let (direct, proxied) = (client(None), client(Some("127.0.0.2")));
@@ -463,6 +398,7 @@ fn basic_auth_guards_the_dashboard_under_a_base_path() {
     docker();
     need("htpasswd", "apache2-utils");
     let s = unique("basic");
+    let _c = Cleanup(vec![s.clone()]);
     let dir = tempfile::tempdir().unwrap();
     let out =
         std::process::Command::new("htpasswd").args(["-nbB", "-C", "5", "carol", "correct horse"]).output().unwrap();
@@ -478,7 +414,7 @@ fn basic_auth_guards_the_dashboard_under_a_base_path() {
             file.display()
         ),
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one manual stack");
     let server = Server::start(&repo);
     let http = client(None);

@@ -9,65 +9,9 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::server::Server;
+use common::web::{card, client, csrf, get, login, post, row};
 use common::*;
 use serde_json::Value;
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-}
-
-fn get(c: &reqwest::blocking::Client, url: &str, cookie: Option<&str>) -> (u16, String) {
-    let mut req = c.get(url);
-    if let Some(k) = cookie {
-        req = req.header("Cookie", k);
-    }
-    let r = req.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    (r.status().as_u16(), r.text().unwrap())
-}
-
-fn post(c: &reqwest::blocking::Client, url: &str, cookie: Option<&str>, form: &str) -> (u16, String) {
-    let mut req = c.post(url).header("Content-Type", "application/x-www-form-urlencoded").body(form.to_string());
-    if let Some(k) = cookie {
-        req = req.header("Cookie", k);
-    }
-    let r = req.send().unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    (r.status().as_u16(), location)
-}
-
-fn login(c: &reqwest::blocking::Client, base: &str, server: &Server) -> String {
-    let r = c
-        .post(format!("{base}/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("key={}&secret={}&next=/", server.key, server.secret))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string()
-}
-
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no CSRF field in {html}"));
-    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-fn row<'a>(html: &'a str, stack: &str) -> &'a str {
-    let at = html.find(&format!("data-stack=\"{stack}\"")).unwrap_or_else(|| panic!("no row for {stack}: {html}"));
-    let rest = &html[at..];
-    &rest[..rest.find("</tr>").unwrap()]
-}
-
-/// The text between the element with `id` and the next `</div>`.
-fn card<'a>(html: &'a str, id: &str) -> &'a str {
-    let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {html}"));
-    let rest = &html[at..];
-    &rest[..rest.find("</div>").unwrap()]
-}
 
 /// An HTTP server on loopback that answers every request with 503 and a body.
 fn unavailable() -> u16 {
@@ -142,44 +86,39 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     };
     let repo = Repo::new();
     repo.write("berth.toml", &toml(false));
-    repo.write(
-        &format!("stacks/{web}/compose.yaml"),
-        &format!(
+    repo.stack(&web, &format!(
             "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_TOKEN: {literal}\n    \
              command: [\"sh\", \"-c\", \"echo db=$$DB_PASSWORD api=$$API_TOKEN; exec sleep 2147483647\"]\n"
         ),
     );
-    repo.write(&format!("stacks/{smoke}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(
-        &format!("stacks/{sick}/compose.yaml"),
-        &format!(
+    repo.stack(&smoke, &sleeper(&["app"]));
+    repo.stack(&sick, &format!(
             "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    \
              healthcheck:\n      test: [\"CMD-SHELL\", \"echo probe-says-no; exit 1\"]\n      interval: 1s\n      retries: 1\n      timeout: 5s\n"
         ),
     );
-    repo.write(
-        &format!("stacks/{bad}/compose.yaml"),
-        // Dies well inside the 1 s stable window (which counts from the container's start).
+    repo.stack(&bad, // Dies well inside the 1 s stable window (which counts from the container's start).
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo last-words; sleep 0.2; exit 3\"]\n"),
     );
     let first = repo.commit("four stacks");
     let server = Server::start(&repo);
     server.settle();
     let base = server.base.clone();
-    let http = client();
-    let admin = login(&http, &base, &server);
+    let http = client(None);
+    let admin = login(&http, &base, &server.key, &server.secret);
 
     // A smoke check that answers 503: deployed, verified by HTTP, rolled back.
     repo.write("berth.toml", &toml(true));
-    repo.write(&format!("stacks/{smoke}/compose.yaml"), &sleeper(&["app", "side"]));
+    repo.stack(&smoke, &sleeper(&["app", "side"]));
     let second = repo.commit("smoke: check the health endpoint");
     let (code, body) = server.push(&first, &second, "?wait=true");
     assert_eq!(code, 200, "{body}");
     server.settle();
     // A later attempt of the healthy stack, refused before it touched anything.
     std::fs::write(&block, "").unwrap();
-    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
-    let (code, _) = post(&http, &format!("{base}/stacks/{web}/deploy"), Some(&admin), &format!("csrf={}", csrf(&page)));
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{web}"), &[("Cookie", &admin)]);
+    let (code, _) =
+        post(&http, &format!("{base}/stacks/{web}/deploy"), &[("Cookie", &admin)], &format!("csrf={}", csrf(&page)));
     assert_eq!(code, 303);
     let all = server.settle();
     let web_ok = id_of(&all, &web, "succeeded");
@@ -187,7 +126,7 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     assert!(web_failed > web_ok);
 
     // State at a glance: running and in sync, the refused attempt beside it.
-    let (_, html) = get(&http, &format!("{base}/"), None);
+    let (_, html, _) = get(&http, &format!("{base}/"), &[]);
     let r = row(&html, &web);
     assert!(r.contains("class=\"badge ok\""), "{r}");
     assert!(r.contains("class=\"sync in_sync\""), "{r}");
@@ -197,17 +136,17 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     assert!(row(&html, &sick).contains("class=\"badge failed\""), "{}", row(&html, &sick));
     let r = row(&html, &smoke);
     assert!(r.contains("class=\"badge ok\"") && r.contains("badge rolled_back"), "{r}");
-    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{web}"), &[]);
     assert!(card(&page, "runs").contains(&format!("deploy #{web_ok}")), "{page}");
     assert!(card(&page, "wants").contains("in sync"), "{page}");
     assert!(card(&page, "attempt").contains("refused before touching the engine"), "{page}");
-    let (_, page) = get(&http, &format!("{base}/stacks/{smoke}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{smoke}"), &[]);
     assert!(card(&page, "wants").contains("failed before"), "{page}");
 
     // Why the smoke deploy failed: the check, its answer, the rollback target, the commit.
     let rolled = id_of(&all, &smoke, "rolled_back");
     let smoke_ok = id_of(&all, &smoke, "succeeded");
-    let (_, page) = get(&http, &format!("{base}/deploys/{rolled}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/deploys/{rolled}"), &[]);
     let check = format!("<strong class=\"step-name\">smoke http://127.0.0.1:{port}/health</strong>");
     let at = page.find(&check).unwrap_or_else(|| panic!("no smoke step: {page}"));
     let li = &page[page[..at].rfind("<li").unwrap()..at];
@@ -224,32 +163,36 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
 
     // An unhealthy container: its probe's own output, on the deploy and live on the stack page.
     let sick_failed = id_of(&all, &sick, "failed");
-    let (_, page) = get(&http, &format!("{base}/deploys/{sick_failed}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/deploys/{sick_failed}"), &[]);
     assert!(page.contains("Health probe output") && page.contains("] probe-says-no"), "{page}");
-    let (_, page) = get(&http, &format!("{base}/stacks/{sick}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{sick}"), &[]);
     assert!(page.contains("<span class=\"health unhealthy\">unhealthy</span>"), "{page}");
     assert!(page.contains("exit 1: probe-says-no</pre>"), "{page}");
     // An exited container: its exit code and last words.
-    let (_, page) = get(&http, &format!("{base}/deploys/{}", id_of(&all, &bad, "failed")), None);
+    let (_, page, _) = get(&http, &format!("{base}/deploys/{}", id_of(&all, &bad, "failed")), &[]);
     assert!(page.contains("Exit code <strong class=\"exit-code\">3</strong>") && page.contains("last-words"), "{page}");
 
     // Banners: a paused stack (from the dashboard), then a rejected berth.toml.
-    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{web}"), &[("Cookie", &admin)]);
     let form = format!("csrf={}&reason=disk+swap", csrf(&page));
-    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), None, &form).0, 403, "no writer");
-    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), Some(&admin), "reason=x").0, 403, "no token");
-    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), Some(&admin), &form).0, 303);
-    let (_, html) = get(&http, &format!("{base}/"), None);
+    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), &[], &form).0, 403, "no writer");
+    assert_eq!(
+        post(&http, &format!("{base}/stacks/{web}/pause"), &[("Cookie", &admin)], "reason=x").0,
+        403,
+        "no token"
+    );
+    assert_eq!(post(&http, &format!("{base}/stacks/{web}/pause"), &[("Cookie", &admin)], &form).0, 303);
+    let (_, html, _) = get(&http, &format!("{base}/"), &[]);
     assert!(html.contains(&format!("<strong>{web} is paused</strong>")) && html.contains("disk swap"), "{html}");
     repo.write("berth.toml", &format!("{}[[stack]]\nname = \"x\"\nbogus = 1\n", toml(true)));
     let third = repo.commit("a typo");
     server.push(&second, &third, "?wait=true");
-    let (_, html) = get(&http, &format!("{base}/"), None);
+    let (_, html, _) = get(&http, &format!("{base}/"), &[]);
     assert!(html.contains("berth.toml of") && html.contains(&format!("rejected at {}", &third[..12])), "{html}");
     assert!(html.contains("bogus"), "the error: {html}");
-    let (_, page) = get(&http, &format!("{base}/stacks/{web}"), Some(&admin));
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{web}"), &[("Cookie", &admin)]);
     assert_eq!(
-        post(&http, &format!("{base}/stacks/{web}/resume"), Some(&admin), &format!("csrf={}", csrf(&page))).0,
+        post(&http, &format!("{base}/stacks/{web}/resume"), &[("Cookie", &admin)], &format!("csrf={}", csrf(&page))).0,
         303
     );
 
@@ -267,11 +210,11 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
         pages.push(format!("{base}/deploys/{}", d["id"]));
     }
     for p in &pages {
-        let (code, body) = get(&http, p, Some(&admin));
+        let (code, body, _) = get(&http, p, &[("Cookie", &admin)]);
         assert_eq!(code, 200, "{p}");
         assert!(!body.contains(&planted) && !body.contains(&literal), "{p} shows a secret");
     }
-    let (_, page) = get(&http, &pages[1], None);
+    let (_, page, _) = get(&http, &pages[1], &[]);
     assert!(page.contains("db=********") && page.contains("api=********"), "{page}");
 
     // Any screen: 360 px without horizontal scrolling, dark mode, named controls; screenshots on demand.
@@ -322,7 +265,7 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
     let moved = repo.path().with_extension("away");
     std::fs::rename(repo.path(), &moved).unwrap();
     let (code, _) = server.push(&fourth, &fourth, "?wait=true");
-    let (_, html) = get(&http, &format!("{base}/"), None);
+    let (_, html, _) = get(&http, &format!("{base}/"), &[]);
     std::fs::rename(&moved, repo.path()).unwrap();
     assert_eq!(code, 502, "a fetch that fails is a bad gateway");
     assert!(html.contains("Sync of default failing") && html.contains("What runs stays as it is."), "{html}");
@@ -348,9 +291,7 @@ fn containers_and_their_logs_update_live_and_keep_secrets_out() {
             file.display()
         ),
     );
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!(
+    repo.stack(&s, &format!(
             "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      SERVICE_TOKEN: {literal}\n    \
              command: [\"sh\", \"-c\", \"echo first line; echo db=$$DB_PASSWORD; exec sleep 2147483647\"]\n  \
              worker:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
@@ -359,7 +300,7 @@ fn containers_and_their_logs_update_live_and_keep_secrets_out() {
     repo.commit("two services");
     let server = Server::start(&repo);
     assert_eq!(server.settle()[0]["status"], "succeeded");
-    let (base, http) = (server.base.clone(), client());
+    let (base, http) = (server.base.clone(), client(None));
     let (app, worker) = (container(&s, "app"), container(&s, "worker"));
 
     // Read live: the list follows the engine without a reload.
@@ -382,15 +323,15 @@ fn containers_and_their_logs_update_live_and_keep_secrets_out() {
     assert_eq!(exit, "exit code 137");
 
     // Restart a service: the write scope and the form's token.
-    let (_, page) = get(&http, &format!("{base}/stacks/{s}"), None);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{s}"), &[]);
     assert!(!page.contains("Restart worker"), "an anonymous reader sees the restart button");
     let restart = format!("{base}/stacks/{s}/services/worker/restart");
-    assert_eq!(post(&http, &restart, None, "csrf=x").0, 403);
-    let admin = login(&http, &base, &server);
-    let (_, page) = get(&http, &format!("{base}/stacks/{s}"), Some(&admin));
+    assert_eq!(post(&http, &restart, &[], "csrf=x").0, 403);
+    let admin = login(&http, &base, &server.key, &server.secret);
+    let (_, page, _) = get(&http, &format!("{base}/stacks/{s}"), &[("Cookie", &admin)]);
     assert!(page.contains("aria-label=\"Restart service worker\""), "{page}");
-    assert_eq!(post(&http, &restart, Some(&admin), "csrf=forged").0, 403);
-    assert_eq!(post(&http, &restart, Some(&admin), &format!("csrf={}", csrf(&page))).0, 303);
+    assert_eq!(post(&http, &restart, &[("Cookie", &admin)], "csrf=forged").0, 403);
+    assert_eq!(post(&http, &restart, &[("Cookie", &admin)], &format!("csrf={}", csrf(&page))).0, 303);
     assert_eq!(inspect(&worker, "{{.State.Running}}"), "true");
     wait_for("the worker to show as running again", Duration::from_secs(30), || {
         (state(&mut b, "worker") == "running").then_some(())
@@ -398,15 +339,15 @@ fn containers_and_their_logs_update_live_and_keep_secrets_out() {
 
     // Logs: tail and since limits, secrets redacted, then followed live.
     let logs = format!("{base}/stacks/{s}/containers/{}/logs", &app[..12]);
-    let (code, page) = get(&http, &format!("{logs}?tail=1"), None);
+    let (code, page, _) = get(&http, &format!("{logs}?tail=1"), &[]);
     assert_eq!(code, 200);
     let pre = page.split("id=\"container-log\"").nth(1).unwrap();
     let pre = &pre[pre.find('>').unwrap() + 1..pre.find("</pre>").unwrap()];
     assert_eq!(pre.trim_end().lines().count(), 1, "{pre}");
     assert!(pre.contains("db=********"), "{pre}");
-    let (_, page) = get(&http, &format!("{logs}?since=1h"), None);
+    let (_, page, _) = get(&http, &format!("{logs}?since=1h"), &[]);
     assert!(page.contains("first line"), "{page}");
-    assert_eq!(get(&http, &format!("{base}/stacks/{s}/containers/notmine/logs"), None).0, 404);
+    assert_eq!(get(&http, &format!("{base}/stacks/{s}/containers/notmine/logs"), &[]).0, 404);
     b.open(&logs);
     assert!(b.eval("document.getElementById('container-log').textContent").as_str().unwrap().contains("first line"));
     b.eval("window.stayed = true");

@@ -130,10 +130,7 @@ fn an_invalid_compose_file_on_the_head_is_an_error_naming_the_stack() {
 #[test]
 fn standalone_compose_renders_the_same_classification() {
     docker();
-    if !std::process::Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: no docker-compose");
-        return;
-    }
+    need("docker-compose", "docker-compose");
     let (repo, base, _) = repo();
     let r = repo.berth_with(&["diff", "--base", &base, "--json"], &[("BERTH_COMPOSE", "standalone")]);
     assert_eq!(r.code, 0, "{r:?}");

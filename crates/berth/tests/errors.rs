@@ -12,11 +12,7 @@ use common::*;
 /// Run berth with explicit `--repo`/`--state-dir` (the state dir need not exist), killing it when it
 /// has not finished within `secs` (then the code is -1: it hung).
 fn berth_in(repo: &Path, state: &Path, args: &[&str], secs: u64) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--repo")
-        .arg(repo)
-        .arg("--state-dir")
-        .arg(state)
+    let mut child = berth_command(repo, state)
         .args(args)
         .env_remove("BERTH_SERVER")
         .stdout(Stdio::piped())
@@ -40,7 +36,7 @@ fn berth_in(repo: &Path, state: &Path, args: &[&str], secs: u64) -> Run {
 }
 
 fn stack(repo: &Repo, name: &str) {
-    repo.write(&format!("stacks/{name}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(name, &sleeper(&["app"]));
 }
 
 #[test]
@@ -216,6 +212,18 @@ fn a_damaged_state_database_says_how_to_recover() {
     assert!(out.stderr.contains("malformed") && out.stderr.contains("keeps no backup"), "{}", out.stderr);
 }
 
+/// Run `berth` with its stdout a pipe nobody reads (every write fails with EPIPE): it ends as
+/// a shell pipeline's writer does (141, SIGPIPE) without a panic.
+#[track_caller]
+fn ends_quietly_into_a_closed_pipe(mut berth: Command) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = berth.stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{berth:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(141), "{berth:?}: {stderr}");
+}
+
 #[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     let repo = Repo::new();
@@ -224,22 +232,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
     let head = repo.commit("many stacks");
     for args in [&["plan"][..], &["changed", "--from", "0000000000000000000000000000000000000000", "--to", &head]] {
-        // Nobody reads: every write fails with EPIPE.
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(repo.path())
-            .arg("--state-dir")
-            .arg(repo.state.path())
-            .args(args)
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        ends_quietly_into_a_closed_pipe(repo.command(args));
     }
 }
 
@@ -274,10 +267,7 @@ fn a_failed_deploy_s_reason_is_compose_s_message() {
         let s = unique("badyaml");
         let _c = Cleanup(vec![s.clone()]);
         let repo = Repo::new();
-        repo.write(
-            &format!("stacks/{s}/compose.yaml"),
-            &format!("services:\n  app:\n    image: {IMAGE}\n   command: x\n"),
-        );
+        repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n   command: x\n"));
         repo.commit("bad yaml");
         let out = repo.berth_env(&["apply"], path);
         assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
@@ -287,20 +277,6 @@ fn a_failed_deploy_s_reason_is_compose_s_message() {
         assert!(reason.contains("compose.yaml"), "{reason}");
 
         let id = h[0]["id"].as_i64().unwrap().to_string();
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(repo.path())
-            .arg("--state-dir")
-            .arg(repo.state.path())
-            .args(["logs", &id])
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        assert_eq!(out.status.code(), Some(141), "{stderr}");
+        ends_quietly_into_a_closed_pipe(repo.command(&["logs", &id]));
     }
 }

@@ -14,12 +14,6 @@ use common::server::Server;
 use common::*;
 use serde_json::Value;
 
-fn env_stack(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
-
 /// A TCP endpoint in front of the local engine's socket that the test can take down (closing every
 /// connection, as a dying daemon would) and bring back on the same port.
 struct EngineProxy {
@@ -97,7 +91,7 @@ fn an_engine_that_dies_mid_deploy_fails_it_clearly_and_the_deploy_is_retried_whe
             hold.display()
         ),
     );
-    repo.write(&format!("nodes/edge/{s}/compose.yaml"), &env_stack("red"));
+    repo.write(&format!("nodes/edge/{s}/compose.yaml"), &colored("red"));
     let first = repo.commit("red");
     let server = Server::start(&repo);
     let startup = server.settle();
@@ -106,7 +100,7 @@ fn an_engine_that_dies_mid_deploy_fails_it_clearly_and_the_deploy_is_retried_whe
 
     // The pre-deploy hook holds the deploy while the engine goes away.
     std::fs::write(&hold, "").unwrap();
-    repo.write(&format!("nodes/edge/{s}/compose.yaml"), &env_stack("green"));
+    repo.write(&format!("nodes/edge/{s}/compose.yaml"), &colored("green"));
     let second = repo.commit("green");
     assert_eq!(server.push(&first, &second, "").0, 202);
     wait_for("the deploy to run", Duration::from_secs(60), || {
@@ -146,7 +140,7 @@ fn git_remote_trouble_is_reported_and_touches_nothing_running() {
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let red = repo.commit("red");
     let server = Server::start(&repo);
     server.settle();
@@ -166,11 +160,11 @@ fn git_remote_trouble_is_reported_and_touches_nothing_running() {
     assert_eq!(container(&s, "app"), running);
 
     // Force-push: history rewritten, the new tip is not a descendant of what runs.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let green = repo.commit("green");
     assert_eq!(server.push(&red, &green, "?wait=true").0, 200);
     repo.git(&["reset", "-q", "--hard", &red]);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    repo.stack(&s, &colored("blue"));
     let blue = repo.commit("blue, force-pushed over green");
     let (code, body) = server.push(&green, &blue, "?wait=true");
     assert_eq!((code, body["success"].as_bool()), (200, Some(true)), "{body}");
@@ -219,13 +213,13 @@ fn a_state_dir_that_cannot_be_written_stops_deploys_before_they_touch_the_engine
     let repo = Repo::new();
     let fs = Tmpfs::mount(repo.state.path(), "8m");
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     repo.commit("red");
     repo.berth(&["apply"]).ok();
     let running = container(&s, "app");
 
     // Read-only.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     repo.commit("green");
     fs.remount("ro");
     let r = repo.berth(&["apply"]);
@@ -275,7 +269,7 @@ fn a_thousand_webhooks_for_ten_stacks_never_overlap_a_project_and_end_on_the_las
     let repo = Repo::new();
     repo.write("berth.toml", "[berth]\nmax_parallel = 4\n[defaults]\nverify = { stable = \"1s\" }\n");
     for n in &names {
-        repo.write(&format!("stacks/{n}/compose.yaml"), &env_stack("v0"));
+        repo.stack(n, &colored("v0"));
     }
     let first = repo.commit("ten stacks");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -301,7 +295,7 @@ fn a_thousand_webhooks_for_ten_stacks_never_overlap_a_project_and_end_on_the_las
             .collect();
         for k in 1..=20 {
             let n = &names[k % names.len()];
-            repo.write(&format!("stacks/{n}/compose.yaml"), &env_stack(&format!("v{k}")));
+            repo.stack(n, &colored(&format!("v{k}")));
             let c = repo.commit(&format!("v{k}"));
             let mut h = head.lock().unwrap();
             *h = (h.1.clone(), c);
@@ -361,8 +355,8 @@ fn secrets_stay_redacted_on_failure_paths() {
             secret = "env = { DB_PASSWORD = { env = \"BERTH_TEST_FAULT_SECRET\" } }\n"
         ),
     );
-    repo.write(&format!("stacks/{hook}/compose.yaml"), &env_stack("red"));
-    repo.write(&format!("nodes/gone/{gone}/compose.yaml"), &env_stack("red"));
+    repo.stack(&hook, &colored("red"));
+    repo.write(&format!("nodes/gone/{gone}/compose.yaml"), &colored("red"));
     repo.commit("two stacks that fail");
     let server = Server::start_env(&repo, &[("BERTH_TEST_FAULT_SECRET", planted)]);
     let all = server.settle();

@@ -36,8 +36,8 @@ fn komodo_clients_deploy_poll_and_batch() {
     let (web, api) = (unique("web"), unique("api"));
     let _c = Cleanup(vec![web.clone(), api.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{web}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(&format!("stacks/{api}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&web, &sleeper(&["app"]));
+    repo.stack(&api, &sleeper(&["app"]));
     repo.commit("two");
     let server = Server::start(&repo);
     server.settle();
@@ -98,7 +98,7 @@ fn trigger_deploys_known_stacks_warns_on_unknown_and_fails_on_errors() {
     let s = unique("trig");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one");
     let server = Server::start(&repo);
     server.settle();

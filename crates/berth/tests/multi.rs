@@ -21,13 +21,11 @@ fn each_stack_goes_to_its_own_server() {
         &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"edge\"\ndocker = \"tcp://127.0.0.1:{}\"\n", proxy.port),
     );
     repo.write(&format!("nodes/edge/{remote}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(&format!("stacks/{local}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&local, &sleeper(&["app"]));
     repo.commit("two servers");
     let plan = repo.json(&["plan", "--json"]);
-    let server_of =
-        |n: &str| plan["steps"].as_array().unwrap().iter().find(|s| s["stack"] == n).unwrap()["server"].clone();
-    assert_eq!(server_of(&remote), "edge");
-    assert_eq!(server_of(&local), "local");
+    assert_eq!(step(&plan, &remote)["server"], "edge");
+    assert_eq!(step(&plan, &local)["server"], "local");
     repo.berth(&["apply"]).ok();
     container(&remote, "app");
     container(&local, "app");
@@ -128,7 +126,7 @@ fn a_dag_deploys_in_order_in_parallel_and_blocks_behind_a_failure() {
     cfg.push_str(&format!("[[stack]]\nname = \"{d}\"\nafter = [\"{c}\"]\n{}", hook(false)));
     repo.write("berth.toml", &cfg);
     for n in &names {
-        repo.write(&format!("stacks/{n}/compose.yaml"), &sleeper(&["app"]));
+        repo.stack(n, &sleeper(&["app"]));
     }
     let commit = repo.commit("five stacks");
     let out = repo.berth(&["apply"]);
@@ -240,7 +238,7 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
             "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    environment:\n      COLOR: {color}\n    deploy:\n      replicas: 2\n"
         )
     };
-    repo.write(&format!("stacks/{s}/compose.yaml"), &stack(IMAGE, "red"));
+    repo.stack(&s, &stack(IMAGE, "red"));
     repo.commit("swarm red");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -256,7 +254,7 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
     assert!(verify.contains("2/2 running"), "{verify}");
 
     // An image that cannot exist: tasks keep failing, berth rolls back to red.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("berth-test/does-not-exist:1", "blue"));
+    repo.stack(&s, &stack("berth-test/does-not-exist:1", "blue"));
     repo.commit("swarm broken");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
@@ -298,7 +296,7 @@ fn swarm_stacks_gone_from_the_repo_are_pruned_and_stacks_berth_did_not_deploy_ar
     let repo = Repo::new();
     repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nmode = \"swarm\"\nverify = { stable = \"1s\" }\n");
     for n in [&keep, &gone] {
-        repo.write(&format!("stacks/{n}/compose.yaml"), &sleeper(&["app"]));
+        repo.stack(n, &sleeper(&["app"]));
     }
     repo.commit("two swarm stacks");
     repo.berth(&["apply"]).ok();
@@ -319,10 +317,13 @@ fn swarm_stacks_gone_from_the_repo_are_pruned_and_stacks_berth_did_not_deploy_ar
     repo.remove(&format!("stacks/{gone}"));
     repo.commit("drop one");
     let plan = repo.json(&["plan", "--json"]);
-    let steps = plan["steps"].as_array().unwrap();
-    let step = steps.iter().find(|s| s["stack"] == gone.as_str()).unwrap();
-    assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("remove"), Some("removed")), "{step}");
-    assert!(!steps.iter().any(|s| s["stack"] == by_hand.as_str()), "{plan}");
+    let removal = step(&plan, &gone);
+    assert_eq!(
+        (removal["action"].as_str(), removal["reason"].as_str()),
+        (Some("remove"), Some("removed")),
+        "{removal}"
+    );
+    assert!(!plan["steps"].as_array().unwrap().iter().any(|s| s["stack"] == by_hand.as_str()), "{plan}");
     let out = repo.berth(&["apply"]).ok();
     assert!(out.stdout.contains(&format!("- {gone}")) && out.stdout.contains("removed"), "{}", out.stdout);
     assert!(swarm_services(&gone).is_empty(), "the removed stack's services remain");
@@ -365,9 +366,7 @@ fn private_registry_pulls_use_the_servers_auth_file() {
     let creds = registry.creds.clone();
 
     let repo = Repo::new();
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
+    repo.stack(&s, &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
     );
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.commit("private image");
@@ -384,7 +383,6 @@ fn private_registry_pulls_use_the_servers_auth_file() {
     repo.commit("with registry credentials");
     repo.berth(&["apply"]).ok();
     assert_eq!(inspect(&container(&s, "app"), "{{.Config.Image}}"), image);
-    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
 }
 
 #[test]

@@ -55,23 +55,14 @@ url = "{}/broken"
             hook.base, ntfy.base, slack.base, discord.base, gotify.base, broken.base
         ),
     );
-    repo.write(&format!("stacks/{good}/compose.yaml"), &sleeper(&["app"]));
-    repo.write(
-        &format!("stacks/{bad}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"exit 3\"]\n"),
-    );
+    repo.stack(&good, &sleeper(&["app"]));
+    repo.stack(&bad, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"exit 3\"]\n"));
     repo.commit("one good, one bad");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--repo")
-        .arg(repo.path())
-        .arg("--state-dir")
-        .arg(repo.state.path())
-        .arg("apply")
-        .env("BERTH_TEST_HOOK_SECRET", "hook-secret")
-        .env("BERTH_TEST_GOTIFY_TOKEN", "gotify-app-token")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = repo.berth_with(
+        &["apply"],
+        &[("BERTH_TEST_HOOK_SECRET", "hook-secret"), ("BERTH_TEST_GOTIFY_TOKEN", "gotify-app-token")],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     container(&good, "app");
 
     let posts = |api: &Api| {

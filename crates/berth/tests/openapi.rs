@@ -15,7 +15,7 @@ fn the_api_conforms_to_its_openapi_document() {
     let s = unique("oas");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     // Deploys that random calls may trigger settle quickly.
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.commit("one stack");

@@ -13,19 +13,6 @@ fn mounting(service: &str, file: &str, color: &str) -> String {
     )
 }
 
-fn deployed(repo: &Repo) -> Vec<String> {
-    let plan = repo.json(&["plan", "--json"]);
-    let mut names: Vec<String> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["action"] == "deploy")
-        .map(|s| s["stack"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn two_stacks_in_one_folder_each_own_exactly_their_files() {
     docker();
@@ -59,7 +46,7 @@ fn two_stacks_in_one_folder_each_own_exactly_their_files() {
     assert_eq!(changed["stacks"].as_array().unwrap().len(), 1, "{changed}");
     assert_eq!(changed["stacks"][0]["name"], b.as_str());
     assert_eq!(changed["stacks"][0]["why"]["hosts/nas/other-compose.yaml"][0], "compose file");
-    assert_eq!(deployed(&repo), [b.as_str()]);
+    assert_eq!(repo.planned_deploys(), [b.as_str()]);
     repo.berth(&["apply"]).ok();
     assert_eq!(container(&a, "app"), a_id, "the other stack of the folder was recreated");
     let b_green = container(&b, "app");
@@ -78,7 +65,7 @@ fn two_stacks_in_one_folder_each_own_exactly_their_files() {
     // A bind-mounted file of the first stack recreates its service, and only that stack's.
     repo.write("hosts/nas/media.conf", "media=2\n");
     repo.commit("media conf v2");
-    assert_eq!(deployed(&repo), [a.as_str()]);
+    assert_eq!(repo.planned_deploys(), [a.as_str()]);
     let out = repo.berth(&["apply"]).ok();
     assert!(out.stdout.contains("recreated app"), "{}", out.stdout);
     let a_new = container(&a, "app");

@@ -126,19 +126,6 @@ fn owned(changed: &Value) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
         .collect()
 }
 
-fn deploys(repo: &Repo) -> Vec<String> {
-    let plan = repo.json(&["plan", "--json"]);
-    let mut v: Vec<String> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["action"] == "deploy")
-        .map(|s| s["stack"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
 /// `compose -p STACK up -d` in a clone of the repository, as Komodo ran the stack before berth.
 fn compose_up_in_clone(repo: &Repo, folder: &str, stack: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +309,7 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
     let own = owned(&changed);
     assert_eq!(own.keys().collect::<Vec<_>>(), [&photos], "{changed}");
     assert_eq!(own[&photos][&photos_file], ["compose file"]);
-    assert_eq!(deploys(&repo), [photos.as_str()]);
+    assert_eq!(repo.planned_deploys(), [photos.as_str()]);
     let out = repo.berth_with(&["apply"], &env).ok();
     assert!(out.stdout.contains("apply: 1 deployed, 0 failed"), "{}", out.stdout);
     let after = ids();
@@ -340,7 +327,7 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
     repo.commit("conf moves to settings");
     let mut both = vec![media.clone(), photos.clone()];
     both.sort();
-    assert_eq!(deploys(&repo), both);
+    assert_eq!(repo.planned_deploys(), both);
     let out = repo.berth_with(&["apply"], &env);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("apply: 0 deployed, 2 failed"), "{}", out.stdout);
@@ -350,7 +337,7 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
     repo.write(&format!("{nas}/scripts/validate-photos.sh"), &validation("settings/photos.conf"));
     repo.commit("scripts follow");
     // The fixed scripts are the stacks' own files: the failed stacks deploy again.
-    assert_eq!(deploys(&repo), both);
+    assert_eq!(repo.planned_deploys(), both);
     repo.berth_with(&["apply"], &env).ok();
     let moved = ids();
     assert_eq!([&moved[0], &moved[3]], [&before[0], &before[3]], "a stack outside the folder was redeployed");

@@ -4,18 +4,22 @@ mod common;
 
 use std::process::Command;
 
+use common::forge::gated_repo;
 use common::http::Api;
 use common::*;
-
-fn app(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
 
 fn remote_tags(bare: &std::path::Path) -> String {
     let o = Command::new("git").arg("-C").arg(bare).args(["tag", "-l"]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A repository whose `origin` is a bare repository in a temp dir (where release tags go).
+fn with_bare_origin() -> (Repo, tempfile::TempDir) {
+    let bare = tempfile::tempdir().unwrap();
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+    (repo, bare)
 }
 
 #[test]
@@ -23,21 +27,18 @@ fn staging_follows_pushes_and_production_moves_by_promotion() {
     docker();
     let (stg, prd) = (unique("stg"), unique("prd"));
     let _c = Cleanup(vec![stg.clone(), prd.clone()]);
-    let bare = tempfile::tempdir().unwrap();
-    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
-    let repo = Repo::new();
-    repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+    let (repo, bare) = with_bare_origin();
     repo.write(
         "berth.toml",
         "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"prod\"\n\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[environment]]\nname = \"production\"\nservers = [\"prod\"]\nauto = false\n",
     );
-    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("red"));
-    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("red"));
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &colored("red"));
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &colored("red"));
     repo.write("README.md", "stacks\n");
     let first = repo.commit("first");
     repo.git(&["tag", "-a", "-m", "old release", "v1.2.3", &first]);
-    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("green"));
-    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("green"));
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &colored("green"));
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &colored("green"));
     let second = repo.commit("green");
     repo.git(&["push", "-q", "origin", "main", "--tags"]);
 
@@ -62,7 +63,7 @@ fn staging_follows_pushes_and_production_moves_by_promotion() {
     assert!(hist[0]["deploys"].as_str().unwrap().contains("succeeded"), "{hist}");
 
     // A hotfix tag made from the production tag deploys to production directly.
-    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &app("hotfix"));
+    repo.write(&format!("nodes/prod/{prd}/compose.yaml"), &colored("hotfix"));
     let fix = repo.commit("hotfix");
     repo.git(&["tag", "-a", "-m", "hotfix", "v1.3.1", &fix]);
     let out = repo.berth(&["promote", "--to", "production", "--tag", "v1.3.1"]);
@@ -76,7 +77,7 @@ fn staging_follows_pushes_and_production_moves_by_promotion() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &app("blue"));
+    repo.write(&format!("nodes/local/{stg}/compose.yaml"), &colored("blue"));
     repo.commit("blue");
     let out = repo.berth(&["apply"]).ok();
     assert!(out.stdout.contains("released v1.3.2 to staging (tag kept locally"), "{}", out.stdout);
@@ -84,18 +85,6 @@ fn staging_follows_pushes_and_production_moves_by_promotion() {
     assert!(!remote_tags(bare.path()).contains("v1.3.2"));
     let rel = repo.json(&["history", "--env", "staging", "--json"]);
     assert_eq!(rel[0]["release"]["pushed"], false);
-}
-
-fn gitea_repo(ci: &str, stack: &str) -> Repo {
-    let repo = Repo::new();
-    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
-    repo.write(
-        "berth.toml",
-        &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\nrequire_ci = {ci}\n"),
-    );
-    repo.write(&format!("stacks/{stack}/compose.yaml"), &app("red"));
-    repo.commit("gated");
-    repo
 }
 
 #[test]
@@ -118,9 +107,10 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
             (404, "{}".into())
         }
     }));
-    let repo = gitea_repo(
+    let repo = gated_repo(
         &format!("{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true }}", api.base),
         &ok,
+        "",
     );
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -144,7 +134,7 @@ fn a_ci_gate_rides_out_flaky_answers_and_blocks_red_commits() {
     let red_api = Api::start(Box::new(|_, _| {
         (200, r#"{"state":"failure","statuses":[{"context":"ci/test","state":"failure"}]}"#.into())
     }));
-    let repo = gitea_repo(&format!("{{ provider = \"forgejo\", url = \"{}\" }}", red_api.base), &red);
+    let repo = gated_repo(&format!("{{ provider = \"forgejo\", url = \"{}\" }}", red_api.base), &red, "");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 1);
     assert!(containers(&red).is_empty());
@@ -225,7 +215,7 @@ fn github_gates_and_receives_the_deploy_status() {
             (404, "{}".into())
         }
     }));
-    let repo = gitea_repo(&format!("{{ provider = \"github\", url = \"{}\", report = true }}", gh.base), &s);
+    let repo = gated_repo(&format!("{{ provider = \"github\", url = \"{}\", report = true }}", gh.base), &s, "");
     repo.berth(&["apply"]).ok();
     let commit = repo.git(&["rev-parse", "HEAD"]);
     let posts = gh.posts.lock().unwrap().clone();
@@ -252,10 +242,7 @@ fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increa
     docker();
     let s = unique("srvrel");
     let _c = Cleanup(vec![s.clone()]);
-    let bare = tempfile::tempdir().unwrap();
-    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
-    let repo = Repo::new();
-    repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+    let (repo, bare) = with_bare_origin();
     repo.write(
         "berth.toml",
         &format!(
@@ -263,7 +250,7 @@ fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increa
             bare.path().display()
         ),
     );
-    repo.write(&format!("nodes/local/{s}/compose.yaml"), &app("red"));
+    repo.write(&format!("nodes/local/{s}/compose.yaml"), &colored("red"));
     let mut tip = repo.commit("first");
     repo.git(&["push", "-q", "origin", "main"]);
     let server = common::server::Server::start(&repo);
@@ -276,7 +263,7 @@ fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increa
     });
 
     let mut push = |color: &str| {
-        repo.write(&format!("nodes/local/{s}/compose.yaml"), &app(color));
+        repo.write(&format!("nodes/local/{s}/compose.yaml"), &colored(color));
         let next = repo.commit(color);
         repo.git(&["push", "-q", "origin", "main"]);
         let (code, body) = server.push(&tip, &next, "?wait=true");

@@ -64,9 +64,7 @@ fn fixture() -> Fixture {
         ),
     );
     // A `CMD_TOKEN` makes the engine refuse to start the container, quoting the value.
-    repo.write(
-        &format!("stacks/{stack}/compose.yaml"),
-        &format!(
+    repo.stack(&stack, &format!(
             "services:\n  app:\n    image: {IMAGE}\n    command: [\"${{CMD_TOKEN:-sleep}}\", \"2147483647\"]\n    \
              stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      \
              REF_TOKEN: ${{REF_TOKEN}}\n      APP_PASSWORD: ${{APP_PASSWORD}}\n      API_PASSWORD: ${{API_PASSWORD:-unset}}\n"
@@ -91,12 +89,9 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn berth(&self, args: &[&str]) -> Run {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(self.repo.path())
-            .arg("--state-dir")
-            .arg(self.repo.state.path())
-            .args(args)
+        let o = self
+            .repo
+            .command(args)
             .env_remove("BERTH_LOG")
             .env("BERTH_AGE_IDENTITY_FILE", &self.identity)
             .output()

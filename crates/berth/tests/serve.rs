@@ -6,20 +6,14 @@ use common::server::{SECRET, Server};
 use common::*;
 use serde_json::json;
 
-fn env_stack(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
-
 #[test]
 fn a_signed_push_redeploys_exactly_the_changed_stack() {
     docker();
     let (a, b) = (unique("a"), unique("b"));
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{a}/compose.yaml"), &env_stack("red"));
-    repo.write(&format!("stacks/{b}/compose.yaml"), &env_stack("blue"));
+    repo.stack(&a, &colored("red"));
+    repo.stack(&b, &colored("blue"));
     let first = repo.commit("two stacks");
     let server = Server::start(&repo);
     let startup = server.settle();
@@ -28,7 +22,7 @@ fn a_signed_push_redeploys_exactly_the_changed_stack() {
     let a_id = container(&a, "app");
     let b_id = container(&b, "app");
 
-    repo.write(&format!("stacks/{b}/compose.yaml"), &env_stack("green"));
+    repo.stack(&b, &colored("green"));
     let second = repo.commit("b turns green");
     let (code, body) = server.push(&first, &second, "?wait=true");
     assert_eq!(code, 200, "{body}");
@@ -55,11 +49,11 @@ fn bad_requests_are_refused_and_deploy_nothing() {
     let s = unique("neg");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let second = repo.commit("change");
     let before = server.deploys().len();
 
@@ -167,13 +161,13 @@ fn an_invalid_config_push_is_rejected_and_the_old_one_keeps_running() {
     let s = unique("cfg");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
     let id = container(&s, "app");
     repo.write("berth.toml", "[[stack]]\nname = \"x\"\nwach = []\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let bad = repo.commit("broken config");
     let (code, body) = server.push(&first, &bad, "?wait=true");
     assert_eq!(code, 422, "{body}");
@@ -192,13 +186,13 @@ fn a_storm_of_pushes_coalesces_and_ends_on_the_last_commit() {
     let s = unique("storm");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("c0"));
+    repo.stack(&s, &colored("c0"));
     let mut prev = repo.commit("c0");
     let server = Server::start(&repo);
     server.settle();
     let mut last = prev.clone();
     for i in 1..=20 {
-        repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack(&format!("c{i}")));
+        repo.stack(&s, &colored(&format!("c{i}")));
         last = repo.commit(&format!("c{i}"));
         // Several deliveries per commit, as a forge retrying would send.
         for _ in 0..5 {
@@ -228,11 +222,11 @@ fn sigterm_lets_the_running_deploy_finish_and_leaves_nothing_running() {
     let s = unique("term");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
     let mut server = Server::start(&repo);
     server.settle();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let second = repo.commit("two");
     let (code, _) = server.push(&first, &second, "");
     assert_eq!(code, 202);
@@ -254,7 +248,7 @@ fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
     let s = unique("owner");
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
@@ -263,7 +257,7 @@ fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
         let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(dir).status().unwrap();
         assert!(st.success());
     }
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let second = repo.commit("two");
     let (code, body) = server.push(&first, &second, "?wait=true");
     assert_eq!(code, 200, "{body}");
@@ -281,14 +275,14 @@ fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
         "berth.toml",
         "[defaults]\nverify = { stable = \"1s\" }\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\n",
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("red");
     repo.git(&["tag", "v1.0.0"]);
     let server = Server::start(&repo);
     server.settle();
 
     // A Gitea push, signed the Gitea way.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    repo.stack(&s, &colored("blue"));
     let second = repo.commit("blue");
     let body = json!({"ref": "refs/heads/main", "before": first, "after": second,
         "repository": {"full_name": "me/stacks", "clone_url": "https://gitea.example.com/me/stacks.git"},
@@ -336,7 +330,7 @@ fn the_controller_notices_drift_and_heals_it() {
         "berth.toml",
         &format!("[berth]\ndrift_interval = \"2s\"\n[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{s}\"\nself_heal = true\n"),
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
@@ -378,11 +372,11 @@ fn metrics_move_with_deploys_and_webhooks() {
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
     let server = Server::start(&repo);
     server.settle();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    repo.stack(&s, &colored("blue"));
     let second = repo.commit("two");
     assert_eq!(server.push(&first, &second, "?wait=true").0, 200);
     let text = server.http.get(server.url("/metrics")).send().unwrap().text().unwrap();
@@ -409,8 +403,8 @@ fn the_controller_takes_down_a_stack_removed_from_the_repo_when_prune_is_on() {
     let _c = Cleanup(vec![keep.clone(), gone.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.write(&format!("stacks/{keep}/compose.yaml"), &env_stack("red"));
-    repo.write(&format!("stacks/{gone}/compose.yaml"), &env_stack("red"));
+    repo.stack(&keep, &colored("red"));
+    repo.stack(&gone, &colored("red"));
     let first = repo.commit("two stacks");
     let server = Server::start(&repo);
     server.settle();

@@ -67,7 +67,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     let signers = allowed_signers(keys.path(), &[&ops]);
     let repo = Repo::new();
     repo.write("berth.toml", &ssh_setting(&signers));
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &env_stack("red"));
     let first = commit_ssh(&repo, "signed by ops", &ops);
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
@@ -75,7 +75,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     assert_eq!(deploys(&repo), 1);
 
     // Unsigned, then signed by a key the allowed signers do not list: nothing deploys.
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &env_stack("green"));
     let unsigned = repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "no signature");
     let stranger = commit_ssh(&repo, "signed by another key", &other);
@@ -156,12 +156,12 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
     };
     // The keyring as a GNUPGHOME folder.
     repo.write("berth.toml", &setting(&home));
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &env_stack("red"));
     commit_gpg("signed");
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
 
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &env_stack("green"));
     repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "");
     assert_eq!(container(&s, "app"), id);
@@ -179,7 +179,7 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
 
     // The keys as a secret reference to their armored text.
     repo.write("berth.toml", "[berth]\nverify_commits = { format = \"gpg\", keyring = { env = \"DEPLOYERS\" } }\n");
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("blue"));
+    repo.stack(&s, &env_stack("blue"));
     commit_gpg("signed, with the keys from the environment");
     let armored = String::from_utf8(exported.stdout).unwrap();
     repo.berth_with(&["apply"], &[("DEPLOYERS", armored.as_str())]).ok();
@@ -197,13 +197,13 @@ fn the_controller_rejects_and_records_an_unsigned_push() {
     let signers = allowed_signers(keys.path(), &[&ops]);
     let repo = Repo::new();
     repo.write("berth.toml", &ssh_setting(&signers));
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("red"));
+    repo.stack(&s, &env_stack("red"));
     let first = commit_ssh(&repo, "signed", &ops);
     let server = Server::start(&repo);
     server.settle();
     let id = container(&s, "app");
 
-    repo.write(&format!("stacks/{s}/compose.yaml"), &env_stack("green"));
+    repo.stack(&s, &env_stack("green"));
     let bad = repo.commit("unsigned");
     let (code, body) = server.push(&first, &bad, "?wait=true");
     assert_eq!((code, body["code"].as_str()), (422, Some("unsigned_commit")), "{body}");

@@ -60,12 +60,12 @@ fn a_failing_health_check_rolls_back_to_the_version_that_serves() {
     let port = free_port();
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.stack(&s, &web("v1", port, true, 200));
     repo.commit("v1");
     repo.berth(&["apply"]).ok();
     assert_eq!(get(&format!("http://127.0.0.1:{port}/")).map(|r| r.1).as_deref(), Some("v1"));
 
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, false, 200));
+    repo.stack(&s, &web("v2", port, false, 200));
     repo.commit("v2 with a failing health check");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 3, "a rollback exits 3: {}{}", out.stdout, out.stderr);
@@ -98,10 +98,10 @@ fn a_smoke_check_returning_500_rolls_back() {
         "{FAST}[[stack]]\nname = \"{s}\"\n[[stack.verify.http]]\nurl = \"http://127.0.0.1:{port}/cgi-bin/health\"\nbody = \"v\"\nretries = 3\ninterval = \"1s\"\n"
     );
     repo.write("berth.toml", &cfg);
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.stack(&s, &web("v1", port, true, 200));
     repo.commit("v1");
     repo.berth(&["apply"]).ok();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, true, 500));
+    repo.stack(&s, &web("v2", port, true, 500));
     repo.commit("v2 answers 500");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
@@ -120,13 +120,11 @@ fn a_container_that_exits_right_after_start_is_a_failure() {
     let _c = Cleanup(vec![once.clone(), looping.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(
-        &format!("stacks/{once}/compose.yaml"),
+    repo.stack(
+        &once,
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n"),
     );
-    repo.write(
-        &format!("stacks/{looping}/compose.yaml"),
-        &format!("services:\n  app:\n    image: {IMAGE}\n    restart: always\n    command: [\"sh\", \"-c\", \"sleep 1; exit 4\"]\n"),
+    repo.stack(&looping, &format!("services:\n  app:\n    image: {IMAGE}\n    restart: always\n    command: [\"sh\", \"-c\", \"sleep 1; exit 4\"]\n"),
     );
     repo.commit("crashers");
     let out = repo.berth(&["apply"]);
@@ -147,9 +145,7 @@ fn one_shot_services_are_judged_by_their_exit_code() {
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", FAST);
-    repo.write(
-        &format!("stacks/{s}/compose.yaml"),
-        &format!(
+    repo.stack(&s, &format!(
             "services:\n  migrate:\n    image: {IMAGE}\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"sleep 1; exit 0\"]\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
         ),
     );
@@ -204,7 +200,7 @@ fn an_https_page_linking_http_assets_fails_the_assets_check() {
             ca.display()
         ),
     );
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app"]));
+    repo.stack(&s, &sleeper(&["app"]));
     repo.commit("https page with an http stylesheet");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
@@ -231,10 +227,10 @@ fn manual_rollback_puts_the_previous_version_back() {
             "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
         )
     };
-    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("red"));
+    repo.stack(&s, &stack("red"));
     repo.commit("red");
     repo.berth(&["apply"]).ok();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &stack("blue"));
+    repo.stack(&s, &stack("blue"));
     repo.commit("blue");
     repo.berth(&["apply"]).ok();
     assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
@@ -253,10 +249,10 @@ fn rollback_manual_only_records_the_failure() {
     let port = free_port();
     let repo = Repo::new();
     repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nrollback = \"manual\"\n"));
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v1", port, true, 200));
+    repo.stack(&s, &web("v1", port, true, 200));
     repo.commit("v1");
     repo.berth(&["apply"]).ok();
-    repo.write(&format!("stacks/{s}/compose.yaml"), &web("v2", port, false, 200));
+    repo.stack(&s, &web("v2", port, false, 200));
     repo.commit("v2 unhealthy");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
@@ -273,7 +269,7 @@ fn manual_changes_are_drift_and_self_heal_repairs_them_unless_paused() {
     let _c = Cleanup(vec![s.clone()]);
     let repo = Repo::new();
     repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nself_heal = true\n"));
-    repo.write(&format!("stacks/{s}/compose.yaml"), &sleeper(&["app", "side"]));
+    repo.stack(&s, &sleeper(&["app", "side"]));
     repo.commit("two services");
     repo.berth(&["apply"]).ok();
     let out = repo.berth(&["drift"]);

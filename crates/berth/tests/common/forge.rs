@@ -8,11 +8,14 @@
 //! GitLab <https://docs.gitlab.com/api/commits/#commit-status> (20 per page, `per_page` up to 100).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+
+use super::http::Request;
+use super::{Repo, colored};
 
 /// A scripted answer to the next GET, before the API answers normally.
 #[derive(Debug, Clone)]
@@ -51,26 +54,7 @@ impl Forge {
         let f = forge.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let (method, target) =
-                    (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
-                let mut length = 0usize;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
+                let Some(Request { method, target, body, .. }) = Request::read(&stream) else { continue };
                 let (status, headers, text) = f.answer(&method, &target, &body);
                 let mut out = stream;
                 let mut head = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n");
@@ -233,4 +217,21 @@ impl Forge {
             _ => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),
         }
     }
+}
+
+/// A repository whose one stack (running `colored("red")`) waits for CI as `ci` (a TOML inline
+/// table) says, with `extra` TOML before its defaults; its `origin` names the forge repository
+/// `me/stacks`.
+pub fn gated_repo(ci: &str, stack: &str, extra: &str) -> Repo {
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", "https://git.example.com/me/stacks.git"]);
+    repo.write(
+        "berth.toml",
+        &format!(
+            "{extra}[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\nrequire_ci = {ci}\n"
+        ),
+    );
+    repo.stack(stack, &colored("red"));
+    repo.commit("gated");
+    repo
 }

@@ -6,6 +6,7 @@ pub mod forge;
 pub mod http;
 pub mod registry;
 pub mod server;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -118,22 +119,24 @@ pub fn compose_is_plugin() -> bool {
     }
 }
 
+/// Where the docker CLI looks for plugins system-wide.
+pub const SYSTEM_PLUGIN_DIRS: [&str; 4] = [
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+];
+
 /// The compose plugin the docker CLI runs in this environment (its config folder's
 /// `cli-plugins`, then the system folders).
 pub fn compose_plugin() -> PathBuf {
     let config = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
-    let system = [
-        "/usr/local/lib/docker/cli-plugins",
-        "/usr/local/libexec/docker/cli-plugins",
-        "/usr/lib/docker/cli-plugins",
-        "/usr/libexec/docker/cli-plugins",
-    ];
     config
         .map(|c| c.join("cli-plugins"))
         .into_iter()
-        .chain(system.iter().map(PathBuf::from))
+        .chain(SYSTEM_PLUGIN_DIRS.iter().map(PathBuf::from))
         .map(|d| d.join("docker-compose"))
         .find(|p| p.is_file())
         .expect("the docker compose plugin is installed")
@@ -170,6 +173,15 @@ pub fn wrap_compose(dir: &Path, script: impl Fn(&str) -> String) -> Vec<(&'stati
 pub fn unique(stem: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("bt{}x{}-{stem}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The berth binary with `--repo` and `--state-dir` given (the caller's `BERTH_REPO` and
+/// `BERTH_STATE_DIR` do not leak in); add arguments and run it.
+pub fn berth_command(repo: &Path, state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.arg("--repo").arg(repo).arg("--state-dir").arg(state);
+    c.env_remove("BERTH_REPO").env_remove("BERTH_STATE_DIR");
+    c
 }
 
 /// A git repository in a temp dir, plus a state dir for berth.
@@ -209,6 +221,11 @@ impl Repo {
         self
     }
 
+    /// Write the compose file of stack `name` in the default layout (`stacks/NAME/compose.yaml`).
+    pub fn stack(&self, name: &str, compose: &str) -> &Repo {
+        self.write(&format!("stacks/{name}/compose.yaml"), compose)
+    }
+
     pub fn remove(&self, path: &str) -> &Repo {
         self.git(&["rm", "-q", "-r", path]);
         self
@@ -221,28 +238,29 @@ impl Repo {
         self.git(&["rev-parse", "HEAD"])
     }
 
+    /// The berth command for this repo with `args`, not yet run (to spawn it, pipe it, give it
+    /// environment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = berth_command(self.path(), self.state.path());
+        c.args(args);
+        c
+    }
+
     /// Run berth against this repo; `PATH` may be replaced.
     pub fn berth_env(&self, args: &[&str], path_env: Option<&str>) -> Run {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-        c.arg("--repo").arg(self.path()).arg("--state-dir").arg(self.state.path()).args(args);
-        c.env_remove("BERTH_REPO").env_remove("BERTH_STATE_DIR");
-        if let Some(p) = path_env {
-            c.env("PATH", p);
+        match path_env {
+            Some(p) => self.berth_with(args, &[("PATH", p)]),
+            None => self.berth_with(args, &[]),
         }
-        let o = c.output().unwrap();
-        Run::from(o)
     }
 
     pub fn berth(&self, args: &[&str]) -> Run {
-        self.berth_env(args, None)
+        self.berth_with(args, &[])
     }
 
     /// Run berth against this repo with extra environment variables.
     pub fn berth_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-        c.arg("--repo").arg(self.path()).arg("--state-dir").arg(self.state.path()).args(args);
-        c.env_remove("BERTH_REPO").env_remove("BERTH_STATE_DIR").envs(env.iter().copied());
-        Run::from(c.output().unwrap())
+        Run::from(self.command(args).envs(env.iter().copied()).output().unwrap())
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -250,6 +268,27 @@ impl Repo {
         assert_eq!(r.code, 0, "berth {args:?}: {}{}", r.stdout, r.stderr);
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("berth {args:?} printed no JSON ({e}): {}", r.stdout))
     }
+
+    /// The stacks `berth plan` would deploy now, sorted.
+    pub fn planned_deploys(&self) -> Vec<String> {
+        let plan = self.json(&["plan", "--json"]);
+        let mut names: Vec<String> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["action"] == "deploy")
+            .map(|s| s["stack"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The step of `stack` in the answer of `berth plan --json`.
+#[track_caller]
+pub fn step<'a>(plan: &'a serde_json::Value, stack: &str) -> &'a serde_json::Value {
+    let steps = plan["steps"].as_array().unwrap_or_else(|| panic!("no steps in the plan: {plan}"));
+    steps.iter().find(|s| s["stack"] == stack).unwrap_or_else(|| panic!("no step for {stack} in the plan: {plan}"))
 }
 
 /// What a berth run printed and returned.
@@ -278,14 +317,18 @@ impl Run {
     }
 }
 
-/// Removes every container and network of the given compose projects when dropped, even on panic.
+/// Removes every container and network of the given compose projects, and the one-shot hook
+/// containers berth runs for those stacks, when dropped, even on panic.
 pub struct Cleanup(pub Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for p in &self.0 {
             let filter = format!("label=com.docker.compose.project={p}");
-            let ids = docker_out(&["ps", "-aq", "--filter", &filter]);
+            let hooks = format!("label=berth.stack={p}");
+            let mut ids = docker_out(&["ps", "-aq", "--filter", &filter]);
+            ids.push('\n');
+            ids.push_str(&docker_out(&["ps", "-aq", "--filter", &hooks]));
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f", "-v"];
@@ -351,6 +394,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A compose file running one long-lived service `app` whose `COLOR` is `color`: which
+/// version runs shows in the container's environment.
+pub fn colored(color: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
+    )
 }
 
 /// A compose file running one long-lived busybox service per name.

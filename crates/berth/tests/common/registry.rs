@@ -12,11 +12,13 @@ use super::{IMAGE, need, wait_for};
 pub const USER: &str = "berth";
 pub const PASSWORD: &str = "s3cret-pass";
 
-/// A running registry; stopped (and its storage removed) when dropped.
+/// A running registry; stopped (and its storage removed) when dropped, and the images the
+/// engine pulled from it removed, even on panic.
 pub struct Registry {
     pub port: u16,
     /// A docker config folder (`config.json` inside) logged in to the registry.
     pub creds: PathBuf,
+    pushed: std::sync::Mutex<Vec<String>>,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -45,7 +47,7 @@ impl Registry {
             .unwrap();
         let creds = dir.path().join("creds");
         std::fs::create_dir_all(&creds).unwrap();
-        let r = Registry { port, creds, child, _dir: dir };
+        let r = Registry { port, creds, pushed: Default::default(), child, _dir: dir };
         wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
         let login = Command::new("docker")
             .args(["login", &format!("127.0.0.1:{port}"), "-u", USER, "--password-stdin"])
@@ -75,6 +77,7 @@ impl Registry {
         self.docker(&["tag", IMAGE, &image]);
         self.docker(&["push", &image]);
         self.docker(&["rmi", &image]);
+        self.pushed.lock().unwrap_or_else(|p| p.into_inner()).push(image.clone());
         image
     }
 
@@ -102,6 +105,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        for image in self.pushed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -35,12 +35,8 @@ impl Server {
                 .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
         };
         let (key, secret) = (field("key:"), field("secret:"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--repo")
-            .arg(repo.path())
-            .arg("--state-dir")
-            .arg(repo.state.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "60s"])
+        let mut child = repo
+            .command(&["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "60s"])
             .env("BERTH_WEBHOOK_SECRET", SECRET)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
