@@ -9,12 +9,6 @@ use std::process::Command;
 use common::server::Server;
 use common::*;
 
-fn env_stack(color: &str) -> String {
-    format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: {color}\n"
-    )
-}
-
 /// A throwaway ed25519 key pair `dir/name` (private) and `dir/name.pub`.
 fn ssh_key(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(name);
@@ -67,7 +61,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     let signers = allowed_signers(keys.path(), &[&ops]);
     let repo = Repo::new();
     repo.write("berth.toml", &ssh_setting(&signers));
-    repo.stack(&s, &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = commit_ssh(&repo, "signed by ops", &ops);
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
@@ -75,7 +69,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     assert_eq!(deploys(&repo), 1);
 
     // Unsigned, then signed by a key the allowed signers do not list: nothing deploys.
-    repo.stack(&s, &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let unsigned = repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "no signature");
     let stranger = commit_ssh(&repo, "signed by another key", &other);
@@ -156,12 +150,12 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
     };
     // The keyring as a GNUPGHOME folder.
     repo.write("berth.toml", &setting(&home));
-    repo.stack(&s, &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     commit_gpg("signed");
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
 
-    repo.stack(&s, &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "");
     assert_eq!(container(&s, "app"), id);
@@ -179,7 +173,7 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
 
     // The keys as a secret reference to their armored text.
     repo.write("berth.toml", "[berth]\nverify_commits = { format = \"gpg\", keyring = { env = \"DEPLOYERS\" } }\n");
-    repo.stack(&s, &env_stack("blue"));
+    repo.stack(&s, &colored("blue"));
     commit_gpg("signed, with the keys from the environment");
     let armored = String::from_utf8(exported.stdout).unwrap();
     repo.berth_with(&["apply"], &[("DEPLOYERS", armored.as_str())]).ok();
@@ -197,13 +191,13 @@ fn the_controller_rejects_and_records_an_unsigned_push() {
     let signers = allowed_signers(keys.path(), &[&ops]);
     let repo = Repo::new();
     repo.write("berth.toml", &ssh_setting(&signers));
-    repo.stack(&s, &env_stack("red"));
+    repo.stack(&s, &colored("red"));
     let first = commit_ssh(&repo, "signed", &ops);
     let server = Server::start(&repo);
     server.settle();
     let id = container(&s, "app");
 
-    repo.stack(&s, &env_stack("green"));
+    repo.stack(&s, &colored("green"));
     let bad = repo.commit("unsigned");
     let (code, body) = server.push(&first, &bad, "?wait=true");
     assert_eq!((code, body["code"].as_str()), (422, Some("unsigned_commit")), "{body}");

@@ -478,6 +478,28 @@ pub fn sign_cert(dir: &Path, name: &str, extensions: &str) {
     );
 }
 
+/// None of `secrets` in any of `outputs` (what, text) nor in any file of the state dir `state`
+/// (its work trees aside: they hold the repository's own files). The state database must be
+/// among the files searched, else the check proves nothing.
+#[track_caller]
+pub fn assert_no_leak<W: std::fmt::Display>(outputs: &[(W, String)], state: &Path, secrets: &[&str]) {
+    let mut haystacks: Vec<(String, Vec<u8>)> =
+        outputs.iter().map(|(what, text)| (what.to_string(), text.clone().into_bytes())).collect();
+    let files: Vec<PathBuf> = walk(state).into_iter().filter(|f| !f.starts_with(state.join("work"))).collect();
+    assert!(files.iter().any(|f| f.ends_with("berth.db")), "no state database under {}: {files:?}", state.display());
+    for file in files {
+        haystacks.push((file.display().to_string(), std::fs::read(&file).unwrap_or_default()));
+    }
+    for (what, bytes) in &haystacks {
+        for secret in secrets {
+            if let Some(at) = bytes.windows(secret.len()).position(|w| w == secret.as_bytes()) {
+                let around = String::from_utf8_lossy(&bytes[at.saturating_sub(200)..(at + 200).min(bytes.len())]);
+                panic!("the secret {secret} leaked into {what}: ...{around}...");
+            }
+        }
+    }
+}
+
 /// Every file under `dir`, recursively (for grepping a state dir for secrets).
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
