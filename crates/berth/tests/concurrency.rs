@@ -49,10 +49,31 @@ fn running(repo: &Repo, stack: &str, trigger: &str, phase: &str) -> i64 {
     })
 }
 
-/// A repository whose one stack `s` runs `app("v1")`, deployed by `apply`.
-fn deployed_v1(s: &str) -> Repo {
+/// A file whose presence holds every deploy of a stack in its `pre_deploy` hook (the stack's
+/// lock is held from checkout on): two deployers meet for sure, however slow the machine.
+struct Hold(tempfile::TempDir);
+
+impl Hold {
+    fn new() -> Hold {
+        Hold(tempfile::tempdir().unwrap())
+    }
+    fn path(&self) -> std::path::PathBuf {
+        self.0.path().join("hold")
+    }
+    fn close(&self) {
+        std::fs::write(self.path(), "").unwrap();
+    }
+    fn open(&self) {
+        std::fs::remove_file(self.path()).unwrap();
+    }
+}
+
+/// A repository whose one stack `s` runs `app("v1")`, deployed by `apply`; its deploys wait
+/// in `pre_deploy` while `hold` is closed.
+fn held_v1(s: &str, hold: &Hold) -> Repo {
     let repo = Repo::new();
-    repo.write("berth.toml", FAST);
+    let hook = format!("while [ -e {} ]; do sleep 0.05; done", hold.path().display());
+    repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\npre_deploy = [\"sh\", \"-c\", \"{hook}\"]\n"));
     repo.stack(s, &app("v1"));
     repo.commit("v1");
     repo.berth(&["apply"]).ok();
@@ -73,10 +94,12 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
     docker();
     let s = unique("twice");
     let _c = Cleanup(vec![s.clone()]);
-    let repo = deployed_v1(&s);
+    let hold = Hold::new();
+    let repo = held_v1(&s, &hold);
 
+    hold.close();
     let bad = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
-    let bad_id = running(&repo, &s, "deploy", "converging");
+    let bad_id = running(&repo, &s, "deploy", "pre-deploy");
 
     // Refused at once, naming the deploy that holds the stack; nothing recorded.
     let refused = repo.berth(&["deploy", &s, "--set", "REV=good", "--no-wait"]);
@@ -84,8 +107,21 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
     assert!(refused.stdout.contains(&format!("deploy {bad_id} of `berth deploy`")), "{}", refused.stdout);
     assert!(refused.stdout.contains("pid "), "{}", refused.stdout);
 
-    // The default waits for it, then deploys its own version.
-    let good = repo.berth(&["deploy", &s, "--set", "REV=good"]);
+    // The default waits for it (and says so), then deploys its own version.
+    let out = hold.0.path().join("good.out");
+    let good = repo
+        .command(&["deploy", &s, "--set", "REV=good"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = format!("waiting for deploy {bad_id}");
+    wait_for("the second deploy to wait", Duration::from_secs(60), || {
+        std::fs::read_to_string(&out).ok().filter(|o| o.contains(&waiting)).map(|_| ())
+    });
+    hold.open();
+    let good = finish(good);
+    let good = Run { stdout: std::fs::read_to_string(&out).unwrap(), ..good };
     let bad = finish(bad);
     assert_eq!(bad.code, 3, "the bad deploy rolls back: {}{}", bad.stdout, bad.stderr);
     assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
@@ -213,16 +249,23 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     docker();
     let s = unique("both");
     let _c = Cleanup(vec![s.clone()]);
-    let repo = deployed_v1(&s);
+    let hold = Hold::new();
+    let repo = held_v1(&s, &hold);
 
-    // A CLI deploy is verifying when the controller starts: the controller leaves it alone.
+    // A CLI deploy is running when the controller starts: the controller leaves it alone.
+    hold.close();
     let cli = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
-    let cli_id = running(&repo, &s, "deploy", "converging");
+    let cli_id = running(&repo, &s, "deploy", "pre-deploy");
     let server = server::Server::start(&repo);
     // Asked for meanwhile, the controller's deploy waits for the CLI's to end, then runs.
     let (code, body) =
         server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "good"}}));
     assert_eq!(code, 202, "{body}");
+    let log = repo.state.path().join("serve.log");
+    wait_for("the controller to wait for the CLI's deploy", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).ok().filter(|l| l.contains("waiting for the stack's lock")).map(|_| ())
+    });
+    hold.open();
     let cli = finish(cli);
     assert_eq!(cli.code, 3, "{}{}", cli.stdout, cli.stderr);
     server.settle();
@@ -231,16 +274,16 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     let outcomes = outcomes(&h);
     assert_eq!(outcomes[1..], [("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
     assert_eq!((outcomes[0].1, h[1]["id"].as_i64()), ("succeeded", Some(cli_id)), "{h:?}");
-    let log = std::fs::read_to_string(repo.state.path().join("serve.log")).unwrap();
-    assert!(log.contains("waiting for the stack's lock"), "{log}");
 
     // The other way round: the controller deploys, a CLI deploy that will not wait is refused.
+    hold.close();
     let (code, body) = server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "bad"}}));
     assert_eq!(code, 202, "{body}");
-    let serve_id = running(&repo, &s, h[0]["trigger"].as_str().unwrap(), "converging");
+    let serve_id = running(&repo, &s, h[0]["trigger"].as_str().unwrap(), "pre-deploy");
     let refused = repo.berth(&["deploy", &s, "--set", "REV=other", "--no-wait"]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(refused.stdout.contains(&format!("deploy {serve_id} of `berth serve`")), "{}", refused.stdout);
+    hold.open();
     server.settle();
     assert!(env_of(&s).contains("REV=good"), "the controller rolled back to the good version");
 }
