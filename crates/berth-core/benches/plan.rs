@@ -19,7 +19,8 @@
 //!
 //! `plan` runs the chain `berth apply` / `berth plan` run once git has answered
 //! (see `Workspace::plan` in crates/berth/src/workspace.rs): `Project::load`,
-//! `Index::new` (which parses every compose file), `hash::owned_files`,
+//! `Index::new` (which walks every compose file; each text is parsed once, on the first
+//! sample, and kept, as the binary keeps it per blob), `hash::owned_files`,
 //! `hash::stack_hash` per stack, `Index::touched` for the one diff, `plan::build`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -372,12 +373,23 @@ mod stages {
         bencher.bench(|| Project::load("berth.toml", Some(black_box(config)), black_box(&f.tree)).unwrap());
     }
 
+    /// Every compose file parsed before, as the binary keeps each parse by blob id.
     #[divan::bench(consts = [1_000, 10_000])]
     fn index<const STACKS: usize>(bencher: Bencher) {
         let f = fixture(STACKS);
         let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
         bencher.bench(|| {
             black_box(index_of(black_box(&p), &f.sources));
+        });
+    }
+
+    /// `index` for texts never parsed before (a commit that changed every compose file).
+    #[divan::bench(consts = [1_000, 10_000])]
+    fn index_unparsed<const STACKS: usize>(bencher: Bencher) {
+        let f = fixture(STACKS);
+        let p = Project::load("berth.toml", Some(&f.config), &f.tree).unwrap();
+        bencher.with_inputs(|| sources(&f.tree)).bench_refs(|s| {
+            black_box(index_of(black_box(&p), s));
         });
     }
 

@@ -213,6 +213,9 @@ pub mod komodo {
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct StackParams {
         pub stack: String,
+        /// Komodo deploys only these services; berth deploys whole stacks and refuses a subset.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub services: Vec<String>,
     }
 
     /// A batch execution's params: stack names or wildcards, comma or newline separated.
@@ -287,6 +290,18 @@ mod tests {
         }
         let err: ErrorBody = serde_json::from_str(r#"{"error":"no","code":"unknown_stack"}"#).unwrap();
         assert_eq!((err.code.as_str(), err.trace.len()), ("unknown_stack", 0));
+    }
+
+    #[test]
+    fn komodo_stack_params_read_with_or_without_services() {
+        let p: komodo::StackParams = serde_json::from_str(r#"{"stack":"web"}"#).unwrap();
+        assert!(p.services.is_empty());
+        let p: komodo::StackParams = serde_json::from_str(r#"{"stack":"web","services":["a"]}"#).unwrap();
+        assert_eq!(p.services, ["a"]);
+        assert_eq!(
+            serde_json::to_string(&komodo::StackParams { services: Vec::new(), ..p }).unwrap(),
+            r#"{"stack":"web"}"#
+        );
     }
 
     #[test]

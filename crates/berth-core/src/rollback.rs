@@ -53,14 +53,6 @@ impl fmt::Display for Cause {
     }
 }
 
-/// The last successful deploy of the stack, as a rollback target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Previous<T> {
-    pub target: T,
-    /// It ran the same config as the failed deploy (a forced redeploy or a retry).
-    pub same_config: bool,
-}
-
 /// Why a failed deploy is left as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -81,11 +73,11 @@ pub enum Decision<T> {
     NoTarget,
 }
 
-/// Decide whether a failed deploy is rolled back. `touched`: the failure came after the attempt
-/// changed what runs (a failure before that leaves the previous version serving).
-/// A previous deploy of the same config is put back too: running the last good deploy again
-/// undoes a forced redeploy that broke what ran.
-pub fn decide<T>(cause: &Cause, touched: bool, policy: Rollback, previous: Option<Previous<T>>) -> Decision<T> {
+/// Decide whether a failed deploy is rolled back to `previous`, the stack's last successful deploy.
+/// `touched`: the failure came after the attempt changed what runs (a failure before that leaves
+/// the previous version serving). A previous deploy of the same config is put back too: running
+/// the last good deploy again undoes a forced redeploy that broke what ran.
+pub fn decide<T>(cause: &Cause, touched: bool, policy: Rollback, previous: Option<T>) -> Decision<T> {
     // A CI refusal happens before anything runs, whatever the caller says.
     if !touched || matches!(cause, Cause::CiRefused(_)) {
         return Decision::Fail { why: Keep::Untouched };
@@ -94,7 +86,7 @@ pub fn decide<T>(cause: &Cause, touched: bool, policy: Rollback, previous: Optio
         return Decision::Fail { why: Keep::Manual };
     }
     match previous {
-        Some(p) => Decision::RollBack { to: p.target },
+        Some(to) => Decision::RollBack { to },
         None => Decision::NoTarget,
     }
 }
@@ -128,39 +120,34 @@ mod tests {
         Cause::Smoke { url: "http://localhost:8080/".into(), detail: "status 500".into() }
     }
 
-    fn previous(same_config: bool) -> Option<Previous<&'static str>> {
-        Some(Previous { target: "abc", same_config })
+    fn previous() -> Option<&'static str> {
+        Some("abc")
     }
 
     #[test]
     fn a_touched_failure_rolls_back_to_the_last_success() {
-        assert_eq!(decide(&smoke(), true, Rollback::Auto, previous(false)), Decision::RollBack { to: "abc" });
+        assert_eq!(decide(&smoke(), true, Rollback::Auto, previous()), Decision::RollBack { to: "abc" });
         let v = Cause::Verification("web exited (1)".into());
-        assert_eq!(decide(&v, true, Rollback::Auto, previous(false)), Decision::RollBack { to: "abc" });
-    }
-
-    #[test]
-    fn the_same_config_is_put_back_too() {
-        assert_eq!(decide(&smoke(), true, Rollback::Auto, previous(true)), Decision::RollBack { to: "abc" });
+        assert_eq!(decide(&v, true, Rollback::Auto, previous()), Decision::RollBack { to: "abc" });
     }
 
     #[test]
     fn an_untouched_failure_is_only_recorded() {
         let c = Cause::UpFailed { error: "compose up failed: no such image".into(), unchanged: true };
-        assert_eq!(decide(&c, false, Rollback::Auto, previous(false)), Decision::Fail { why: Keep::Untouched });
+        assert_eq!(decide(&c, false, Rollback::Auto, previous()), Decision::Fail { why: Keep::Untouched });
         let c = Cause::Checkout { commit: "0123456789abcdef".into(), error: "bad object".into() };
-        assert_eq!(decide(&c, false, Rollback::Auto, previous(false)), Decision::Fail { why: Keep::Untouched });
+        assert_eq!(decide(&c, false, Rollback::Auto, previous()), Decision::Fail { why: Keep::Untouched });
     }
 
     #[test]
     fn a_ci_refusal_never_rolls_back() {
         let c = Cause::CiRefused("CI failed".into());
-        assert_eq!(decide(&c, true, Rollback::Auto, previous(false)), Decision::Fail { why: Keep::Untouched });
+        assert_eq!(decide(&c, true, Rollback::Auto, previous()), Decision::Fail { why: Keep::Untouched });
     }
 
     #[test]
     fn manual_policy_only_records() {
-        let d = decide(&smoke(), true, Rollback::Manual, previous(false));
+        let d = decide(&smoke(), true, Rollback::Manual, previous());
         assert_eq!(d, Decision::Fail { why: Keep::Manual });
         assert_eq!(d.reason(&smoke()).as_deref(), Some("smoke check http://localhost:8080/ failed: status 500"));
     }

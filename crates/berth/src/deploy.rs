@@ -24,7 +24,7 @@ use berth_core::record::DeployStatus;
 use berth_core::vars;
 use berth_core::{Mode, Stack};
 
-use berth_core::rollback::{self, Cause, Decision, Previous};
+use berth_core::rollback::{self, Cause, Decision};
 
 use crate::converge;
 use crate::docker::{self, Engine, ProjectRef};
@@ -43,7 +43,7 @@ pub struct Job {
     pub changed_paths: Vec<String>,
     pub engine: Engine,
     /// The last successful deploy, to put back if this one fails (with `rollback = "auto"`).
-    pub rollback: Option<Previous<Box<Job>>>,
+    pub rollback: Option<Box<Job>>,
     /// The commit's CI gate and status target; the executor waits and reports ([`crate::status`]).
     pub ci: Option<crate::ci::Gate>,
 }
@@ -240,8 +240,7 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
         Ok(recreated) => (DeployStatus::Succeeded, None, recreated),
         Err(f) => {
             r.note(&format!("error: {}", f.cause));
-            let previous = job.rollback.as_ref().map(|p| Previous { target: &p.target, same_config: p.same_config });
-            match rollback::decide(&f.cause, f.touched, job.stack.rollback, previous) {
+            match rollback::decide(&f.cause, f.touched, job.stack.rollback, job.rollback.as_ref()) {
                 Decision::RollBack { to: back } => {
                     progress("rollback");
                     r.note(&format!("rolling back to {} (the last successful deploy)", short(&back.commit)));

@@ -121,11 +121,7 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         }
         return Ran::Current { by: last.id };
     }
-    job.rollback = last.and_then(|l| {
-        let same_config = l.config_hash == config_hash;
-        let target = Box::new(ws.job_for(&l, &job.engine, &job.changed_paths)?);
-        Some(berth_core::rollback::Previous { target, same_config })
-    });
+    job.rollback = last.and_then(|l| ws.job_for(&l, &job.engine, &job.changed_paths).map(Box::new));
 
     let redacted = vars::redact(&job.overrides);
     let server = job.stack.server.clone();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_core::changes::Index;
-use berth_core::ownership::{self, Sources};
+use berth_core::ownership::{self, Source, Sources};
 use berth_core::plan::{self, Plan};
 use berth_core::record::History;
 use berth_core::{Project, Tree, config, hash, vars};
@@ -31,8 +31,8 @@ pub struct Workspace {
 struct Cache {
     snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     diffs: Mutex<VecDeque<(String, String, Changes)>>,
-    /// Compose and env files' text by blob id: most commits change few of them.
-    blobs: Mutex<HashMap<String, Arc<str>>>,
+    /// Compose and env files' text by blob id, each parsed once: most commits change few of them.
+    blobs: Mutex<HashMap<String, Arc<Source>>>,
 }
 
 type Changes = Arc<Vec<berth_core::changes::Change>>;
@@ -175,7 +175,7 @@ impl Workspace {
                 let cache = self.cache.blobs.lock().unwrap_or_else(|p| p.into_inner());
                 for (path, oid) in &with_oid {
                     match cache.get(*oid) {
-                        Some(t) => sources.insert(path.clone(), t.clone()),
+                        Some(t) => sources.insert_source(path.clone(), t.clone()),
                         None => missing.push((path.clone(), *oid)),
                     }
                 }
@@ -188,9 +188,9 @@ impl Workspace {
             }
             for ((path, oid), text) in missing.into_iter().zip(texts) {
                 // A file that is no text stays unread: its stack owns its whole folder and says why.
-                let text: Arc<str> = Arc::from(text.unwrap_or_default());
-                cache.insert(oid.to_string(), text.clone());
-                sources.insert(path, text);
+                let source = Arc::new(Source::new(Arc::from(text.unwrap_or_default())));
+                cache.insert(oid.to_string(), source.clone());
+                sources.insert_source(path, source);
             }
         }
         Ok(sources)

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
@@ -21,16 +21,22 @@ use crate::vars;
 /// The text of repository files (compose and env files) at one commit, by repo-relative path.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    texts: HashMap<String, Arc<str>>,
+    texts: HashMap<String, Arc<Source>>,
 }
 
 impl Sources {
     pub fn insert(&mut self, path: impl Into<String>, text: Arc<str>) {
-        self.texts.insert(path.into(), text);
+        self.insert_source(path, Arc::new(Source::new(text)));
+    }
+
+    /// Add a file whose [`Source`] is shared: with other commits holding the same blob, or with
+    /// earlier plans, so its compose references are parsed once however often it is walked.
+    pub fn insert_source(&mut self, path: impl Into<String>, source: Arc<Source>) {
+        self.texts.insert(path.into(), source);
     }
 
     pub fn get(&self, path: &str) -> Option<&str> {
-        self.texts.get(path).map(|t| &**t)
+        self.texts.get(path).map(|s| s.text())
     }
 
     pub fn len(&self) -> usize {
@@ -39,6 +45,29 @@ impl Sources {
 
     pub fn is_empty(&self) -> bool {
         self.texts.is_empty()
+    }
+}
+
+/// One file's text, and the parts of it that name files once it has been read as a compose file:
+/// ownership is derived on every plan (its variables may differ), the parse only once per text.
+#[derive(Debug)]
+pub struct Source {
+    text: Arc<str>,
+    doc: OnceLock<Result<ComposeDoc, String>>,
+}
+
+impl Source {
+    pub fn new(text: Arc<str>) -> Source {
+        Source { text, doc: OnceLock::new() }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The compose references of this text, parsed on first use.
+    fn doc(&self) -> &Result<ComposeDoc, String> {
+        self.doc.get_or_init(|| parse(&self.text).map_err(|e| e.to_string()))
     }
 }
 
@@ -167,7 +196,7 @@ fn stack(s: &Stack, sources: &Sources, extra: &BTreeMap<String, String>) -> Owne
 }
 
 /// The parts of a compose file that name files; the rest is skipped unparsed into values.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ComposeDoc {
     #[serde(default)]
     include: Option<Value>,
@@ -179,7 +208,7 @@ struct ComposeDoc {
     secrets: Option<BTreeMap<String, Option<FileDoc>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ServiceDoc {
     #[serde(default)]
     env_file: Option<Value>,
@@ -191,7 +220,7 @@ struct ServiceDoc {
     extends: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct FileDoc {
     #[serde(default)]
     file: Option<String>,
@@ -262,13 +291,13 @@ impl<'a> Walk<'a> {
                 continue;
             }
             self.owned.files.push((file.clone(), why));
-            let Some(text) = self.sources.get(&file) else {
+            let Some(source) = self.sources.texts.get(&file) else {
                 self.missing.push(file.clone());
                 self.unresolved.push(format!("`{file}` could not be read"));
                 continue;
             };
-            match parse(text) {
-                Ok(doc) => self.document(&doc, &file, &base, &mut queue),
+            match source.doc() {
+                Ok(doc) => self.document(doc, &file, &base, &mut queue),
                 Err(e) => self.unresolved.push(format!("`{file}` is not valid YAML ({e})")),
             }
         }

@@ -263,3 +263,71 @@ fn shared_folders_are_reported() {
     let (p, _) = load(&files, &declared);
     assert!(shared(&p).is_empty());
 }
+
+#[test]
+fn a_compose_file_is_parsed_once_however_often_ownership_is_derived() {
+    let (p, src) = app();
+    let compose = src.texts.get("stacks/app/compose.yaml").unwrap().clone();
+    // `needed` (which found what to read) parsed it already; deriving does not again.
+    let parsed: *const _ = compose.doc.get().expect("the walk parsed the compose file");
+    let first = derive(&p, &src, &HashMap::new());
+    // Another commit holding the same blob shares its parse.
+    let mut other = Sources::default();
+    for (path, s) in &src.texts {
+        other.insert_source(path.clone(), s.clone());
+    }
+    assert_eq!(derive(&p, &other, &HashMap::new()), first);
+    assert!(std::ptr::eq(parsed, compose.doc.get().unwrap()), "the compose file was parsed again");
+}
+
+/// A repository as operators leave them: several compose files in one folder, paths built from
+/// variables, includes of includes and a cycle, a compose file that is no YAML (or a symlink,
+/// whose blob is its target's path), paths climbing out of the repository, absolute bind mounts.
+#[test]
+fn a_messy_repository_is_owned_without_panicking() {
+    let files = [
+        ("s/multi/compose.yaml", "include:\n  - path: ${INC}/a.yaml\nservices:\n  m:\n    image: x\n"),
+        ("s/multi/compose.override.yaml", "services:\n  m:\n    volumes:\n      - ./override.conf:/o\n"),
+        ("s/multi/docker-compose.yml", "services:\n  legacy:\n    volumes:\n      - ./legacy.conf:/l\n"),
+        ("s/multi/.env", "INC=./inc\n"),
+        ("s/multi/inc/a.yaml", "include:\n  - b.yaml\nservices:\n  a:\n    env_file: a.env\n"),
+        ("s/multi/inc/b.yaml", "include:\n  - a.yaml\nservices:\n  b:\n    volumes:\n      - ./b.conf:/b\n"),
+        ("s/multi/override.conf", ""),
+        ("s/multi/legacy.conf", ""),
+        ("s/broken/compose.yaml", "\u{0}\u{1}binary\u{ff}: [\n\t- {"),
+        ("s/broken/data.txt", ""),
+        ("s/link/compose.yaml", "../multi/compose.yaml"),
+    ];
+    let (p, src) = load(&files, "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+    let idx = Index::new(&p, &src, &HashMap::new());
+    let owned = |name: &str| idx.owned(p.stacks.iter().position(|s| s.name == name).unwrap());
+
+    // Discovery picks one compose file (and its override); includes of includes are followed
+    // through `${INC}` from the folder's `.env`, and the cycle ends.
+    assert_eq!(owned("multi").fallback, None);
+    for path in ["s/multi/override.conf", "s/multi/inc/a.yaml", "s/multi/inc/b.yaml", "s/multi/inc/a.env"] {
+        assert_eq!(owners(&idx, path), ["multi"], "{path}");
+    }
+    assert_eq!(owners(&idx, "s/multi/inc/b.conf"), ["multi"]);
+    // Not a compose file of the stack: a change to it deploys nothing.
+    assert!(owners(&idx, "s/multi/legacy.conf").is_empty());
+
+    // What is no compose model makes its stack own its folder, and says why.
+    for (name, file) in [("broken", "s/broken/data.txt"), ("link", "s/link/anything")] {
+        assert!(owned(name).fallback.as_deref().unwrap_or("").contains("is not valid YAML"), "{name}");
+        assert_eq!(owners(&idx, file), [name]);
+    }
+
+    // Paths out of the repository or absolute are nobody's; `..` inside it is.
+    let files = [(
+        "s/escape/compose.yaml",
+        "include:\n  - ../../../../etc/compose.yaml\nservices:\n  e:\n    build: ../..\n    env_file: ../../../x.env\n    volumes:\n      - ../../../../etc:/etc\n      - /srv/data:/data\n      - ${HOST_DIR:-/var/lib/x}:/x\n      - ~/cache:/cache\n      - ..:/up\n",
+    )];
+    let (p, src) = load(&files, "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+    let idx = Index::new(&p, &src, &HashMap::new());
+    let e = idx.owned(0);
+    assert_eq!(e.fallback, None);
+    let dirs: Vec<&str> = e.dirs.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(dirs, ["s", ""], "`..` is `s`, the build context `../..` the repository root");
+    assert!(e.files.iter().all(|(f, _)| !f.contains("..") && !f.starts_with('/')), "{:?}", e.files);
+}
