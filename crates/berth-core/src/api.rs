@@ -213,6 +213,10 @@ pub mod komodo {
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct StackParams {
         pub stack: String,
+        /// Komodo deploys only these services; berth deploys whole stacks and refuses a subset.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(feature = "openapi", schema(ignore))]
+        pub services: Vec<String>,
     }
 
     /// A batch execution's params: stack names or wildcards, comma or newline separated.
