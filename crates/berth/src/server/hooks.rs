@@ -102,7 +102,7 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = Provider::detect(&lookup(&headers));
-    let result = webhook_inner(&app, &q, &headers, &body).await;
+    let result = webhook_inner(&app, &q, provider, &headers, &body).await;
     let outcome = match &result {
         Ok(r) if r.extensions().get::<Ignored>().is_some() => "ignored",
         Ok(r) if r.status() == StatusCode::OK => "ok",
@@ -116,9 +116,14 @@ pub async fn webhook(
     result
 }
 
-async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+async fn webhook_inner(
+    app: &Arc<App>,
+    q: &HookQuery,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let h = lookup(headers);
-    let provider = Provider::detect(&h);
     let repo = verified_repo(app, q, |secret| webhook::verify(provider, &h, body, secret))?;
     let push = match webhook::event_kind(provider, &h, body) {
         EventKind::Ping => {
