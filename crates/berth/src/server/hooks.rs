@@ -162,18 +162,36 @@ async fn webhook_inner(
         )
             .into_response());
     }
+    let result = accept(app, q, provider, repo, &push.after).await;
+    // A failed request (a fetch that failed, say) must not turn the forge's redelivery into a replay.
+    if result.is_err()
+        && let Some(d) = &delivery
+    {
+        app.forget_delivery(d);
+    }
+    result
+}
+
+/// Sync a verified push to the tracked branch and answer with what it started.
+async fn accept(
+    app: &Arc<App>,
+    q: &HookQuery,
+    provider: Provider,
+    repo: &RepoHandle,
+    after: &str,
+) -> Result<Response, ApiError> {
     let trigger = format!("webhook:{}", provider.as_str());
     let want = Want::Reconcile { only: None };
     if !q.wait {
         // Answer with the deploys when the plan is quick; else say where to follow them.
-        let follow = format!("/api/v1/deploys?commit={}", push.after);
+        let follow = format!("/api/v1/deploys?commit={after}");
         let body = match tokio::time::timeout(PLAN_BOUND, app.ctl.request(repo, want, Target::Tip, &trigger)).await {
             Ok(Ok(out)) => json!({
-                "status": "accepted", "repo": repo.spec.name, "after": push.after, "commit": out.commit,
+                "status": "accepted", "repo": repo.spec.name, "after": after, "commit": out.commit,
                 "deploys": out.deploys, "unchanged": out.unchanged, "follow": follow,
             }),
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) => json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after, "follow": follow }),
+            Err(_) => json!({ "status": "accepted", "repo": repo.spec.name, "after": after, "follow": follow }),
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     }
