@@ -215,6 +215,7 @@ pub mod komodo {
         pub stack: String,
         /// Komodo deploys only these services; berth deploys whole stacks and refuses a subset.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(feature = "openapi", schema(ignore))]
         pub services: Vec<String>,
     }
 

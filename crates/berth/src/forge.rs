@@ -153,7 +153,7 @@ impl Api {
                 }
                 Err(e) => (format!("no answer ({})", chain(&e.without_url())), None),
             };
-            let pause = wait.unwrap_or_else(|| delay + jitter());
+            let pause = pause(wait, delay);
             if Instant::now() + pause >= deadline {
                 return Err(ApiError::GaveUp(format!("{} API kept failing ({why}) for {what}", self.provider)));
             }
@@ -162,6 +162,15 @@ impl Api {
             tokio::time::sleep(pause).await;
             delay = (delay * 3 / 2).min(MAX_DELAY);
         }
+    }
+}
+
+/// How long to wait before the next try: what the API asked for, but never less than the
+/// backoff (a `Retry-After: 0` would otherwise retry in a tight loop until the deadline).
+fn pause(asked: Option<Duration>, backoff: Duration) -> Duration {
+    match asked {
+        Some(w) => w.max(backoff),
+        None => backoff + jitter(),
     }
 }
 
@@ -258,5 +267,14 @@ mod tests {
         assert!(w >= Duration::from_secs(29) && w <= Duration::from_secs(32), "{w:?}");
         assert_eq!(rate_limited(403, &HeaderMap::new()), None, "a plain 403 is a refusal");
         assert_eq!(rate_limited(502, &headers(&[("retry-after", "7")])), None);
+    }
+
+    #[test]
+    fn a_rate_limit_asking_for_no_wait_still_backs_off() {
+        let zero = rate_limited(429, &headers(&[("retry-after", "0")]));
+        assert_eq!(zero, Some(Duration::ZERO));
+        assert_eq!(pause(zero, FIRST_DELAY), FIRST_DELAY);
+        assert_eq!(pause(Some(Duration::from_secs(7)), FIRST_DELAY), Duration::from_secs(7));
+        assert!(pause(None, FIRST_DELAY) >= FIRST_DELAY);
     }
 }

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use berth_core::api::ErrorBody;
-use berth_core::api::komodo::Update;
-use serde_json::{Value, json};
+use berth_core::api::komodo::{IdParams, Read, StackParams, Update};
+use serde_json::Value;
 
 use crate::error::{Error, Result, exit};
 
@@ -23,7 +23,8 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
     };
     let mut failed = 0;
     for stack in stacks {
-        let resp = match post("/execute/DeployStack", json!({ "stack": stack })) {
+        let resp = match post("/execute/DeployStack", wire(StackParams { stack: stack.clone(), services: Vec::new() }))
+        {
             Ok(r) => r,
             Err(e) => {
                 println!("{stack}: request failed: {e}");
@@ -50,7 +51,7 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
             let deadline = Instant::now() + Duration::from_secs(30 * 60);
             let mut delay = Duration::from_millis(500);
             loop {
-                let u = post("/read", json!({ "type": "GetUpdate", "params": { "id": id } }))
+                let u = post("/read", wire(Read::GetUpdate(IdParams { id: id.clone() })))
                     .ok()
                     .and_then(|r| r.json::<Update>().ok());
                 if let Some(u) = u
@@ -74,4 +75,9 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
         }
     }
     Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+/// A request body from the wire types the server reads (they hold only strings: serializing cannot fail).
+fn wire(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }

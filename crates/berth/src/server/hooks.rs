@@ -102,7 +102,7 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = Provider::detect(&lookup(&headers));
-    let result = webhook_inner(&app, &q, &headers, &body).await;
+    let result = webhook_inner(&app, &q, provider, &headers, &body).await;
     let outcome = match &result {
         Ok(r) if r.extensions().get::<Ignored>().is_some() => "ignored",
         Ok(r) if r.status() == StatusCode::OK => "ok",
@@ -116,9 +116,14 @@ pub async fn webhook(
     result
 }
 
-async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+async fn webhook_inner(
+    app: &Arc<App>,
+    q: &HookQuery,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let h = lookup(headers);
-    let provider = Provider::detect(&h);
     let repo = verified_repo(app, q, |secret| webhook::verify(provider, &h, body, secret))?;
     let push = match webhook::event_kind(provider, &h, body) {
         EventKind::Ping => {
@@ -157,18 +162,36 @@ async fn webhook_inner(app: &Arc<App>, q: &HookQuery, headers: &HeaderMap, body:
         )
             .into_response());
     }
+    let result = accept(app, q, provider, repo, &push.after).await;
+    // A failed request (a fetch that failed, say) must not turn the forge's redelivery into a replay.
+    if result.is_err()
+        && let Some(d) = &delivery
+    {
+        app.forget_delivery(d);
+    }
+    result
+}
+
+/// Sync a verified push to the tracked branch and answer with what it started.
+async fn accept(
+    app: &Arc<App>,
+    q: &HookQuery,
+    provider: Provider,
+    repo: &RepoHandle,
+    after: &str,
+) -> Result<Response, ApiError> {
     let trigger = format!("webhook:{}", provider.as_str());
     let want = Want::Reconcile { only: None };
     if !q.wait {
         // Answer with the deploys when the plan is quick; else say where to follow them.
-        let follow = format!("/api/v1/deploys?commit={}", push.after);
+        let follow = format!("/api/v1/deploys?commit={after}");
         let body = match tokio::time::timeout(PLAN_BOUND, app.ctl.request(repo, want, Target::Tip, &trigger)).await {
             Ok(Ok(out)) => json!({
-                "status": "accepted", "repo": repo.spec.name, "after": push.after, "commit": out.commit,
+                "status": "accepted", "repo": repo.spec.name, "after": after, "commit": out.commit,
                 "deploys": out.deploys, "unchanged": out.unchanged, "follow": follow,
             }),
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) => json!({ "status": "accepted", "repo": repo.spec.name, "after": push.after, "follow": follow }),
+            Err(_) => json!({ "status": "accepted", "repo": repo.spec.name, "after": after, "follow": follow }),
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     }

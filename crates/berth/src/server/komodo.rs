@@ -23,6 +23,8 @@ use super::{ApiError, App, parse_json};
 use crate::controller::{Target, Want};
 use crate::keys::{Caller, Scope};
 
+/// `{"type", "params"}`: the kind is matched by hand so an unknown one gets a message that
+/// lists what berth implements; the params are then read as `komodo::StackParams` and the like.
 #[derive(Debug, Deserialize)]
 struct Envelope {
     #[serde(rename = "type")]
@@ -31,36 +33,16 @@ struct Envelope {
     params: Value,
 }
 
-#[derive(Debug, Deserialize)]
-struct StackParams {
-    stack: String,
-    /// Komodo deploys only these services; berth deploys whole stacks and says so.
-    #[serde(default)]
-    services: Vec<String>,
-}
-
-impl StackParams {
-    /// The stack, refusing a service subset rather than ignoring it.
-    fn whole_stack(self) -> Result<String, ApiError> {
-        if self.services.is_empty() {
-            return Ok(self.stack);
-        }
-        Err(ApiError::bad_request(format!(
-            "berth deploys whole stacks: `services` ({}) is not supported; leave it out to deploy all of `{}`",
-            self.services.join(", "),
-            self.stack
-        )))
+/// The stack, refusing a service subset rather than ignoring it.
+fn whole_stack(p: komodo::StackParams) -> Result<String, ApiError> {
+    if p.services.is_empty() {
+        return Ok(p.stack);
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct BatchParams {
-    pattern: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct IdParams {
-    id: String,
+    Err(ApiError::bad_request(format!(
+        "berth deploys whole stacks: `services` ({}) is not supported; leave it out to deploy all of `{}`",
+        p.services.join(", "),
+        p.stack
+    )))
 }
 
 /// `POST /execute`: a Komodo execution `{"type": "DeployStack", "params": {"stack": ...}}`
@@ -123,10 +105,10 @@ fn ok(v: Value) -> Result<Response, ApiError> {
 async fn run_execute(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Response, ApiError> {
     let caller = app.caller(headers, Scope::Deploy)?;
     match kind {
-        "DeployStack" => ok(deploy(app, &caller, &params::<StackParams>(p)?.whole_stack()?, false).await?),
-        "DeployStackIfChanged" => ok(deploy(app, &caller, &params::<StackParams>(p)?.whole_stack()?, true).await?),
+        "DeployStack" => ok(deploy(app, &caller, &whole_stack(params(p)?)?, false).await?),
+        "DeployStackIfChanged" => ok(deploy(app, &caller, &whole_stack(params(p)?)?, true).await?),
         "BatchDeployStack" | "BatchDeployStackIfChanged" => {
-            let pattern = params::<BatchParams>(p)?.pattern;
+            let pattern = params::<komodo::BatchParams>(p)?.pattern;
             let if_changed = kind == "BatchDeployStackIfChanged";
             let mut items = Vec::new();
             for stack in matching(app, &pattern)? {
@@ -152,7 +134,7 @@ fn run_read(app: &App, headers: &HeaderMap, kind: &str, p: Value) -> Result<Resp
         // Takes no params; whatever comes is ignored, as Komodo does.
         "GetVersion" => ok(json!({ "version": env!("CARGO_PKG_VERSION") })),
         "GetUpdate" => {
-            let id = params::<IdParams>(p)?.id;
+            let id = params::<komodo::IdParams>(p)?.id;
             if let Some(u) = noop_updates().lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
                 return ok(u.clone());
             }
@@ -299,4 +281,21 @@ fn noop(stack: &str, commit: &str, operator: &str) -> Value {
     }
     m.insert(id, u.clone());
     u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_subset_is_refused_not_ignored() {
+        let whole: komodo::StackParams = params(json!({"stack": "web", "services": [], "stop_time": null})).unwrap();
+        assert_eq!(whole_stack(whole).unwrap(), "web");
+        let subset: komodo::StackParams = params(json!({"stack": "web", "services": ["api", "worker"]})).unwrap();
+        let e = whole_stack(subset).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("`services` (api, worker) is not supported"), "{}", e.message);
+        let missing = params::<komodo::StackParams>(json!({"services": []})).unwrap_err();
+        assert!(missing.message.contains("invalid params: missing field `stack`"), "{}", missing.message);
+    }
 }

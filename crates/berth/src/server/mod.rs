@@ -56,6 +56,11 @@ impl App {
         true
     }
 
+    /// Forget a delivery whose request failed, so the forge's redelivery (same id) is tried again.
+    fn forget_delivery(&self, id: &str) {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).seen.remove(id);
+    }
+
     /// Authenticate `X-Api-Key` + `X-Api-Secret` and require a scope.
     fn caller(&self, headers: &HeaderMap, need: Scope) -> Result<Caller, ApiError> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -58,6 +58,31 @@ async fn connect(engine: &Engine) -> Result<Docker, String> {
         .unwrap_or_else(|_| Err(format!("the Docker engine at {} did not answer in time", engine.endpoint())))
 }
 
+/// The engine of `stack`, connected, or the page that says why not.
+async fn docker_of(ctx: &Ctx, stack: &str) -> Result<Docker, Response> {
+    let Some(engine) = engine_of(ctx, stack) else {
+        return Err(message(
+            ctx,
+            StatusCode::NOT_FOUND,
+            "No such stack",
+            format!("There is no stack named `{stack}`."),
+        ));
+    };
+    connect(&engine).await.map_err(|e| message(ctx, StatusCode::BAD_GATEWAY, "Engine unreachable", e))
+}
+
+/// The engine of `stack` and the full id of its container `id`, or the page that says why not.
+async fn container_of(ctx: &Ctx, stack: &str, id: &str) -> Result<(Docker, String), Response> {
+    let docker = docker_of(ctx, stack).await?;
+    match owned(&docker, stack, id).await {
+        Some(full) => Ok((docker, full)),
+        None => {
+            let text = format!("Stack `{stack}` has no container `{id}`.");
+            Err(message(ctx, StatusCode::NOT_FOUND, "No such container", text))
+        }
+    }
+}
+
 /// Values of secret-named variables in a container's environment: registered, so no page or log shows them.
 fn register_env(env: Option<&Vec<String>>) {
     let secrets = env
@@ -171,7 +196,7 @@ pub async fn events(ctx: Ctx, Path(name): Path<String>) -> Response {
         loop {
             let html = match current(&ctx, &name).await {
                 Ok(rows) => Rows { base: &ctx.base, stack: &name, rows: &rows }.render().unwrap_or_default(),
-                Err(e) => format!("<tr><td colspan=\"8\">{}</td></tr>", askama_escape(&e)),
+                Err(e) => ErrorRow { text: &e }.render().unwrap_or_default(),
             };
             if html != last {
                 let e = Event::default().event("containers").data(html.replace('\r', ""));
@@ -183,8 +208,11 @@ pub async fn events(ctx: Ctx, Path(name): Path<String>) -> Response {
     Sse::new(s).keep_alive(KeepAlive::default()).into_response()
 }
 
-fn askama_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#x27;")
+/// Why the rows cannot be read, in place of the rows (escaped as every template is).
+#[derive(Template)]
+#[template(source = "<tr><td colspan=\"8\">{{ text }}</td></tr>", ext = "html")]
+struct ErrorRow<'a> {
+    text: &'a str,
 }
 
 /// `?tail=N&since=10m`: how much of the log to show.
@@ -254,16 +282,9 @@ pub async fn logs(ctx: Ctx, Path((name, id)): Path<(String, String)>, Query(q): 
     if let Some(r) = ctx.read_refusal() {
         return r;
     }
-    let Some(engine) = engine_of(&ctx, &name) else {
-        return message(&ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{name}`."));
-    };
-    let docker = match connect(&engine).await {
-        Ok(d) => d,
-        Err(e) => return message(&ctx, StatusCode::BAD_GATEWAY, "Engine unreachable", e),
-    };
-    let Some(full) = owned(&docker, &name, &id).await else {
-        let text = format!("Stack `{name}` has no container `{id}`.");
-        return message(&ctx, StatusCode::NOT_FOUND, "No such container", text);
+    let (docker, full) = match container_of(&ctx, &name, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let (tail, since) = (q.tail(), q.since());
     let mut log = String::new();
@@ -302,20 +323,9 @@ pub async fn follow(ctx: Ctx, Path((name, id)): Path<(String, String)>) -> Respo
     if let Some(r) = ctx.read_refusal() {
         return r;
     }
-    let Some(engine) = engine_of(&ctx, &name) else {
-        return message(&ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{name}`."));
-    };
-    let docker = match connect(&engine).await {
-        Ok(d) => d,
-        Err(e) => return message(&ctx, StatusCode::BAD_GATEWAY, "Engine unreachable", e),
-    };
-    let Some(full) = owned(&docker, &name, &id).await else {
-        return message(
-            &ctx,
-            StatusCode::NOT_FOUND,
-            "No such container",
-            format!("Stack `{name}` has no container `{id}`."),
-        );
+    let (docker, full) = match container_of(&ctx, &name, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     // From now on: the page already shows what came before.
     let logs = docker.logs(&full, Some(log_opts(true, 0, crate::state::now())));
@@ -336,12 +346,9 @@ pub async fn restart(ctx: Ctx, Path((name, service)): Path<(String, String)>, fo
     if let Some(r) = super::actions::refusal(&ctx, &name, &super::auth::csrf_of(form)) {
         return r;
     }
-    let Some(engine) = engine_of(&ctx, &name) else {
-        return message(&ctx, StatusCode::NOT_FOUND, "No such stack", format!("There is no stack named `{name}`."));
-    };
-    let docker = match connect(&engine).await {
+    let docker = match docker_of(&ctx, &name).await {
         Ok(d) => d,
-        Err(e) => return message(&ctx, StatusCode::BAD_GATEWAY, "Engine unreachable", e),
+        Err(page) => return page,
     };
     let rows = match list(&docker, &name).await {
         Ok(r) => r,
@@ -360,4 +367,16 @@ pub async fn restart(ctx: Ctx, Path((name, service)): Path<(String, String)>, fo
     }
     tracing::info!(stack = %name, %service, by = %who, "service restarted from the dashboard");
     Redirect::to(&format!("{}/stacks/{name}#containers", ctx.base)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_error_in_place_of_the_rows_is_escaped() {
+        let row = ErrorRow { text: "cannot list containers: <b>\"x\" & 'y'</b>" }.render().unwrap();
+        assert!(row.starts_with("<tr><td colspan=\"8\">cannot list containers: &#60;b&#62;"), "{row}");
+        assert!(!row.contains("<b>") && !row.contains("'y'"), "{row}");
+    }
 }
