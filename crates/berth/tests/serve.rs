@@ -151,6 +151,34 @@ fn bad_requests_are_refused_and_deploy_nothing() {
     assert_eq!(server.settle().len(), before + 1);
 }
 
+#[test]
+fn a_redelivered_push_that_failed_is_synced_not_ignored_as_a_replay() {
+    docker();
+    let s = unique("redeliver");
+    let _c = Cleanup(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.stack(&s, &colored("red"));
+    let first = repo.commit("red");
+    let server = Server::start(&repo);
+    server.settle();
+    repo.stack(&s, &colored("blue"));
+    let second = repo.commit("blue");
+    // The repository cannot be fetched: the delivery fails and says so.
+    let moved = repo.path().with_extension("away");
+    std::fs::rename(repo.path(), &moved).unwrap();
+    let (code, body) = server.push_as(&first, &second, "", Some("delivery-1"));
+    std::fs::rename(&moved, repo.path()).unwrap();
+    assert_eq!(code, 502, "{body}");
+    // The forge's "Redeliver" repeats the id: it is a new chance, not a replay.
+    let (code, body) = server.push_as(&first, &second, "?wait=true", Some("delivery-1"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["deploys"][0]["status"], "succeeded", "{body}");
+    assert!(inspect(&container(&s, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+    // A delivery that was handled is a replay when it comes again.
+    let (code, body) = server.push_as(&first, &second, "", Some("delivery-1"));
+    assert_eq!((code, body["status"].as_str()), (202, Some("ignored")), "{body}");
+}
+
 fn body_bytes(first: &str, second: &str) -> Vec<u8> {
     json!({"ref": "refs/heads/main", "before": first, "after": second}).to_string().into_bytes()
 }

@@ -96,6 +96,11 @@ impl Server {
 
     /// A correctly signed GitHub push webhook for `before..after` on main.
     pub fn push(&self, before: &str, after: &str, query: &str) -> (u16, Value) {
+        self.push_as(before, after, query, None)
+    }
+
+    /// `push` with GitHub's delivery id (`X-GitHub-Delivery`), as a redelivery repeats it.
+    pub fn push_as(&self, before: &str, after: &str, query: &str, delivery: Option<&str>) -> (u16, Value) {
         let body = json!({
             "ref": "refs/heads/main", "before": before, "after": after,
             "repository": { "full_name": "me/stacks", "clone_url": "https://git.example.com/me/stacks.git" },
@@ -103,11 +108,13 @@ impl Server {
         })
         .to_string();
         let sig = berth_core::webhook::sign(SECRET.as_bytes(), body.as_bytes());
-        self.raw(
-            &format!("/webhook{query}"),
-            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")],
-            body.into_bytes(),
-        )
+        let mut headers = vec![
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", sig.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        headers.extend(delivery.map(|d| ("X-GitHub-Delivery", d)));
+        self.raw(&format!("/webhook{query}"), &headers, body.into_bytes())
     }
 
     /// Every deploy recorded so far, newest first.
