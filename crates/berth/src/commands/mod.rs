@@ -146,14 +146,8 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
 /// `interrupted`), so nothing is re-verified or rolled back here and this is fast.
 fn settle_interrupted(ws: &Workspace, state: &State) -> Result<()> {
     for r in state.latest()? {
-        if r.status == berth_core::record::DeployStatus::Running && !crate::lock::is_held(&ws.state_dir, &r.stack)? {
-            state.finish(
-                r.id,
-                berth_core::record::DeployStatus::Interrupted,
-                Some("berth stopped while this deploy was running; the next apply redeploys the stack"),
-                &state.log(r.id)?,
-                &Default::default(),
-            )?;
+        let why = "berth stopped while this deploy was running; the next apply redeploys the stack";
+        if ws.abandoned(&r.stack, r.status)? && state.interrupt(r.id, why)? {
             println!("! {:<20} deploy {} was interrupted; it will be redeployed", r.stack, r.id);
         }
     }
