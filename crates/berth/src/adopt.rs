@@ -7,14 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 
-use crate::converge::{self, ContainerState};
+use crate::converge::{self, CONFIG_HASH, ContainerState, ONEOFF, PROJECT, SERVICE, WORKING_DIR};
 use crate::docker::ServiceSpec;
-
-const PROJECT: &str = "com.docker.compose.project";
-const SERVICE: &str = "com.docker.compose.service";
-const ONEOFF: &str = "com.docker.compose.oneoff";
-const CONFIG_HASH: &str = "com.docker.compose.config-hash";
-const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 
 /// What the commit would run, as compose computes it in berth's work tree of the stack.
 pub struct Expected {

@@ -230,12 +230,7 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
     let mut resolved = BTreeMap::new();
     let mut verify = serde_json::Map::new();
     let forward = attempt(repo, state_dir, &mut r, &mut resolved, progress, &mut verify);
-    let mut vars = vars::redact(&resolved);
-    for k in &r.secret_keys {
-        if let Some(v) = vars.get_mut(k) {
-            *v = vars::REDACTED.to_string();
-        }
-    }
+    let vars = crate::variables::recorded(&resolved, &r.secret_keys);
     let (status, reason, recreated) = match forward {
         Ok(recreated) => (DeployStatus::Succeeded, None, recreated),
         Err(f) => {
@@ -355,30 +350,6 @@ fn attempt(
     Ok(recreated)
 }
 
-/// Decrypted files, removed when the deploy is over (even on failure).
-struct TempFiles(Vec<PathBuf>);
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for f in &self.0 {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
-/// Write `content` to a file only the owner can read, under the state dir.
-fn private_file(state_dir: &Path, name: &str, content: &[u8]) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = state_dir.join("tmp");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    f.write_all(content)?;
-    Ok(path)
-}
-
 /// Run a future to completion from an executor thread (inside or outside the controller's runtime).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
@@ -416,55 +387,13 @@ fn steps(
     repo.checkout_into(&job.commit, &dir)
         .map_err(|e| untouched(Cause::Checkout { commit: job.commit.clone(), error: e.to_string() }))?;
 
-    for f in &stack.env_files {
-        let text = std::fs::read_to_string(dir.join(f))
-            .map_err(|e| untouched(Cause::Variables(format!("cannot read env file {f}: {e}"))))?;
-        let parsed =
-            vars::parse_env_file(&text).map_err(|(line, m)| untouched(Cause::Variables(format!("{f}:{line}: {m}"))))?;
-        resolved.extend(parsed);
+    let v = crate::variables::resolve(stack, &dir, &job.overrides).map_err(|e| untouched(Cause::Variables(e)))?;
+    for n in &v.notes {
+        r.note(n);
     }
-    // Encrypted env files: decrypted into a private file (0600) removed after the deploy.
-    let mut plain_files = TempFiles(Vec::new());
-    if !stack.secrets.is_empty() {
-        let identity = crate::secrets::age_identity(stack.age_identity.as_ref());
-        for (n, f) in stack.secrets.iter().enumerate() {
-            let cipher =
-                std::fs::read(dir.join(f)).map_err(|e| untouched(Cause::Variables(format!("cannot read {f}: {e}"))))?;
-            let plain = match crate::secrets::sops_format(f, &cipher) {
-                Some(kind) => crate::secrets::decrypt_sops(&dir.join(f), kind, identity.as_deref().ok()),
-                None => match &identity {
-                    Ok(id) => crate::secrets::decrypt_age(&cipher, id),
-                    Err(e) => Err(format!("stack `{}` has age-encrypted secrets but no age identity: {e}", stack.name)),
-                },
-            }
-            .map_err(|e| untouched(Cause::Variables(format!("{f}: {e}"))))?;
-            let tmp = private_file(state_dir, &format!("{}-{n}.env", stack.name), &plain)
-                .map_err(|e| untouched(Cause::Variables(format!("cannot write the decrypted {f}: {e}"))))?;
-            plain_files.0.push(tmp.clone());
-            let text = std::fs::read_to_string(&tmp).map_err(|e| untouched(Cause::Variables(format!("{f}: {e}"))))?;
-            let parsed = vars::parse_env_file(&text)
-                .map_err(|(line, m)| untouched(Cause::Variables(format!("{f} (decrypted):{line}: {m}"))))?;
-            r.note(&format!("decrypted {f} ({} variables)", parsed.len()));
-            for (k, v) in parsed {
-                r.secret_keys.insert(k.clone());
-                resolved.insert(k, v);
-            }
-        }
-    }
-    resolved.extend(stack.env.clone());
-    for (k, reference) in &stack.secret_env {
-        let v = crate::secrets::resolve(reference)
-            .map_err(|e| untouched(Cause::Variables(format!("variable {k}: {e}"))))?;
-        r.secret_keys.insert(k.clone());
-        resolved.insert(k.clone(), v);
-    }
-    resolved.extend(job.overrides.clone());
-    r.secrets = resolved
-        .iter()
-        .filter(|(k, v)| (vars::is_secret_key(k) || r.secret_keys.contains(*k)) && v.len() >= 3)
-        .map(|(_, v)| v.clone())
-        .collect();
-    crate::redact::register(&r.secrets); // every log line of this process hides them from now on
+    r.secrets = v.secrets(); // registered for redaction too: every log line of this process hides them
+    r.secret_keys = v.secret_keys;
+    *resolved = v.values;
 
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);

@@ -125,8 +125,12 @@ pub fn orphaned(state_dir: &Path, stack: &str) -> bool {
     }
 }
 
+/// How long even a caller that would not wait keeps trying: [`is_held`] holds a free lock
+/// for an instant to test it, and a check (`berth status`) must not refuse a deploy.
+const GRACE: Duration = Duration::from_millis(200);
+
 /// Take the lock, waiting up to `wait` for another holder to finish (`Duration::ZERO`: refuse
-/// at once). `waiting` is told once who holds it when the lock is not free.
+/// once it stays held for a moment). `waiting` is told once who holds it when the caller waits.
 pub fn lock(
     state_dir: &Path,
     stack: &str,
@@ -143,14 +147,14 @@ pub fn lock(
             return Ok(StackLock { file: f, holder });
         }
         let holder = read_holder(&p);
-        if start.elapsed() >= wait {
+        if start.elapsed() >= wait.max(GRACE) {
             return Err(LockError::Busy { stack: stack.to_string(), path: p, holder, waited: start.elapsed() });
         }
-        if !told {
+        if !told && start.elapsed() < wait {
             waiting(&holder);
             told = true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(if start.elapsed() < GRACE { 10 } else { 50 }));
     }
 }
 
@@ -178,5 +182,28 @@ mod tests {
         drop(held);
         // A process another test forks at this moment shares the descriptor until it execs.
         assert!(lock(dir.path(), "app", Duration::from_secs(5), |_| {}).is_ok());
+    }
+
+    #[test]
+    fn checking_a_lock_never_refuses_a_deploy_that_would_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // `berth status` in a loop, as an operator watching a deploy would.
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = is_held(dir.path(), "app");
+                }
+            });
+            // The lock is free between deploys: that is when a check holds it for an instant.
+            let refused = (0..2000)
+                .filter(|_| {
+                    std::thread::yield_now();
+                    lock(dir.path(), "app", Duration::ZERO, |_| {}).is_err()
+                })
+                .count();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(refused, 0, "a free lock was refused while another thread only checked it");
+        });
     }
 }

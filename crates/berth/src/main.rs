@@ -31,6 +31,7 @@ mod signing;
 mod smoke;
 mod state;
 mod status;
+mod variables;
 mod workspace;
 
 use berth_core::vars;

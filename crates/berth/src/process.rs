@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a finished program left behind.
@@ -175,63 +176,79 @@ fn run_raw(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Resu
         .spawn()
         .map_err(|source| RunError::Spawn { program: program.clone(), source })?;
     // Written from its own thread: a program answering as it reads would otherwise fill its
-    // stdout pipe while berth still writes, and both would wait forever.
-    let writer = child.stdin.take().zip(input).map(|(mut stdin, data)| {
+    // stdout pipe while berth still writes, and both would wait forever. It ends when the pipe closes.
+    if let Some((mut stdin, data)) = child.stdin.take().zip(input) {
         std::thread::spawn(move || {
             use std::io::Write;
             let _ = stdin.write_all(&data);
-        })
-    });
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
+        });
+    }
     // Each reader says when its pipe closed: the child's exit, noticed at once rather than by polling.
+    // What it read is shared, not returned: a process the child started may keep the pipe open.
     let (closed, eof) = std::sync::mpsc::channel::<()>();
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        let closed = closed.clone();
+    let reader = |mut pipe: Option<Box<dyn Read + Send>>| {
+        let (closed, buf) = (closed.clone(), Arc::new(Mutex::new(Vec::new())));
+        let shared = buf.clone();
         std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
+            let mut chunk = [0u8; 8192];
+            while let Some(p) = pipe.as_mut() {
+                match p.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => shared.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
             let _ = closed.send(());
-            buf
-        })
+        });
+        buf
     };
-    let out_t = reader(out.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err_t = reader(err.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     drop(closed);
     let deadline = Instant::now() + timeout;
-    for _ in 0..2 {
-        if eof.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
-            break;
-        }
-    }
-    // Both pipes closed (or the deadline passed): the child has exited or is about to.
+    let mut open = 2;
     let mut poll = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() >= deadline => {
+                // The whole group: `docker compose` runs the compose plugin as its child.
+                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
                 let _ = child.kill();
                 match child.wait() {
                     Ok(status) => break Err(status),
                     Err(source) => return Err(RunError::Wait { program, source }),
                 }
             }
-            Ok(None) => {
-                std::thread::sleep(poll);
-                poll = (poll * 2).min(Duration::from_millis(50));
-            }
+            Ok(None) => {}
             Err(source) => return Err(RunError::Wait { program, source }),
         }
+        let step = poll.min(deadline.saturating_duration_since(Instant::now()));
+        if open > 0 && eof.recv_timeout(step).is_ok() {
+            open -= 1;
+            poll = Duration::from_millis(1);
+        } else {
+            if open == 0 {
+                std::thread::sleep(step);
+            }
+            poll = (poll * 2).min(Duration::from_millis(50));
+        }
     };
-    if let Some(w) = writer {
-        let _ = w.join();
+    // The pipes close with the child unless something it started in the background holds them:
+    // then what was read so far is the output, and that reader is left to finish on its own.
+    let linger = Instant::now() + LINGER;
+    while open > 0 && eof.recv_timeout(linger.saturating_duration_since(Instant::now())).is_ok() {
+        open -= 1;
     }
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
-    Ok((status, stdout, stderr))
+    let take = |b: Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((status, take(stdout), take(stderr)))
 }
+
+/// How long berth still reads a program's output after it exited.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Render a command line for logs (arguments are shown, never passed through a shell).
 pub fn display(cmd: &Command) -> String {
@@ -273,6 +290,31 @@ mod tests {
     fn kills_on_timeout() {
         let err = run(Command::new("sleep").arg("30"), Duration::from_millis(100)).unwrap_err();
         assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+    }
+
+    /// `run` in a thread, failing the test when it has not returned within 15 s.
+    fn returns(args: &'static [&'static str], timeout: Duration) -> Result<Output, RunError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(Command::new(args[0]).args(&args[1..]), timeout));
+        });
+        rx.recv_timeout(Duration::from_secs(15)).expect("run did not return while a grandchild held its output")
+    }
+
+    #[test]
+    fn a_background_process_holding_the_output_does_not_hold_berth() {
+        let out = returns(&["sh", "-c", "sleep 20 & echo hi"], Duration::from_secs(120)).unwrap();
+        assert_eq!((out.stdout.as_str(), out.status.code()), ("hi\n", Some(0)));
+    }
+
+    #[test]
+    fn a_timeout_kills_what_the_program_started_too() {
+        // `docker compose` runs the compose plugin as its child: killing `docker` alone leaves it running.
+        let err = returns(&["sh", "-c", "echo started; sleep 60; echo never"], Duration::from_millis(300)).unwrap_err();
+        match err {
+            RunError::Timeout { output, .. } => assert_eq!(output.stdout, "started\n"),
+            other => panic!("expected a timeout, got {other}"),
+        }
     }
 
     #[test]

@@ -237,13 +237,19 @@ impl Workspace {
     pub fn history(&self, state: &State) -> Result<HashMap<String, History>> {
         let mut history = state.summaries()?;
         for (stack, h) in history.iter_mut() {
-            if h.latest == Some(berth_core::record::DeployStatus::Running)
-                && !crate::lock::is_held(&self.state_dir, stack)?
+            if let Some(status) = h.latest
+                && self.abandoned(stack, status)?
             {
                 h.latest = Some(berth_core::record::DeployStatus::Interrupted);
             }
         }
         Ok(history)
+    }
+
+    /// Whether `stack`'s latest deploy, in `status`, was left by a berth that died (`kill -9`,
+    /// a crash, a reboot): still `running` while nobody holds the stack's lock.
+    pub fn abandoned(&self, stack: &str, status: berth_core::record::DeployStatus) -> Result<bool> {
+        Ok(status == berth_core::record::DeployStatus::Running && !crate::lock::is_held(&self.state_dir, stack)?)
     }
 
     /// A job that puts back deploy `last` (its commit, definition and replayable variables).

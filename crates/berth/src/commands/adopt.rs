@@ -1,7 +1,7 @@
 //! `berth adopt`: record compose projects that already run (started by hand or by another tool)
 //! as deployed at a commit, when they run exactly what berth would deploy from it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -115,7 +115,8 @@ fn adopt_one(
     ws.repo
         .checkout_into(&snap.commit, &dir)
         .map_err(|e| format!("checkout of {} failed: {e}", short(&snap.commit)))?;
-    let (resolved, secret_keys) = variables(stack, &dir, overrides)?;
+    let crate::variables::Variables { values: resolved, secret_keys, .. } =
+        crate::variables::resolve(stack, &dir, overrides)?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &resolved };
@@ -152,12 +153,7 @@ fn adopt_one(
     for c in &seen {
         log.push_str(&format!("{} {} {} {} {}\n", c.service, c.id, c.state, c.image, c.config_hash));
     }
-    let mut recorded = vars::redact(&resolved);
-    for k in &secret_keys {
-        if let Some(v) = recorded.get_mut(k) {
-            *v = vars::REDACTED.to_string();
-        }
-    }
+    let recorded = crate::variables::recorded(&resolved, &secret_keys);
     let kept = vars::redact(overrides);
     let record = |s: &State| -> Result<i64, crate::state::StateError> {
         let id = s.begin(&NewDeploy {
@@ -175,53 +171,4 @@ fn adopt_one(
     };
     let id = record(state).map_err(|e| e.to_string())?;
     Ok(Adoption::Adopted { id, containers: seen.len() })
-}
-
-/// The variables compose interpolates with, resolved as a deploy resolves them: env files,
-/// encrypted env files, `env`, secret references, then the replayed overrides. Also the names
-/// whose values are secret.
-pub(super) fn variables(
-    stack: &Stack,
-    dir: &std::path::Path,
-    overrides: &BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, BTreeSet<String>), String> {
-    let mut resolved = BTreeMap::new();
-    let mut secret_keys = BTreeSet::new();
-    for f in &stack.env_files {
-        let text = std::fs::read_to_string(dir.join(f)).map_err(|e| format!("cannot read env file {f}: {e}"))?;
-        resolved.extend(vars::parse_env_file(&text).map_err(|(line, m)| format!("{f}:{line}: {m}"))?);
-    }
-    if !stack.secrets.is_empty() {
-        let identity = crate::secrets::age_identity(stack.age_identity.as_ref());
-        for f in &stack.secrets {
-            let cipher = std::fs::read(dir.join(f)).map_err(|e| format!("cannot read {f}: {e}"))?;
-            let plain = match crate::secrets::sops_format(f, &cipher) {
-                Some(kind) => crate::secrets::decrypt_sops(&dir.join(f), kind, identity.as_deref().ok()),
-                None => match &identity {
-                    Ok(id) => crate::secrets::decrypt_age(&cipher, id),
-                    Err(e) => Err(format!("stack `{}` has age-encrypted secrets but no age identity: {e}", stack.name)),
-                },
-            }
-            .map_err(|e| format!("{f}: {e}"))?;
-            let text = String::from_utf8_lossy(&plain);
-            for (k, v) in vars::parse_env_file(&text).map_err(|(line, m)| format!("{f} (decrypted):{line}: {m}"))? {
-                secret_keys.insert(k.clone());
-                resolved.insert(k, v);
-            }
-        }
-    }
-    resolved.extend(stack.env.clone());
-    for (k, reference) in &stack.secret_env {
-        let v = crate::secrets::resolve(reference).map_err(|e| format!("variable {k}: {e}"))?;
-        secret_keys.insert(k.clone());
-        resolved.insert(k.clone(), v);
-    }
-    resolved.extend(overrides.clone());
-    let secrets: Vec<&String> = resolved
-        .iter()
-        .filter(|(k, v)| (vars::is_secret_key(k) || secret_keys.contains(*k)) && v.len() >= 3)
-        .map(|(_, v)| v)
-        .collect();
-    crate::redact::register(secrets); // what is logged and recorded from now on hides them
-    Ok((resolved, secret_keys))
 }

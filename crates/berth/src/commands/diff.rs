@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use berth_core::changes::{self, Index};
 use berth_core::diff::{self, ServiceDiff, StackDiff, Status};
-use berth_core::{Stack, config, vars};
+use berth_core::{Stack, config};
 use serde_json::{Value, json};
 
 use crate::docker::{self, Compose, Engine, ProjectRef};
@@ -134,11 +134,10 @@ fn render(
     let server =
         snap.project.server(&stack.server).ok_or_else(|| format!("server `{}` is not declared", stack.server))?;
     let engine = Engine::for_server(server, compose);
-    let (resolved, secret_keys) =
-        super::adopt::variables(stack, dir, overrides).map_err(|e| format!("at {at}: {e}"))?;
+    let v = crate::variables::resolve(stack, dir, overrides).map_err(|e| format!("at {at}: {e}"))?;
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
-    let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &resolved };
+    let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &v.values };
     let out = crate::process::run(&mut engine.compose_model(&project), stack.timeout)
         .map_err(|e| format!("compose config at {at}: {e}"))?;
     if !out.success() {
@@ -146,10 +145,7 @@ fn render(
     }
     let mut model = docker::parse_model(&out.stdout)?;
     diff::relativize(&mut model, &dir.display().to_string());
-    let is_secret = |k: &str| vars::is_secret_key(k) || secret_keys.contains(k);
-    let secrets: Vec<String> =
-        resolved.iter().filter(|(k, v)| is_secret(k) && v.len() >= 3).map(|(_, v)| v.clone()).collect();
-    diff::mask(&mut model, key, &secrets, &is_secret);
+    diff::mask(&mut model, key, &v.secrets(), &|k: &str| v.is_secret(k));
     Ok(model)
 }
 

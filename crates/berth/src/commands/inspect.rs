@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use berth_core::changes::{self, Index};
 use berth_core::config;
 use berth_core::plan::{Action, Reason, Step};
-use berth_core::record::DeployStatus;
 use serde_json::json;
 
 use crate::error::{Error, Result, exit};
@@ -219,7 +218,7 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
     }
     for r in &latest {
         // A `running` deploy nobody holds the lock of was interrupted: say so without settling it here.
-        let orphan = r.status == DeployStatus::Running && !crate::lock::is_held(&ws.state_dir, &r.stack)?;
+        let orphan = ws.abandoned(&r.stack, r.status)?;
         let (status, reason) = if orphan {
             (json!("interrupted"), json!("berth stopped during this deploy; the next apply redeploys the stack"))
         } else {

@@ -95,29 +95,29 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
     let mut names: Vec<&str> = servers.into_iter().collect();
     names.sort_unstable();
     names.dedup();
-    let mut out = HashMap::new();
-    for name in &names {
-        let Some(server) = project.server(name) else {
-            return Err(Error::Usage(format!("server `{name}` is not declared")));
-        };
-        // Placeholder compose until detection (beside the pings) answers: a ping runs only `docker`.
-        out.insert(
-            name.to_string(),
-            Engine::for_server(server, &Compose::Plugin { version: String::new(), path: None }),
-        );
+    let mut servers = Vec::new();
+    for name in names {
+        let server = project.server(name).ok_or_else(|| Error::Usage(format!("server `{name}` is not declared")))?;
+        servers.push((name, server));
     }
-    // Detection and the pings are independent processes: run them at once.
+    // Detection and the pings are independent processes: run them at once. A ping runs only
+    // `docker`, so its engine is built without the compose plugin (whose folder `registry_auth` needs).
     let (compose, pinged) = std::thread::scope(|s| {
-        let pings: Vec<_> = out.iter().map(|(name, engine)| (name, engine, s.spawn(move || engine.ping()))).collect();
+        let pings: Vec<_> = servers
+            .iter()
+            .map(|(name, server)| {
+                let probe = Engine::for_server(server, &Compose::Standalone { version: String::new() });
+                let endpoint = probe.endpoint();
+                (*name, endpoint, s.spawn(move || probe.ping()))
+            })
+            .collect();
         let compose = Compose::detect();
         let pinged: Vec<_> = pings
             .into_iter()
-            .map(|(name, engine, h)| {
-                let unanswered = || crate::docker::DockerError::Unreachable {
-                    endpoint: engine.endpoint(),
-                    message: "the check did not finish".into(),
-                };
-                (name.clone(), h.join().unwrap_or_else(|_| Err(unanswered())))
+            .map(|(name, endpoint, h)| {
+                let unanswered =
+                    || crate::docker::DockerError::Unreachable { endpoint, message: "the check did not finish".into() };
+                (name, h.join().unwrap_or_else(|_| Err(unanswered())))
             })
             .collect();
         (compose, pinged)
@@ -131,13 +131,7 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
             other => other,
         })?;
     }
-    // Built again with the detected compose: `registry_auth` needs the plugin's folder to keep it.
-    for name in names {
-        if let Some(server) = project.server(name) {
-            out.insert(name.to_string(), Engine::for_server(server, &compose));
-        }
-    }
-    Ok(out)
+    Ok(servers.into_iter().map(|(name, server)| (name.to_string(), Engine::for_server(server, &compose))).collect())
 }
 
 /// Deploys left `running` whose stack lock nobody holds belonged to a berth that
@@ -146,14 +140,8 @@ fn engines<'a>(project: &Project, servers: impl IntoIterator<Item = &'a str>) ->
 /// `interrupted`), so nothing is re-verified or rolled back here and this is fast.
 fn settle_interrupted(ws: &Workspace, state: &State) -> Result<()> {
     for r in state.latest()? {
-        if r.status == berth_core::record::DeployStatus::Running && !crate::lock::is_held(&ws.state_dir, &r.stack)? {
-            state.finish(
-                r.id,
-                berth_core::record::DeployStatus::Interrupted,
-                Some("berth stopped while this deploy was running; the next apply redeploys the stack"),
-                &state.log(r.id)?,
-                &Default::default(),
-            )?;
+        let why = "berth stopped while this deploy was running; the next apply redeploys the stack";
+        if ws.abandoned(&r.stack, r.status)? && state.interrupt(r.id, why)? {
             println!("! {:<20} deploy {} was interrupted; it will be redeployed", r.stack, r.id);
         }
     }

@@ -26,10 +26,12 @@ mod swarm;
 pub use drift::{containers, drift};
 pub use swarm::converge_swarm;
 
-const PROJECT: &str = "com.docker.compose.project";
-const SERVICE: &str = "com.docker.compose.service";
-const ONEOFF: &str = "com.docker.compose.oneoff";
-const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub(crate) const PROJECT: &str = "com.docker.compose.project";
+pub(crate) const SERVICE: &str = "com.docker.compose.service";
+pub(crate) const ONEOFF: &str = "com.docker.compose.oneoff";
+pub(crate) const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub(crate) const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+
 /// The slowest poll; the first second after `up` is polled faster ([`next_poll`]).
 const POLL: Duration = Duration::from_millis(500);
 

@@ -255,9 +255,11 @@ impl State {
                 self.conn.prepare(&format!("{SELECT} WHERE status = 'running' ORDER BY id")).map_err(self.err())?;
             st.query_map([], row).map_err(self.err())?.collect::<Result<_, _>>().map_err(self.err())?
         };
-        let running: Vec<DeployRecord> = running.into_iter().filter(|r| orphaned(r)).collect();
-        for r in &running {
-            self.finish(r.id, DeployStatus::Interrupted, Some(reason_running), &self.log(r.id)?, &BTreeMap::new())?;
+        let mut interrupted = Vec::new();
+        for r in running.into_iter().filter(|r| orphaned(r)) {
+            if self.interrupt(r.id, reason_running)? {
+                interrupted.push(r);
+            }
         }
         self.conn
             .execute(
@@ -265,7 +267,21 @@ impl State {
                 params![reason_queued, now()],
             )
             .map_err(self.err())?;
-        Ok(running)
+        Ok(interrupted)
+    }
+
+    /// Record deploy `id` as interrupted if it is still `running`: whoever found its lock free may
+    /// have looked just as its berth finished it, and that outcome stands. Whether it was.
+    pub fn interrupt(&self, id: i64, reason: &str) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE deploys SET status = 'interrupted', reason = ?2, finished_at = ?3
+                 WHERE id = ?1 AND status = 'running'",
+                params![id, reason, now()],
+            )
+            .map_err(self.err())?;
+        Ok(n > 0)
     }
 
     /// The phase a running deploy is in (checkout, up, converging, smoke, rollback, ...); each
@@ -383,5 +399,23 @@ mod tests {
         assert_eq!(p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["up", "done"]);
         assert!(p[0].1 > 0 && p[0].1 <= p[1].1, "{p:?}");
         assert!(matches!(st.get(999), Err(StateError::NoSuchDeploy(999))));
+    }
+
+    #[test]
+    fn only_a_running_deploy_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::open(dir.path()).unwrap();
+        let vars = BTreeMap::new();
+        let done = st.begin(&new("app", "h1", &vars)).unwrap();
+        st.finish(done, DeployStatus::Succeeded, None, "log", &vars).unwrap();
+        let running = st.begin(&new("web", "h1", &vars)).unwrap();
+        st.set_phase(running, "up").unwrap();
+        // Its berth finished it between the look at the record and the look at the lock.
+        assert!(!st.interrupt(done, "gone").unwrap());
+        assert_eq!(st.get(done).unwrap().status, DeployStatus::Succeeded);
+        assert!(st.interrupt(running, "gone").unwrap());
+        let r = st.get(running).unwrap();
+        assert_eq!((r.status, r.reason.as_deref()), (DeployStatus::Interrupted, Some("gone")));
+        assert!(st.settle_abandoned("gone", "never started", |_| true).unwrap().is_empty());
     }
 }
