@@ -29,7 +29,7 @@ use berth_core::rollback::{self, Cause, Decision};
 use crate::converge;
 use crate::docker::{self, Engine, ProjectRef};
 use crate::git::Repo;
-use crate::lock;
+use crate::lock::{self, StackLock};
 use crate::process::RunError;
 use crate::smoke;
 
@@ -126,9 +126,17 @@ struct Run<'a> {
     secret_keys: std::collections::BTreeSet<String>,
     deadline: Instant,
     job: &'a Job,
+    /// The stack's lock, handed down to the engine's commands (see [`StackLock::share_with`]).
+    lock: &'a StackLock,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run of `job` from now, within its stack's timeout, continuing `log`.
+    fn new(job: &'a Job, lock: &'a StackLock, log: String) -> Run<'a> {
+        let deadline = Instant::now() + job.stack.timeout;
+        Run { log, secrets: Vec::new(), secret_keys: Default::default(), deadline, job, lock }
+    }
+
     fn note(&mut self, line: &str) {
         self.log.push_str(line);
         self.log.push('\n');
@@ -153,6 +161,13 @@ impl Run<'_> {
 
     fn compose(&mut self, project: &ProjectRef<'_>, args: &[&str], what: &str) -> Result<String, String> {
         let cmd = self.job.engine.compose(project, args);
+        self.engine_exec(cmd, what)
+    }
+
+    /// `exec` of a command that changes the engine (compose, `docker stack`, `docker service`):
+    /// it inherits the stack's lock, so a berth that dies cannot leave it running unlocked.
+    fn engine_exec(&mut self, mut cmd: Command, what: &str) -> Result<String, String> {
+        self.lock.share_with(&mut cmd);
         self.exec(cmd, what)
     }
 
@@ -219,14 +234,9 @@ impl Drop for Run<'_> {
 }
 
 /// Deploy one stack. Never panics on docker or git failures: they become a failed outcome.
-pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> Outcome {
-    let mut r = Run {
-        log: String::new(),
-        secrets: Vec::new(),
-        secret_keys: Default::default(),
-        deadline: Instant::now() + job.stack.timeout,
-        job,
-    };
+/// `lock` is the stack's lock, held by the caller for the whole run.
+pub fn run(repo: &Repo, state_dir: &Path, job: &Job, lock: &StackLock, progress: Progress<'_>) -> Outcome {
+    let mut r = Run::new(job, lock, String::new());
     let mut resolved = BTreeMap::new();
     let mut verify = serde_json::Map::new();
     let forward = attempt(repo, state_dir, &mut r, &mut resolved, progress, &mut verify);
@@ -240,13 +250,8 @@ pub fn run(repo: &Repo, state_dir: &Path, job: &Job, progress: Progress<'_>) -> 
                     progress("rollback");
                     r.note(&format!("rolling back to {} (the last successful deploy)", short(&back.commit)));
                     // The rollback continues the log, so a live view shows it whole.
-                    let mut rb = Run {
-                        log: std::mem::take(&mut r.log),
-                        secrets: r.secrets.clone(),
-                        secret_keys: Default::default(),
-                        deadline: Instant::now() + back.stack.timeout,
-                        job: back,
-                    };
+                    let mut rb = Run::new(back, lock, std::mem::take(&mut r.log));
+                    rb.secrets = r.secrets.clone();
                     let mut rb_vars = BTreeMap::new();
                     let mut rb_verify = serde_json::Map::new();
                     let result = attempt(repo, state_dir, &mut rb, &mut rb_vars, progress, &mut rb_verify);
@@ -422,7 +427,7 @@ fn steps(
     progress("up");
     if swarm {
         let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
-        r.exec(cmd, "docker stack deploy").map_err(r.failed(up_failed, true))?;
+        r.engine_exec(cmd, "docker stack deploy").map_err(r.failed(up_failed, true))?;
     } else if let Err(reason) = r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up") {
         let before = before.and_then(|t| t.join().ok()).flatten();
         // Rejected files, a missing image: compose stopped before changing anything, so nothing to roll back.
@@ -461,7 +466,7 @@ fn steps(
         for svc in services.iter().filter(|s| !s.is_empty()) {
             r.note(&format!("bind-mounted files changed; forcing an update of {svc}"));
             let cmd = job.engine.force_update(&stack.name, svc);
-            r.exec(cmd, "docker service update --force").map_err(r.failed(Cause::AfterUp, true))?;
+            r.engine_exec(cmd, "docker service update --force").map_err(r.failed(Cause::AfterUp, true))?;
         }
     } else if !services.is_empty() {
         let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
@@ -497,14 +502,8 @@ fn short(commit: &str) -> &str {
 /// Returns the captured log, or why it failed.
 pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine: &Engine) -> Result<String, String> {
     let job = Job::new(stack.clone(), commit, engine.clone());
-    let mut r = Run {
-        log: String::new(),
-        secrets: Vec::new(),
-        secret_keys: Default::default(),
-        deadline: Instant::now() + stack.timeout,
-        job: &job,
-    };
-    let _lock = lock::lock(state_dir, &stack.name, r.remaining(), |_| {}).map_err(|e| e.to_string())?;
+    let held = lock::lock(state_dir, &stack.name, stack.timeout, |_| {}).map_err(|e| e.to_string())?;
+    let mut r = Run::new(&job, &held, String::new());
     let dir = work_dir(state_dir, &stack.name);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     repo.checkout_into(commit, &dir).map_err(|e| format!("checkout of {} failed: {e}", short(commit)))?;
@@ -513,7 +512,7 @@ pub fn remove(repo: &Repo, state_dir: &Path, stack: &Stack, commit: &str, engine
     let vars = stack.env.clone();
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &vars };
     if stack.mode == Mode::Swarm {
-        r.exec(engine.stack_rm(&stack.name), "docker stack rm")?;
+        r.engine_exec(engine.stack_rm(&stack.name), "docker stack rm")?;
     } else {
         r.compose(&project, &["down", "--remove-orphans"], "compose down")?;
     }

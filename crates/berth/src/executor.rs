@@ -103,7 +103,15 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         Err(e @ LockError::Busy { .. }) => return not_run(DeployStatus::Cancelled, e.to_string()),
         Err(e) => return not_run(DeployStatus::Failed, e.to_string()),
     };
-    // Under the lock, history is settled: whatever ran before has recorded its end.
+    // Under the lock, history is settled: whatever ran before has recorded its end, or its
+    // berth died (and what it started has ended, since it held the lock): say so.
+    state.with_state(|s| {
+        for r in s.history(&name, 3).unwrap_or_default() {
+            if r.status == DeployStatus::Running && Some(r.id) != queued {
+                let _ = s.interrupt(r.id, "berth stopped while this deploy was running; the stack is redeployed");
+            }
+        }
+    });
     let last = match state.with_state(|s| s.last_success(&name, None)) {
         Ok(l) => l,
         Err(e) => return not_run(DeployStatus::Failed, e.to_string()),
@@ -154,7 +162,7 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
     let mut follow = crate::status::Session::start(&job, &trigger, id);
     let mut outcome = match follow.gate(&progress) {
         Some(refused) => refused,
-        None => deploy::run(&ws.repo, &ws.state_dir, &job, &progress),
+        None => deploy::run(&ws.repo, &ws.state_dir, &job, &held, &progress),
     };
     follow.finish(&mut outcome);
     // A failure while the engine is gone says nothing about the new version: say so in the record.

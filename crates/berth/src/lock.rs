@@ -32,6 +32,13 @@ impl Holder {
     pub fn me() -> Holder {
         Holder { pid: std::process::id(), command: command(), since: crate::state::now(), deploy: None }
     }
+
+    /// Whether the berth that took the lock has died while a command it started (compose,
+    /// which inherits the lock) still holds it.
+    fn gone(&self) -> bool {
+        let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) else { return true };
+        rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+    }
 }
 
 impl std::fmt::Display for Holder {
@@ -41,7 +48,11 @@ impl std::fmt::Display for Holder {
             None => write!(f, "a deploy")?,
         }
         let ago = (crate::state::now() - self.since).max(0);
-        write!(f, " of `{}` (pid {}), running for {ago}s", self.command, self.pid)
+        write!(f, " of `{}` (pid {}", self.command, self.pid)?;
+        if self.gone() {
+            write!(f, ", gone; a command it started still runs")?;
+        }
+        write!(f, "), running for {ago}s")
     }
 }
 
@@ -64,6 +75,24 @@ pub struct StackLock {
 }
 
 impl StackLock {
+    /// Let the process `cmd` starts inherit this lock, so the stack stays locked until that
+    /// process ends even if berth dies first (`kill -9` mid-`compose up` leaves compose running;
+    /// the next deploy must wait for it, not run beside it). Only for the engine's own commands:
+    /// a hook could leave a daemon behind that would hold the stack forever.
+    pub fn share_with(&self, cmd: &mut std::process::Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: runs in the child between fork and exec and only calls fcntl, which is
+        // async-signal-safe; `fd` stays open in the parent (and so in the child) meanwhile.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(std::io::Error::from)
+            });
+        }
+    }
+
     /// Record the deploy id this lock is held for, so waiters can name it.
     pub fn set_deploy(&mut self, id: i64) {
         self.holder.deploy = Some(id);
@@ -111,15 +140,16 @@ pub fn is_held(state_dir: &Path, stack: &str) -> Result<bool, LockError> {
     Ok(f.try_lock().is_err())
 }
 
-/// Whether `stack`'s lock is free or held by this very process: a `running` deploy of
-/// such a stack has no other berth that will finish it.
+/// Whether no other living berth holds `stack`'s lock: it is free, or held by this very
+/// process, or by what a berth that died left running (its compose inherits the lock). A
+/// `running` deploy of such a stack has nobody who will finish its record.
 pub fn orphaned(state_dir: &Path, stack: &str) -> bool {
     match is_held(state_dir, stack) {
         Ok(false) => true,
         Ok(true) => {
             let mut text = String::new();
             let _ = File::open(path(state_dir, stack)).and_then(|mut f| f.read_to_string(&mut text));
-            serde_json::from_str::<Holder>(&text).is_ok_and(|h| h.pid == std::process::id())
+            serde_json::from_str::<Holder>(&text).is_ok_and(|h| h.pid == std::process::id() || h.gone())
         }
         Err(_) => false,
     }

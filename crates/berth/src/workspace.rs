@@ -247,9 +247,9 @@ impl Workspace {
     }
 
     /// Whether `stack`'s latest deploy, in `status`, was left by a berth that died (`kill -9`,
-    /// a crash, a reboot): still `running` while nobody holds the stack's lock.
+    /// a crash, a reboot): still `running` while no living berth holds the stack's lock.
     pub fn abandoned(&self, stack: &str, status: berth_core::record::DeployStatus) -> Result<bool> {
-        Ok(status == berth_core::record::DeployStatus::Running && !crate::lock::is_held(&self.state_dir, stack)?)
+        Ok(status == berth_core::record::DeployStatus::Running && crate::lock::orphaned(&self.state_dir, stack))
     }
 
     /// A job that puts back deploy `last` (its commit, definition and replayable variables).

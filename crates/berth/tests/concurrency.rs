@@ -177,7 +177,7 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
   db:
     image: {IMAGE}
     stop_signal: SIGKILL
-    command: ["sh", "-c", "sleep 5; touch /tmp/ready; exec sleep 2147483647"]
+    command: ["sh", "-c", "sleep 10; touch /tmp/ready; exec sleep 2147483647"]
     healthcheck:
       test: ["CMD", "test", "-f", "/tmp/ready"]
       interval: 1s
@@ -195,6 +195,10 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     repo.commit("db and app");
     let mut child = spawn(&repo, &["apply"]);
     let id = running(&repo, &s, "apply", "up");
+    // Mid-`up` for sure: compose has started `db` and waits for it to be healthy.
+    wait_for("compose to start db", Duration::from_secs(60), || {
+        containers(&s).iter().any(|(svc, _)| svc == "db").then_some(())
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -208,8 +212,12 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     assert_eq!(history(&repo, &s)[0]["status"], "running", "read-only commands record nothing");
 
     // The next apply settles the interruption and redeploys: it is not a failure of that config.
+    // The compose the dead berth started still waits for `db` and holds the stack's lock: the
+    // apply waits for it instead of running a second `up` beside it.
     let out = repo.berth(&["apply"]).ok();
     assert!(out.stdout.contains(&format!("deploy {id} was interrupted")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("waiting for deploy {id} of `berth apply`")), "{}", out.stdout);
+    assert!(out.stdout.contains("gone; a command it started still runs"), "{}", out.stdout);
     let h = history(&repo, &s);
     let outcomes: Vec<&str> = h.iter().map(|d| d["status"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["succeeded", "interrupted"], "{h:?}");
