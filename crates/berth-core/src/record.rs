@@ -173,8 +173,20 @@ pub struct History {
     pub failed: BTreeMap<String, i64>,
 }
 
+/// Whether a deploy's `trigger` is a rollback an operator asked for: `berth rollback`
+/// (`rollback`), or the API's and dashboard's (`rollback:<caller>`).
+pub fn is_rollback(trigger: &str) -> bool {
+    trigger == "rollback" || trigger.starts_with("rollback:")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rollbacks_are_named_by_their_trigger() {
+        assert!(is_rollback("rollback") && is_rollback("rollback:admin"));
+        assert!(!is_rollback("push") && !is_rollback("heal") && !is_rollback("rollbacks"));
+    }
+
     use super::*;
 
     #[test]

@@ -79,7 +79,7 @@ pub fn required<'a>(
 
 /// Is this request a rollback (CLI `rollback`, the API's `rollback:<caller>`) or a self-heal, which put back what ran?
 pub fn restores(trigger: &str) -> bool {
-    trigger == "rollback" || trigger.starts_with("rollback:") || trigger == "heal"
+    crate::record::is_rollback(trigger) || trigger == "heal"
 }
 
 /// Does a deploy of `commit` skip the signature check? Only when it puts back (`restores`) a commit

@@ -30,18 +30,13 @@ pub struct Session<'a> {
     refused: Option<GateError>,
 }
 
-/// Is this a rollback an operator asked for (`berth rollback`, the API's or dashboard's)?
-pub fn is_rollback(trigger: &str) -> bool {
-    trigger == "rollback" || trigger.starts_with("rollback:")
-}
-
 impl<'a> Session<'a> {
     /// Deploy `id` of `job` starts: say so on the forge.
     pub fn start(job: &'a Job, trigger: &str, id: i64) -> Session<'a> {
         let configured = job.ci.as_ref();
         let mut s = Session {
             job,
-            gate: configured.filter(|g| !is_rollback(trigger) || g.gate_rollbacks),
+            gate: configured.filter(|g| !berth_core::record::is_rollback(trigger) || g.gate_rollbacks),
             reporter: configured.filter(|g| g.report),
             target_url: configured.and_then(|g| g.public_url.as_ref()).map(|u| format!("{u}/deploys/{id}")),
             started: Instant::now(),
@@ -185,6 +180,5 @@ mod tests {
         assert_eq!(d(&failed, Some(&GateError::Timeout("CI still pending after 60s".into()))).0, Report::Error);
         assert_eq!(d(&failed, Some(&GateError::Unavailable("HTTP 502".into()))).0, Report::Error);
         assert_eq!(d(&failed, Some(&GateError::Red("CI failed".into()))).0, Report::Failure);
-        assert!(is_rollback("rollback") && is_rollback("rollback:admin") && !is_rollback("push"));
     }
 }
