@@ -184,6 +184,8 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
     let what = match outcome.status {
         DeployStatus::Succeeded => "succeeded",
         DeployStatus::RolledBack => "rolled_back",
+        // The CI gate refused it: nothing was deployed, nothing failed.
+        DeployStatus::Blocked => "blocked",
         _ => "failed",
     };
     notifier.send(&notify::Event::deploy(what, &name, &server, &job.commit, id, outcome.reason.clone()));

@@ -49,6 +49,7 @@ impl Event {
             "succeeded" => "deployed",
             "failed" => "deploy failed",
             "rolled_back" => "deploy rolled back",
+            "blocked" => "deploy blocked by CI",
             "drift" => "drift detected",
             "config_rejected" => "configuration rejected",
             other => other,
@@ -113,7 +114,11 @@ pub fn payload(t: &NotifyToml, e: &Event) -> (String, Vec<u8>, Vec<(String, Stri
         "discord" => json_body(json!({ "content": text })),
         "gotify" => {
             let priority =
-                if matches!(e.event.as_str(), "failed" | "rolled_back" | "drift" | "config_rejected") { 8 } else { 4 };
+                if matches!(e.event.as_str(), "failed" | "rolled_back" | "blocked" | "drift" | "config_rejected") {
+                    8
+                } else {
+                    4
+                };
             json_body(
                 json!({ "title": e.title(), "message": e.detail.clone().unwrap_or_else(|| e.title()), "priority": priority }),
             )
@@ -125,7 +130,7 @@ pub fn payload(t: &NotifyToml, e: &Event) -> (String, Vec<u8>, Vec<(String, Stri
                 _ => "warning",
             };
             let mut headers = vec![("Title".to_string(), e.title()), ("Tags".to_string(), tags.to_string())];
-            if matches!(e.event.as_str(), "failed" | "rolled_back" | "drift" | "config_rejected") {
+            if matches!(e.event.as_str(), "failed" | "rolled_back" | "blocked" | "drift" | "config_rejected") {
                 headers.push(("Priority".to_string(), "high".to_string()));
             }
             ("text/plain".to_string(), text.into_bytes(), headers)
