@@ -141,6 +141,9 @@ fn no_command_prints_a_secret_at_any_verbosity() {
     run(&["status", "--json"], Some(0));
     run(&["history", s], Some(0));
     run(&["drift"], Some(0));
+    // Renders the running stack with its resolved variables (secrets included) without deploying.
+    let adopt = run(&["adopt", s], Some(0));
+    assert!(adopt.stdout.contains("already deployed"), "{}", adopt.stdout);
     run(&["rollback", s], Some(0));
     // The engine refuses the command and quotes it (Go-escaped): the deploy rolls back.
     let failing = run(&["deploy", s, "--set", &format!("CMD_TOKEN={}", planted(FAILING))], Some(3));
@@ -158,6 +161,12 @@ fn no_command_prints_a_secret_at_any_verbosity() {
     for id in &ids {
         run(&["logs", &id.to_string()], None);
     }
+    // A secret added to the stack's env file: the diff renders both sides and names the change.
+    let env = format!("APP_PASSWORD={}\nAPI_PASSWORD={}\n", planted(ENV_FILE), planted(SET));
+    f.repo.write(&format!("stacks/{s}/plain.env"), &env);
+    f.repo.commit("a changed env file");
+    let diff = run(&["diff", "--base", "HEAD~1", "--head", "HEAD"], Some(0));
+    assert!(diff.stdout.contains("API_PASSWORD"), "the diff names the changed variable: {}", diff.stdout);
     // Notifications of the failure (its reason quotes the engine's error) arrived, redacted.
     wait_for("the failure's notifications", Duration::from_secs(20), || {
         (posted(&f.ntfy).contains("rolled back") && posted(&f.hook).contains("rolled_back")).then_some(())
