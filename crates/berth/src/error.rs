@@ -1,4 +1,4 @@
-//! berth's error type and exit codes; turned into miette reports only in `main`.
+//! berth's error type and exit codes; rendered (`error:` and `help:` lines) only in `main`.
 
 use berth_core::ConfigError;
 

@@ -39,8 +39,6 @@ use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
     quiet_broken_pipe();
-    // Unwrapped: paths and the commands in hints must stay whole to be copied.
-    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     let matches = cli::Cli::command().get_matches();
     if let Some((verb, _)) = matches.subcommand() {
         lock::set_command(verb);
@@ -112,28 +110,26 @@ fn quiet_broken_pipe() {
     }));
 }
 
+/// `error: what went wrong` and `help: what to do`, unwrapped (paths and commands in hints stay
+/// whole to be copied), bold red and cyan on a terminal unless `NO_COLOR` is set.
 fn report(e: &error::Error) {
-    use miette::MietteDiagnostic;
-    let print = |d: MietteDiagnostic| eprintln!("{:?}", miette::Report::new(d));
-    // Redacted before miette wraps the text: a value split over two lines would not match.
-    let clean = |s: String| redact::apply(&s).into_owned();
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    // Redacted as a whole: a value split over two lines would not match.
+    let print = |message: String, help: Option<String>| {
+        let mut out = format!("{} {}", paint("1;31", "error:"), redact::apply(&message));
+        if let Some(h) = help {
+            out.push_str(&format!("\n  {} {}", paint("36", "help:"), redact::apply(&h)));
+        }
+        eprintln!("{out}");
+    };
     match e {
         error::Error::Config(errs) => {
             for c in errs {
-                let mut d = MietteDiagnostic::new(clean(c.to_string()));
-                if let Some(h) = &c.help {
-                    d = d.with_help(clean(h.clone()));
-                }
-                print(d);
+                print(c.to_string(), c.help.clone());
             }
             eprintln!("{}", redact::apply(&e.to_string()));
         }
-        _ => {
-            let mut d = MietteDiagnostic::new(clean(e.to_string()));
-            if let Some(h) = e.help() {
-                d = d.with_help(clean(h));
-            }
-            print(d);
-        }
+        _ => print(e.to_string(), e.help()),
     }
 }

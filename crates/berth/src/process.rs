@@ -27,7 +27,8 @@ impl Output {
     }
 }
 
-/// Lines that say nothing about what failed: usage hints, warnings, compose v1's trailer, swarm notes.
+/// Lines that say nothing about what failed: usage hints, warnings, compose v1's and age's trailers,
+/// swarm notes.
 fn is_noise(line: &str) -> bool {
     let l = line.trim();
     l.is_empty()
@@ -39,6 +40,7 @@ fn is_noise(line: &str) -> bool {
         || l.ends_with("Encountered errors while bringing up the project.")
         || l.starts_with("Since --detach=false was not specified")
         || l.starts_with("In a future release, --detach=false")
+        || l.ends_with("report unexpected or unhelpful errors at https://filippo.io/age/report")
 }
 
 /// Prefixes that mark a line as the error itself (git, docker, compose v1 and v2).

@@ -1,5 +1,5 @@
 //! Reading secret values from files and environment variables (never from berth.toml itself), and
-//! decrypting encrypted env files: age natively, SOPS through the `sops` binary.
+//! decrypting encrypted env files through the `age` and `sops` binaries.
 
 use berth_core::config::SecretRef;
 
@@ -51,23 +51,47 @@ fn read_file(path: &str) -> Result<String, SecretError> {
     Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
-/// Decrypt an age file (binary or ASCII-armored) with the identities in `identity_file_text`.
+/// Decrypt an age file (binary or ASCII-armored) with the `age` command (or `rage`, same flags),
+/// the identities in `identity_file_text` handed over on a pipe as file descriptor 3: never a file,
+/// an argument or the environment. The plaintext exists only in berth's memory.
 pub fn decrypt_age(ciphertext: &[u8], identity_file_text: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let ids = age::IdentityFile::from_buffer(identity_file_text.as_bytes())
-        .map_err(|e| format!("cannot read the age identity: {e}"))?
-        .into_identities()
-        .map_err(|e| format!("cannot use the age identity: {e}"))?;
-    let reader = age::armor::ArmoredReader::new(ciphertext);
-    let decryptor = age::Decryptor::new(reader).map_err(|e| format!("not an age file: {e}"))?;
-    let mut out = Vec::new();
-    decryptor
-        .decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| format!("cannot decrypt: {e}"))?
-        .read_to_end(&mut out)
-        .map_err(|e| format!("cannot decrypt: {e}"))?;
-    register_plaintext(&out);
-    Ok(out)
+    let program = ["age", "rage"].into_iter().find(|p| crate::process::on_path(p)).ok_or(
+        "the file is age-encrypted but there is no `age` (or `rage`) on PATH: install age where berth runs \
+         (Debian/Ubuntu: apt install age; https://age-encryption.org)",
+    )?;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe for the age identity: {e}"))?;
+    // From a thread: an identity file larger than the pipe's buffer would block until age reads it.
+    let identity = identity_file_text.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = std::fs::File::from(write).write_all(&identity);
+    });
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(["--decrypt", "--identity", "/dev/fd/3"]);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&read);
+    // SAFETY: runs in the child between fork and exec and only calls dup2/fcntl, which are
+    // async-signal-safe; `read` stays open in the parent (and so in the child) meanwhile.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+            if raw == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                return rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(std::io::Error::from);
+            }
+            let mut three = std::mem::ManuallyDrop::new(std::os::fd::FromRawFd::from_raw_fd(3));
+            rustix::io::dup2(fd, &mut three).map_err(std::io::Error::from)
+        });
+    }
+    let result = crate::process::run_with_input(&mut cmd, ciphertext.to_vec(), std::time::Duration::from_secs(60));
+    drop(read);
+    let _ = writer.join();
+    let (out, plain) = result.map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!("{program} could not decrypt it: {}", out.error_summary()));
+    }
+    register_plaintext(&plain);
+    Ok(plain)
 }
 
 /// The identity that decrypts `*.env.age`: the configured reference, else `$BERTH_AGE_IDENTITY`
@@ -144,5 +168,37 @@ mod tests {
         assert_eq!(sops_format("app.sops.json", br#"{"DB": "ENC[..]", "sops": {}}"#), Some("json"));
         assert_eq!(sops_format("app.env.age", b"age-encryption.org/v1\n"), None);
         assert_eq!(sops_format("plain.env", b"A=1\n"), None);
+    }
+
+    /// The real `age`: armored and binary files decrypt; a wrong identity is an error naming age's reason.
+    #[test]
+    fn age_files_decrypt_through_the_age_command() {
+        let key = |dir: &std::path::Path, name: &str| {
+            let path = dir.join(name);
+            let o = std::process::Command::new("age-keygen")
+                .arg("-o")
+                .arg(&path)
+                .output()
+                .expect("age-keygen (apt install age)");
+            assert!(o.status.success());
+            let public = String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("Public key: ").to_string();
+            (std::fs::read_to_string(path).unwrap(), public)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ((identity, public), (other, _)) = (key(dir.path(), "a"), key(dir.path(), "b"));
+        for armor in [false, true] {
+            let mut cmd = std::process::Command::new("age");
+            cmd.args(["-r", &public]);
+            if armor {
+                cmd.arg("--armor");
+            }
+            let (out, cipher) =
+                crate::process::run_with_input(&mut cmd, b"K=v1\n".to_vec(), std::time::Duration::from_secs(30))
+                    .unwrap();
+            assert!(out.success(), "{}", out.stderr);
+            assert_eq!(decrypt_age(&cipher, &identity).unwrap(), b"K=v1\n");
+            let e = decrypt_age(&cipher, &other).unwrap_err();
+            assert!(e.contains("could not decrypt") && e.contains("no identity matched"), "{e}");
+        }
     }
 }

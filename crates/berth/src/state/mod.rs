@@ -4,6 +4,7 @@
 
 mod admin;
 mod history;
+mod schema;
 
 pub use admin::{ApiKey, Release};
 use history::{SELECT, row};
@@ -20,6 +21,8 @@ pub enum StateError {
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("cannot create state dir {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("state database {}: {source}", path.display())]
+    Schema { path: PathBuf, source: schema::MigrateError },
     #[error("no deploy with id {0}")]
     NoSuchDeploy(i64),
 }
@@ -48,60 +51,6 @@ fn storage_hint(path: &Path, e: &rusqlite::Error) -> String {
         _ => String::new(),
     }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS deploys (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    stack       TEXT NOT NULL,
-    server      TEXT NOT NULL,
-    commit_sha  TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    vars        TEXT NOT NULL,
-    overrides   TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    reason      TEXT,
-    trigger     TEXT NOT NULL,
-    started_at  INTEGER NOT NULL,
-    finished_at INTEGER,
-    log         TEXT NOT NULL DEFAULT '',
-    phase       TEXT NOT NULL DEFAULT '',
-    verify      TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS deploys_by_stack ON deploys (stack, id);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key         TEXT PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    scope       TEXT NOT NULL,
-    stacks      TEXT NOT NULL,
-    secret_hash TEXT NOT NULL,
-    created_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS releases (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag        TEXT NOT NULL,
-    commit_sha TEXT NOT NULL,
-    env        TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    from_tag   TEXT,
-    by         TEXT NOT NULL,
-    at         INTEGER NOT NULL,
-    pushed     INTEGER NOT NULL,
-    note       TEXT
-);
-CREATE TABLE IF NOT EXISTS paused (
-    stack  TEXT PRIMARY KEY,
-    by     TEXT NOT NULL,
-    at     INTEGER NOT NULL,
-    reason TEXT
-);
-CREATE TABLE IF NOT EXISTS config_rejections (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    repo       TEXT NOT NULL,
-    commit_sha TEXT NOT NULL,
-    errors     TEXT NOT NULL,
-    at         INTEGER NOT NULL
-);
-";
 
 /// A new deploy about to start.
 pub struct NewDeploy<'a> {
@@ -145,13 +94,11 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// The tables, and the columns added after the first release of the schema.
-fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    for col in ["phase", "verify", "phases"] {
-        let _ = conn.execute(&format!("ALTER TABLE deploys ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"), []);
-    }
-    Ok(())
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    schema::migrate(conn).map_err(|e| match e {
+        schema::MigrateError::Sqlite(source) => StateError::Sqlite { path: path.to_path_buf(), source },
+        e => StateError::Schema { path: path.to_path_buf(), source: e },
+    })
 }
 
 impl State {
@@ -163,8 +110,8 @@ impl State {
             return State::open(dir);
         }
         let err = |source| StateError::Sqlite { path: path.clone(), source };
-        let conn = Connection::open_in_memory().map_err(err)?;
-        create_schema(&conn).map_err(err)?;
+        let mut conn = Connection::open_in_memory().map_err(err)?;
+        migrate(&mut conn, &path)?;
         Ok(State { conn, path })
     }
 
@@ -178,11 +125,11 @@ impl State {
         }
         let path = dir.join("berth.db");
         let err = |source| StateError::Sqlite { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(err)?;
+        let mut conn = Connection::open(&path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        create_schema(&conn).map_err(err)?;
+        migrate(&mut conn, &path)?;
         Ok(State { conn, path })
     }
 
@@ -399,6 +346,33 @@ mod tests {
         assert_eq!(p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["up", "done"]);
         assert!(p[0].1 > 0 && p[0].1 <= p[1].1, "{p:?}");
         assert!(matches!(st.get(999), Err(StateError::NoSuchDeploy(999))));
+    }
+
+    #[test]
+    fn a_database_of_the_first_release_opens_with_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The first release's deploys table, with one finished deploy, no user_version.
+            let conn = Connection::open(dir.path().join("berth.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE deploys (id INTEGER PRIMARY KEY AUTOINCREMENT, stack TEXT NOT NULL,
+                 server TEXT NOT NULL, commit_sha TEXT NOT NULL, config_hash TEXT NOT NULL, vars TEXT NOT NULL,
+                 overrides TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, trigger TEXT NOT NULL,
+                 started_at INTEGER NOT NULL, finished_at INTEGER, log TEXT NOT NULL DEFAULT '');
+                 INSERT INTO deploys (stack, server, commit_sha, config_hash, vars, overrides, status, trigger,
+                 started_at, finished_at, log) VALUES ('app', 'local', 'c0', 'h0', '', '', 'succeeded', 'apply', 1, 2, 'old');",
+            )
+            .unwrap();
+        }
+        let st = State::open(dir.path()).unwrap();
+        let h = st.history("app", 10).unwrap();
+        assert_eq!((h.len(), h[0].commit.as_str(), h[0].status), (1, "c0", DeployStatus::Succeeded));
+        // The columns added since work on the old rows.
+        st.set_phase(h[0].id, "done").unwrap();
+        assert_eq!(st.phases(h[0].id).unwrap().len(), 1);
+        let vars = BTreeMap::new();
+        let id = st.begin(&new("app", "h1", &vars)).unwrap();
+        assert!(id > h[0].id);
     }
 
     #[test]
