@@ -294,7 +294,7 @@ fn attempt(
     let swarm = job.stack.mode == Mode::Swarm;
     let engine = job.engine.clone();
     let project = job.stack.name.clone();
-    let (report, checks) = block_on(async {
+    let (report, checks) = crate::bridge::block_on(async {
         let docker = match converge::connect(&engine).await {
             Ok(d) => d,
             Err(e) => return (converge::Report { ok: false, summary: e, containers: Vec::new() }, Vec::new()),
@@ -353,17 +353,6 @@ fn attempt(
         result.map_err(r.failed(Cause::Hook, true))?;
     }
     Ok(recreated)
-}
-
-/// Run a future to completion from an executor thread (inside or outside the controller's runtime).
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        return h.block_on(f);
-    }
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => panic!("cannot start a runtime for verification: {e}"),
-    }
 }
 
 fn steps(
@@ -482,7 +471,7 @@ fn steps(
 /// The containers of compose project `project` (id and state), or `None` when the engine
 /// cannot tell.
 fn containers(engine: &Engine, project: &str) -> Option<Vec<(String, String)>> {
-    block_on(async {
+    crate::bridge::block_on(async {
         let docker = converge::connect(engine).await.ok()?;
         converge::containers(&docker, project).await.ok()
     })

@@ -84,7 +84,7 @@ pub fn check_at(
         }
         let Some(server) = snap.project.server(&s.server) else { continue };
         let engine = Engine::for_server(server, compose);
-        let findings = crate::deploy::block_on(async {
+        let findings = crate::bridge::block_on(async {
             match converge::connect(&engine).await {
                 Ok(d) => converge::drift(&d, &s.name, &baseline).await,
                 Err(e) => Err(e),

@@ -2,6 +2,7 @@
 //! line, run the command, and turn errors into reports and exit codes.
 
 mod adopt;
+mod bridge;
 mod ci;
 mod cli;
 mod commands;

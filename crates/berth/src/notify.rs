@@ -156,8 +156,7 @@ fn deliver(t: &NotifyToml, e: &Event) -> Result<(), String> {
             _ => ("Authorization".into(), format!("Bearer {tok}")),
         });
     }
-    let client =
-        reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
     let mut delay = Duration::from_millis(250);
     let mut last = String::new();
     for attempt in 1..=4 {
@@ -166,7 +165,7 @@ fn deliver(t: &NotifyToml, e: &Event) -> Result<(), String> {
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        match req.send() {
+        match crate::bridge::block_on(async { req.send().await }) {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) if r.status().is_client_error() => return Err(format!("HTTP {}", r.status().as_u16())),
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use berth_core::record::DeployStatus;
 
+use crate::bridge::block_on;
 use crate::ci::{Gate, GateError, Report, Status, short};
-use crate::deploy::{Job, Outcome, Progress, block_on};
+use crate::deploy::{Job, Outcome, Progress};
 
 /// How long posting one status may take (retries of transient answers included).
 const POST_PENDING: Duration = Duration::from_secs(10);

@@ -133,7 +133,7 @@ fn adopt_one(
         run(engine.compose(&project, &["config"]), "compose config (the stack's compose files were rejected)")?;
     let hashes = docker::config_hashes(&run(engine.compose_config_hash(&project), "compose config --hash")?);
     let services = docker::services(&config)?;
-    let (seen, images) = crate::deploy::block_on(async {
+    let (seen, images) = crate::bridge::block_on(async {
         let d = crate::converge::connect(&engine).await?;
         let seen = adopt::observe(&d, &stack.name).await?;
         Ok::<_, String>((seen, adopt::images(&d, &services).await))

@@ -62,10 +62,6 @@ pub fn run(ws: &Workspace, command: &CiCommand) -> Result<i32> {
     };
     let gate = gate(ws, t, timeout)?;
     let commit = ws.repo.resolve(t.commit.as_deref().unwrap_or("HEAD"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io(format!("cannot start the runtime: {e}")))?;
     let mut log = |m: &str| eprintln!("{m}");
     println!("{} CI of {}/{} at {}", gate.provider, gate.owner, gate.name, short(&commit));
     match timeout {
@@ -73,8 +69,8 @@ pub fn run(ws: &Workspace, command: &CiCommand) -> Result<i32> {
             let client = gate.client().map_err(Error::Io)?;
             // One look, but a flaky API gets a minute of retries.
             let deadline = Instant::now() + LOOK;
-            let state =
-                rt.block_on(gate.state(&client, &commit, deadline, &mut log)).map_err(|e| Error::Io(e.to_string()))?;
+            let state = crate::bridge::block_on(gate.state(&client, &commit, deadline, &mut log))
+                .map_err(|e| Error::Io(e.to_string()))?;
             Ok(match state {
                 CiState::Success => {
                     println!("success");
@@ -90,7 +86,7 @@ pub fn run(ws: &Workspace, command: &CiCommand) -> Result<i32> {
                 }
             })
         }
-        Some(_) => match rt.block_on(gate.wait(&commit, &mut |m: &str| println!("{m}"))) {
+        Some(_) => match crate::bridge::block_on(gate.wait(&commit, &mut |m: &str| println!("{m}"))) {
             Ok(()) => {
                 println!("success");
                 Ok(exit::OK)

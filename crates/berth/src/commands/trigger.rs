@@ -13,13 +13,21 @@ use serde_json::Value;
 use crate::error::{Error, Result, exit};
 
 pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: bool) -> Result<i32> {
-    let client = reqwest::blocking::Client::builder()
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
         .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
     let base = server.trim_end_matches('/');
     let post = |path: &str, body: Value| {
-        client.post(format!("{base}{path}")).header("X-Api-Key", key).header("X-Api-Secret", secret).json(&body).send()
+        crate::bridge::block_on(async {
+            client
+                .post(format!("{base}{path}"))
+                .header("X-Api-Key", key)
+                .header("X-Api-Secret", secret)
+                .json(&body)
+                .send()
+                .await
+        })
     };
     let mut failed = 0;
     for stack in stacks {
@@ -33,7 +41,7 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
             }
         };
         let status = resp.status();
-        let text = resp.text().unwrap_or_default();
+        let text = crate::bridge::block_on(async { resp.text().await }).unwrap_or_default();
         if !status.is_success() {
             let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error).unwrap_or_default();
             if status.as_u16() == 404 {
@@ -53,7 +61,7 @@ pub fn trigger(stacks: &[String], server: &str, key: &str, secret: &str, wait: b
             loop {
                 let u = post("/read", wire(Read::GetUpdate(IdParams { id: id.clone() })))
                     .ok()
-                    .and_then(|r| r.json::<Update>().ok());
+                    .and_then(|r| crate::bridge::block_on(async { r.json::<Update>().await }).ok());
                 if let Some(u) = u
                     && u.status == "Complete"
                 {

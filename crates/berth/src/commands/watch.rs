@@ -41,21 +41,22 @@ struct Remote {
     base: String,
     key: String,
     secret: String,
-    http: reqwest::blocking::Client,
+    http: reqwest::Client,
 }
 
 impl Remote {
     /// GET `path` and read the answer as `T` (an error answer as the API's error body).
     fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let r = self
+        let request = self
             .http
             .get(format!("{}{path}", self.base))
             .header("X-Api-Key", &self.key)
-            .header("X-Api-Secret", &self.secret)
-            .send()
+            .header("X-Api-Secret", &self.secret);
+        // Sent inside the runtime: the request's timeout is a timer of the runtime.
+        let r = crate::bridge::block_on(async { request.send().await })
             .map_err(|e| Error::Io(format!("cannot reach {}: {e}", self.base)))?;
         let status = r.status();
-        let text = r.text().unwrap_or_default();
+        let text = crate::bridge::block_on(async { r.text().await }).unwrap_or_default();
         if !status.is_success() {
             let msg = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error).unwrap_or_default();
             return Err(Error::Io(format!("{} answered {status}: {msg}", self.base)));
@@ -145,7 +146,7 @@ pub fn remote(url: &str, key: Option<&str>, secret: Option<&str>, target: &Targe
             "--commit {c}: give a commit id (4 to 64 hex digits) with --server; the server knows deploys by commit id"
         )));
     }
-    let http = reqwest::blocking::Client::builder()
+    let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Error::Io(format!("cannot build an HTTP client: {e}")))?;
