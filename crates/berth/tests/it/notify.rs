@@ -1,11 +1,9 @@
 //! Notifications to local receivers that check the exact payloads of each format.
 
-mod common;
-
 use std::time::Duration;
 
-use common::http::Api;
-use common::*;
+use crate::common::http::Api;
+use crate::common::*;
 
 fn ok_receiver() -> Api {
     Api::start(Box::new(|_, _| (200, "{}".into())))

@@ -1,8 +1,6 @@
 //! Fault injection on the real engine: the engine vanishing mid-deploy, git remote trouble, a state
 //! directory that cannot be written, and a storm of webhooks.
 
-mod common;
-
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -10,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 use serde_json::Value;
 
 /// A TCP endpoint in front of the local engine's socket that the test can take down (closing every
@@ -135,10 +133,8 @@ fn an_engine_that_dies_mid_deploy_fails_it_clearly_and_the_deploy_is_retried_whe
 
 #[test]
 fn git_remote_trouble_is_reported_and_touches_nothing_running() {
-    docker();
-    let s = unique("git");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["git"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &colored("red"));
     let red = repo.commit("red");
@@ -207,10 +203,8 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_state_dir_that_cannot_be_written_stops_deploys_before_they_touch_the_engine() {
-    docker();
-    let s = unique("ro");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["ro"]);
+    let (s, repo) = (f.stack(), &f.repo);
     let fs = Tmpfs::mount(repo.state.path(), "8m");
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &colored("red"));

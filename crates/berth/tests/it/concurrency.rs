@@ -1,12 +1,10 @@
 //! One stack, several deployers: two processes at once, `kill -9` mid-`up`, and the
 //! memory of configs that failed, on the real engine.
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const FAST: &str = "[defaults]\nverify = { timeout = \"60s\", stable = \"1s\" }\n";
 
@@ -164,10 +162,8 @@ fn two_applies_of_one_commit_record_one_deploy_per_stack() {
 
 #[test]
 fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_wait() {
-    docker();
-    let s = unique("crash");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["crash"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", FAST);
     // `up` waits for `db` to be healthy before it creates `app`: a wide window inside `up`.
     repo.stack(
@@ -227,10 +223,8 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
 
 #[test]
 fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
-    docker();
-    let s = unique("memory");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["memory"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", FAST);
     repo.stack(&s, &app("v1"));
     let good = repo.commit("good");

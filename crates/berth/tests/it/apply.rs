@@ -1,8 +1,6 @@
 //! apply and deploy against the real Docker engine.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn apply_deploys_everything_then_only_what_changed() {
@@ -66,10 +64,8 @@ fn apply_deploys_everything_then_only_what_changed() {
 
 #[test]
 fn a_config_file_only_commit_recreates_the_services_that_mount_it() {
-    docker();
-    let s = unique("conf");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["conf"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &format!(
             "services:\n  reader:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    volumes:\n      - ./app.conf:/etc/app.conf:ro\n  other:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
         ),
@@ -93,10 +89,8 @@ fn a_config_file_only_commit_recreates_the_services_that_mount_it() {
 
 #[test]
 fn a_noop_apply_runs_no_docker_process() {
-    docker();
-    let s = unique("noop");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["noop"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one");
     repo.berth(&["apply"]).ok();
@@ -117,10 +111,8 @@ fn a_noop_apply_runs_no_docker_process() {
 
 #[test]
 fn deploy_with_variables_pins_them_and_redacts_secrets() {
-    docker();
-    let s = unique("vars");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["vars"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tag=$${{APP_TAG}}; exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      APP_TAG: ${{APP_TAG:-latest}}\n      DB_PASSWORD: ${{DB_PASSWORD:-none}}\n"),
     );
     repo.commit("app");
@@ -182,10 +174,8 @@ fn a_failed_stack_blocks_its_dependents_but_not_the_others() {
 
 #[test]
 fn a_compose_file_that_compose_rejects_leaves_the_running_stack_alone() {
-    docker();
-    let s = unique("reject");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["reject"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("good");
     repo.berth(&["apply"]).ok();

@@ -3,13 +3,11 @@
 //! applied across two servers; each stack owns exactly its files, two stacks share one folder,
 //! hooks under `scripts/` reach their stack's engine, and README/docs commits deploy nothing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A service that bind-mounts `mount` (as written in the compose file) read-only at /conf.

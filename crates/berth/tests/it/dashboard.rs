@@ -1,15 +1,13 @@
 //! The web dashboard end to end: a real `berth serve` with deployed stacks, real HTTP, headless Chromium.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::browser::Browser;
-use common::server::Server;
-use common::web::{client, csrf, get, login, post, row};
-use common::*;
+use crate::common::browser::Browser;
+use crate::common::server::Server;
+use crate::common::web::{client, csrf, get, login, post, row};
+use crate::common::*;
 use serde_json::Value;
 
 /// A one-request-per-connection HTTP proxy on loopback that connects to `upstream` from `from`
@@ -348,10 +346,8 @@ fn a_running_deploy_shows_its_log_live_and_without_javascript() {
 
 #[test]
 fn forward_auth_counts_only_from_its_proxies_and_writers() {
-    docker();
-    let s = unique("fwd");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["fwd"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write(
         "berth.toml",
         &format!(

@@ -1,12 +1,10 @@
 //! The HTTP contract of `berth serve` where the HTTP stack itself answers: oversized and chunked
 //! bodies, ignored deliveries in the metrics, the webhook's answer, health, Komodo's `services`.
 
-mod common;
-
 use std::io::{Read, Write};
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 use serde_json::json;
 
 /// Send raw HTTP/1.1 bytes and read the whole answer (the server closes after it).
@@ -42,10 +40,8 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn the_http_stack_answers_in_the_api_shape_and_the_metrics_count_what_it_refused() {
-    docker();
-    let s = unique("contract");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["contract"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", "[berth]\nmax_body = 4096\n[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &sleeper(&["app"]));
     let first = repo.commit("one");

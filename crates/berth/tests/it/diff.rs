@@ -1,9 +1,7 @@
 //! `berth diff` on a real git repository with the real compose: per service what a change
 //! recreates, the rendered-config diff, bind-mounted files' diffs, and secrets never shown.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const OLD_SECRET: &str = "planted-old-Zq9xw";
 const NEW_SECRET: &str = "planted-new-Zq9xw";

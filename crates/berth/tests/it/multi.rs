@@ -1,13 +1,11 @@
 //! Several servers, swarm stacks, dependency-ordered parallel deploys, hooks and bootstrap.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn each_stack_goes_to_its_own_server() {
@@ -361,7 +359,7 @@ fn private_registry_pulls_use_the_servers_auth_file() {
     docker();
     let s = unique("registry");
     let _c = Cleanup(vec![s.clone()]);
-    let registry = common::registry::Registry::start();
+    let registry = crate::common::registry::Registry::start();
     let image = registry.push(&s);
     let creds = registry.creds.clone();
 

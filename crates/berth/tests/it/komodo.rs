@@ -1,12 +1,10 @@
 //! The Komodo-compatible API and `berth trigger`, against a real server and the real engine.
 //! Requests are byte-for-byte what Komodo's published clients send.
 
-mod common;
-
 use std::time::Duration;
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn poll_until_complete(server: &Server, id: &str) -> Value {
@@ -94,10 +92,8 @@ fn komodo_clients_deploy_poll_and_batch() {
 
 #[test]
 fn trigger_deploys_known_stacks_warns_on_unknown_and_fails_on_errors() {
-    docker();
-    let s = unique("trig");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["trig"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one");
     let server = Server::start(&repo);

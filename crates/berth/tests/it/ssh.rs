@@ -1,14 +1,12 @@
 //! `ssh://` Docker endpoints: the docker CLI and the Engine API client both reach the engine through a real sshd.
 
-mod common;
-
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A private sshd on a loopback port whose "remote" docker is this machine's, and a client
 /// configuration for it. The `ssh` berth finds first on its PATH is the real client, pointed at

@@ -1,13 +1,11 @@
 //! `verify_commits`: only commits signed by an allowed key deploy (ssh and gpg through git's own
 //! `verify-commit`), from the CLI and from `berth serve`; rollbacks to what berth deployed pass.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 
 /// A throwaway ed25519 key pair `dir/name` (private) and `dir/name.pub`.
 fn ssh_key(dir: &Path, name: &str) -> PathBuf {

@@ -1,13 +1,11 @@
 //! The CLI's answers to mistakes and accidents: unknown stacks and revisions, a closed stdout, a
 //! damaged state database, a folder that is no stacks repository, the reason of a failed deploy.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Run berth with explicit `--repo`/`--state-dir` (the state dir need not exist), killing it when it
 /// has not finished within `secs` (then the code is -1: it hung).
@@ -69,7 +67,7 @@ fn watch_of_an_unknown_stack_on_a_server_fails_at_once() {
     let repo = Repo::new();
     stack(&repo, "web");
     repo.commit("one stack");
-    let server = common::server::Server::start(&repo);
+    let server = crate::common::server::Server::start(&repo);
     let remote = |args: &[&str]| {
         let mut all = vec!["watch", "--server", &server.base, "--api-key", &server.key, "--api-secret", &server.secret];
         all.extend(args);

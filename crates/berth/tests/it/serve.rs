@@ -1,9 +1,7 @@
 //! `berth serve` end to end: a real server process, real HTTP, real git, the real engine.
 
-mod common;
-
-use common::server::{SECRET, Server};
-use common::*;
+use crate::common::server::{SECRET, Server};
+use crate::common::*;
 use serde_json::json;
 
 #[test]
@@ -45,14 +43,9 @@ fn a_signed_push_redeploys_exactly_the_changed_stack() {
 
 #[test]
 fn bad_requests_are_refused_and_deploy_nothing() {
-    docker();
-    let s = unique("neg");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.stack(&s, &colored("red"));
-    let first = repo.commit("one");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["neg"]);
+    let (s, repo, first) = (f.stack(), &f.repo, f.first.clone());
+    let server = f.serve();
     repo.stack(&s, &colored("green"));
     let second = repo.commit("change");
     let before = server.deploys().len();
@@ -153,14 +146,9 @@ fn bad_requests_are_refused_and_deploy_nothing() {
 
 #[test]
 fn a_redelivered_push_that_failed_is_synced_not_ignored_as_a_replay() {
-    docker();
-    let s = unique("redeliver");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.stack(&s, &colored("red"));
-    let first = repo.commit("red");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["redeliver"]);
+    let (s, repo, first) = (f.stack(), &f.repo, f.first.clone());
+    let server = f.serve();
     repo.stack(&s, &colored("blue"));
     let second = repo.commit("blue");
     // The repository cannot be fetched: the delivery fails and says so.
@@ -185,14 +173,9 @@ fn body_bytes(first: &str, second: &str) -> Vec<u8> {
 
 #[test]
 fn an_invalid_config_push_is_rejected_and_the_old_one_keeps_running() {
-    docker();
-    let s = unique("cfg");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.stack(&s, &colored("red"));
-    let first = repo.commit("one");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["cfg"]);
+    let (s, repo, first) = (f.stack(), &f.repo, f.first.clone());
+    let server = f.serve();
     let id = container(&s, "app");
     repo.write("berth.toml", "[[stack]]\nname = \"x\"\nwach = []\n");
     repo.stack(&s, &colored("green"));
@@ -210,10 +193,8 @@ fn an_invalid_config_push_is_rejected_and_the_old_one_keeps_running() {
 
 #[test]
 fn a_storm_of_pushes_coalesces_and_ends_on_the_last_commit() {
-    docker();
-    let s = unique("storm");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["storm"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &colored("c0"));
     let mut prev = repo.commit("c0");
     let server = Server::start(&repo);
@@ -246,14 +227,9 @@ fn a_storm_of_pushes_coalesces_and_ends_on_the_last_commit() {
 
 #[test]
 fn sigterm_lets_the_running_deploy_finish_and_leaves_nothing_running() {
-    docker();
-    let s = unique("term");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.stack(&s, &colored("red"));
-    let first = repo.commit("one");
-    let mut server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["term"]);
+    let (s, repo, first) = (f.stack(), &f.repo, f.first.clone());
+    let mut server = f.serve();
     repo.stack(&s, &colored("green"));
     let second = repo.commit("two");
     let (code, _) = server.push(&first, &second, "");
@@ -272,14 +248,9 @@ fn sigterm_lets_the_running_deploy_finish_and_leaves_nothing_running() {
 
 #[test]
 fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
-    docker();
-    let s = unique("owner");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
-    repo.stack(&s, &colored("red"));
-    let first = repo.commit("one");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["owner"]);
+    let (s, repo, first) = (f.stack(), &f.repo, f.first.clone());
+    let server = f.serve();
     // Hand everything to another user, as when the state dir is a volume owned by a service account.
     for dir in [repo.path(), repo.state.path()] {
         let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(dir).status().unwrap();
@@ -295,10 +266,8 @@ fn a_state_dir_and_repo_owned_by_another_user_still_sync() {
 
 #[test]
 fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
-    docker();
-    let s = unique("gitea");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["gitea"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write(
         "berth.toml",
         "[defaults]\nverify = { stable = \"1s\" }\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\n",
@@ -350,10 +319,8 @@ fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
 
 #[test]
 fn the_controller_notices_drift_and_heals_it() {
-    docker();
-    let s = unique("heal");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["heal"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write(
         "berth.toml",
         &format!("[berth]\ndrift_interval = \"2s\"\n[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{s}\"\nself_heal = true\n"),
@@ -395,10 +362,8 @@ fn parse_metrics(text: &str) -> Vec<(String, std::collections::BTreeMap<String, 
 
 #[test]
 fn metrics_move_with_deploys_and_webhooks() {
-    docker();
-    let s = unique("metrics");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["metrics"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &colored("red"));
     let first = repo.commit("one");

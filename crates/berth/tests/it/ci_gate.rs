@@ -2,10 +2,8 @@
 //! (combined statuses include what berth posted, pages of 30 with `Link`, 429 with
 //! `Retry-After`, check runs next to statuses), with real git repos and the real engine.
 
-mod common;
-
-use common::forge::{Fault, Forge, gated_repo};
-use common::*;
+use crate::common::forge::{Fault, Forge, gated_repo};
+use crate::common::*;
 use serde_json::Value;
 
 /// berth's posts for `context`: (state, description, target_url).

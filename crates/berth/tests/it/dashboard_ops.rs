@@ -1,16 +1,14 @@
 //! The dashboard as an operator uses it: what runs against what git wants, why a deploy failed
 //! (smoke checks, health probes, exit codes), live containers and logs, on narrow and dark screens.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::browser::Browser;
-use common::server::Server;
-use common::web::{card, client, csrf, get, login, post, row};
-use common::*;
+use crate::common::browser::Browser;
+use crate::common::server::Server;
+use crate::common::web::{card, client, csrf, get, login, post, row};
+use crate::common::*;
 use serde_json::Value;
 
 /// An HTTP server on loopback that answers every request with 503 and a body.

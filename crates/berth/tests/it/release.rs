@@ -1,12 +1,10 @@
 //! Environments, version tags, promotion and CI gates, on real git repos and the real engine.
 
-mod common;
-
 use std::process::Command;
 
-use common::forge::gated_repo;
-use common::http::Api;
-use common::*;
+use crate::common::forge::gated_repo;
+use crate::common::http::Api;
+use crate::common::*;
 
 fn remote_tags(bare: &std::path::Path) -> String {
     let o = Command::new("git").arg("-C").arg(bare).args(["tag", "-l"]).output().unwrap();
@@ -253,12 +251,12 @@ fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increa
     repo.write(&format!("nodes/local/{s}/compose.yaml"), &colored("red"));
     let mut tip = repo.commit("first");
     repo.git(&["push", "-q", "origin", "main"]);
-    let server = common::server::Server::start(&repo);
+    let server = crate::common::server::Server::start(&repo);
     server.settle();
     let mirror = repo.state.path().join("mirrors/stacks.git");
     let mirror_tags = || remote_tags(&mirror);
     // The startup deploy released v0.1.0, and the remote has it.
-    common::wait_for("v0.1.0 on the remote", std::time::Duration::from_secs(60), || {
+    crate::common::wait_for("v0.1.0 on the remote", std::time::Duration::from_secs(60), || {
         remote_tags(bare.path()).contains("v0.1.0").then_some(())
     });
 

@@ -1,11 +1,9 @@
 //! Verification, smoke checks, rollback and watch on the real engine.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -140,10 +138,8 @@ fn a_container_that_exits_right_after_start_is_a_failure() {
 
 #[test]
 fn one_shot_services_are_judged_by_their_exit_code() {
-    docker();
-    let s = unique("oneshot");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["oneshot"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", FAST);
     repo.stack(&s, &format!(
             "services:\n  migrate:\n    image: {IMAGE}\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"sleep 1; exit 0\"]\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
@@ -217,10 +213,8 @@ fn an_https_page_linking_http_assets_fails_the_assets_check() {
 
 #[test]
 fn manual_rollback_puts_the_previous_version_back() {
-    docker();
-    let s = unique("manual");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["manual"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", FAST);
     let stack = |color: &str| {
         format!(
@@ -264,10 +258,8 @@ fn rollback_manual_only_records_the_failure() {
 
 #[test]
 fn manual_changes_are_drift_and_self_heal_repairs_them_unless_paused() {
-    docker();
-    let s = unique("drift");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["drift"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nself_heal = true\n"));
     repo.stack(&s, &sleeper(&["app", "side"]));
     repo.commit("two services");

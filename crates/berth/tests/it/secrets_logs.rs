@@ -3,14 +3,12 @@
 //! compose error quotes a secret, the JSON logs of `berth serve`, the API, the dashboard,
 //! notifications, deploy logs and every file of the state dir.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::http::Api;
-use common::server::Server;
-use common::*;
+use crate::common::http::Api;
+use crate::common::server::Server;
+use crate::common::*;
 
 /// Each secret is a distinctive core (what the checks look for, in any escaping) followed by a
 /// quote and a backslash, so that JSON and Debug dumps show it escaped, not verbatim.

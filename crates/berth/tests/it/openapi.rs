@@ -1,20 +1,16 @@
 //! The OpenAPI document at `/api/openapi.json`, held to the running server by a schemathesis conformance run.
 
-mod common;
-
 use std::process::Command;
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 #[test]
 fn the_api_conforms_to_its_openapi_document() {
-    docker();
-    let s = unique("oas");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["oas"]);
+    let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &sleeper(&["app"]));
     // Deploys that random calls may trigger settle quickly.
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");

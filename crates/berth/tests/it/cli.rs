@@ -1,8 +1,6 @@
 //! The CLI on real git repositories: validation errors, change detection edge cases, exit codes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn stack(repo: &Repo, name: &str) {
     repo.stack(name, &sleeper(&["app"]));

@@ -1,13 +1,11 @@
 //! The compose implementations: the plugin next to registry credentials, `doctor` in the
 //! environment a deploy uses, choosing one with `BERTH_COMPOSE`, and the `pull` policy.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::registry::Registry;
-use common::*;
+use crate::common::registry::Registry;
+use crate::common::*;
 
 /// A machine whose only compose plugin is the user's own. `run` starts a program in a private
 /// mount namespace where empty folders cover the system-wide plugin folders; the user's docker

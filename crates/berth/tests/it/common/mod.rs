@@ -1,5 +1,4 @@
 //! Test harness: real git repositories in temp dirs, the real berth binary and the real Docker engine.
-#![allow(dead_code)]
 
 pub mod browser;
 pub mod forge;
@@ -415,10 +414,6 @@ pub fn sleeper(services: &[&str]) -> String {
     s
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Run openssl in `dir`, failing the test on error.
 pub fn openssl(dir: &Path, args: &[&str]) {
     let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
@@ -566,5 +561,57 @@ impl Relay {
     pub fn saw(&self, needle: &str) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+}
+
+/// The start most tests share: the engine checked, a fresh repository with one [`colored`]
+/// stack per name (uniquely named from the stems given), committed, and the stacks'
+/// containers removed when the fixture drops (declare a [`server::Server`] after it, so that
+/// the server stops first).
+pub struct Fixture {
+    pub repo: Repo,
+    pub stacks: Vec<String>,
+    /// The first commit.
+    pub first: String,
+    _cleanup: Cleanup,
+}
+
+impl Fixture {
+    /// Stacks running `colored("red")`, committed with no berth.toml.
+    pub fn new(stems: &[&str]) -> Fixture {
+        Fixture::with(stems, |_| None)
+    }
+
+    /// The same, with the berth.toml `config` writes from the stack names (`None`: none).
+    pub fn with(stems: &[&str], config: impl FnOnce(&[String]) -> Option<String>) -> Fixture {
+        let mut f = Fixture::bare(stems);
+        if let Some(toml) = config(&f.stacks) {
+            f.repo.write("berth.toml", &toml);
+        }
+        for s in &f.stacks {
+            f.repo.stack(s, &colored("red"));
+        }
+        f.first = f.repo.commit("first");
+        f
+    }
+
+    /// The engine checked, the names and their cleanup, an empty repository: nothing written or
+    /// committed (`first` is empty), for tests that lay the repository out themselves.
+    pub fn bare(stems: &[&str]) -> Fixture {
+        docker();
+        let stacks: Vec<String> = stems.iter().map(|s| unique(s)).collect();
+        Fixture { repo: Repo::new(), _cleanup: Cleanup(stacks.clone()), stacks, first: String::new() }
+    }
+
+    /// The first stack's name.
+    pub fn stack(&self) -> String {
+        self.stacks[0].clone()
+    }
+
+    /// `berth serve` on the repository, settled on the first commit.
+    pub fn serve(&self) -> server::Server {
+        let server = server::Server::start(&self.repo);
+        server.settle();
+        server
     }
 }

@@ -1,12 +1,10 @@
 //! `berth adopt` against the real Docker engine: projects started with plain compose from a
 //! checkout of the repository become berth deploys when they match the commit, and only then.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// `compose -p STACK -f FILE up -d` from `checkout`, as a user runs it, with the compose
 /// implementation berth uses here.

@@ -1,9 +1,7 @@
 //! Ownership from what compose reads, on the real engine: two stacks in one folder each own exactly
 //! their files; a README deploys nothing; a bind-mounted file still recreates its service.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A service that bind-mounts `file` (relative to the folder) at /conf.
 fn mounting(service: &str, file: &str, color: &str) -> String {
