@@ -102,6 +102,11 @@ pub(super) fn apply(
             Err(e) => errors.push(at(format!("stack `{}`: {e}", stack.name))),
         }
     }
+    if let Some(r) = &st.rollout {
+        let mut rerr = Vec::new();
+        stack.rollout = crate::rollout::Rollout::resolve(&stack.rollout, r, &mut rerr);
+        errors.extend(rerr.into_iter().map(|e| at(format!("stack `{}`: {e}", stack.name))));
+    }
     if st.tier.is_some() {
         stack.tier = st.tier.clone();
     }
