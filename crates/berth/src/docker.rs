@@ -12,6 +12,7 @@ use crate::process::{self, RunError};
 
 mod model;
 mod plugins;
+pub mod rollout;
 
 pub use model::parse_model;
 

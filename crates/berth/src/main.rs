@@ -25,6 +25,7 @@ mod output;
 mod process;
 mod redact;
 mod release;
+mod rollout;
 mod secrets;
 mod server;
 mod signing;
