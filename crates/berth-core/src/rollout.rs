@@ -234,7 +234,10 @@ fn locate(file: &str, text: &str, service: &str, key: &str) -> Location {
     let indent = |l: &str| l.len() - l.trim_start().len();
     let is_key = |l: &str, k: &str| {
         let t = l.trim_start().trim_start_matches("- ");
-        let t = t.strip_prefix(k).or_else(|| t.strip_prefix(&format!("\"{k}\""))).or_else(|| t.strip_prefix(&format!("'{k}'")));
+        let t = t
+            .strip_prefix(k)
+            .or_else(|| t.strip_prefix(&format!("\"{k}\"")))
+            .or_else(|| t.strip_prefix(&format!("'{k}'")));
         t.is_some_and(|r| r.trim_start().starts_with(':'))
     };
     let top = lines.iter().position(|l| indent(l) == 0 && is_key(l, "services"));
@@ -291,7 +294,10 @@ mod tests {
         assert_eq!(shown.len(), 3, "{shown:#?}");
         assert!(shown[0].starts_with("stacks/app/compose.yaml:4:5: stack `app`: service `web` rolls out start-first but uses `container_name`"), "{shown:#?}");
         assert!(shown[1].starts_with("stacks/app/compose.yaml:5:5:") && shown[1].contains("`ports`"), "{shown:#?}");
-        assert!(shown[2].starts_with("stacks/app/compose.yaml:9:5:") && shown[2].contains("`network_mode`"), "{shown:#?}");
+        assert!(
+            shown[2].starts_with("stacks/app/compose.yaml:9:5:") && shown[2].contains("`network_mode`"),
+            "{shown:#?}"
+        );
         assert!(e[1].help.as_deref().unwrap().contains("web = \"recreate\""));
         // Only the services that roll out start-first are held to it.
         let only_api = Rollout { services: [("api".to_string(), Order::StartFirst)].into(), ..Default::default() };
@@ -302,7 +308,13 @@ mod tests {
     #[test]
     fn host_ports_in_every_syntax() {
         let v = |s: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s).unwrap();
-        for bound in ["\"8080:80\"", "\"127.0.0.1:8080:80/udp\"", "\"[::1]:8080:80\"", "{target: 80, published: \"8080\"}", "{target: 80, published: 8080}"] {
+        for bound in [
+            "\"8080:80\"",
+            "\"127.0.0.1:8080:80/udp\"",
+            "\"[::1]:8080:80\"",
+            "{target: 80, published: \"8080\"}",
+            "{target: 80, published: 8080}",
+        ] {
             assert!(host_port(&v(bound)), "{bound}");
         }
         for free in ["\"80\"", "80", "\"80/udp\"", "{target: 80}", "{target: 80, published: \"\"}"] {

@@ -10,8 +10,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
     HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml, Settings, StackToml,
-    TlsToml,
-    VerifyCommitsToml, VerifyToml,
+    TlsToml, VerifyCommitsToml, VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 

@@ -446,7 +446,13 @@ fn steps(
     if start_first && let Some(config) = &validated {
         progress("start-first");
         let bind_changed = bind_changed(r, config, &changed);
-        let plan = crate::rollout::Rollout { stack, engine: &job.engine, project: &project, config, bind_changed: &bind_changed };
+        let plan = crate::rollout::Rollout {
+            stack,
+            engine: &job.engine,
+            project: &project,
+            config,
+            bind_changed: &bind_changed,
+        };
         match crate::rollout::start_first(r, &plan) {
             Ok(done) => rolled = done,
             Err(f) => {

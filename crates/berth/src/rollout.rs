@@ -53,10 +53,12 @@ pub fn start_first(steps: &mut dyn Steps, r: &Rollout<'_>) -> Result<Vec<String>
     let stack = r.stack;
     let untouched = |cause| Failed { cause, touched: false, report: None };
     // What `compose config` rendered (includes, overrides and variables applied) must allow it too.
-    let refused = berth_core::rollout::check(&stack.name, &stack.rollout, stack.location.as_ref(), &[(
-        "the compose model (compose config)",
-        r.config,
-    )]);
+    let refused = berth_core::rollout::check(
+        &stack.name,
+        &stack.rollout,
+        stack.location.as_ref(),
+        &[("the compose model (compose config)", r.config)],
+    );
     if !refused.is_empty() {
         let lines: Vec<String> = refused.iter().map(|e| e.message.clone()).collect();
         return Err(untouched(Cause::ComposeRejected(lines.join("; "))));

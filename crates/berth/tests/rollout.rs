@@ -70,7 +70,9 @@ impl Client {
             .unwrap();
         assert!(out.status.success(), "client: {}", String::from_utf8_lossy(&out.stderr));
         let c = Client { id: String::from_utf8_lossy(&out.stdout).trim().to_string() };
-        wait_for("the client's first answer", Duration::from_secs(30), || c.lines().iter().any(|l| l.starts_with("ok")).then_some(()));
+        wait_for("the client's first answer", Duration::from_secs(30), || {
+            c.lines().iter().any(|l| l.starts_with("ok")).then_some(())
+        });
         c
     }
 
@@ -164,7 +166,11 @@ fn a_new_version_failing_its_health_check_leaves_the_old_containers_serving() {
     assert_eq!(out.code, 1, "the deploy failed: {}{}", out.stdout, out.stderr);
     assert_eq!(web_ids(&s), before, "the same containers serve");
     let all = docker_out(&["ps", "-aq", "--no-trunc", "--filter", &format!("label=com.docker.compose.project={s}")]);
-    assert_eq!(all.split_whitespace().collect::<Vec<_>>(), before.iter().map(String::as_str).collect::<Vec<_>>(), "the new container was removed");
+    assert_eq!(
+        all.split_whitespace().collect::<Vec<_>>(),
+        before.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the new container was removed"
+    );
     assert!(inspect(&before[0], "{{json .Config.Env}}").contains("VERSION=v1"));
     let seen: Vec<String> = client.lines().into_iter().skip(mark).collect();
     assert_eq!(failures(&seen), 0, "{seen:?}");
@@ -201,7 +207,8 @@ fn validate_refuses_what_cannot_run_beside_itself() {
         assert_eq!(out.code, 2, "berth {args:?}: {}{}", out.stdout, out.stderr);
         for (line, key) in [(4, "container_name"), (5, "ports"), (9, "network_mode")] {
             assert!(
-                out.stderr.contains(&format!("stacks/app/compose.yaml:{line}:5")) && out.stderr.contains(&format!("uses `{key}`")),
+                out.stderr.contains(&format!("stacks/app/compose.yaml:{line}:5"))
+                    && out.stderr.contains(&format!("uses `{key}`")),
                 "berth {args:?} names {key} at line {line}: {}",
                 out.stderr
             );

@@ -8,8 +8,8 @@ use super::stack::{Mode, Stack, parse_mode};
 use crate::config::{ConfigFile, SecretRef};
 use crate::duration;
 use crate::error::ConfigError;
-use crate::tree::Tree;
 use crate::rollout::Rollout;
+use crate::tree::Tree;
 use crate::verify::{self, Rollback, Verify};
 
 /// Per-stack deploy timeout when none is configured.
@@ -55,7 +55,8 @@ pub(super) fn resolve(cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Defaul
             Rollback::Auto
         }
     };
-    let rollout = d.rollout.as_ref().map_or_else(Rollout::default, |r| Rollout::resolve(&Rollout::default(), r, &mut verr));
+    let rollout =
+        d.rollout.as_ref().map_or_else(Rollout::default, |r| Rollout::resolve(&Rollout::default(), r, &mut verr));
     errors.extend(verr.into_iter().map(|e| ConfigError::new(format!("[defaults] {e}"))));
     Defaults {
         server: d.server.clone().unwrap_or_else(|| LOCAL_SERVER.into()),

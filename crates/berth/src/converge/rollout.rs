@@ -106,8 +106,8 @@ async fn look(
         let started_at = st.started_at.clone().unwrap_or_default();
         let (restarts0, started0, since) =
             first.entry(id.clone()).or_insert_with(|| (restarts, started_at.clone(), Instant::now())).clone();
-        let restarted = restarts > restarts0
-            || (started_at != started0 && verify::parse_timestamp(&started0).is_some());
+        let restarted =
+            restarts > restarts0 || (started_at != started0 && verify::parse_timestamp(&started0).is_some());
         if started_at != started0 && !restarted {
             // First seen before it started (`created`): its window starts now.
             first.insert(id.clone(), (restarts, started_at.clone(), Instant::now()));
@@ -133,7 +133,11 @@ async fn look(
             let why = match (state.as_str(), health.as_deref()) {
                 _ if restarted => format!("new container {} of `{service}` restarted", short(id)),
                 ("running", Some("unhealthy")) => format!("new container {} of `{service}` is unhealthy", short(id)),
-                (s, _) => format!("new container {} of `{service}` is {s} (exit code {})", short(id), st.exit_code.unwrap_or(0)),
+                (s, _) => format!(
+                    "new container {} of `{service}` is {s} (exit code {})",
+                    short(id),
+                    st.exit_code.unwrap_or(0)
+                ),
             };
             return Verdict::Failed(Report { ok: false, summary: why, containers: report.containers });
         }

@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn scales_one_service_without_recreating_or_touching_others() {
-        assert_eq!(scale_up_args("web", 3), ["up", "--no-deps", "--no-recreate", "--no-start", "--scale", "web=3", "web"]);
+        assert_eq!(
+            scale_up_args("web", 3),
+            ["up", "--no-deps", "--no-recreate", "--no-start", "--scale", "web=3", "web"]
+        );
         let e = Engine {
             host: None,
             tls: None,
