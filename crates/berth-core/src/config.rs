@@ -256,6 +256,29 @@ pub struct DefaultsToml {
     pub verify: Option<VerifyToml>,
     /// Redeploy the recorded deploy when a stack drifts.
     pub self_heal: Option<bool>,
+    /// How services' containers are replaced, for every stack (`[[stack]]` refines it).
+    pub rollout: Option<RolloutToml>,
+}
+
+/// `rollout = "start-first"` or `rollout = { order = "..", services = { web = ".." }, drain = "5s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RolloutToml {
+    Order(String),
+    Table(RolloutTableToml),
+}
+
+/// `[stack.rollout]`: the order of every service, per-service exceptions, and the drain time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutTableToml {
+    /// `recreate` (default) or `start-first`, for the services not in `services`.
+    pub order: Option<String>,
+    /// Service name → order.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    /// How long old containers keep running after leaving their networks (default 5s).
+    pub drain: Option<String>,
 }
 
 /// `verify = { ... }` / `[stack.verify]`: how berth knows a deploy really serves.
@@ -345,6 +368,8 @@ pub struct StackToml {
     pub post_deploy: Option<HookToml>,
     /// Image pull policy before `up`: `missing` (compose's default) or `always`.
     pub pull: Option<String>,
+    /// How services' containers are replaced: `recreate` (default) or `start-first`, or a table.
+    pub rollout: Option<RolloutToml>,
     /// The tier (from `[berth] tiers`) the stack belongs to.
     pub tier: Option<String>,
     /// Wait for a green CI status of the commit before deploying it.

@@ -86,6 +86,7 @@ mod tests {
             age_identity: None,
             verify: Default::default(),
             rollback: Default::default(),
+            rollout: Default::default(),
             origin: String::new(),
             location: None,
         }

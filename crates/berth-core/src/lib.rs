@@ -26,6 +26,7 @@ pub mod plan;
 pub mod project;
 pub mod record;
 pub mod rollback;
+pub mod rollout;
 pub mod schema;
 pub mod signing;
 pub mod textdiff;

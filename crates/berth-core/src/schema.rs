@@ -9,8 +9,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
-    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
-    VerifyCommitsToml, VerifyToml,
+    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml, Settings, StackToml,
+    TlsToml, VerifyCommitsToml, VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -44,7 +44,11 @@ fn top() -> Shape {
         })),
         "server" => Some(shape::<ServerToml>(|k| (k == "tls").then(leaf::<TlsToml>))),
         "discovery" => Some(leaf::<DiscoveryToml>()),
-        "defaults" => Some(shape::<DefaultsToml>(|k| (k == "verify").then(verify))),
+        "defaults" => Some(shape::<DefaultsToml>(|k| match k {
+            "verify" => Some(verify()),
+            "rollout" => Some(leaf::<RolloutTableToml>()),
+            _ => None,
+        })),
         "stack" => Some(stack()),
         "repo" => Some(shape::<RepoToml>(|k| if k == "verify_commits" { Some(signing()) } else { secret(k) })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
@@ -64,6 +68,7 @@ fn stack() -> Shape {
         "require_ci" => Some(ci()),
         "env" => Some(Shape::Map(leaf::<SecretRef>)),
         "pre_deploy" | "post_deploy" => Some(leaf::<HookTableToml>()),
+        "rollout" => Some(leaf::<RolloutTableToml>()),
         _ => None,
     })
 }
@@ -202,7 +207,7 @@ mod tests {
                 "berth.toml:7:12: unknown key `stabel` in [stack.verify] (did you mean `stable`?)",
                 "berth.toml:7:48: unknown key `retrys` in [stack.verify.http] (did you mean `retries`?)",
                 "berth.toml:11:24: unknown key `fiel` in [stack.env.B] (did you mean `file`?)",
-                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, pull, tier, require_ci, self_heal)",
+                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, pull, rollout, tier, require_ci, self_heal)",
                 "berth.toml:13:2: unknown key `sever` at the top level (did you mean `server`?)",
             ]
         );

@@ -227,6 +227,20 @@ impl<'a> Run<'a> {
     }
 }
 
+impl crate::rollout::Steps for Run<'_> {
+    fn engine_exec(&mut self, cmd: Command, what: &str) -> Result<String, String> {
+        Run::engine_exec(self, cmd, what)
+    }
+
+    fn note(&mut self, line: &str) {
+        Run::note(self, line)
+    }
+
+    fn remaining(&self) -> Duration {
+        Run::remaining(self)
+    }
+}
+
 impl Drop for Run<'_> {
     fn drop(&mut self) {
         LIVE.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.job.stack.name);
@@ -286,7 +300,7 @@ fn attempt(
     progress: Progress<'_>,
     verify: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Vec<String>, Failure> {
-    let (config, recreated) = steps(repo, state_dir, r, resolved, progress)?;
+    let (config, recreated) = steps(repo, state_dir, r, resolved, progress, verify)?;
     let job = r.job;
     let services = docker::services(&config).map_err(|m| failure(true)(Cause::AfterUp(m)))?;
     progress("converging");
@@ -361,6 +375,7 @@ fn steps(
     r: &mut Run<'_>,
     resolved: &mut BTreeMap<String, String>,
     progress: Progress<'_>,
+    verify: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<(String, Vec<String>), Failure> {
     let untouched = failure(false);
     let job = r.job;
@@ -369,8 +384,9 @@ fn steps(
     let dir = work_dir(state_dir, &stack.name);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let swarm = stack.mode == Mode::Swarm;
+    let start_first = !swarm && stack.rollout.any_start_first();
     // Validate before anything runs when something runs before `up`; else `up` validates.
-    let validate_first = swarm || !stack.pre_deploy.is_empty();
+    let validate_first = swarm || !stack.pre_deploy.is_empty() || start_first;
     // The containers before `up`, read while git checks out: did a failed `up` change any?
     let before = (!validate_first).then(|| {
         let (engine, name) = (job.engine.clone(), stack.name.clone());
@@ -413,6 +429,31 @@ fn steps(
         progress("pull");
         r.compose(&project, &["pull"], "compose pull").map_err(r.failed(Cause::Pull, false))?;
     }
+    let changed: Vec<PathBuf> = job.changed_paths.iter().map(|p| dir.join(p)).collect();
+    // Start-first services roll out before `up`, which then finds them at their new configuration.
+    let mut rolled = Vec::new();
+    if start_first && let Some(config) = &validated {
+        progress("start-first");
+        let bind_changed = bind_changed(r, config, &changed);
+        let plan = crate::rollout::Rollout {
+            stack,
+            engine: &job.engine,
+            project: &project,
+            config,
+            bind_changed: &bind_changed,
+        };
+        match crate::rollout::start_first(r, &plan) {
+            Ok(done) => rolled = done,
+            Err(f) => {
+                if let Some(report) = f.report {
+                    verify.insert("converge".into(), serde_json::to_value(&report).unwrap_or_default());
+                }
+                let timed_out = r.remaining().is_zero();
+                let cause = if timed_out { Cause::Timeout(f.cause.to_string()) } else { f.cause };
+                return Err(Failure { cause, touched: f.touched });
+            }
+        }
+    }
     progress("up");
     if swarm {
         let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
@@ -436,19 +477,10 @@ fn steps(
         None => r.compose(&project, &["config"], "compose config").map_err(r.failed(Cause::AfterUp, true))?,
     };
 
-    // `up` leaves a container alone when only a bind-mounted file changed: recreate those services.
-    let changed: Vec<PathBuf> = job.changed_paths.iter().map(|p| dir.join(p)).collect();
-    let mut services: Vec<String> = match docker::bind_sources(&config) {
-        Ok(binds) => binds
-            .into_iter()
-            .filter(|(_, src)| changed.iter().any(|c| c == src || c.starts_with(src)))
-            .map(|(svc, _)| svc)
-            .collect(),
-        Err(e) => {
-            r.note(&format!("warning: {e}; recreating every service whose files may have changed"));
-            if changed.is_empty() { Vec::new() } else { vec![String::new()] }
-        }
-    };
+    // `up` leaves a container alone when only a bind-mounted file changed: recreate those services
+    // (the ones rolled out start-first already run the new files).
+    let mut services = bind_changed(r, &config, &changed);
+    services.retain(|s| !rolled.contains(s));
     services.sort();
     services.dedup();
     if swarm {
@@ -466,6 +498,25 @@ fn steps(
         result.map_err(r.failed(Cause::AfterUp, true))?;
     }
     Ok((config, services))
+}
+
+/// The services that bind-mount one of the `changed` files, per the rendered model `config`; an empty
+/// name stands for "the whole stack" when the model cannot tell.
+fn bind_changed(r: &mut Run<'_>, config: &str, changed: &[PathBuf]) -> Vec<String> {
+    let mut services: Vec<String> = match docker::bind_sources(config) {
+        Ok(binds) => binds
+            .into_iter()
+            .filter(|(_, src)| changed.iter().any(|c| c == src || c.starts_with(src)))
+            .map(|(svc, _)| svc)
+            .collect(),
+        Err(e) => {
+            r.note(&format!("warning: {e}; recreating every service whose files may have changed"));
+            if changed.is_empty() { Vec::new() } else { vec![String::new()] }
+        }
+    };
+    services.sort();
+    services.dedup();
+    services
 }
 
 /// The containers of compose project `project` (id and state), or `None` when the engine

@@ -26,6 +26,7 @@ mod output;
 mod process;
 mod redact;
 mod release;
+mod rollout;
 mod secrets;
 mod server;
 mod signing;

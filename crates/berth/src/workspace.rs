@@ -148,6 +148,10 @@ impl Workspace {
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
         let sources = self.sources(&project, &tree)?;
+        let refused = berth_core::rollout::check_project(&project, &|f| sources.get(f).map(str::to_string));
+        if !refused.is_empty() {
+            return Err(Error::Config(refused));
+        }
         let snap = Arc::new(Snapshot { commit, tree, project, sources });
         let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
         l.push_front(snap.clone());
@@ -228,7 +232,13 @@ impl Workspace {
     pub fn snapshot_worktree(&self) -> Result<Project> {
         let tree = self.repo.worktree_files()?;
         let text = std::fs::read_to_string(self.repo.root.join(config::FILE_NAME)).ok();
-        Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)
+        let project = Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)?;
+        let read = |f: &str| std::fs::read_to_string(self.repo.root.join(f)).ok();
+        let refused = berth_core::rollout::check_project(&project, &read);
+        if !refused.is_empty() {
+            return Err(Error::Config(refused));
+        }
+        Ok(project)
     }
 
     /// Every stack's deploy history, as plans read it. A deploy still `running` whose stack

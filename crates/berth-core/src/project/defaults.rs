@@ -8,6 +8,7 @@ use super::stack::{Mode, Stack, parse_mode};
 use crate::config::{ConfigFile, SecretRef};
 use crate::duration;
 use crate::error::ConfigError;
+use crate::rollout::Rollout;
 use crate::tree::Tree;
 use crate::verify::{self, Rollback, Verify};
 
@@ -26,6 +27,7 @@ pub(super) struct Defaults {
     age_identity: Option<SecretRef>,
     verify: Verify,
     rollback: Rollback,
+    rollout: Rollout,
 }
 
 /// Resolve `[defaults]` (and `[berth] age_identity`); a bad value is reported and its default used.
@@ -53,6 +55,8 @@ pub(super) fn resolve(cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Defaul
             Rollback::Auto
         }
     };
+    let rollout =
+        d.rollout.as_ref().map_or_else(Rollout::default, |r| Rollout::resolve(&Rollout::default(), r, &mut verr));
     errors.extend(verr.into_iter().map(|e| ConfigError::new(format!("[defaults] {e}"))));
     Defaults {
         server: d.server.clone().unwrap_or_else(|| LOCAL_SERVER.into()),
@@ -62,6 +66,7 @@ pub(super) fn resolve(cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Defaul
         age_identity: cfg.berth.age_identity.clone(),
         verify,
         rollback,
+        rollout,
     }
 }
 
@@ -100,6 +105,7 @@ impl Defaults {
             age_identity: self.age_identity.clone(),
             verify: self.verify.clone(),
             rollback: self.rollback,
+            rollout: self.rollout.clone(),
             origin,
             location: None,
         }

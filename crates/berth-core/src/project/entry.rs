@@ -102,6 +102,11 @@ pub(super) fn apply(
             Err(e) => errors.push(at(format!("stack `{}`: {e}", stack.name))),
         }
     }
+    if let Some(r) = &st.rollout {
+        let mut rerr = Vec::new();
+        stack.rollout = crate::rollout::Rollout::resolve(&stack.rollout, r, &mut rerr);
+        errors.extend(rerr.into_iter().map(|e| at(format!("stack `{}`: {e}", stack.name))));
+    }
     if st.tier.is_some() {
         stack.tier = st.tier.clone();
     }
@@ -170,6 +175,7 @@ env_files = ["../../libs/x.env"]
 env = { TAG = "1", TOKEN = { file = "/run/token" } }
 pre_deploy = ["sh", "check.sh"]
 pull = "always"
+rollout = { order = "start-first", services = { db = "recreate" }, drain = "2s" }
 timeout = "2m"
 manual = true
 self_heal = true
@@ -188,6 +194,9 @@ require_ci = { provider = "github", repo = "me/web" }
         assert_eq!(w.pre_deploy.run, ["sh", "check.sh"]);
         assert_eq!(w.pre_deploy.script, Some((1, "stacks/web/check.sh".to_string())));
         assert_eq!(w.pull, Some(super::super::stack::Pull::Always));
+        assert_eq!(w.rollout.order_of("web"), crate::rollout::Order::StartFirst);
+        assert_eq!(w.rollout.order_of("db"), crate::rollout::Order::Recreate);
+        assert_eq!(w.rollout.drain.as_secs(), 2);
         assert_eq!(w.timeout.as_secs(), 120);
         assert!(w.manual && w.self_heal && w.require_ci.is_some());
         assert_eq!(w.location.as_ref().unwrap().line, 2);
@@ -207,6 +216,7 @@ env = { "bad key" = "1", S = { file = "a", env = "B" } }
 post_deploy = []
 pre_deploy = ["sh", "gone.sh"]
 pull = "sometimes"
+rollout = "blue-green"
 secrets = ["gone.env.age"]
 require_ci = { provider = "jenkins" }
 "#,
@@ -220,6 +230,7 @@ require_ci = { provider = "jenkins" }
                 "stack `web`: pre_deploy: script `gone.sh` does not exist in the commit (looked for `stacks/web/gone.sh` and `gone.sh`)",
                 "stack `web`: post_deploy needs a program",
                 "stack `web`: unknown pull `sometimes`",
+                "stack `web`: unknown rollout `blue-green`",
                 "stack `web` require_ci: unknown provider `jenkins`",
                 "stack `web` env `S`: give exactly one of file or env",
                 "stack `web`: secret file `stacks/web/gone.env.age` does not exist",

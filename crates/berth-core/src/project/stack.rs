@@ -89,6 +89,9 @@ pub struct Stack {
     pub verify: Verify,
     #[serde(skip)]
     pub rollback: Rollback,
+    /// How services' containers are replaced. Not part of the config hash: what runs is the same.
+    #[serde(skip)]
+    pub rollout: crate::rollout::Rollout,
     /// Where the stack comes from: a discovery pattern, `berth.toml:LINE`, or both.
     #[serde(skip)]
     pub origin: String,

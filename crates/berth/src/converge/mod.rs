@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::docker::{Engine, ServiceSpec};
 
 mod drift;
+pub mod rollout;
 mod swarm;
 
 pub use drift::{containers, drift};

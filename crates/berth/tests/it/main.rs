@@ -23,6 +23,7 @@ mod openapi;
 mod ownership;
 mod real_repo;
 mod release;
+mod rollout;
 mod secrets_logs;
 mod serve;
 mod signed;

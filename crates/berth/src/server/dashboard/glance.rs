@@ -101,7 +101,7 @@ pub struct Glance {
 }
 
 /// Phases that change what runs on the engine.
-const TOUCHING: [&str; 5] = ["up", "converging", "smoke", "post-deploy", "rollback"];
+const TOUCHING: [&str; 6] = ["start-first", "up", "converging", "smoke", "post-deploy", "rollback"];
 
 /// Each stack's plan step at the repository's current commit (the controller's own decision).
 pub fn plan_steps(shared: &Shared, repo: &RepoHandle) -> (String, HashMap<String, Step>) {
