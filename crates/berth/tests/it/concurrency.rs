@@ -189,8 +189,8 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
         ),
     );
     repo.commit("db and app");
-    let mut child = spawn(&repo, &["apply"]);
-    let id = running(&repo, &s, "apply", "up");
+    let mut child = spawn(repo, &["apply"]);
+    let id = running(repo, &s, "apply", "up");
     // Mid-`up` for sure: compose has started `db` and waits for it to be healthy.
     wait_for("compose to start db", Duration::from_secs(60), || {
         containers(&s).iter().any(|(svc, _)| svc == "db").then_some(())
@@ -205,7 +205,7 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     let plan = repo.json(&["plan", "--json"]);
     let step = step(&plan, &s);
     assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("deploy"), Some("interrupted")), "{step}");
-    assert_eq!(history(&repo, &s)[0]["status"], "running", "read-only commands record nothing");
+    assert_eq!(history(repo, &s)[0]["status"], "running", "read-only commands record nothing");
 
     // The next apply settles the interruption and redeploys: it is not a failure of that config.
     // The compose the dead berth started still waits for `db` and holds the stack's lock: the
@@ -214,7 +214,7 @@ fn kill_9_mid_up_is_redeployed_by_the_next_apply_and_read_only_commands_do_not_w
     assert!(out.stdout.contains(&format!("deploy {id} was interrupted")), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("waiting for deploy {id} of `berth apply`")), "{}", out.stdout);
     assert!(out.stdout.contains("gone; a command it started still runs"), "{}", out.stdout);
-    let h = history(&repo, &s);
+    let h = history(repo, &s);
     let outcomes: Vec<&str> = h.iter().map(|d| d["status"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["succeeded", "interrupted"], "{h:?}");
     let running: Vec<String> = containers(&s).into_iter().map(|(svc, _)| svc).collect();
@@ -232,7 +232,7 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
     repo.stack(&s, &app("bad"));
     repo.commit("bad");
     assert_eq!(repo.berth(&["apply"]).code, 3, "the bad commit rolls back");
-    let failed = history(&repo, &s)[0]["id"].as_i64().unwrap();
+    let failed = history(repo, &s)[0]["id"].as_i64().unwrap();
     // Something unrelated deploys the stack meanwhile.
     repo.berth(&["deploy", &s, "--ref", &good]).ok();
 
@@ -240,9 +240,9 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
     let step = step(&plan, &s);
     assert_eq!((step["action"].as_str(), step["reason"].as_str()), (Some("skip"), Some("failed_before")), "{step}");
     assert!(step["detail"].as_str().unwrap().contains(&format!("deploy {failed} ")), "{step}");
-    let before = history(&repo, &s).len();
+    let before = history(repo, &s).len();
     repo.berth(&["apply"]).ok();
-    assert_eq!(history(&repo, &s).len(), before, "apply retried a config that failed");
+    assert_eq!(history(repo, &s).len(), before, "apply retried a config that failed");
     assert!(env_of(&s).contains("REV=v1"));
 }
 

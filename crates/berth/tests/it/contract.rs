@@ -45,7 +45,7 @@ fn the_http_stack_answers_in_the_api_shape_and_the_metrics_count_what_it_refused
     repo.write("berth.toml", "[berth]\nmax_body = 4096\n[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &sleeper(&["app"]));
     let first = repo.commit("one");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
 
     // An announced oversized body, and a chunked one that grows past the limit.

@@ -358,7 +358,7 @@ fn forward_auth_counts_only_from_its_proxies_and_writers() {
     );
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one manual stack");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let (direct, proxied) = (client(None), client(Some("127.0.0.2")));
     let base = &server.base;
     let url = format!("{base}/stacks/{s}");

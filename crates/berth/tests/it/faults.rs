@@ -138,7 +138,7 @@ fn git_remote_trouble_is_reported_and_touches_nothing_running() {
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &colored("red"));
     let red = repo.commit("red");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     let running = container(&s, "app");
     let deploy = format!("/api/v1/stacks/{s}/deploy?wait=true");

@@ -96,7 +96,7 @@ fn trigger_deploys_known_stacks_warns_on_unknown_and_fails_on_errors() {
     let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     let n = server.deploys().len();
     let run = |secret: &str| {

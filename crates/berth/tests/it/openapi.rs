@@ -15,7 +15,7 @@ fn the_api_conforms_to_its_openapi_document() {
     // Deploys that random calls may trigger settle quickly.
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.commit("one stack");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
 
     let doc = server.get("/api/openapi.json").unwrap();

@@ -197,7 +197,7 @@ fn a_storm_of_pushes_coalesces_and_ends_on_the_last_commit() {
     let (s, repo) = (f.stack(), &f.repo);
     repo.stack(&s, &colored("c0"));
     let mut prev = repo.commit("c0");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     let mut last = prev.clone();
     for i in 1..=20 {
@@ -275,7 +275,7 @@ fn gitea_pushes_deploy_tags_rollback_and_watch_work_through_the_server() {
     repo.stack(&s, &colored("red"));
     let first = repo.commit("red");
     repo.git(&["tag", "v1.0.0"]);
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
 
     // A Gitea push, signed the Gitea way.
@@ -327,7 +327,7 @@ fn the_controller_notices_drift_and_heals_it() {
     );
     repo.stack(&s, &colored("red"));
     repo.commit("one");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     let before = container(&s, "app");
     docker_out(&["rm", "-f", &before]);
@@ -367,7 +367,7 @@ fn metrics_move_with_deploys_and_webhooks() {
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&s, &colored("red"));
     let first = repo.commit("one");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     repo.stack(&s, &colored("blue"));
     let second = repo.commit("two");
