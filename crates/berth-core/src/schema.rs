@@ -8,7 +8,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::{
-    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
+    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml, ForwardAuthToml,
     HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
     VerifyCommitsToml, VerifyToml,
 };
@@ -46,7 +46,11 @@ fn top() -> Shape {
         "discovery" => Some(leaf::<DiscoveryToml>()),
         "defaults" => Some(shape::<DefaultsToml>(|k| (k == "verify").then(verify))),
         "stack" => Some(stack()),
-        "repo" => Some(shape::<RepoToml>(|k| if k == "verify_commits" { Some(signing()) } else { secret(k) })),
+        "repo" => Some(shape::<RepoToml>(|k| match k {
+            "verify_commits" => Some(signing()),
+            "forge" => Some(shape::<ForgeToml>(secret)),
+            _ => secret(k),
+        })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {
