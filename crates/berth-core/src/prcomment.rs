@@ -88,7 +88,11 @@ fn header(c: &Comment) -> String {
 fn details(o: &StackOutcome) -> String {
     let Some(d) = &o.diff else {
         let e = o.error.as_deref().unwrap_or("");
-        return format!("<details><summary><b>{}</b>: error</summary>\n\n{}\n</details>\n", cell(&o.name), fenced("", e));
+        return format!(
+            "<details><summary><b>{}</b>: error</summary>\n\n{}\n</details>\n",
+            cell(&o.name),
+            fenced("", e)
+        );
     };
     let count = |s: Status| d.services.iter().filter(|x| x.status == s).count();
     let summary: Vec<String> = [Status::Recreate, Status::Updated, Status::Added, Status::Removed, Status::Unchanged]

@@ -8,9 +8,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::{
-    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml, ForwardAuthToml,
-    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
-    VerifyCommitsToml, VerifyToml,
+    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml,
+    ForwardAuthToml, HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml,
+    TlsToml, VerifyCommitsToml, VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 

@@ -183,7 +183,9 @@ mod tests {
         assert!(p.repos[0].pr_plans && p.repos[0].pr_plans_same_repo);
         assert_eq!(p.repos[0].forge.as_ref().and_then(|f| f.provider.as_deref()), Some("gitea"));
         check(
-            &format!("{ONYX}[[repo]]\nname = \"q\"\nurl = \"https://h/q\"\nforge = {{ provider = \"svn\", url = \"h\" }}\n"),
+            &format!(
+                "{ONYX}[[repo]]\nname = \"q\"\nurl = \"https://h/q\"\nforge = {{ provider = \"svn\", url = \"h\" }}\n"
+            ),
             &["repo `q` forge: unknown provider `svn`", "repo `q` forge: url `h` is not an http(s) URL"],
         );
     }
