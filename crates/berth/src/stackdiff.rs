@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use berth_core::changes::{self, Index};
 use berth_core::diff::{self, StackOutcome};
 use berth_core::record::History;
-use berth_core::{Stack, config};
+use berth_core::{Stack, config, ownership};
 use serde_json::Value;
 
 use crate::docker::{self, Compose, Engine, ProjectRef};
@@ -81,6 +81,19 @@ pub fn compute(
     for (snap, dir) in &sides {
         ws.repo.checkout_into(&snap.commit, dir)?;
     }
+    // Untrusted code may not make compose read host files: refuse what reads outside the repo.
+    let refused: HashMap<&str, String> = match secrets {
+        Secrets::Decrypt => HashMap::new(),
+        Secrets::References => {
+            let owned = ownership::derive(&new.project, &new.sources, &HashMap::new());
+            new.project
+                .stacks
+                .iter()
+                .zip(owned)
+                .filter_map(|(s, o)| untrusted_reads(&o).map(|e| (s.name.as_str(), e)))
+                .collect()
+        }
+    };
     let mut outcomes = Vec::new();
     for name in &touched {
         let none = BTreeMap::new();
@@ -89,7 +102,10 @@ pub fn compute(
             let (snap, dir) = &sides[i];
             snap.project.stack(name).map(|s| render(snap, s, dir, vars, compose, key.as_bytes(), secrets))
         };
-        let (a, b) = (side(0), side(1));
+        let (a, b) = match refused.get(name.as_str()) {
+            Some(e) => (side(0), Some(Err(e.clone()))),
+            None => (side(0), side(1)),
+        };
         let stack = new.project.stack(name).or(old.project.stack(name));
         let mut o = StackOutcome {
             name: name.clone(),
@@ -121,6 +137,34 @@ pub fn compute(
     Ok(outcomes)
 }
 
+/// Why a stack of untrusted code is not rendered: compose would read files outside the
+/// repository, or paths berth cannot resolve (which could point anywhere).
+fn untrusted_reads(o: &ownership::Owned) -> Option<String> {
+    if !o.outside.is_empty() {
+        return Some(format!(
+            "not rendered: the request's compose files read files outside the repository ({})",
+            o.outside.join(", ")
+        ));
+    }
+    o.fallback
+        .as_ref()
+        .map(|why| format!("not rendered: the request's compose files name paths berth cannot resolve ({why})"))
+}
+
+/// Compose runs for untrusted code without berth's environment (its tokens and secrets would
+/// be interpolated into the model): only what compose needs to run, and what the engine set.
+fn confine(cmd: &mut std::process::Command) {
+    let explicit: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+        cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    cmd.env_clear();
+    for k in ["PATH", "HOME", "DOCKER_CONFIG", "XDG_RUNTIME_DIR", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(explicit);
+}
+
 /// A stack's model on one side: variables resolved as a deploy resolves them, compose's
 /// rendering, paths made relative to the work tree, secrets masked.
 fn render(
@@ -144,8 +188,11 @@ fn render(
     let files: Vec<PathBuf> = stack.compose_files.iter().map(|f| dir.join(f)).collect();
     let stack_dir = dir.join(&stack.path);
     let project = ProjectRef { name: &stack.name, files: &files, dir: &stack_dir, vars: &v.values };
-    let out = crate::process::run(&mut engine.compose_model(&project), stack.timeout)
-        .map_err(|e| format!("compose config at {at}: {e}"))?;
+    let mut cmd = engine.compose_model(&project);
+    if secrets == Secrets::References {
+        confine(&mut cmd);
+    }
+    let out = crate::process::run(&mut cmd, stack.timeout).map_err(|e| format!("compose config at {at}: {e}"))?;
     if !out.success() {
         return Err(format!("compose config at {at} rejected the stack's files: {}", out.error_summary()));
     }
@@ -154,6 +201,7 @@ fn render(
     // A reference stands for no value: shown as it is, not as a hash of the placeholder.
     let is_secret =
         |k: &str| v.is_secret(k) && v.values.get(k).map(String::as_str) != Some(crate::variables::SECRET_REFERENCE);
-    diff::mask(&mut model, key, &v.secrets(), &is_secret);
+    let values: Vec<String> = v.secrets().into_iter().filter(|x| x != crate::variables::SECRET_REFERENCE).collect();
+    diff::mask(&mut model, key, &values, &is_secret);
     Ok(model)
 }

@@ -60,6 +60,7 @@ impl Files {
         let f = Files { dir: tempfile::tempdir().unwrap() };
         std::fs::write(f.path("old"), OLD_SECRET).unwrap();
         std::fs::write(f.path("new"), NEW_SECRET).unwrap();
+        std::fs::write(f.path("host.env"), format!("HOST_SECRET={OLD_SECRET}\n")).unwrap();
         f
     }
 
@@ -70,6 +71,7 @@ impl Files {
 
 const OLD_SECRET: &str = "pr-old-secret-Kq81x";
 const NEW_SECRET: &str = "pr-new-secret-Kq81x";
+const HOST_TOKEN: &str = "pr-host-token-Kq81x";
 
 fn setup(kind: &'static str, extra: &str, files: &Files) -> (Setup, Server) {
     docker();
@@ -85,7 +87,8 @@ fn setup(kind: &'static str, extra: &str, files: &Files) -> (Setup, Server) {
     s.repo.write("stacks/web/compose.yaml", &web_compose("red"));
     s.repo.write("stacks/other/compose.yaml", &sleeper(&["x"]));
     s.repo.commit("main");
-    let server = Server::start(&s.repo);
+    // berth's own environment, which a fork's compose file must not be able to read.
+    let server = Server::start_env(&s.repo, &[("PR_HOST_TOKEN", HOST_TOKEN)]);
     server.settle();
     (s, server)
 }
@@ -289,17 +292,30 @@ fn a_fork_pull_request_runs_no_hook_and_reads_no_secret() {
     let hook = files.path("hook-fork");
     let head = push_pr(&s, 9, |r| {
         r.write("berth.toml", &config(&s, "", &files.path("new"), &hook));
-        r.write("stacks/web/compose.yaml", &web_compose("blue"));
+        r.write(
+            "stacks/web/compose.yaml",
+            &web_compose("blue").replace("COLOR: blue", "COLOR: blue\n      LEAK: x${PR_HOST_TOKEN}x"),
+        );
+        // Compose would inline a host file's variables into the model.
+        let other = format!("{}    env_file: [{}]\n", sleeper(&["x"]), files.path("host.env"));
+        r.write("stacks/other/compose.yaml", &other);
     });
     let out = plan(&s, &server, 9, &head, "opened", true);
-    assert_eq!(out["state"], "success", "{out}");
+    // The stack whose compose reads a host file is refused, which fails the plan.
+    assert_eq!(out["state"], "failure", "{out}");
+    assert!(
+        out["description"].as_str().unwrap_or("").starts_with(&format!("stack {}: not rendered", s.other)),
+        "{out}"
+    );
     assert_eq!(out["fork"], true);
     let body = s.forge.comments(&s.forge.comments_path("me/stacks", 9)).pop().map(|(_, b)| b).unwrap_or_default();
     assert!(body.contains("(secret reference)"), "{body}");
     assert!(body.contains("+    \"COLOR\": \"blue\","), "{body}");
+    assert!(body.contains("+    \"LEAK\": \"xx\""), "berth's environment is not interpolated:\n{body}");
+    assert!(body.contains("read files outside the repository"), "{body}");
     assert!(!std::path::Path::new(&hook).exists(), "a fork's hook ran");
     let log = std::fs::read_to_string(s.repo.state.path().join("serve.log")).unwrap_or_default();
-    assert_no_leak(&[("comment", body), ("log", log)], s.repo.state.path(), &[OLD_SECRET, NEW_SECRET]);
+    assert_no_leak(&[("comment", body), ("log", log)], s.repo.state.path(), &[OLD_SECRET, NEW_SECRET, HOST_TOKEN]);
     // Nothing deployed: the stacks ran once, at the first sync.
     assert!(server.deploys().iter().all(|d| d["commit"] != head.as_str()), "a plan deployed");
 }
