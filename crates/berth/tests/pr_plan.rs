@@ -345,3 +345,28 @@ fn same_repo_only_ignores_forks_and_closed_requests_are_not_planned() {
     let list = s.forge.comments_path("me/stacks", 5);
     wait_for("the plan's comment", Duration::from_secs(60), || s.forge.comments(&list).pop());
 }
+
+#[test]
+fn a_plan_longer_than_a_comment_links_to_its_full_page() {
+    let files = Files::new();
+    let public = "http://berth.example.com/ops";
+    let (s, server) = setup("github", &format!("[dashboard]\nread = \"public\"\npublic_url = \"{public}\"\n"), &files);
+    let big = "y".repeat(70_000);
+    let head = push_pr(&s, 11, |r| {
+        r.write(
+            "stacks/web/compose.yaml",
+            &web_compose("blue").replace("COLOR: blue", &format!("COLOR: blue\n      BIG: {big}")),
+        );
+    });
+    let out = plan(&s, &server, 11, &head, "opened", false);
+    assert_eq!(out["state"], "success", "{out}");
+    let body = s.forge.comments(&s.forge.comments_path("me/stacks", 11)).pop().map(|(_, b)| b).unwrap_or_default();
+    assert!(body.len() <= 65_536, "{}", body.len());
+    assert!(body.contains(&format!("| {} | local | deploy | `app` |", s.web)), "{body}");
+    assert!(body.contains(&format!("[the full plan]({public}/plans/stacks/11)")), "{body}");
+    // The page has it all.
+    let page = server.http.get(server.url("/plans/stacks/11")).send().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let text = page.text().unwrap();
+    assert!(text.contains(&big) && text.contains("COLOR"), "the full plan is on the page");
+}

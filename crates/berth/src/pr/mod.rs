@@ -147,15 +147,30 @@ pub async fn run(shared: Arc<Shared>, repo: Arc<RepoHandle>, provider: Provider,
             out.base = p.base.clone();
             let (state, description) = verdict(&p);
             let base = p.base.as_deref().unwrap_or("");
+            let link = shared.dashboard.settings.public_url.as_ref().map(|u| page(u, &repo.spec.name, pr.number));
             let c = Comment {
                 base,
                 head: &pr.head,
                 stacks: &p.stacks,
                 fork: pr.fork,
                 error: p.invalid.as_deref(),
-                full: None,
+                full: link.as_deref(),
             };
             let body = crate::redact::apply(&prcomment::render(&c, prcomment::limit(&gate.provider))).into_owned();
+            let whole = crate::redact::apply(&prcomment::render(&c, usize::MAX)).into_owned();
+            let record = crate::state::PrPlan {
+                repo: repo.spec.name.clone(),
+                number: pr.number,
+                head: pr.head.clone(),
+                base: p.base.clone(),
+                state: state.word().to_string(),
+                description: crate::redact::apply(&description).into_owned(),
+                body: whole,
+                at: crate::state::now(),
+            };
+            if let Err(e) = shared.state(|s| s.save_pr_plan(&record)) {
+                out.warnings.push(format!("cannot record the plan: {e}"));
+            }
             out.stacks = p.stacks;
             (state, description, Some(body))
         }
@@ -176,6 +191,11 @@ pub async fn run(shared: Arc<Shared>, repo: Arc<RepoHandle>, provider: Provider,
     out.state = state.word();
     out.description = description;
     out
+}
+
+/// The dashboard page of a request's full plan.
+pub fn page(public_url: &str, repo: &str, number: u64) -> String {
+    format!("{}/plans/{repo}/{number}", public_url.trim_end_matches('/'))
 }
 
 fn status<'a>(state: Report, description: &'a str, pr: &'a PullRequest) -> Status<'a> {

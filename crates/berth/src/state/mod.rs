@@ -1,12 +1,14 @@
 //! The state store: deploy records in an embedded SQLite database (WAL) under the state dir.
-//! This file owns opening it, the schema and a deploy's lifecycle; [`admin`] and [`history`]
+//! This file owns opening it, the schema and a deploy's lifecycle; [`admin`], [`history`] and [`plans`]
 //! the rest.
 
 mod admin;
 mod history;
+mod plans;
 
 pub use admin::{ApiKey, Release};
 use history::{SELECT, row};
+pub use plans::PrPlan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,17 @@ CREATE TABLE IF NOT EXISTS paused (
     by     TEXT NOT NULL,
     at     INTEGER NOT NULL,
     reason TEXT
+);
+CREATE TABLE IF NOT EXISTS pr_plans (
+    repo        TEXT NOT NULL,
+    number      INTEGER NOT NULL,
+    head        TEXT NOT NULL,
+    base        TEXT,
+    state       TEXT NOT NULL,
+    description TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (repo, number)
 );
 CREATE TABLE IF NOT EXISTS config_rejections (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
