@@ -370,3 +370,38 @@ fn a_plan_longer_than_a_comment_links_to_its_full_page() {
     let text = page.text().unwrap();
     assert!(text.contains(&big) && text.contains("COLOR"), "the full plan is on the page");
 }
+
+#[test]
+fn ci_plan_comments_from_ci_and_edits_its_comment_on_the_next_run() {
+    docker();
+    let forge = Forge::start("gitea");
+    let repo = Repo::new();
+    repo.write("stacks/web/compose.yaml", &colored("red"));
+    repo.commit("main");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("stacks/web/compose.yaml", &colored("blue"));
+    let first = repo.commit("blue");
+    let args = ["ci", "plan", "--provider", "gitea", "--url", &forge.base, "--ci-repo", "me/stacks", "--pr", "12"];
+    let env = [("BERTH_CI_TOKEN", "ci-token-Kq81x")];
+    let run = repo.berth_with(&args, &env);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("| web | local | deploy | `app` |"), "{}", run.stdout);
+    repo.write("stacks/web/compose.yaml", "services:\n  app:\n    image: [broken]\n");
+    let second = repo.commit("broken");
+    let run = repo.berth_with(&args, &env);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let list = forge.comments_path("me/stacks", 12);
+    let comments = forge.comments(&list);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].1.contains("❌ error"), "{}", comments[0].1);
+    let hits = forge.hits();
+    assert_eq!(
+        hits.iter()
+            .filter(|h| h.starts_with(&format!("PATCH {}", forge.comment_path("me/stacks", 12, comments[0].0))))
+            .count(),
+        1,
+        "{hits:#?}"
+    );
+    assert_eq!(plan_statuses(&forge, &first).last().map(|s| s.0.as_str()), Some("success"));
+    assert_eq!(plan_statuses(&forge, &second).last().map(|s| s.0.as_str()), Some("failure"));
+}

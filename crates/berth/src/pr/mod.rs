@@ -3,6 +3,7 @@
 //! `berth/plan` commit status. Nothing is deployed and no hook runs; a fork's plan reads no
 //! secret.
 
+mod cli;
 mod comment;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::controller::{RepoHandle, Shared};
 use crate::error::Error;
 use crate::stackdiff::{self, Secrets};
 
+pub use cli::{Ask, ci_plan};
 pub use comment::Posted;
 
 /// The commit status a PR plan posts.
@@ -204,14 +206,19 @@ fn status<'a>(state: Report, description: &'a str, pr: &'a PullRequest) -> Statu
 
 /// The status of a plan: failure when the head's config or a compose file is invalid.
 fn verdict(p: &Planned) -> (Report, String) {
-    if let Some(e) = &p.invalid {
+    judge(&p.stacks, p.invalid.as_deref())
+}
+
+/// The status of the plan of `stacks`, or of a head whose `berth.toml` is `invalid`.
+fn judge(stacks: &[StackOutcome], invalid: Option<&str>) -> (Report, String) {
+    if let Some(e) = invalid {
         let first = e.lines().next().unwrap_or("");
         return (Report::Failure, format!("berth.toml is invalid: {first}"));
     }
-    if let Some(o) = p.stacks.iter().find(|o| o.error.is_some()) {
+    if let Some(o) = stacks.iter().find(|o| o.error.is_some()) {
         return (Report::Failure, format!("stack {}: {}", o.name, o.error.as_deref().unwrap_or("")));
     }
-    let changed: Vec<&str> = p.stacks.iter().map(|o| o.name.as_str()).collect();
+    let changed: Vec<&str> = stacks.iter().map(|o| o.name.as_str()).collect();
     match changed.len() {
         0 => (Report::Success, "no stack changes".into()),
         n => (Report::Success, format!("{n} stack{} change: {}", if n == 1 { "" } else { "s" }, changed.join(", "))),
