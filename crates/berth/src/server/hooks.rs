@@ -208,7 +208,10 @@ async fn pull_request(
     let run = crate::pr::run(app.ctl.shared.clone(), repo.clone(), provider, pr);
     if q.wait {
         let out = run.await;
-        return Ok(axum::Json(json!({ "status": "planned", "repo": repo.spec.name, "plan": out })).into_response());
+        // Errors quote compose's output: hide any secret value it may carry.
+        let text = json!({ "status": "planned", "repo": repo.spec.name, "plan": out }).to_string();
+        let text = crate::redact::apply(&text).into_owned();
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response());
     }
     tokio::spawn(run);
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "status": "planning", "repo": repo.spec.name, "number": number })))
