@@ -125,6 +125,24 @@ pub struct RepoToml {
     pub webhook_secret: Option<SecretRef>,
     /// Deploy only commits signed by an allowed key (checked whatever the repository's own `berth.toml` says).
     pub verify_commits: Option<VerifyCommitsToml>,
+    /// Comment the plan and effective diff on pull/merge requests and post a `berth/plan` status.
+    pub pr_plans: Option<bool>,
+    /// Plan only pull requests from branches of this repository (forks are ignored).
+    pub pr_plans_same_repo: Option<bool>,
+    /// The forge's API for PR comments and statuses (default: guessed from the webhook and `url`).
+    pub forge: Option<ForgeToml>,
+}
+
+/// `forge = { provider = "gitea", url = "https://git.example.com", token = { file = ".." } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeToml {
+    /// `github`, `gitea`, `forgejo` or `gitlab` (default: the forge the webhook came from).
+    pub provider: Option<String>,
+    /// The API's base URL (default: `https://api.github.com` for GitHub, else the origin of the repo's `url`).
+    pub url: Option<String>,
+    /// A token allowed to comment and post statuses (default: the repo's `token`).
+    pub token: Option<SecretRef>,
 }
 
 /// `verify_commits = { format = "ssh", allowed_signers = ".." }` or `{ format = "gpg", keyring = ".." }`.

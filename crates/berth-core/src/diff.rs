@@ -58,6 +58,33 @@ pub struct StackDiff {
     pub project: String,
 }
 
+/// One touched stack's outcome between two commits, as `berth diff` and PR plans report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackOutcome {
+    pub name: String,
+    pub server: String,
+    /// `changed`, `added`, `removed` or `error`.
+    pub state: &'static str,
+    /// What the plan of the new side does with the stack (`deploy`, `skip`, `manual`...), when planned.
+    pub action: Option<String>,
+    pub diff: Option<StackDiff>,
+    /// Changed bind-mounted files with their text diff.
+    pub files: Vec<(String, String)>,
+    pub error: Option<String>,
+}
+
+impl StackOutcome {
+    /// The services a deploy of the new side recreates or creates.
+    pub fn recreated(&self) -> Vec<&str> {
+        let Some(d) = &self.diff else { return Vec::new() };
+        d.services
+            .iter()
+            .filter(|s| matches!(s.status, Status::Recreate | Status::Added))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+}
+
 /// Service fields compose leaves out of its config hash: changing them recreates nothing.
 const NOT_HASHED: [&str; 5] = ["build", "pull_policy", "scale", "depends_on", "profiles"];
 

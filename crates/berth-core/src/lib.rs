@@ -23,6 +23,7 @@ pub mod hash;
 pub mod import;
 pub mod ownership;
 pub mod plan;
+pub mod prcomment;
 pub mod project;
 pub mod record;
 pub mod rollback;

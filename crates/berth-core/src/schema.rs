@@ -8,9 +8,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::{
-    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
-    HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml, Settings, StackToml,
-    TlsToml, VerifyCommitsToml, VerifyToml,
+    BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml,
+    ForwardAuthToml, HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml,
+    Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -50,7 +50,11 @@ fn top() -> Shape {
             _ => None,
         })),
         "stack" => Some(stack()),
-        "repo" => Some(shape::<RepoToml>(|k| if k == "verify_commits" { Some(signing()) } else { secret(k) })),
+        "repo" => Some(shape::<RepoToml>(|k| match k {
+            "verify_commits" => Some(signing()),
+            "forge" => Some(shape::<ForgeToml>(secret)),
+            _ => secret(k),
+        })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {

@@ -136,7 +136,7 @@ impl Gate {
         client: &reqwest::Client,
         commit: &str,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<CiState, ApiError> {
         let (o, n, api) = (&self.owner, &self.name, self.api());
         let checks: Vec<Check> = match self.provider.as_str() {
@@ -178,7 +178,7 @@ impl Gate {
         client: &reqwest::Client,
         commit: &str,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<CiState, ApiError> {
         let (o, n, api) = (&self.owner, &self.name, self.api());
         let repo = api.get(client, &format!("/api/repos/lookup/{o}/{n}"), deadline, log).await?;
@@ -200,7 +200,7 @@ impl Gate {
     }
 
     /// Wait (bounded by the gate's timeout) until `commit` is green.
-    pub async fn wait(&self, commit: &str, log: &mut dyn FnMut(&str)) -> Result<(), GateError> {
+    pub async fn wait(&self, commit: &str, log: &mut (dyn FnMut(&str) + Send)) -> Result<(), GateError> {
         let client = self.client().map_err(GateError::Unavailable)?;
         let deadline = Instant::now() + self.timeout;
         let mut said = String::new();
@@ -238,7 +238,7 @@ impl Gate {
         commit: &str,
         status: &Status<'_>,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), String> {
         let (o, n) = (&self.owner, &self.name);
         let Status { context, state, description, target_url } = *status;

@@ -272,6 +272,24 @@ pub enum CiCommand {
         #[arg(long, default_value = "30m")]
         timeout: String,
     },
+    /// Plan a pull request from CI: comment the plan and diff on it (edited in place) and post
+    /// the `berth/plan` status: exit 0 when it plans cleanly, 1 when not.
+    Plan {
+        #[command(flatten)]
+        target: CiTarget,
+        /// The pull (merge) request's number.
+        #[arg(long, value_name = "N")]
+        pr: u64,
+        /// Compare with this revision (default: the merge base with the upstream branch, `main` or `master`).
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
+        /// Never decrypt secrets (a request from a fork): they show as `(secret reference)`.
+        #[arg(long)]
+        no_secrets: bool,
+        /// Print the comment; post nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,7 +52,7 @@ impl Api {
         client: &reqwest::Client,
         path: &str,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
         self.send(client, &url, None, deadline, log).await.map(|(v, _)| v)
@@ -65,7 +65,7 @@ impl Api {
         path: &str,
         items: fn(&Value) -> Vec<Value>,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Vec<Value>, ApiError> {
         let mut url = format!("{}{path}", self.base);
         let mut all = Vec::new();
@@ -90,10 +90,23 @@ impl Api {
         path: &str,
         body: &Value,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), ApiError> {
+        self.write(client, reqwest::Method::POST, path, body, deadline, log).await.map(|_| ())
+    }
+
+    /// POST, PATCH or PUT a JSON body and read the answer (`null` when it has none).
+    pub async fn write(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        deadline: Instant,
+        log: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        self.send(client, &url, Some(body), deadline, log).await.map(|_| ())
+        self.send(client, &url, Some((method, body)), deadline, log).await.map(|(v, _)| v)
     }
 
     /// The token goes only where the base URL points.
@@ -108,16 +121,16 @@ impl Api {
         &self,
         client: &reqwest::Client,
         url: &str,
-        body: Option<&Value>,
+        body: Option<(reqwest::Method, &Value)>,
         deadline: Instant,
-        log: &mut dyn FnMut(&str),
+        log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Value, Option<String>), ApiError> {
         let what = reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| url.to_string());
         let mut delay = FIRST_DELAY;
         loop {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
-            let req = match body {
-                Some(b) => client.post(url).json(b),
+            let req = match &body {
+                Some((m, b)) => client.request(m.clone(), url).json(b),
                 None => client.get(url),
             };
             let (why, wait) = match self.auth(req).timeout(left).send().await {

@@ -441,6 +441,33 @@ impl Mirror {
         })
     }
 
+    /// Fetch a pull request's head by the ref the forge keeps it under (`refs/pull/7/head`)
+    /// into `refs/berth/pulls/<number>`, outside what the branch fetch prunes; `commit` must
+    /// then be there (the ref may have moved on: the head is also asked for by its id).
+    pub fn fetch_pull(&self, git_ref: &str, number: u64, commit: &str) -> Result<(), GitError> {
+        if !self.repo.root.join("HEAD").exists() {
+            self.fetch()?;
+        }
+        let dest = format!("+{git_ref}:refs/berth/pulls/{number}");
+        let fetch = |spec: &str| {
+            process::run(
+                self.git(Some(&self.repo.root)).args(["fetch", "--quiet", "--no-tags", "origin", spec]),
+                Duration::from_secs(600),
+            )
+        };
+        let out = fetch(&dest)?;
+        if self.repo.resolve(commit).is_ok() {
+            return Ok(());
+        }
+        // Servers that allow fetching any reachable commit (uploadpack.allowReachableSHA1InWant).
+        let by_id = fetch(commit)?;
+        if by_id.success() && self.repo.resolve(commit).is_ok() {
+            return Ok(());
+        }
+        let why = if out.success() { format!("{git_ref} no longer points at it") } else { out.error_summary() };
+        Err(GitError::Failed { args: format!("fetch {git_ref} of {}", self.url), message: format!("{commit}: {why}") })
+    }
+
     /// Push one tag to the remote (with the mirror's credentials).
     pub fn push_tag(&self, name: &str) -> Result<(), GitError> {
         push_tag(self.git(Some(&self.repo.root)), name)

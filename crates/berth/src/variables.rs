@@ -57,6 +57,42 @@ pub fn resolve(stack: &Stack, dir: &Path, overrides: &BTreeMap<String, String>) 
     Ok(v)
 }
 
+/// What a secret variable renders as when its secret is not read (a fork's pull request).
+pub const SECRET_REFERENCE: &str = "(secret reference)";
+
+/// Like [`resolve`] but without reading a single secret: no file is decrypted and no secret
+/// reference is read. A secret reference's variable, and each variable of an encrypted env file
+/// whose names are readable without its key (SOPS dotenv), renders as [`SECRET_REFERENCE`].
+pub fn resolve_references(
+    stack: &Stack,
+    dir: &Path,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Variables, String> {
+    let mut v = Variables::default();
+    for f in &stack.env_files {
+        let text = std::fs::read_to_string(dir.join(f)).map_err(|e| format!("cannot read env file {f}: {e}"))?;
+        v.values.extend(vars::parse_env_file(&text).map_err(|(line, m)| format!("{f}:{line}: {m}"))?);
+    }
+    for f in &stack.secrets {
+        // SOPS dotenv keeps its names in clear (`KEY=ENC[...]`); an age file hides them too.
+        let names: Vec<String> = std::fs::read_to_string(dir.join(f))
+            .ok()
+            .and_then(|t| vars::parse_env_file(&t).ok())
+            .map(|m| m.into_iter().map(|(k, _)| k).filter(|k| !k.starts_with("sops_")).collect())
+            .unwrap_or_default();
+        v.notes.push(format!("{f} not decrypted ({} names readable)", names.len()));
+        for k in names {
+            v.values.insert(k, SECRET_REFERENCE.to_string());
+        }
+    }
+    v.values.extend(stack.env.clone());
+    for k in stack.secret_env.keys() {
+        v.values.insert(k.clone(), SECRET_REFERENCE.to_string());
+    }
+    v.values.extend(overrides.clone());
+    Ok(v)
+}
+
 impl Variables {
     /// Whether `key` holds a secret: its name says so, or its value came from a secret.
     pub fn is_secret(&self, key: &str) -> bool {

@@ -156,6 +156,9 @@ pub struct Owned {
     pub dirs: Vec<(String, Why)>,
     /// Set when the stack owns its whole folder: why its references were not enough.
     pub fallback: Option<String>,
+    /// Files outside the repository that rendering the model reads (`env_file`, `include`,
+    /// `extends`): a plan of untrusted code (a fork's pull request) must not render them.
+    pub outside: Vec<String>,
 }
 
 /// What every stack of `project` owns, indexed like `project.stacks`. `extra` gives each stack's
@@ -320,8 +323,23 @@ impl<'a> Walk<'a> {
         tree::join(base, &value)
     }
 
+    /// [`Self::path`] of a file compose reads while rendering, noting one outside the repository.
+    fn read_path(&mut self, raw: &str, base: &str, file: &str) -> Option<String> {
+        let p = self.path(raw, base, file);
+        if p.is_none() {
+            let vars = &self.vars;
+            if let Ok(v) = vars::interpolate(raw, &|k| vars.get(k).cloned())
+                && !v.is_empty()
+                && !v.contains("://")
+            {
+                self.owned.outside.push(v);
+            }
+        }
+        p
+    }
+
     fn file(&mut self, raw: &str, base: &str, file: &str, why: Why) {
-        if let Some(p) = self.path(raw, base, file) {
+        if let Some(p) = self.read_path(raw, base, file) {
             self.owned.files.push((p, why));
         }
     }
@@ -347,7 +365,7 @@ impl<'a> Walk<'a> {
                 self.file(e, base, file, Why::new(Kind::EnvFile, None, from));
             }
             for p in paths.iter().filter_map(|p| p.as_str()) {
-                if let Some(path) = self.path(p, base, file) {
+                if let Some(path) = self.read_path(p, base, file) {
                     let inc_base = match project_dir.and_then(|d| self.path(d, base, file)) {
                         Some(d) => d,
                         None => tree::parent(&path).to_string(),
@@ -422,7 +440,7 @@ impl<'a> Walk<'a> {
             _ => {}
         }
         if let Some(f) = svc.extends.as_ref().and_then(|e| e.get("file")).and_then(Value::as_str)
-            && let Some(p) = self.path(f, base, file)
+            && let Some(p) = self.read_path(f, base, file)
         {
             let b = tree::parent(&p).to_string();
             queue.push((p, b, why(Kind::Extends)));

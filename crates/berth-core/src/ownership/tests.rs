@@ -331,3 +331,18 @@ fn a_messy_repository_is_owned_without_panicking() {
     assert_eq!(dirs, ["s", ""], "`..` is `s`, the build context `../..` the repository root");
     assert!(e.files.iter().all(|(f, _)| !f.contains("..") && !f.starts_with('/')), "{:?}", e.files);
 }
+
+#[test]
+fn files_read_from_outside_the_repository_are_named() {
+    let files = [(
+        "s/x/compose.yaml",
+        "include:\n  - /etc/compose/base.yaml\nservices:\n  a:\n    env_file: [../../../../etc/berth/secrets.env, ok.env]\n    \
+         extends: { file: /srv/common.yaml, service: base }\n    volumes:\n      - /var/run/docker.sock:/s\n",
+    )];
+    let (p, src) = load(&files, "[discovery]\npatterns = [\"s/{stack}/\"]\n");
+    let owned = derive(&p, &src, &HashMap::new());
+    let mut outside = owned[0].outside.clone();
+    outside.sort();
+    // A bind mount is no file compose reads to render the model.
+    assert_eq!(outside, ["../../../../etc/berth/secrets.env", "/etc/compose/base.yaml", "/srv/common.yaml"]);
+}

@@ -23,7 +23,7 @@ pub use checks::valid_name;
 pub use defaults::{DEFAULT_TIMEOUT, SECRET_FILE_SUFFIXES};
 pub use environments::Environment;
 pub use hooks::{Hook, HookOn};
-pub use repos::{DEFAULT_POLL, RepoSpec, repo_specs};
+pub use repos::{DEFAULT_POLL, FORGE_PROVIDERS, RepoSpec, repo_specs};
 pub use servers::{LOCAL_SERVER, Server};
 pub use settings::{DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_MAX_PARALLEL};
 pub use stack::{Mode, Pull, Stack};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::Source;
 use super::checks::{NAME_HELP, valid_name};
-use crate::config::{ConfigFile, SecretRef};
+use crate::config::{ConfigFile, ForgeToml, SecretRef};
 use crate::duration;
 use crate::error::ConfigError;
 use crate::signing::{self, VerifyCommits};
@@ -24,7 +24,16 @@ pub struct RepoSpec {
     pub webhook_secret: Option<SecretRef>,
     /// Deploy only commits signed by an allowed key, whatever the repository's own `berth.toml` says.
     pub verify_commits: Option<VerifyCommits>,
+    /// Plan pull/merge requests and comment the plan on them.
+    pub pr_plans: bool,
+    /// Plan only pull requests from branches of this repository.
+    pub pr_plans_same_repo: bool,
+    /// Where PR comments and statuses go (`None`: guessed from the webhook and `url`).
+    pub forge: Option<ForgeToml>,
 }
+
+/// The forges whose pull-request API berth speaks.
+pub const FORGE_PROVIDERS: [&str; 4] = ["github", "gitea", "forgejo", "gitlab"];
 
 /// The `[[repo]]` entries of a parsed file, validated (errors are appended to `errors`).
 pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<ConfigError>) -> Vec<RepoSpec> {
@@ -65,6 +74,25 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
                 )));
             }
         }
+        if let Some(f) = &r.forge {
+            if let Some(p) = f.provider.as_deref().filter(|p| !FORGE_PROVIDERS.contains(p)) {
+                errors.push(
+                    at(format!("repo `{}` forge: unknown provider `{p}`", r.name))
+                        .help(format!("provider is one of {}", FORGE_PROVIDERS.join(", "))),
+                );
+            }
+            if let Some(u) = f.url.as_deref().filter(|u| !u.starts_with("http://") && !u.starts_with("https://")) {
+                errors.push(
+                    at(format!("repo `{}` forge: url `{u}` is not an http(s) URL", r.name))
+                        .help("url = \"https://git.example.com\" (GitHub: https://api.github.com)"),
+                );
+            }
+            if let Some(s) = &f.token
+                && s.file.is_some() == s.env.is_some()
+            {
+                errors.push(at(format!("repo `{}` forge token: give exactly one of file or env", r.name)));
+            }
+        }
         let verify_commits = r.verify_commits.as_ref().and_then(|t| {
             signing::resolve(&format!("repo `{}`", r.name), t).map_err(|e| errors.push(e.at(l.clone()))).ok()
         });
@@ -76,6 +104,9 @@ pub fn repo_specs(file: &str, text: &str, cfg: &ConfigFile, errors: &mut Vec<Con
             poll,
             token: r.token.clone(),
             webhook_secret: r.webhook_secret.clone(),
+            pr_plans: r.pr_plans.unwrap_or(false),
+            pr_plans_same_repo: r.pr_plans_same_repo.unwrap_or(false),
+            forge: r.forge.clone(),
         });
     }
     repos
@@ -137,6 +168,26 @@ mod tests {
         let p = check(&toml("/etc/berth/allowed_signers"), &[]).unwrap();
         assert_eq!(p.repos[0].verify_commits.as_ref().map(|v| v.format), Some(signing::Format::Ssh));
         check(&toml("keys"), &["berth.toml:3:1: repo `q` verify_commits: `allowed_signers` must be an absolute path"]);
+    }
+
+    #[test]
+    fn pr_plans_and_the_forge_api() {
+        let p = check(
+            &format!(
+                "{ONYX}[[repo]]\nname = \"q\"\nurl = \"https://h/me/q.git\"\npr_plans = true\npr_plans_same_repo = true\n\
+                 forge = {{ provider = \"gitea\", url = \"https://h\", token = {{ env = \"T\" }} }}\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(p.repos[0].pr_plans && p.repos[0].pr_plans_same_repo);
+        assert_eq!(p.repos[0].forge.as_ref().and_then(|f| f.provider.as_deref()), Some("gitea"));
+        check(
+            &format!(
+                "{ONYX}[[repo]]\nname = \"q\"\nurl = \"https://h/q\"\nforge = {{ provider = \"svn\", url = \"h\" }}\n"
+            ),
+            &["repo `q` forge: unknown provider `svn`", "repo `q` forge: url `h` is not an http(s) URL"],
+        );
     }
 
     #[test]

@@ -13,9 +13,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod pull;
 mod push;
 mod signature;
 
+pub use pull::{PullRequest, parse_pull};
 pub use push::{EventError, Push, parse_push};
 pub use signature::{SignatureError, sign, verify, verify_hub_signature};
 
@@ -115,6 +117,8 @@ pub enum EventKind {
     Push,
     /// A "the hook works" delivery; answer 200 and do nothing.
     Ping,
+    /// A pull (merge) request opened, updated, closed...: parse it with [`parse_pull`].
+    PullRequest,
     /// Anything else, by the forge's event name (`unknown` without one); ignore.
     Other(String),
 }
@@ -130,8 +134,10 @@ pub fn event_kind<H: Headers + ?Sized>(provider: Provider, headers: &H, body: &[
     let name = provider.event_headers().iter().find_map(|h| get(headers, h));
     match (provider, name.as_deref()) {
         (Provider::GitLab, Some("Push Hook" | "Tag Push Hook")) => return EventKind::Push,
+        (Provider::GitLab, Some("Merge Request Hook")) => return EventKind::PullRequest,
         (Provider::GitLab, _) => {}
         (_, Some("push")) => return EventKind::Push,
+        (_, Some("pull_request" | "pull_request_sync")) => return EventKind::PullRequest,
         (_, Some("ping")) => return EventKind::Ping,
         _ => {}
     }
@@ -372,7 +378,9 @@ mod tests {
             (Forgejo, &[("X-Forgejo-Event", "create")], "{}", other("create")),
             (GitLab, &[("X-Gitlab-Event", "Push Hook")], GITLAB_PUSH, EventKind::Push),
             (GitLab, &[("X-Gitlab-Event", "Tag Push Hook")], GITLAB_PUSH, EventKind::Push),
-            (GitLab, &[("X-Gitlab-Event", "Merge Request Hook")], "{}", other("Merge Request Hook")),
+            (GitLab, &[("X-Gitlab-Event", "Merge Request Hook")], "{}", EventKind::PullRequest),
+            (GitHub, &[("X-GitHub-Event", "pull_request")], "{}", EventKind::PullRequest),
+            (Gitea, &[("X-Gitea-Event", "pull_request")], "{}", EventKind::PullRequest),
             // Ping by body shape, whatever the header says; generic push by body shape only.
             (Gitea, &[("X-Gitea-Event", "hook")], ping, EventKind::Ping),
             (Generic, &[], r#"{"hook_id":1}"#, EventKind::Ping),

@@ -136,7 +136,7 @@ pub fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, EventError> {
     })
 }
 
-fn nonempty(s: &Option<String>) -> Option<String> {
+pub(super) fn nonempty(s: &Option<String>) -> Option<String> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
@@ -146,7 +146,7 @@ fn is_zero_oid(s: &str) -> bool {
 
 /// A conservative subset of `git check-ref-format`: enough that the ref can
 /// never be read as an option, a range or a revision expression.
-fn is_valid_ref(r: &str) -> bool {
+pub(super) fn is_valid_ref(r: &str) -> bool {
     r.len() <= 1024
         && r.starts_with("refs/")
         && !["/", ".", ".lock"].iter().any(|s| r.ends_with(s))

@@ -1,4 +1,4 @@
-//! `berth ci status|watch`: the CI state of a commit, for people and scripts.
+//! `berth ci status|watch|plan`: the CI state of a commit, for people and scripts; a PR plan posted from CI.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,13 @@ pub fn run(ws: &Workspace, command: &CiCommand) -> Result<i32> {
     let (t, timeout) = match command {
         CiCommand::Status { target } => (target, None),
         CiCommand::Watch { target, timeout } => (target, Some(timeout.as_str())),
+        CiCommand::Plan { target, pr, base, no_secrets, dry_run } => {
+            let gate = gate(ws, target, None)?;
+            let head = target.commit.as_deref().unwrap_or("HEAD");
+            let ask =
+                crate::pr::Ask { number: *pr, head, base: base.as_deref(), no_secrets: *no_secrets, dry_run: *dry_run };
+            return crate::pr::ci_plan(ws, &gate, &ask);
+        }
     };
     let gate = gate(ws, t, timeout)?;
     let commit = ws.repo.resolve(t.commit.as_deref().unwrap_or("HEAD"))?;

@@ -70,6 +70,9 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
             token: None,
             webhook_secret: Some(SecretRef { file: None, env: Some("BERTH_WEBHOOK_SECRET".into()) }),
             verify_commits: snap.project.verify_commits.clone(),
+            pr_plans: false,
+            pr_plans_same_repo: false,
+            forge: None,
         });
     }
     Ok(ServeConfig {

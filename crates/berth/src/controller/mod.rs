@@ -47,6 +47,8 @@ pub struct RepoHandle {
     /// The commit and project the controller runs now (the newest valid config).
     pub current: RwLock<Option<(String, Project)>>,
     pub last_sync: RwLock<Option<SyncInfo>>,
+    /// One PR plan at a time per repository (pushes in a row edit one comment in order).
+    pub pr_lock: tokio::sync::Mutex<()>,
     sync_tx: mpsc::UnboundedSender<sync::Request>,
 }
 
@@ -140,6 +142,7 @@ impl Controller {
                 webhook_secret,
                 current: RwLock::new(None),
                 last_sync: RwLock::new(None),
+                pr_lock: tokio::sync::Mutex::new(()),
                 sync_tx,
             }));
             sync_rxs.push(sync_rx);

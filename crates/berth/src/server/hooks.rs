@@ -130,6 +130,7 @@ async fn webhook_inner(
             return Ok(axum::Json(json!({ "status": "pong", "provider": provider.as_str() })).into_response());
         }
         EventKind::Other(name) => return Ok(ignored(format!("`{name}` events are not pushes"))),
+        EventKind::PullRequest => return pull_request(app, q, provider, repo, headers, body).await,
         EventKind::Push => webhook::parse_push(provider, body).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     let delivery = webhook::delivery_id(provider, &h);
@@ -170,6 +171,51 @@ async fn webhook_inner(
         app.forget_delivery(d);
     }
     result
+}
+
+/// A verified pull (merge) request event: plan it in the background (or, with `?wait=true`,
+/// answer with the plan once it is commented).
+async fn pull_request(
+    app: &Arc<App>,
+    q: &HookQuery,
+    provider: Provider,
+    repo: &Arc<RepoHandle>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let pr = webhook::parse_pull(provider, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !repo.spec.pr_plans {
+        return Ok(ignored(format!("pull requests are not planned for repo `{}` (pr_plans = true)", repo.spec.name)));
+    }
+    if !pr.plans() {
+        return Ok(ignored(format!("pull request #{} was {}; nothing to plan", pr.number, pr.action)));
+    }
+    if pr.base_branch != repo.spec.branch {
+        return Ok(ignored(format!(
+            "pull request into `{}`; berth follows branch `{}`",
+            pr.base_branch, repo.spec.branch
+        )));
+    }
+    if pr.fork && repo.spec.pr_plans_same_repo {
+        return Ok(ignored(format!("pull request #{} comes from a fork (pr_plans_same_repo = true)", pr.number)));
+    }
+    if let Some(d) = webhook::delivery_id(provider, &lookup(headers))
+        && !app.first_delivery(&d)
+    {
+        return Ok(ignored(format!("delivery {d} was already received")));
+    }
+    let number = pr.number;
+    let run = crate::pr::run(app.ctl.shared.clone(), repo.clone(), provider, pr);
+    if q.wait {
+        let out = run.await;
+        // Errors quote compose's output: hide any secret value it may carry.
+        let text = json!({ "status": "planned", "repo": repo.spec.name, "plan": out }).to_string();
+        let text = crate::redact::apply(&text).into_owned();
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response());
+    }
+    tokio::spawn(run);
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "status": "planning", "repo": repo.spec.name, "number": number })))
+        .into_response())
 }
 
 /// Sync a verified push to the tracked branch and answer with what it started.

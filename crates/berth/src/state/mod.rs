@@ -1,13 +1,15 @@
 //! The state store: deploy records in an embedded SQLite database (WAL) under the state dir.
-//! This file owns opening it, the schema and a deploy's lifecycle; [`admin`] and [`history`]
+//! This file owns opening it, the schema and a deploy's lifecycle; [`admin`], [`history`] and [`plans`]
 //! the rest.
 
 mod admin;
 mod history;
+mod plans;
 mod schema;
 
 pub use admin::{ApiKey, Release};
 use history::{SELECT, row};
+pub use plans::PrPlan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -78,6 +78,20 @@ const STEPS: &[Step] = &[
             at         INTEGER NOT NULL
         );",
     ),
+    // The plan berth last posted on each pull request, for the dashboard's full-plan page.
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS pr_plans (
+            repo        TEXT NOT NULL,
+            number      INTEGER NOT NULL,
+            head        TEXT NOT NULL,
+            base        TEXT,
+            state       TEXT NOT NULL,
+            description TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            at          INTEGER NOT NULL,
+            PRIMARY KEY (repo, number)
+        );",
+    ),
 ];
 
 /// The schema version this berth writes.

@@ -21,6 +21,7 @@ mod multi;
 mod notify;
 mod openapi;
 mod ownership;
+mod pr_plan;
 mod real_repo;
 mod release;
 mod rollout;

@@ -13,6 +13,7 @@ mod deploys;
 mod glance;
 mod live;
 mod pages;
+mod plans;
 mod verify;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/logs"), get(containers::logs))
         .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/follow"), get(containers::follow))
         .route(&format!("{b}/deploys/{{id}}"), get(deploys::deploy))
+        .route(&format!("{b}/plans/{{repo}}/{{number}}"), get(plans::plan))
         .route(&format!("{b}/deploys/{{id}}/log"), get(live::log))
         .route(&format!("{b}/deploys/{{id}}/events"), get(live::events))
         .route(&format!("{b}/login"), get(auth::login_form).post(auth::login))

@@ -6,6 +6,10 @@
 //! GitHub <https://docs.github.com/rest/commits/statuses>, <https://docs.github.com/rest/checks/runs>;
 //! Gitea/Forgejo <https://docs.gitea.com/api> (`CommitStatus` has `status`, lists 30/50 with `limit`);
 //! GitLab <https://docs.gitlab.com/api/commits/#commit-status> (20 per page, `per_page` up to 100).
+//! Comments on requests: GitHub `POST/GET /repos/{o}/{r}/issues/{n}/comments`, `PATCH
+//! /repos/{o}/{r}/issues/comments/{id}`; Gitea the same under `/api/v1`; GitLab `POST/GET
+//! /api/v4/projects/{id}/merge_requests/{iid}/notes`, `PUT .../notes/{note_id}` (an edit with
+//! the other forge's method is refused, as the real APIs do).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -35,6 +39,8 @@ pub struct Data {
     pub posts: Vec<(String, Value)>,
     /// Every request line (`GET /path?query`).
     pub hits: Vec<String>,
+    /// Comments on pull/merge requests: id → (the list path they were posted to, body).
+    pub comments: BTreeMap<u64, (String, String)>,
     pub faults: VecDeque<Fault>,
 }
 
@@ -97,6 +103,74 @@ impl Forge {
         self.data.lock().unwrap().hits.clone()
     }
 
+    /// The path a request's comments are listed and created under, as each forge spells it.
+    pub fn comments_path(&self, project: &str, number: u64) -> String {
+        match self.kind {
+            "gitea" => format!("/api/v1/repos/{project}/issues/{number}/comments"),
+            "gitlab" => format!("/api/v4/projects/{project}/merge_requests/{number}/notes"),
+            _ => format!("/repos/{project}/issues/{number}/comments"),
+        }
+    }
+
+    /// The path one comment is edited at.
+    pub fn comment_path(&self, project: &str, number: u64, id: u64) -> String {
+        match self.kind {
+            "gitea" => format!("/api/v1/repos/{project}/issues/comments/{id}"),
+            "gitlab" => format!("/api/v4/projects/{project}/merge_requests/{number}/notes/{id}"),
+            _ => format!("/repos/{project}/issues/comments/{id}"),
+        }
+    }
+
+    /// A comment someone else wrote, as if posted through the API.
+    pub fn seed_comment(&self, list_path: &str, body: &str) -> u64 {
+        let mut d = self.data.lock().unwrap();
+        let id = 1000 + d.comments.len() as u64;
+        d.comments.insert(id, (list_path.to_string(), body.to_string()));
+        id
+    }
+
+    /// The comments under a list path, oldest first: (id, body).
+    pub fn comments(&self, list_path: &str) -> Vec<(u64, String)> {
+        let d = self.data.lock().unwrap();
+        d.comments.iter().filter(|(_, (p, _))| p == list_path).map(|(id, (_, b))| (*id, b.clone())).collect()
+    }
+
+    fn comment_json(&self, id: u64, body: &str) -> Value {
+        match self.kind {
+            "gitlab" => json!({"id": id, "body": body, "author": {"username": "berth"}, "system": false}),
+            _ => json!({"id": id, "body": body, "user": {"login": "berth"}}),
+        }
+    }
+
+    /// Comment routes: `Some(answer)` when `path` is one.
+    fn comment_route(&self, d: &mut Data, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        let is_list = path.ends_with("/comments") || path.ends_with("/notes");
+        let seg: Vec<&str> = path.split('/').collect();
+        let text = || serde_json::from_slice::<Value>(body).ok()?["body"].as_str().map(str::to_string);
+        match method {
+            "POST" if is_list => {
+                let body = text()?;
+                let id = 1000 + d.comments.len() as u64;
+                d.comments.insert(id, (path.to_string(), body.clone()));
+                Some((201, self.comment_json(id, &body).to_string()))
+            }
+            "PATCH" | "PUT" => {
+                let id: u64 = seg.last()?.parse().ok()?;
+                let wanted = if self.kind == "gitlab" { "PUT" } else { "PATCH" };
+                if method != wanted {
+                    return Some((405, r#"{"message":"Method Not Allowed"}"#.into()));
+                }
+                let body = text()?;
+                let Some(c) = d.comments.get_mut(&id) else {
+                    return Some((404, r#"{"message":"Not Found"}"#.into()));
+                };
+                c.1 = body.clone();
+                Some((200, self.comment_json(id, &body).to_string()))
+            }
+            _ => None,
+        }
+    }
+
     fn shape(&self, context: &str, state: &str, description: &str, url: &str) -> Value {
         match self.kind {
             "gitea" => json!({"status": state, "context": context, "description": description, "target_url": url}),
@@ -111,6 +185,9 @@ impl Forge {
         d.hits.push(format!("{method} {target}"));
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let q: BTreeMap<&str, &str> = query.split('&').filter_map(|kv| kv.split_once('=')).collect();
+        if let Some((status, text)) = self.comment_route(&mut d, method, path, body) {
+            return (status, Vec::new(), text);
+        }
         if method == "POST" {
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             d.posts.push((path.to_string(), v.clone()));
@@ -212,6 +289,17 @@ impl Forge {
             ("gitlab", ["", "api", "v4", "projects", _, "repository", "commits", _, "statuses"]) => {
                 let l = latest(d.statuses.get(&sha(7)).map(Vec::as_slice).unwrap_or(&[]));
                 let (chunk, h) = paged(&l);
+                (200, h, Value::Array(chunk).to_string())
+            }
+            // The comments of a pull/merge request, oldest first.
+            (_, [.., "comments" | "notes"]) => {
+                let list: Vec<Value> = d
+                    .comments
+                    .iter()
+                    .filter(|(_, (p, _))| p == path)
+                    .map(|(id, (_, b))| self.comment_json(*id, b))
+                    .collect();
+                let (chunk, h) = paged(&list);
                 (200, h, Value::Array(chunk).to_string())
             }
             _ => (404, Vec::new(), r#"{"message":"Not Found"}"#.into()),

@@ -117,6 +117,22 @@ impl Server {
         self.raw(&format!("/webhook{query}"), &headers, body.into_bytes())
     }
 
+    /// A webhook delivery of event `event` signed as forge `kind` (`github`, `gitea`, `gitlab`)
+    /// signs it: GitHub's `X-Hub-Signature-256`, Gitea's hex `X-Gitea-Signature`, GitLab's token.
+    pub fn deliver(&self, kind: &str, event: &str, body: &Value, query: &str) -> (u16, Value) {
+        let body = body.to_string();
+        let sig = berth_core::webhook::sign(SECRET.as_bytes(), body.as_bytes());
+        let hex = sig.trim_start_matches("sha256=").to_string();
+        let headers: Vec<(&str, &str)> = match kind {
+            "gitea" => vec![("X-Gitea-Event", event), ("X-Gitea-Signature", &hex)],
+            "gitlab" => vec![("X-Gitlab-Event", event), ("X-Gitlab-Token", SECRET)],
+            _ => vec![("X-GitHub-Event", event), ("X-Hub-Signature-256", &sig)],
+        };
+        let mut headers = headers;
+        headers.push(("Content-Type", "application/json"));
+        self.raw(&format!("/webhook{query}"), &headers, body.into_bytes())
+    }
+
     /// Every deploy recorded so far, newest first.
     pub fn deploys(&self) -> Vec<Value> {
         self.get("/api/v1/deploys?limit=1000").unwrap()["deploys"].as_array().cloned().unwrap_or_default()
