@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForwardAuthToml,
     HookTableToml, HttpCheckToml, NotifyToml, RepoToml, SecretRef, ServerToml, Settings, StackToml, TlsToml,
-    VerifyCommitsToml, VerifyToml,
+    VerifyCommitsToml, VerifyToml, WindowToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -49,6 +49,7 @@ fn top() -> Shape {
         "repo" => Some(shape::<RepoToml>(|k| if k == "verify_commits" { Some(signing()) } else { secret(k) })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
+        "window" => Some(leaf::<WindowToml>()),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {
             "htpasswd" => Some(leaf::<SecretRef>()),
             "forward_auth" => Some(leaf::<ForwardAuthToml>()),
