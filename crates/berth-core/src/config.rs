@@ -113,7 +113,7 @@ pub struct NotifyToml {
     /// `webhook`, `ntfy`, `slack`, `discord` or `gotify`.
     pub kind: String,
     pub url: String,
-    /// Events to send (default all): started, succeeded, failed, rolled_back, blocked, drift, config_rejected.
+    /// Events to send (default all): started, succeeded, failed, rolled_back, blocked, waiting, drift, config_rejected.
     pub events: Option<Vec<String>>,
     /// `webhook`: HMAC-SHA256 key for the `X-Berth-Signature-256` header.
     pub secret: Option<SecretRef>,
@@ -122,8 +122,8 @@ pub struct NotifyToml {
 }
 
 /// Every event a `[[notify]]` target can subscribe to.
-pub const NOTIFY_EVENTS: [&str; 7] =
-    ["started", "succeeded", "failed", "rolled_back", "blocked", "drift", "config_rejected"];
+pub const NOTIFY_EVENTS: [&str; 8] =
+    ["started", "succeeded", "failed", "rolled_back", "blocked", "waiting", "drift", "config_rejected"];
 
 /// A secret value that never sits in the file itself: read from a file or an env var.
 /// `{ file = "/run/secrets/x" }` or `{ env = "X" }`.

@@ -32,6 +32,7 @@ mod smoke;
 mod state;
 mod status;
 mod variables;
+mod windows;
 mod workspace;
 
 use berth_core::vars;

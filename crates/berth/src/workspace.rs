@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub project: Project,
     /// The text of the compose and env files the stacks' ownership is derived from.
     pub sources: Sources,
+    /// `[[window]]` deploy windows with their time zones.
+    pub windows: Vec<berth_core::window::Window>,
 }
 
 impl Workspace {
@@ -147,8 +149,9 @@ impl Workspace {
         let text = if tree.contains(config::FILE_NAME) { self.repo.read(&commit, config::FILE_NAME)? } else { None };
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
+        let windows = crate::windows::zones(&project).map_err(Error::Config)?;
         let sources = self.sources(&project, &tree)?;
-        let snap = Arc::new(Snapshot { commit, tree, project, sources });
+        let snap = Arc::new(Snapshot { commit, tree, project, sources, windows });
         let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
         l.push_front(snap.clone());
         let mut entries: usize = l.iter().map(|s| s.tree.entries().len()).sum();
@@ -228,7 +231,9 @@ impl Workspace {
     pub fn snapshot_worktree(&self) -> Result<Project> {
         let tree = self.repo.worktree_files()?;
         let text = std::fs::read_to_string(self.repo.root.join(config::FILE_NAME)).ok();
-        Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)
+        let project = Project::load(config::FILE_NAME, text.as_deref(), &tree).map_err(Error::Config)?;
+        crate::windows::zones(&project).map_err(Error::Config)?;
+        Ok(project)
     }
 
     /// Every stack's deploy history, as plans read it. A deploy still `running` whose stack

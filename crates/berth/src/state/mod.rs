@@ -3,6 +3,7 @@
 //! the rest.
 
 mod admin;
+mod freezes;
 mod history;
 
 pub use admin::{ApiKey, Release};
@@ -93,6 +94,22 @@ CREATE TABLE IF NOT EXISTS paused (
     by     TEXT NOT NULL,
     at     INTEGER NOT NULL,
     reason TEXT
+);
+CREATE TABLE IF NOT EXISTS freezes (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope  TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    by     TEXT NOT NULL,
+    at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS window_overrides (
+    deploy_id INTEGER PRIMARY KEY,
+    by        TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    closed    TEXT NOT NULL,
+    at        INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS config_rejections (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
