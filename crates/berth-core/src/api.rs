@@ -143,6 +143,62 @@ pub struct Rejections {
     pub rejections: Vec<Rejection>,
 }
 
+/// `POST /api/v1/freezes` (with `until` and `reason`) and `POST /api/v1/freezes/lift` (without):
+/// `stacks`, or an `environment`, or neither for every stack.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FreezeBody {
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    pub environment: Option<String>,
+    /// When it ends: a duration (`48h`), or an RFC 3339 instant.
+    pub until: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A freeze in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FreezeView {
+    pub id: i64,
+    /// `all`, `environment` or `stack`.
+    pub scope: String,
+    /// The environment or stack (absent for `all`).
+    pub name: Option<String>,
+    /// Unix seconds.
+    pub until: i64,
+    pub reason: String,
+    pub by: String,
+    pub at: i64,
+}
+
+impl From<&crate::window::Freeze> for FreezeView {
+    fn from(f: &crate::window::Freeze) -> FreezeView {
+        use crate::window::Scope;
+        let (scope, name) = match &f.scope {
+            Scope::All => ("all", None),
+            Scope::Environment(e) => ("environment", Some(e.clone())),
+            Scope::Stack(s) => ("stack", Some(s.clone())),
+        };
+        FreezeView {
+            id: f.id,
+            scope: scope.into(),
+            name,
+            until: f.until,
+            reason: f.reason.clone(),
+            by: f.by.clone(),
+            at: f.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Freezes {
+    pub freezes: Vec<FreezeView>,
+}
+
 /// `POST /api/v1/stacks/{name}/deploy`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -51,7 +51,7 @@ pub fn show(secs: i64) -> String {
 
 /// Self-heal and rollbacks put back what ran: freezes and `self_heal` windows let them through.
 pub fn is_restore(trigger: &str) -> bool {
-    trigger == "heal" || trigger == "rollback"
+    trigger == "heal" || trigger == "rollback" || trigger.starts_with("rollback:")
 }
 
 /// May `stack` deploy at `now` (for this trigger), and if not, when.

@@ -193,6 +193,11 @@ impl Controller {
         rx.await.map_err(|_| SyncError::Stopped)?
     }
 
+    /// Look at the deploys waiting for a window or a freeze again (a freeze was lifted).
+    pub fn recheck(&self) {
+        let _ = self.shared.sched_tx.send(queue::Msg::Wake);
+    }
+
     /// Wait until every deploy in `ids` has settled, or the timeout passes; returns their records.
     pub async fn wait(&self, ids: &[i64], timeout: Duration) -> Vec<DeployRecord> {
         let mut rx = self.shared.settled.subscribe();

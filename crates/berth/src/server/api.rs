@@ -67,6 +67,8 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(deploy_detail))
         .routes(routes!(deploy_log))
         .routes(routes!(rejections))
+        .routes(routes!(super::freezes::list, super::freezes::freeze))
+        .routes(routes!(super::freezes::lift))
 }
 
 /// `Query` whose rejection answers in the API's JSON error shape.

@@ -246,6 +246,14 @@ impl State {
         Ok(())
     }
 
+    /// Say why a queued deploy has not started yet (a closed deploy window, a freeze).
+    pub fn note_queued(&self, id: i64, reason: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("UPDATE deploys SET reason = ?2 WHERE id = ?1 AND status = 'queued'", params![id, reason])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// A queued deploy starts: its config hash and overrides are now known.
     pub fn start(&self, id: i64, config_hash: &str, overrides: &BTreeMap<String, String>) -> Result<(), StateError> {
         self.conn
