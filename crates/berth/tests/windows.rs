@@ -148,6 +148,12 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
     let (code, answer) = server.post("/api/v1/freezes", &json!({ "environment": "qa", "until": "1h", "reason": "x" }));
     assert_eq!(code, 404, "{answer}");
     assert_eq!(server.get("/api/v1/freezes").unwrap()["freezes"].as_array().unwrap().len(), 1);
+    // The dashboard shows it.
+    let web = common::web::client(None);
+    let cookie = common::web::login(&web, &server.base, &server.key, &server.secret);
+    let (code, html, _) = common::web::get(&web, &server.url("/"), &[("Cookie", cookie.as_str())]);
+    assert_eq!(code, 200);
+    assert!(html.contains("Environment prod is frozen") && html.contains("by admin: audit"), "{html}");
 
     repo.stack(&app, &colored("green"));
     let second = repo.commit("green");
