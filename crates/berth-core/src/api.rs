@@ -143,8 +143,7 @@ pub struct Rejections {
     pub rejections: Vec<Rejection>,
 }
 
-/// `POST /api/v1/freezes` (with `until` and `reason`) and `POST /api/v1/freezes/lift` (without):
-/// `stacks`, or an `environment`, or neither for every stack.
+/// `POST /api/v1/freezes`: `stacks`, or an `environment`, or neither for every stack.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -152,9 +151,22 @@ pub struct FreezeBody {
     #[serde(default)]
     pub stacks: Vec<String>,
     pub environment: Option<String>,
-    /// When it ends: a duration (`48h`), or an RFC 3339 instant.
-    pub until: Option<String>,
-    pub reason: Option<String>,
+    /// How long from now, e.g. `48h`, `90m`, `3d`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[1-9][0-9]{0,5}[smhd]$"))]
+    pub until: String,
+    /// Why: shown to whoever is held back.
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
+    pub reason: String,
+}
+
+/// `POST /api/v1/freezes/lift`: `stacks`, or an `environment`, or neither for every freeze.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LiftBody {
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    pub environment: Option<String>,
 }
 
 /// A freeze in force.

@@ -55,7 +55,14 @@ pub fn is_restore(trigger: &str) -> bool {
 }
 
 /// May `stack` deploy at `now` (for this trigger), and if not, when.
-pub fn verdict(project: &Project, windows: &[Window], freezes: &[Freeze], stack: &str, trigger: &str, now: i64) -> Verdict {
+pub fn verdict(
+    project: &Project,
+    windows: &[Window],
+    freezes: &[Freeze],
+    stack: &str,
+    trigger: &str,
+    now: i64,
+) -> Verdict {
     let Some(s) = project.stack(stack) else { return Verdict { closed: None, opens: None } };
     let envs: Vec<&str> = project.environments_of(s).iter().map(|e| e.name.as_str()).collect();
     let subject = Subject { stack: &s.name, server: &s.server, environments: &envs };

@@ -25,8 +25,14 @@ fn serve_holds_a_deploy_outside_its_window_and_starts_it_when_the_window_opens()
     let _c = Cleanup(vec![app.clone()]);
     let repo = Repo::new();
     repo.stack(&app, &colored("red"));
+    let hook = common::http::Api::start(Box::new(|_, _| (200, "{}".into())));
     // The allow window opens at 10:00 UTC; the server's clock starts 8 s before.
-    repo.write("berth.toml", "[[window]]\nname = \"ten\"\nkind = \"allow\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\n");
+    let toml = format!(
+        "[[window]]\nname = \"ten\"\nkind = \"allow\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\n\
+         [[notify]]\nkind = \"webhook\"\nurl = \"{}/hook\"\nevents = [\"waiting\"]\n",
+        hook.base
+    );
+    repo.write("berth.toml", &toml);
     repo.commit("one stack, one window");
     let before = unix_now();
     let started = Instant::now();
@@ -38,6 +44,9 @@ fn serve_holds_a_deploy_outside_its_window_and_starts_it_when_the_window_opens()
     let why = queued["reason"].as_str().unwrap_or_default();
     assert!(why.contains("waiting: outside every allow window; next opening 2026-01-05 10:00"), "{queued}");
     assert!(containers(&app).is_empty(), "deployed before the window opened");
+    let told =
+        wait_for("the waiting notification", Duration::from_secs(10), || hook.posts.lock().unwrap().first().cloned());
+    assert!(told.contains("\"event\":\"waiting\"") && told.contains("next opening"), "{told}");
 
     let done = wait_for("the deploy after the opening", Duration::from_secs(60), || {
         deploy_of(&server, &app).filter(|d| d["status"] != "queued" && d["status"] != "running")
@@ -76,11 +85,18 @@ fn a_deny_window_refuses_apply_with_the_next_opening_and_a_bad_zone_is_located()
     assert!(repo.json(&["history", &app, "--json"]).as_array().unwrap().is_empty(), "a refusal deploys nothing");
 
     // A bad zone is a configuration error at its line.
-    repo.write("berth.toml", "[berth]\n[[window]]\nkind = \"deny\"\nhours = \"08:00-09:00\"\ntimezone = \"Europe/Berln\"\n");
+    repo.write(
+        "berth.toml",
+        "[berth]\n[[window]]\nkind = \"deny\"\nhours = \"08:00-09:00\"\ntimezone = \"Europe/Berln\"\n",
+    );
     repo.commit("typo");
     let r = repo.berth(&["validate"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("berth.toml:2:1") && r.stderr.contains("unknown time zone `Europe/Berln`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("berth.toml:2:1") && r.stderr.contains("unknown time zone `Europe/Berln`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -95,11 +111,19 @@ fn a_freeze_refuses_a_cli_deploy_and_force_records_who_and_why() {
     let out = repo.berth_with(&["freeze", "--until", "2h", "--reason", "release week"], &who).ok();
     assert!(out.stdout.contains("froze every stack until"), "{}", out.stdout);
     let status = repo.berth(&["status"]).ok();
-    assert!(status.stdout.contains("frozen: every stack until") && status.stdout.contains("by ana: release week"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("frozen: every stack until") && status.stdout.contains("by ana: release week"),
+        "{}",
+        status.stdout
+    );
 
     let r = repo.berth(&["deploy", &app]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("every stack is frozen until") && r.stdout.contains("by ana: release week"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("every stack is frozen until") && r.stdout.contains("by ana: release week"),
+        "{}",
+        r.stdout
+    );
     assert!(containers(&app).is_empty());
     let r = repo.berth(&["deploy", &app, "--force"]);
     assert_eq!(r.code, 2, "--force needs --reason: {r:?}");
@@ -110,7 +134,11 @@ fn a_freeze_refuses_a_cli_deploy_and_force_records_who_and_why() {
     let id = history[0]["id"].as_i64().unwrap();
     assert_eq!(history[0]["status"], "succeeded");
     let logs = repo.berth(&["logs", &id.to_string()]).ok();
-    assert!(logs.stdout.contains("# forced through a closed window by bo: security fix (every stack is frozen"), "{}", logs.stdout);
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: security fix (every stack is frozen"),
+        "{}",
+        logs.stdout
+    );
 
     let out = repo.berth(&["unfreeze"]).ok();
     assert!(out.stdout.contains("unfroze every stack (frozen by ana"), "{}", out.stdout);
@@ -141,7 +169,8 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
     let (code, answer) = server.raw("/api/v1/freezes", &headers, body);
     assert_eq!(code, 403, "{answer}");
 
-    let (code, answer) = server.post("/api/v1/freezes", &json!({ "environment": "prod", "until": "1h", "reason": "audit" }));
+    let (code, answer) =
+        server.post("/api/v1/freezes", &json!({ "environment": "prod", "until": "1h", "reason": "audit" }));
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["freezes"][0]["scope"], "environment");
     assert_eq!(answer["freezes"][0]["name"], "prod");
@@ -157,8 +186,10 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
 
     repo.stack(&app, &colored("green"));
     let second = repo.commit("green");
-    let (code, answer) = server.push(&first, &second, "");
-    assert!(code == 202 || code == 200, "{answer}");
+    // `?wait=true` answers at once with the deploy held, not when the freeze ends.
+    let (code, answer) = server.push(&first, &second, "?wait=true&timeout=120");
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "queued", "{answer}");
     let held = wait_for("the push to be held", Duration::from_secs(30), || {
         deploy_of(&server, &app).filter(|d| d["commit"] == second.as_str())
     });
@@ -169,7 +200,8 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["freezes"].as_array().unwrap().len(), 1, "{answer}");
     let done = wait_for("the held deploy after the lift", Duration::from_secs(60), || {
-        deploy_of(&server, &app).filter(|d| d["commit"] == second.as_str() && d["status"] != "queued" && d["status"] != "running")
+        deploy_of(&server, &app)
+            .filter(|d| d["commit"] == second.as_str() && d["status"] != "queued" && d["status"] != "running")
     });
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));

@@ -14,9 +14,9 @@ mod repos;
 mod servers;
 mod settings;
 mod stack;
-mod windows;
 #[cfg(test)]
 mod testing;
+mod windows;
 
 use std::time::Duration;
 

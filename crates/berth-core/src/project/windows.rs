@@ -176,7 +176,10 @@ mod tests {
     fn bad_windows_name_the_line() {
         let cases = [
             ("kind = \"maybe\"\nhours = \"08:00-18:00\"", "unknown kind `maybe`"),
-            ("kind = \"deny\"\nschedule = \"0 25 * * *\"\nduration = \"1h\"", "`0 25 * * *`: hour field `25`: 25 is outside 0-23"),
+            (
+                "kind = \"deny\"\nschedule = \"0 25 * * *\"\nduration = \"1h\"",
+                "`0 25 * * *`: hour field `25`: 25 is outside 0-23",
+            ),
             ("kind = \"deny\"\nschedule = \"0 1 * * *\"", "schedule needs a duration"),
             ("kind = \"deny\"\nhours = \"8-18\"", "hours: `8-18` is not HH:MM-HH:MM"),
             ("kind = \"deny\"\ndays = [\"funday\"]\nhours = \"08:00-09:00\"", "days: `funday` is not a weekday"),

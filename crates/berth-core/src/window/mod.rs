@@ -65,7 +65,10 @@ pub struct Window {
 }
 
 /// Look up every window's time zone; an unknown name is a configuration error at the window's line.
-pub fn resolve(specs: &[WindowSpec], lookup: impl Fn(&str) -> Option<TimeZone>) -> Result<Vec<Window>, Vec<ConfigError>> {
+pub fn resolve(
+    specs: &[WindowSpec],
+    lookup: impl Fn(&str) -> Option<TimeZone>,
+) -> Result<Vec<Window>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for spec in specs {
@@ -142,8 +145,15 @@ impl Freeze {
 /// Why a stack may not deploy now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
-    Frozen { scope: Scope, until: i64, reason: String, by: String },
-    Denied { window: String },
+    Frozen {
+        scope: Scope,
+        until: i64,
+        reason: String,
+        by: String,
+    },
+    Denied {
+        window: String,
+    },
     /// Allow windows apply to the stack and none is open.
     OutsideAllow,
 }

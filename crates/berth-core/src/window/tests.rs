@@ -88,13 +88,15 @@ fn deny_wins_over_an_overlapping_allow() {
 
 #[test]
 fn windows_across_midnight() {
-    let night = [window("night", Kind::Allow, Schedule::Hours { days: 0x7f, start: 22 * 60, end: 6 * 60 }, TimeZone::UTC)];
+    let night =
+        [window("night", Kind::Allow, Schedule::Hours { days: 0x7f, start: 22 * 60, end: 6 * 60 }, TimeZone::UTC)];
     assert!(verdict(&night, "2026-01-06T23:00:00Z").is_open());
     assert!(verdict(&night, "2026-01-07T05:59:59Z").is_open(), "the window started the day before");
     let v = verdict(&night, "2026-01-07T06:00:00Z");
     assert_eq!(show(v.opens.unwrap()), "2026-01-07T22:00:00Z");
     // Only Fridays' nights: Saturday 03:00 belongs to Friday's window.
-    let fri = [window("fri", Kind::Allow, Schedule::Hours { days: 1 << 5, start: 22 * 60, end: 6 * 60 }, TimeZone::UTC)];
+    let fri =
+        [window("fri", Kind::Allow, Schedule::Hours { days: 1 << 5, start: 22 * 60, end: 6 * 60 }, TimeZone::UTC)];
     assert!(verdict(&fri, "2026-01-10T03:00:00Z").is_open());
     assert!(!verdict(&fri, "2026-01-09T03:00:00Z").is_open(), "Friday 03:00 belongs to Thursday");
 }

@@ -8,9 +8,9 @@ use berth_core::record::DeployStatus;
 use berth_core::vars;
 
 use crate::dispatch::{self, Context, Event};
-use crate::state::WithState;
 use crate::error::{Error, Result, exit};
 use crate::output::short;
+use crate::state::WithState;
 use crate::workspace::Workspace;
 
 /// `force`: the reason given with `--force`, to deploy through closed windows and freezes.
@@ -337,6 +337,9 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
     Ok(code)
 }
 
+/// The stacks forced through a closed window (with what was closed), and those refused.
+type Gated = (Vec<(String, String)>, Vec<String>);
+
 /// Deploy windows and freezes: a stack whose window is closed is refused (its step blocked) and
 /// said so with the next opening, unless `force` gives a reason; returns the forced stacks with
 /// what was closed, and the refused ones. `bootstrap` (bringing up the stacks berth needs) is never held.
@@ -346,7 +349,7 @@ fn windows_gate(
     plan: &mut berth_core::plan::Plan,
     trigger: &str,
     force: Option<&str>,
-) -> Result<(Vec<(String, String)>, Vec<String>)> {
+) -> Result<Gated> {
     let (mut forced, mut refused) = (Vec::new(), Vec::new());
     if trigger == "bootstrap" {
         return Ok((forced, refused));

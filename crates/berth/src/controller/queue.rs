@@ -317,14 +317,22 @@ impl Queue {
         let Some(p) = self.slots.get_mut(name).and_then(|s| s.pending.as_mut()) else { return true };
         if !p.held {
             p.held = true;
-            let why = format!("waiting: {}", windows::explain(&v));
+            let why = format!("{}{}", super::WAITING, windows::explain(&v));
             tracing::info!(stack = %name, deploy_id = p.id, reason = %why, "deploy waits for its window");
             self.shared.state(|s| {
                 let _ = s.note_queued(p.id, &why);
             });
+            // `?wait=true` callers answer with it held.
+            self.shared.settled.send_modify(|n| *n += 1);
             let server = project.stack(name).map(|s| s.server.clone()).unwrap_or_default();
-            crate::notify::Notifier::new(project.notify.clone())
-                .send(&crate::notify::Event::deploy("waiting", name, &server, &p.commit, p.id, Some(why)));
+            crate::notify::Notifier::new(project.notify.clone()).send(&crate::notify::Event::deploy(
+                "waiting",
+                name,
+                &server,
+                &p.commit,
+                p.id,
+                Some(why),
+            ));
         }
         true
     }

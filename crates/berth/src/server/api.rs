@@ -124,7 +124,7 @@ impl Wait {
 }
 
 /// An optional JSON object body: empty or `null` mean the defaults.
-fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Ok(T::default());
     }

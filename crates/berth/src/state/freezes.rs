@@ -21,7 +21,9 @@ impl State {
     /// Freeze `scope` until `until`; a freeze of the same scope is replaced. Returns its id.
     pub fn freeze(&self, scope: &Scope, until: i64, reason: &str, by: &str, at: i64) -> Result<i64, StateError> {
         let (kind, name) = scope_parts(scope);
-        self.conn.execute("DELETE FROM freezes WHERE scope = ?1 AND name = ?2", params![kind, name]).map_err(self.err())?;
+        self.conn
+            .execute("DELETE FROM freezes WHERE scope = ?1 AND name = ?2", params![kind, name])
+            .map_err(self.err())?;
         self.conn
             .execute(
                 "INSERT INTO freezes (scope, name, until, reason, by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

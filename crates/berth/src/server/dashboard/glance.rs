@@ -295,9 +295,11 @@ fn freeze_banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
     let freezes = shared.state(|s| s.freezes(crate::windows::now())).unwrap_or_default();
     let in_env = |stack: &str, env: &str| {
         shared.repos.iter().any(|r| {
-            r.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.clone())).is_some_and(|p| {
-                p.stack(stack).is_some_and(|s| p.environments_of(s).iter().any(|e| e.name == env))
-            })
+            r.current
+                .read()
+                .ok()
+                .and_then(|c| c.as_ref().map(|(_, p)| p.clone()))
+                .is_some_and(|p| p.stack(stack).is_some_and(|s| p.environments_of(s).iter().any(|e| e.name == env)))
         })
     };
     freezes
