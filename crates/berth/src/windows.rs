@@ -50,8 +50,10 @@ pub fn show(secs: i64) -> String {
 }
 
 /// Self-heal and rollbacks put back what ran: freezes and `self_heal` windows let them through.
+/// Triggers read `KIND` or `KIND:WHO` (`rollback:ci-key`, `dashboard-rollback:ana`).
 pub fn is_restore(trigger: &str) -> bool {
-    trigger == "heal" || trigger == "rollback" || trigger.starts_with("rollback:")
+    let kind = trigger.split(':').next().unwrap_or(trigger);
+    matches!(kind, "heal" | "rollback" | "dashboard-rollback")
 }
 
 /// May `stack` deploy at `now` (for this trigger), and if not, when.
@@ -137,5 +139,15 @@ mod tests {
         assert!(parse_until("2026-01-06 08:00", now).is_ok());
         assert!(parse_until("2026-01-01T00:00:00Z", now).unwrap_err().contains("not in the future"));
         assert!(parse_until("tomorrow", now).unwrap_err().contains("not a time"));
+    }
+
+    #[test]
+    fn restores_are_heals_and_rollbacks_from_anywhere() {
+        for t in ["heal", "rollback", "rollback:ci", "dashboard-rollback:ana"] {
+            assert!(is_restore(t), "{t}");
+        }
+        for t in ["apply", "deploy", "webhook:github", "dashboard:ana", "startup", "retry:3"] {
+            assert!(!is_restore(t), "{t}");
+        }
     }
 }

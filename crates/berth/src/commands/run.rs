@@ -90,7 +90,7 @@ fn run_plan(
             }
         }
     }
-    let (forced, refused) = windows_gate(&state, &snap, &mut plan, trigger, force)?;
+    let (forced, held) = windows_gate(&state, &snap, &mut plan, trigger, force)?;
     let count = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
     if only.is_none() {
         println!(
@@ -101,7 +101,7 @@ fn run_plan(
             count(Action::Blocked),
             count(Action::Manual)
         );
-        for s in plan.steps.iter().filter(|s| s.action == Action::Blocked && !refused.contains(&s.stack)) {
+        for s in plan.steps.iter().filter(|s| s.action == Action::Blocked && !held.contains(&s.stack)) {
             println!("- {:<20} blocked: {}", s.stack, super::inspect::explain(s));
         }
     }
@@ -113,7 +113,10 @@ fn run_plan(
         if removed > 0 {
             return Ok(exit::OK);
         }
-        println!("nothing to deploy");
+        match held.len() {
+            0 => println!("nothing to deploy"),
+            n => println!("nothing deployed: {n} held by a deploy window or freeze"),
+        }
         return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
     }
     let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
@@ -181,6 +184,9 @@ fn run_plan(
     let (rolled, refused) = (n(DeployStatus::RolledBack), n(DeployStatus::Cancelled));
     print!("{trigger}: {ok} deployed, {failed} failed, {rolled} rolled back, {blocked} blocked");
     println!("{}", if refused > 0 { format!(", {refused} refused (busy)") } else { String::new() });
+    if !held.is_empty() {
+        println!("  held by a deploy window or freeze: {}", held.join(", "));
+    }
     for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
         let id = d.id.map(|i| format!(" (deploy {i})")).unwrap_or_default();
         println!("  {} {}{id}: {}", d.stack, d.status, d.reason.as_deref().unwrap_or(""));

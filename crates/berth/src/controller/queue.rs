@@ -300,17 +300,20 @@ impl Queue {
         if p.remove {
             return false;
         }
-        let Some(project) = self.shared.repos[p.repo].current.read().ok().and_then(|c| c.as_ref().map(|c| c.1.clone()))
-        else {
-            return false;
-        };
         let now = windows::now();
-        let Ok(zones) = windows::zones(&project) else { return false };
         let freezes = self.shared.state(|s| s.freezes(now)).unwrap_or_default();
-        let v = windows::verdict(&project, &zones, &freezes, name, &p.trigger, now);
-        if v.is_open() {
-            return false;
-        }
+        // Under the read lock only: the project is not copied.
+        let judged = self.shared.repos[p.repo].current.read().ok().and_then(|c| {
+            let project = &c.as_ref()?.1;
+            if project.windows.is_empty() && freezes.is_empty() {
+                return None;
+            }
+            let zones = windows::zones(project).ok()?;
+            let v = windows::verdict(project, &zones, &freezes, name, &p.trigger, now);
+            let server = project.stack(name).map(|s| s.server.clone()).unwrap_or_default();
+            (!v.is_open()).then(|| (v, server, project.notify.clone()))
+        });
+        let Some((v, server, notify)) = judged else { return false };
         if let Some(at) = v.opens {
             self.wake(at);
         }
@@ -324,8 +327,7 @@ impl Queue {
             });
             // `?wait=true` callers answer with it held.
             self.shared.settled.send_modify(|n| *n += 1);
-            let server = project.stack(name).map(|s| s.server.clone()).unwrap_or_default();
-            crate::notify::Notifier::new(project.notify.clone()).send(&crate::notify::Event::deploy(
+            crate::notify::Notifier::new(notify).send(&crate::notify::Event::deploy(
                 "waiting",
                 name,
                 &server,

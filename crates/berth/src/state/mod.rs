@@ -258,8 +258,8 @@ impl State {
     pub fn start(&self, id: i64, config_hash: &str, overrides: &BTreeMap<String, String>) -> Result<(), StateError> {
         self.conn
             .execute(
-                "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4
-                 WHERE id = ?1",
+                "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4,
+                 reason = NULL WHERE id = ?1",
                 params![id, config_hash, encode_map(overrides), now()],
             )
             .map_err(self.err())?;
