@@ -143,6 +143,74 @@ pub struct Rejections {
     pub rejections: Vec<Rejection>,
 }
 
+/// `POST /api/v1/freezes`: `stacks`, or an `environment`, or neither for every stack.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FreezeBody {
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    pub environment: Option<String>,
+    /// How long from now, e.g. `48h`, `90m`, `3d`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[1-9][0-9]{0,5}[smhd]$"))]
+    pub until: String,
+    /// Why: shown to whoever is held back.
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
+    pub reason: String,
+}
+
+/// `POST /api/v1/freezes/lift`: `stacks`, or an `environment`, or neither for every freeze.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LiftBody {
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    pub environment: Option<String>,
+}
+
+/// A freeze in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FreezeView {
+    pub id: i64,
+    /// `all`, `environment` or `stack`.
+    pub scope: String,
+    /// The environment or stack (absent for `all`).
+    pub name: Option<String>,
+    /// Unix seconds.
+    pub until: i64,
+    pub reason: String,
+    pub by: String,
+    pub at: i64,
+}
+
+impl From<&crate::window::Freeze> for FreezeView {
+    fn from(f: &crate::window::Freeze) -> FreezeView {
+        use crate::window::Scope;
+        let (scope, name) = match &f.scope {
+            Scope::All => ("all", None),
+            Scope::Environment(e) => ("environment", Some(e.clone())),
+            Scope::Stack(s) => ("stack", Some(s.clone())),
+        };
+        FreezeView {
+            id: f.id,
+            scope: scope.into(),
+            name,
+            until: f.until,
+            reason: f.reason.clone(),
+            by: f.by.clone(),
+            at: f.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Freezes {
+    pub freezes: Vec<FreezeView>,
+}
+
 /// `POST /api/v1/stacks/{name}/deploy`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -35,6 +35,39 @@ pub struct ConfigFile {
     pub notify: Vec<Spanned<NotifyToml>>,
     #[serde(default)]
     pub dashboard: Option<Spanned<DashboardToml>>,
+    #[serde(default)]
+    pub window: Vec<Spanned<WindowToml>>,
+}
+
+/// `[[window]]`: when deploys may (`allow`) or may not (`deny`) start.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowToml {
+    /// A label for messages (default: its position, `#1`).
+    pub name: Option<String>,
+    /// `allow` or `deny`.
+    pub kind: String,
+    /// A 5-field cron expression for when the window opens, e.g. `0 18 * * FRI`; needs `duration`.
+    pub schedule: Option<String>,
+    /// How long the window stays open after each `schedule` time, e.g. `62h`.
+    pub duration: Option<String>,
+    /// Weekdays, e.g. `["mon-fri"]` or `["sat", "sun"]` (default every day when `hours` is set).
+    pub days: Option<Vec<String>>,
+    /// Wall-clock hours, e.g. `08:00-18:00`; `22:00-06:00` runs across midnight.
+    pub hours: Option<String>,
+    /// IANA time zone of `schedule`/`days`/`hours` (default `UTC`).
+    pub timezone: Option<String>,
+    /// Stacks it applies to (default: every stack).
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    /// Environments it applies to (default: every environment).
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Servers it applies to (default: every server).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Self-heal and `berth rollback` ignore this window (default true).
+    pub self_heal: Option<bool>,
 }
 
 /// `[dashboard]`: the web dashboard of `berth serve`.
@@ -80,7 +113,7 @@ pub struct NotifyToml {
     /// `webhook`, `ntfy`, `slack`, `discord` or `gotify`.
     pub kind: String,
     pub url: String,
-    /// Events to send (default all): started, succeeded, failed, rolled_back, blocked, drift, config_rejected.
+    /// Events to send (default all): started, succeeded, failed, rolled_back, blocked, waiting, drift, config_rejected.
     pub events: Option<Vec<String>>,
     /// `webhook`: HMAC-SHA256 key for the `X-Berth-Signature-256` header.
     pub secret: Option<SecretRef>,
@@ -89,8 +122,8 @@ pub struct NotifyToml {
 }
 
 /// Every event a `[[notify]]` target can subscribe to.
-pub const NOTIFY_EVENTS: [&str; 7] =
-    ["started", "succeeded", "failed", "rolled_back", "blocked", "drift", "config_rejected"];
+pub const NOTIFY_EVENTS: [&str; 8] =
+    ["started", "succeeded", "failed", "rolled_back", "blocked", "waiting", "drift", "config_rejected"];
 
 /// A secret value that never sits in the file itself: read from a file or an env var.
 /// `{ file = "/run/secrets/x" }` or `{ env = "X" }`.

@@ -36,6 +36,7 @@ pub mod vars;
 pub mod verify;
 pub mod version;
 pub mod webhook;
+pub mod window;
 
 pub use error::{ConfigError, Location};
 pub use project::{Mode, Project, Server, Stack};

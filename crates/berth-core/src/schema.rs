@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml,
     ForwardAuthToml, HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml,
-    Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml,
+    Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml, WindowToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -57,6 +57,7 @@ fn top() -> Shape {
         })),
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
+        "window" => Some(leaf::<WindowToml>()),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {
             "htpasswd" => Some(leaf::<SecretRef>()),
             "forward_auth" => Some(leaf::<ForwardAuthToml>()),

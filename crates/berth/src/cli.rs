@@ -82,6 +82,12 @@ pub enum Command {
         /// Refuse stacks another deploy is running instead of waiting for it.
         #[arg(long)]
         no_wait: bool,
+        /// Deploy even when a deploy window is closed or the stack is frozen (recorded with --reason).
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why the window or freeze is overridden (needs --force); recorded on the deploy.
+        #[arg(long, requires = "force", value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Deploy an environment at a release: promote another environment's release under a new
     /// minor version, or deploy an existing tag (a hotfix) directly.
@@ -124,6 +130,29 @@ pub enum Command {
     },
     /// Let berth deploy and heal a paused stack again.
     Resume { stack: String },
+    /// Stop deploys (of everything, an environment, or some stacks) until a time; self-heal and
+    /// rollbacks still run, `--force --reason` overrides.
+    Freeze {
+        /// Stacks to freeze (default: every stack, unless --env).
+        #[arg(conflicts_with = "env")]
+        stacks: Vec<String>,
+        /// Freeze the stacks of this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// When it ends: a duration (48h, 3d), an instant (2026-12-24T18:00:00+01:00) or a local
+        /// date and time (2026-12-24 18:00).
+        #[arg(long, value_name = "TIME")]
+        until: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Lift freezes (default: every freeze; or an environment's, or some stacks').
+    Unfreeze {
+        #[arg(conflicts_with = "env")]
+        stacks: Vec<String>,
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Convert another tool's configuration into berth.toml (printed on stdout).
     Import {
         #[command(subcommand)]
@@ -145,6 +174,12 @@ pub enum Command {
         /// Refuse stacks another deploy is running instead of waiting for it.
         #[arg(long)]
         no_wait: bool,
+        /// Deploy even when a deploy window is closed or the stack is frozen (recorded with --reason).
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why the window or freeze is overridden (needs --force); recorded on the deploy.
+        #[arg(long, requires = "force", value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// One line per stack: last deploy, commit, status, age.
     Status {

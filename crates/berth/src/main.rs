@@ -36,6 +36,7 @@ mod stackdiff;
 mod state;
 mod status;
 mod variables;
+mod windows;
 mod workspace;
 
 use berth_core::vars;

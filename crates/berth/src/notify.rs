@@ -16,7 +16,7 @@ use sha2::Sha256;
 /// Something worth telling.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Event {
-    /// started, succeeded, failed, rolled_back, drift, config_rejected.
+    /// started, succeeded, failed, rolled_back, blocked, waiting, drift, config_rejected.
     pub event: String,
     pub stack: Option<String>,
     pub server: Option<String>,
@@ -50,6 +50,7 @@ impl Event {
             "failed" => "deploy failed",
             "rolled_back" => "deploy rolled back",
             "blocked" => "deploy blocked by CI",
+            "waiting" => "deploy waits for its deploy window",
             "drift" => "drift detected",
             "config_rejected" => "configuration rejected",
             other => other,

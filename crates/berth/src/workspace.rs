@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub project: Project,
     /// The text of the compose and env files the stacks' ownership is derived from.
     pub sources: Sources,
+    /// `[[window]]` deploy windows with their time zones.
+    pub windows: Vec<berth_core::window::Window>,
 }
 
 impl Workspace {
@@ -147,12 +149,13 @@ impl Workspace {
         let text = if tree.contains(config::FILE_NAME) { self.repo.read(&commit, config::FILE_NAME)? } else { None };
         let file = format!("{}@{}", config::FILE_NAME, &commit[..commit.len().min(12)]);
         let project = Project::load(&file, text.as_deref(), &tree).map_err(Error::Config)?;
+        let windows = crate::windows::zones(&project).map_err(Error::Config)?;
         let sources = self.sources(&project, &tree)?;
         let refused = berth_core::rollout::check_project(&project, &|f| sources.get(f).map(str::to_string));
         if !refused.is_empty() {
             return Err(Error::Config(refused));
         }
-        let snap = Arc::new(Snapshot { commit, tree, project, sources });
+        let snap = Arc::new(Snapshot { commit, tree, project, sources, windows });
         let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
         l.push_front(snap.clone());
         let mut entries: usize = l.iter().map(|s| s.tree.entries().len()).sum();
@@ -238,6 +241,7 @@ impl Workspace {
         if !refused.is_empty() {
             return Err(Error::Config(refused));
         }
+        crate::windows::zones(&project).map_err(Error::Config)?;
         Ok(project)
     }
 

@@ -16,6 +16,7 @@ mod settings;
 mod stack;
 #[cfg(test)]
 mod testing;
+mod windows;
 
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub struct Project {
     pub dashboard: Dashboard,
     /// `[berth] verify_commits`: deploy only commits signed by an allowed key.
     pub verify_commits: Option<crate::signing::VerifyCommits>,
+    /// `[[window]]` deploy windows, their time zones still names (`window::resolve`).
+    pub windows: Vec<crate::window::WindowSpec>,
 }
 
 /// The text of `berth.toml`, to locate its entries in error messages.
@@ -99,6 +102,7 @@ impl Project {
         let repos = repo_specs(file, src.text, &cfg, &mut errors);
         let environments = environments::resolve(&src, &cfg, &servers, &stacks, &mut errors);
         let settings = settings::resolve(&src, &cfg, &mut errors);
+        let windows = windows::resolve(&src, &cfg, &servers, &stacks, &environments, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -120,6 +124,7 @@ impl Project {
             age_identity: settings.age_identity,
             dashboard: settings.dashboard,
             verify_commits: settings.verify_commits,
+            windows,
         })
     }
 

@@ -181,17 +181,39 @@ pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
     ws.require_stacks(&snap.project)?;
     let state = ws.read_state()?;
     let (plan, _) = ws.plan(&snap, &ws.history(&state)?, None, &BTreeMap::new())?;
+    let now = crate::windows::now();
+    let freezes = state.freezes(now)?;
+    // Deploys a closed window or a freeze would hold back, with why and until when.
+    let held: BTreeMap<&str, String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Deploy)
+        .filter_map(|s| {
+            let v = crate::windows::verdict(&snap.project, &snap.windows, &freezes, &s.stack, "apply", now);
+            (!v.is_open()).then(|| (s.stack.as_str(), crate::windows::explain(&v)))
+        })
+        .collect();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        let mut v = serde_json::to_value(&plan).unwrap_or_default();
+        v["held"] = json!(held);
+        v["freezes"] = json!(freezes);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(exit::OK);
     }
     println!("plan for {} ({} stacks)", short(&plan.commit), plan.steps.len());
     let rows: Vec<Vec<String>> = plan
         .steps
         .iter()
-        .map(|s| vec![s.stack.clone(), s.server.clone(), s.action.as_str().to_string(), explain(s)])
+        .map(|s| {
+            let why = match held.get(s.stack.as_str()) {
+                Some(w) => format!("{}; held: {w}", explain(s)),
+                None => explain(s),
+            };
+            vec![s.stack.clone(), s.server.clone(), s.action.as_str().to_string(), why]
+        })
         .collect();
     table(&["STACK", "SERVER", "ACTION", "REASON"], &rows);
+    print_freezes(&freezes);
     let n = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
     println!(
         "{} to deploy, {} unchanged, {} blocked, {} manual",
@@ -240,6 +262,17 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
             row["paused"] = json!({ "by": by, "at": at, "reason": reason });
         }
     }
+    let freezes = state.freezes(crate::windows::now())?;
+    if let Some(p) = &project {
+        for (name, row) in rows.iter_mut() {
+            let Some(s) = p.stack(name) else { continue };
+            let envs: Vec<&str> = p.environments_of(s).iter().map(|e| e.name.as_str()).collect();
+            let subject = berth_core::window::Subject { stack: &s.name, server: &s.server, environments: &envs };
+            if let Some(f) = freezes.iter().find(|f| f.applies(&subject)) {
+                row["frozen"] = json!(f);
+            }
+        }
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows.values().collect::<Vec<_>>()).unwrap_or_default());
         return Ok(exit::OK);
@@ -259,7 +292,15 @@ pub fn status(ws: &Workspace, as_json: bool) -> Result<i32> {
         })
         .collect();
     table(&["STACK", "SERVER", "STATUS", "COMMIT", "LAST DEPLOY", "REASON"], &table_rows);
+    print_freezes(&freezes);
     Ok(exit::OK)
+}
+
+/// The freezes in force, one line each.
+fn print_freezes(freezes: &[berth_core::window::Freeze]) {
+    for f in freezes {
+        println!("frozen: {} until {} by {}: {}", f.scope, crate::windows::show(f.until), f.by, f.reason);
+    }
 }
 
 pub fn history(ws: &Workspace, stack: &str, limit: usize, as_json: bool) -> Result<i32> {
@@ -299,6 +340,9 @@ pub fn logs(ws: &Workspace, id: i64) -> Result<i32> {
     println!("# deploy {} of {} at {}: {}", r.id, r.stack, short(&r.commit), r.status);
     if let Some(why) = &r.reason {
         println!("# {why}");
+    }
+    if let Some((by, reason, closed, _)) = state.override_of(id)? {
+        println!("# forced through a closed window by {by}: {reason} ({closed})");
     }
     print!("{}", state.log(id)?);
     let verify = state.verify_results(id)?;

@@ -4,6 +4,7 @@ mod adopt;
 mod ci;
 mod diff;
 mod doctor;
+mod freeze;
 mod inspect;
 mod run;
 mod serve;
@@ -29,17 +30,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
         Command::Diff { base, head, stacks, json } => diff::diff(&ws()?, base.as_deref(), &head, &stacks, json),
-        Command::Apply { r#ref, no_wait } => {
+        Command::Apply { r#ref, no_wait, force, reason } => {
             let ws = ws()?;
             ws.require_stacks(&ws.snapshot(&r#ref)?.project)?;
-            run::apply(&ws, &r#ref, !no_wait)
+            run::apply(&ws, &r#ref, !no_wait, reason.filter(|_| force).as_deref())
         }
-        Command::Deploy { stack, r#ref, set, no_wait } => run::deploy(&ws()?, &stack, &r#ref, &set, !no_wait),
+        Command::Deploy { stack, r#ref, set, no_wait, force, reason } => {
+            run::deploy(&ws()?, &stack, &r#ref, &set, !no_wait, reason.filter(|_| force).as_deref())
+        }
         Command::Bootstrap { r#ref } => run::bootstrap(&ws()?, &r#ref),
         Command::Adopt { stacks, r#ref } => adopt::adopt(&ws()?, &stacks, &r#ref),
         Command::Drift { json, heal } => run::drift(&ws()?, json, heal),
         Command::Pause { stack, reason } => run::pause(&ws()?, &stack, true, reason.as_deref()),
         Command::Resume { stack } => run::pause(&ws()?, &stack, false, None),
+        Command::Freeze { stacks, env, until, reason } => {
+            freeze::freeze(&ws()?, &stacks, env.as_deref(), &until, &reason)
+        }
+        Command::Unfreeze { stacks, env } => freeze::unfreeze(&ws()?, &stacks, env.as_deref()),
         Command::Ci { command } => ci::run(&ws()?, &command),
         Command::Import { from: crate::cli::ImportFrom::Komodo { file, strict } } => {
             let text = std::fs::read_to_string(&file)

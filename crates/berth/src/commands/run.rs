@@ -10,13 +10,15 @@ use berth_core::vars;
 use crate::dispatch::{self, Context, Event};
 use crate::error::{Error, Result, exit};
 use crate::output::short;
+use crate::state::WithState;
 use crate::workspace::Workspace;
 
-pub fn apply(ws: &Workspace, rev: &str, wait: bool) -> Result<i32> {
-    execute(ws, rev, None, &BTreeMap::new(), "apply", wait)
+/// `force`: the reason given with `--force`, to deploy through closed windows and freezes.
+pub fn apply(ws: &Workspace, rev: &str, wait: bool, force: Option<&str>) -> Result<i32> {
+    execute(ws, rev, None, &BTreeMap::new(), "apply", wait, force)
 }
 
-pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String], wait: bool) -> Result<i32> {
+pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String], wait: bool, force: Option<&str>) -> Result<i32> {
     // Variables pinned by earlier deploys stay unless set again (secret ones cannot be replayed).
     let mut overrides: BTreeMap<String, String> =
         ws.state()?.summaries()?.remove(stack).map(|h| vars::replayable(&h.overrides)).unwrap_or_default();
@@ -24,7 +26,7 @@ pub fn deploy(ws: &Workspace, stack: &str, rev: &str, set: &[String], wait: bool
         let (k, v) = vars::parse_set(s).map_err(|e| Error::Usage(format!("--set {e}")))?;
         overrides.insert(k, v);
     }
-    execute(ws, rev, Some(stack), &overrides, "deploy", wait)
+    execute(ws, rev, Some(stack), &overrides, "deploy", wait, force)
 }
 
 /// `berth bootstrap`: bring up the `manual = true` stacks (secrets service, reverse
@@ -37,7 +39,7 @@ pub fn bootstrap(ws: &Workspace, rev: &str) -> Result<i32> {
         return Ok(exit::OK);
     }
     println!("bootstrapping {}", manual.join(", "));
-    run_plan(ws, snap, Some(&manual), &BTreeMap::new(), "bootstrap", true, true)
+    run_plan(ws, snap, Some(&manual), &BTreeMap::new(), "bootstrap", true, true, None)
 }
 
 fn execute(
@@ -47,6 +49,7 @@ fn execute(
     overrides: &BTreeMap<String, String>,
     trigger: &str,
     wait: bool,
+    force: Option<&str>,
 ) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
     if let Some(name) = only
@@ -55,12 +58,14 @@ fn execute(
         return Err(Error::Unknown(snap.project.unknown_stack(name)));
     }
     let requested: Option<Vec<String>> = only.map(|s| vec![s.to_string()]);
-    run_plan(ws, snap, requested.as_deref(), overrides, trigger, false, wait)
+    run_plan(ws, snap, requested.as_deref(), overrides, trigger, false, wait, force)
 }
 
 /// Plan (a reconcile, or the `requested` stacks) and run the deploys.
 /// `skip_unchanged` drops requested stacks already running this exact config.
 /// `wait`: wait for a stack another deploy holds (else refuse it).
+/// `force`: deploy through closed windows and freezes, recording this reason.
+#[allow(clippy::too_many_arguments)]
 fn run_plan(
     ws: &Workspace,
     snap: std::sync::Arc<crate::workspace::Snapshot>,
@@ -69,6 +74,7 @@ fn run_plan(
     trigger: &str,
     skip_unchanged: bool,
     wait: bool,
+    force: Option<&str>,
 ) -> Result<i32> {
     let state = ws.state()?;
     crate::signing::gate(ws, &state, &snap, requested.unwrap_or(&[]), trigger)?;
@@ -84,6 +90,7 @@ fn run_plan(
             }
         }
     }
+    let (forced, held) = windows_gate(&state, &snap, &mut plan, trigger, force)?;
     let count = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
     if only.is_none() {
         println!(
@@ -94,7 +101,7 @@ fn run_plan(
             count(Action::Blocked),
             count(Action::Manual)
         );
-        for s in plan.steps.iter().filter(|s| s.action == Action::Blocked) {
+        for s in plan.steps.iter().filter(|s| s.action == Action::Blocked && !held.contains(&s.stack)) {
             println!("- {:<20} blocked: {}", s.stack, super::inspect::explain(s));
         }
     }
@@ -106,7 +113,10 @@ fn run_plan(
         if removed > 0 {
             return Ok(exit::OK);
         }
-        println!("nothing to deploy");
+        match held.len() {
+            0 => println!("nothing to deploy"),
+            n => println!("nothing deployed: {n} held by a deploy window or freeze"),
+        }
         return Ok(if count(Action::Blocked) > 0 { exit::FAILED } else { exit::OK });
     }
     let engines = super::engines(&snap.project, plan.to_deploy().map(|s| s.server.as_str()))?;
@@ -123,7 +133,15 @@ fn run_plan(
         reconcile: requested.is_none() || skip_unchanged,
     };
     let done = dispatch::run(&ctx, &snap.project, &plan, &vars, |e| match e {
-        Event::Started { stack, id } => println!("→ {stack:<20} deploying (deploy {id})"),
+        Event::Started { stack, id } => {
+            println!("→ {stack:<20} deploying (deploy {id})");
+            if let (Some(reason), Some((_, closed))) = (force, forced.iter().find(|(s, _)| s == stack)) {
+                let (by, now) = (crate::release::actor(), crate::windows::now());
+                if let Err(e) = state.with_state(|s| s.record_override(id, &by, reason, closed, now)) {
+                    eprintln!("warning: the override of deploy {id} was not recorded: {e}");
+                }
+            }
+        }
         Event::Finished { stack, id, outcome, took } => match &outcome.reason {
             None => {
                 let extra = if outcome.recreated.is_empty() {
@@ -166,6 +184,9 @@ fn run_plan(
     let (rolled, refused) = (n(DeployStatus::RolledBack), n(DeployStatus::Cancelled));
     print!("{trigger}: {ok} deployed, {failed} failed, {rolled} rolled back, {blocked} blocked");
     println!("{}", if refused > 0 { format!(", {refused} refused (busy)") } else { String::new() });
+    if !held.is_empty() {
+        println!("  held by a deploy window or freeze: {}", held.join(", "));
+    }
     for d in done.iter().filter(|d| d.status != DeployStatus::Succeeded) {
         let id = d.id.map(|i| format!(" (deploy {i})")).unwrap_or_default();
         println!("  {} {}{id}: {}", d.stack, d.status, d.reason.as_deref().unwrap_or(""));
@@ -211,7 +232,7 @@ pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>,
     // Secret values are stored redacted and cannot be replayed.
     let overrides = vars::replayable(&overrides);
     println!("rolling `{stack}` back to {}", short(&commit));
-    execute(ws, &commit, Some(stack), &overrides, "rollback", wait)
+    execute(ws, &commit, Some(stack), &overrides, "rollback", wait, None)
 }
 
 /// `berth promote`: deploy an environment at a release. With `--from`, the source
@@ -274,7 +295,7 @@ pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) 
         println!("environment `{to}` has no stacks at {}", short(&commit));
         return Ok(exit::OK);
     }
-    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false, true)
+    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false, true, None)
 }
 
 /// `berth drift [--heal]`: report stacks whose containers no longer match their last
@@ -313,13 +334,53 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
         }
         let last = state.get(d.deploy_id)?;
         println!("  healing {}: redeploying deploy {}", d.stack, d.deploy_id);
-        let r = execute(ws, &last.commit, Some(&d.stack), &vars::replayable(&last.overrides), "heal", true)?;
+        let r = execute(ws, &last.commit, Some(&d.stack), &vars::replayable(&last.overrides), "heal", true, None)?;
         if r == exit::OK {
             code = exit::OK.max(code);
         }
     }
     notifier.flush(std::time::Duration::from_secs(15));
     Ok(code)
+}
+
+/// The stacks forced through a closed window (with what was closed), and those refused.
+type Gated = (Vec<(String, String)>, Vec<String>);
+
+/// Deploy windows and freezes: a stack whose window is closed is refused (its step blocked) and
+/// said so with the next opening, unless `force` gives a reason; returns the forced stacks with
+/// what was closed, and the refused ones. `bootstrap` (bringing up the stacks berth needs) is never held.
+fn windows_gate(
+    state: &crate::state::State,
+    snap: &crate::workspace::Snapshot,
+    plan: &mut berth_core::plan::Plan,
+    trigger: &str,
+    force: Option<&str>,
+) -> Result<Gated> {
+    let (mut forced, mut refused) = (Vec::new(), Vec::new());
+    if trigger == "bootstrap" {
+        return Ok((forced, refused));
+    }
+    let now = crate::windows::now();
+    let freezes = state.freezes(now)?;
+    for s in plan.steps.iter_mut().filter(|s| s.action == Action::Deploy) {
+        let v = crate::windows::verdict(&snap.project, &snap.windows, &freezes, &s.stack, trigger, now);
+        if v.is_open() {
+            continue;
+        }
+        let why = crate::windows::explain(&v);
+        match force {
+            Some(reason) => {
+                println!("! {:<20} {why}: deploying anyway (--force: {reason})", s.stack);
+                forced.push((s.stack.clone(), why));
+            }
+            None => {
+                println!("✗ {:<20} not deployed: {why}; to deploy now anyway: --force --reason TEXT", s.stack);
+                s.action = Action::Blocked;
+                refused.push(s.stack.clone());
+            }
+        }
+    }
+    Ok((forced, refused))
 }
 
 /// `berth pause` / `berth resume`.

@@ -86,6 +86,8 @@ fn load(g: &Global, config_file: Option<&Path>) -> Result<ServeConfig> {
 }
 
 pub fn serve(g: &Global, config_file: Option<&Path>, listen: Option<&str>, grace: &str) -> Result<i32> {
+    // Pin a `BERTH_NOW` clock to the start.
+    let _ = crate::windows::now();
     let cfg = load(g, config_file)?;
     let grace = duration::parse(grace).map_err(|e| Error::Usage(format!("--shutdown-grace: {e}")))?;
     let listen = listen.unwrap_or(&cfg.listen);

@@ -67,6 +67,9 @@ pub struct Shared {
     sched_tx: mpsc::UnboundedSender<queue::Msg>,
 }
 
+/// How the reason of a deploy held by a window or freeze begins.
+pub const WAITING: &str = "waiting: ";
+
 /// Handle to a running controller.
 #[derive(Clone)]
 pub struct Controller {
@@ -196,14 +199,25 @@ impl Controller {
         rx.await.map_err(|_| SyncError::Stopped)?
     }
 
-    /// Wait until every deploy in `ids` has settled, or the timeout passes; returns their records.
+    /// Look at the deploys waiting for a window or a freeze again (a freeze was lifted).
+    pub fn recheck(&self) {
+        let _ = self.shared.sched_tx.send(queue::Msg::Wake);
+    }
+
+    /// Wait until every deploy in `ids` has settled (or waits for a deploy window or freeze), or the
+    /// timeout passes; returns their records.
     pub async fn wait(&self, ids: &[i64], timeout: Duration) -> Vec<DeployRecord> {
         let mut rx = self.shared.settled.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let records: Vec<DeployRecord> =
                 self.shared.state(|s| ids.iter().filter_map(|id| s.get(*id).ok()).collect());
-            if records.iter().all(|r| r.status.is_final()) || tokio::time::Instant::now() >= deadline {
+            // A deploy held by a deploy window or freeze may wait for days: answer with it queued.
+            let held = |r: &DeployRecord| {
+                r.status == berth_core::record::DeployStatus::Queued
+                    && r.reason.as_deref().is_some_and(|w| w.starts_with(WAITING))
+            };
+            if records.iter().all(|r| r.status.is_final() || held(r)) || tokio::time::Instant::now() >= deadline {
                 return records;
             }
             let _ = tokio::time::timeout_at(deadline, rx.changed()).await;

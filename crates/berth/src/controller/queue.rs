@@ -13,6 +13,7 @@ use crate::deploy::{self, Job};
 use crate::docker::Engine;
 use crate::executor::{self, Request};
 use crate::state::NewDeploy;
+use crate::windows;
 
 pub enum Msg {
     Enqueue {
@@ -36,6 +37,8 @@ pub enum Msg {
         /// Set when the deploy failed because its engine could not be reached: try again later.
         retry: Option<Pending>,
     },
+    /// A deploy window may have opened or a freeze been lifted: look at the waiting deploys again.
+    Wake,
     /// A retry whose backoff has passed.
     Retry {
         stack: String,
@@ -59,6 +62,8 @@ pub struct Pending {
     remove: bool,
     /// An explicit deploy: it runs even when the stack already runs this config.
     force: bool,
+    /// It waits for a deploy window or a freeze's end, and that was said (recorded, notified).
+    held: bool,
 }
 
 /// Retries of a deploy whose engine was unreachable, and the first pause (doubled each time, at most 5 min).
@@ -83,6 +88,8 @@ struct Queue {
     /// The batch and outcome of each stack's last deploy, to block dependents in the same batch.
     last: HashMap<String, (u64, DeployStatus)>,
     stopping: Option<Vec<oneshot::Sender<()>>>,
+    /// When a timer wakes the queue for the next deploy window opening (unix seconds).
+    wake_at: Option<i64>,
 }
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
@@ -93,6 +100,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         running: 0,
         last: HashMap::new(),
         stopping: None,
+        wake_at: None,
     };
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -117,6 +125,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     });
                 }
             }
+            Msg::Wake => q.wake_at = None,
             Msg::Retry { stack, pending } => {
                 // A deploy queued or started meanwhile carries a newer commit: it supersedes the retry.
                 let busy = q.slots.get(&stack).is_some_and(|s| s.running.is_some() || s.pending.is_some());
@@ -213,7 +222,8 @@ impl Queue {
                 })
             })
             .map_err(|e| e.to_string())?;
-        slot.pending = Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove, force });
+        slot.pending =
+            Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove, force, held: false });
         Ok((id, false))
     }
 
@@ -228,6 +238,9 @@ impl Queue {
         for (_, name) in ready {
             if self.running >= self.shared.max_parallel {
                 return;
+            }
+            if self.held(&name) {
+                continue;
             }
             let Some(p) = self.slots.get(&name).and_then(|s| s.pending.as_ref()) else { continue };
             let after = self.shared.repos[p.repo]
@@ -275,6 +288,71 @@ impl Queue {
                 .instrument(span),
             );
         }
+    }
+}
+
+impl Queue {
+    /// Whether the pending deploy of `name` must wait for a deploy window or a freeze's end. The
+    /// first time, the wait is recorded on its row, logged and notified; a timer wakes the queue at
+    /// the opening (removals and restores are never held: `windows::is_restore`).
+    fn held(&mut self, name: &str) -> bool {
+        let Some(p) = self.slots.get(name).and_then(|s| s.pending.as_ref()) else { return false };
+        if p.remove {
+            return false;
+        }
+        let now = windows::now();
+        let freezes = self.shared.state(|s| s.freezes(now)).unwrap_or_default();
+        // Under the read lock only: the project is not copied.
+        let judged = self.shared.repos[p.repo].current.read().ok().and_then(|c| {
+            let project = &c.as_ref()?.1;
+            if project.windows.is_empty() && freezes.is_empty() {
+                return None;
+            }
+            let zones = windows::zones(project).ok()?;
+            let v = windows::verdict(project, &zones, &freezes, name, &p.trigger, now);
+            let server = project.stack(name).map(|s| s.server.clone()).unwrap_or_default();
+            (!v.is_open()).then(|| (v, server, project.notify.clone()))
+        });
+        let Some((v, server, notify)) = judged else { return false };
+        if let Some(at) = v.opens {
+            self.wake(at);
+        }
+        let Some(p) = self.slots.get_mut(name).and_then(|s| s.pending.as_mut()) else { return true };
+        if !p.held {
+            p.held = true;
+            let why = format!("{}{}", super::WAITING, windows::explain(&v));
+            tracing::info!(stack = %name, deploy_id = p.id, reason = %why, "deploy waits for its window");
+            self.shared.state(|s| {
+                let _ = s.note_queued(p.id, &why);
+            });
+            // `?wait=true` callers answer with it held.
+            self.shared.settled.send_modify(|n| *n += 1);
+            crate::notify::Notifier::new(notify).send(&crate::notify::Event::deploy(
+                "waiting",
+                name,
+                &server,
+                &p.commit,
+                p.id,
+                Some(why),
+            ));
+        }
+        true
+    }
+
+    /// Wake the queue at `at` (unix seconds) unless an earlier wake is already set.
+    fn wake(&mut self, at: i64) {
+        let now = windows::now();
+        if self.wake_at.is_some_and(|w| w <= at && w >= now) {
+            return;
+        }
+        self.wake_at = Some(at);
+        let tx = self.tx.clone();
+        // Whole seconds from a truncated `now`: the timer never fires before the opening.
+        let delay = Duration::from_secs((at - now).max(0) as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Msg::Wake);
+        });
     }
 }
 

@@ -67,6 +67,8 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(deploy_detail))
         .routes(routes!(deploy_log))
         .routes(routes!(rejections))
+        .routes(routes!(super::freezes::list, super::freezes::freeze))
+        .routes(routes!(super::freezes::lift))
 }
 
 /// `Query` whose rejection answers in the API's JSON error shape.
@@ -122,7 +124,7 @@ impl Wait {
 }
 
 /// An optional JSON object body: empty or `null` mean the defaults.
-fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Ok(T::default());
     }

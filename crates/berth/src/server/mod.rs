@@ -6,6 +6,7 @@
 
 mod api;
 mod dashboard;
+mod freezes;
 mod hooks;
 mod komodo;
 

@@ -3,6 +3,7 @@
 //! the rest.
 
 mod admin;
+mod freezes;
 mod history;
 mod plans;
 mod schema;
@@ -178,12 +179,20 @@ impl State {
         Ok(())
     }
 
+    /// Say why a queued deploy has not started yet (a closed deploy window, a freeze).
+    pub fn note_queued(&self, id: i64, reason: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("UPDATE deploys SET reason = ?2 WHERE id = ?1 AND status = 'queued'", params![id, reason])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// A queued deploy starts: its config hash and overrides are now known.
     pub fn start(&self, id: i64, config_hash: &str, overrides: &BTreeMap<String, String>) -> Result<(), StateError> {
         self.conn
             .execute(
-                "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4
-                 WHERE id = ?1",
+                "UPDATE deploys SET status = 'running', config_hash = ?2, overrides = ?3, vars = ?3, started_at = ?4,
+                 reason = NULL WHERE id = ?1",
                 params![id, config_hash, encode_map(overrides), now()],
             )
             .map_err(self.err())?;

@@ -92,6 +92,25 @@ const STEPS: &[Step] = &[
             PRIMARY KEY (repo, number)
         );",
     ),
+    // Freezes (`berth freeze`), and who forced a deploy through a closed window and why.
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS freezes (
+            id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope  TEXT NOT NULL,
+            name   TEXT NOT NULL,
+            until  INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            by     TEXT NOT NULL,
+            at     INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS window_overrides (
+            deploy_id INTEGER PRIMARY KEY,
+            by        TEXT NOT NULL,
+            reason    TEXT NOT NULL,
+            closed    TEXT NOT NULL,
+            at        INTEGER NOT NULL
+        );",
+    ),
 ];
 
 /// The schema version this berth writes.

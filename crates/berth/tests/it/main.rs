@@ -30,3 +30,4 @@ mod serve;
 mod signed;
 mod ssh;
 mod verify;
+mod windows;

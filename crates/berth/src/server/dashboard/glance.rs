@@ -285,7 +285,49 @@ pub fn banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
             link: Some((format!("/stacks/{stack}"), stack.clone())),
         });
     }
+    out.extend(freeze_banners(shared, only));
     out
+}
+
+/// A banner per freeze in force (on a stack's page, those that hold the stack).
+fn freeze_banners(shared: &Shared, only: Option<&str>) -> Vec<Banner> {
+    use berth_core::window::Scope;
+    let freezes = shared.state(|s| s.freezes(crate::windows::now())).unwrap_or_default();
+    let in_env = |stack: &str, env: &str| {
+        shared.repos.iter().any(|r| {
+            r.current
+                .read()
+                .ok()
+                .and_then(|c| c.as_ref().map(|(_, p)| p.clone()))
+                .is_some_and(|p| p.stack(stack).is_some_and(|s| p.environments_of(s).iter().any(|e| e.name == env)))
+        })
+    };
+    freezes
+        .into_iter()
+        .filter(|f| match (&f.scope, only) {
+            (_, None) | (Scope::All, _) => true,
+            (Scope::Stack(s), Some(o)) => s == o,
+            (Scope::Environment(e), Some(o)) => in_env(o, e),
+        })
+        .map(|f| {
+            let until = stamp(f.until);
+            let title = match &f.scope {
+                Scope::All => "Deploys are frozen".to_string(),
+                Scope::Environment(e) => format!("Environment {e} is frozen"),
+                Scope::Stack(s) => format!("{s} is frozen"),
+            };
+            Banner {
+                level: "warn",
+                title,
+                text: format!(
+                    "Until {} by {}: {}. Deploys wait until then; self-heal and rollbacks still run.",
+                    until.text, f.by, f.reason
+                ),
+                lines: Vec::new(),
+                link: None,
+            }
+        })
+        .collect()
 }
 
 /// What a deploy waiting for CI waits for, from its log ("waiting for gitea CI of … (owner/name)").

@@ -1,0 +1,206 @@
+//! Deploy windows and freezes end to end: `berth serve` holds a push until its window opens,
+//! the CLI refuses a closed window or a freeze unless forced, freezes through the API.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::common::server::Server;
+use crate::common::*;
+use serde_json::{Value, json};
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The deploy of `stack` among the server's deploys.
+fn deploy_of(server: &Server, stack: &str) -> Option<Value> {
+    server.deploys().into_iter().find(|d| d["stack"] == stack)
+}
+
+#[test]
+fn serve_holds_a_deploy_outside_its_window_and_starts_it_when_the_window_opens() {
+    docker();
+    let app = unique("win");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    let hook = crate::common::http::Api::start(Box::new(|_, _| (200, "{}".into())));
+    // The allow window opens at 10:00 UTC; the server's clock starts 8 s before.
+    let toml = format!(
+        "[[window]]\nname = \"ten\"\nkind = \"allow\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\n\
+         [[notify]]\nkind = \"webhook\"\nurl = \"{}/hook\"\nevents = [\"waiting\"]\n",
+        hook.base
+    );
+    repo.write("berth.toml", &toml);
+    repo.commit("one stack, one window");
+    let before = unix_now();
+    let started = Instant::now();
+    let server = Server::start_env(&repo, &[("BERTH_NOW", "2026-01-05T09:59:52Z")]);
+    let opening = before + 8;
+
+    let queued = wait_for("the startup deploy to be queued", Duration::from_secs(5), || deploy_of(&server, &app));
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let why = queued["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("waiting: outside every allow window; next opening 2026-01-05 10:00"), "{queued}");
+    assert!(containers(&app).is_empty(), "deployed before the window opened");
+    let told =
+        wait_for("the waiting notification", Duration::from_secs(10), || hook.posts.lock().unwrap().first().cloned());
+    assert!(told.contains("\"event\":\"waiting\"") && told.contains("next opening"), "{told}");
+
+    let done = wait_for("the deploy after the opening", Duration::from_secs(60), || {
+        deploy_of(&server, &app).filter(|d| d["status"] != "queued" && d["status"] != "running")
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let at = done["started_at"].as_i64().unwrap();
+    assert!(at >= opening - 1, "started at {at}, before the opening at {opening}");
+    // A timer at the opening, not a once-a-minute poll.
+    assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+}
+
+#[test]
+fn a_deny_window_refuses_apply_with_the_next_opening_and_a_bad_zone_is_located() {
+    let app = unique("deny");
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write(
+        "berth.toml",
+        "[[window]]\nname = \"weekend\"\nkind = \"deny\"\nschedule = \"0 18 * * FRI\"\nduration = \"62h\"\n\
+         timezone = \"Europe/Berlin\"\n",
+    );
+    repo.commit("a weekend freeze window");
+    // Saturday noon in Berlin.
+    let sat = [("BERTH_NOW", "2026-01-10T11:00:00Z"), ("TZ", "UTC")];
+    let r = repo.berth_with(&["apply"], &sat);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("not deployed: deny window weekend is open; next opening 2026-01-12 07:00 UTC"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
+    let plan = repo.berth_with(&["plan"], &sat).ok();
+    assert!(plan.stdout.contains("held: deny window weekend is open"), "{}", plan.stdout);
+    assert!(repo.json(&["history", &app, "--json"]).as_array().unwrap().is_empty(), "a refusal deploys nothing");
+
+    // A bad zone is a configuration error at its line.
+    repo.write(
+        "berth.toml",
+        "[berth]\n[[window]]\nkind = \"deny\"\nhours = \"08:00-09:00\"\ntimezone = \"Europe/Berln\"\n",
+    );
+    repo.commit("typo");
+    let r = repo.berth(&["validate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("berth.toml:2:1") && r.stderr.contains("unknown time zone `Europe/Berln`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_freeze_refuses_a_cli_deploy_and_force_records_who_and_why() {
+    docker();
+    let app = unique("frz");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.commit("one stack");
+    let who = [("BERTH_ACTOR", "ana")];
+    let out = repo.berth_with(&["freeze", "--until", "2h", "--reason", "release week"], &who).ok();
+    assert!(out.stdout.contains("froze every stack until"), "{}", out.stdout);
+    let status = repo.berth(&["status"]).ok();
+    assert!(
+        status.stdout.contains("frozen: every stack until") && status.stdout.contains("by ana: release week"),
+        "{}",
+        status.stdout
+    );
+
+    let r = repo.berth(&["deploy", &app]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("every stack is frozen until") && r.stdout.contains("by ana: release week"),
+        "{}",
+        r.stdout
+    );
+    assert!(containers(&app).is_empty());
+    let r = repo.berth(&["deploy", &app, "--force"]);
+    assert_eq!(r.code, 2, "--force needs --reason: {r:?}");
+
+    let r = repo.berth_with(&["deploy", &app, "--force", "--reason", "security fix"], &[("BERTH_ACTOR", "bo")]).ok();
+    assert!(r.stdout.contains("deploying anyway (--force: security fix)"), "{}", r.stdout);
+    let history = repo.json(&["history", &app, "--json"]);
+    let id = history[0]["id"].as_i64().unwrap();
+    assert_eq!(history[0]["status"], "succeeded");
+    let logs = repo.berth(&["logs", &id.to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: security fix (every stack is frozen"),
+        "{}",
+        logs.stdout
+    );
+
+    let out = repo.berth(&["unfreeze"]).ok();
+    assert!(out.stdout.contains("unfroze every stack (frozen by ana"), "{}", out.stdout);
+    repo.stack(&app, &colored("blue"));
+    repo.commit("blue");
+    repo.berth(&["apply"]).ok();
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+}
+
+#[test]
+fn freezes_through_the_api_hold_pushes_until_lifted() {
+    docker();
+    let app = unique("api");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write("berth.toml", "[[environment]]\nname = \"prod\"\nstacks = [\"APP\"]\n".replace("APP", &app).as_str());
+    let first = repo.commit("one stack in prod");
+    let server = Server::start(&repo);
+    server.settle();
+
+    // A read key may list freezes but not make them.
+    let out = repo.berth(&["keys", "create", "--name", "reader", "--scope", "read"]).ok();
+    let field = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap();
+    let body = json!({ "environment": "prod", "until": "1h", "reason": "audit" }).to_string().into_bytes();
+    let (k, s) = (field("key:"), field("secret:"));
+    let headers = [("X-Api-Key", k.as_str()), ("X-Api-Secret", s.as_str()), ("Content-Type", "application/json")];
+    let (code, answer) = server.raw("/api/v1/freezes", &headers, body);
+    assert_eq!(code, 403, "{answer}");
+
+    let (code, answer) =
+        server.post("/api/v1/freezes", &json!({ "environment": "prod", "until": "1h", "reason": "audit" }));
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(answer["freezes"][0]["scope"], "environment");
+    assert_eq!(answer["freezes"][0]["name"], "prod");
+    let (code, answer) = server.post("/api/v1/freezes", &json!({ "environment": "qa", "until": "1h", "reason": "x" }));
+    assert_eq!(code, 404, "{answer}");
+    assert_eq!(server.get("/api/v1/freezes").unwrap()["freezes"].as_array().unwrap().len(), 1);
+    // The dashboard shows it.
+    let web = crate::common::web::client(None);
+    let cookie = crate::common::web::login(&web, &server.base, &server.key, &server.secret);
+    let (code, html, _) = crate::common::web::get(&web, &server.url("/"), &[("Cookie", cookie.as_str())]);
+    assert_eq!(code, 200);
+    assert!(html.contains("Environment prod is frozen") && html.contains("by admin: audit"), "{html}");
+
+    repo.stack(&app, &colored("green"));
+    let second = repo.commit("green");
+    // `?wait=true` answers at once with the deploy held, not when the freeze ends.
+    let (code, answer) = server.push(&first, &second, "?wait=true&timeout=120");
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "queued", "{answer}");
+    let held = wait_for("the push to be held", Duration::from_secs(30), || {
+        deploy_of(&server, &app).filter(|d| d["commit"] == second.as_str())
+    });
+    assert_eq!(held["status"], "queued", "{held}");
+    assert!(held["reason"].as_str().unwrap_or_default().contains("environment `prod` is frozen until"), "{held}");
+
+    let (code, answer) = server.post("/api/v1/freezes/lift", &json!({}));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["freezes"].as_array().unwrap().len(), 1, "{answer}");
+    let done = wait_for("the held deploy after the lift", Duration::from_secs(60), || {
+        deploy_of(&server, &app)
+            .filter(|d| d["commit"] == second.as_str() && d["status"] != "queued" && d["status"] != "running")
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+}
