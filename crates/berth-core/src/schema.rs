@@ -9,8 +9,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml,
-    ForwardAuthToml, HookTableToml, ImageToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml,
-    Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml, WindowToml,
+    ForwardAuthToml, HookTableToml, HttpCheckToml, ImageToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef,
+    ServerToml, Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml, WindowToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 

@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn references_split_into_their_parts() {
         let r = ImageRef::parse("redis:7").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("docker.io", "library/redis", Some("7")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/redis", Some("7"))
+        );
         let r = ImageRef::parse("127.0.0.1:5000/berth/app:1.2.0@sha256:abc").unwrap();
         assert_eq!(r.registry, "127.0.0.1:5000");
         assert_eq!(r.repository, "berth/app");

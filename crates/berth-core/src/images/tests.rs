@@ -53,7 +53,8 @@ fn the_most_specific_rule_governs() {
 #[test]
 fn semver_picks_the_newest_in_range_and_says_why_others_are_skipped() {
     let p = rule("semver = \"^1\"\nignore = [\"1.3.1\"]");
-    let r = rank(&p, "1.2.0", &tags(&["1.2.0", "1.3.0", "1.3.1", "v1.10.0", "2.0.0-rc1", "2.0.0", "latest", "1.1.0"])).unwrap();
+    let r = rank(&p, "1.2.0", &tags(&["1.2.0", "1.3.0", "1.3.1", "v1.10.0", "2.0.0-rc1", "2.0.0", "latest", "1.1.0"]))
+        .unwrap();
     assert_eq!(r.candidates, ["v1.10.0", "1.3.0"]);
     assert_eq!(
         r.skipped,
@@ -82,7 +83,12 @@ fn pre_releases_follow_the_range_or_the_setting() {
 #[test]
 fn regex_versions_order_naturally() {
     let p = rule("regex = '^RELEASE\\.(\\d{4}-\\d{2}-\\d{2})'");
-    let r = rank(&p, "RELEASE.2024-01-02T00-00-00Z", &tags(&["RELEASE.2024-03-01T00-00-00Z", "RELEASE.2023-12-31T00-00-00Z", "latest"])).unwrap();
+    let r = rank(
+        &p,
+        "RELEASE.2024-01-02T00-00-00Z",
+        &tags(&["RELEASE.2024-03-01T00-00-00Z", "RELEASE.2023-12-31T00-00-00Z", "latest"]),
+    )
+    .unwrap();
     assert_eq!(r.candidates, ["RELEASE.2024-03-01T00-00-00Z"]);
     let n = rule("regex = '^build-(\\d+)$'");
     assert_eq!(rank(&n, "build-9", &tags(&["build-10", "build-8"])).unwrap().candidates, ["build-10"]);
@@ -119,6 +125,9 @@ fn versions_are_found_in_compose_or_env_files_and_edited_in_place() {
     assert!(edited.contains("    image: postgres:16.2 # pinned\n"), "{edited}");
     assert_eq!(edited.len(), compose.len());
     let whole = by("whole").spot.clone().unwrap();
-    assert_eq!(edit(env, whole.start, whole.end, &whole.replacement("2.1")).unwrap().lines().last(), Some("WHOLE=reg.example/x/y:2.1"));
+    assert_eq!(
+        edit(env, whole.start, whole.end, &whole.replacement("2.1")).unwrap().lines().last(),
+        Some("WHOLE=reg.example/x/y:2.1")
+    );
     assert!(by("fixed").spot.clone().unwrap_err().contains("berth.toml `env`"));
 }
