@@ -37,6 +37,35 @@ pub struct ConfigFile {
     pub dashboard: Option<Spanned<DashboardToml>>,
     #[serde(default)]
     pub window: Vec<Spanned<WindowToml>>,
+    /// `[[image]]`: image update rules for every stack (by image pattern, or for all images).
+    #[serde(default)]
+    pub image: Vec<Spanned<ImageToml>>,
+}
+
+/// `[[stack.image]]` / `[[image]]`: how berth looks for newer versions of images.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageToml {
+    /// The compose service it applies to (default: every service of the stack).
+    pub service: Option<String>,
+    /// The images it applies to: a glob over the image name without tag, e.g. `grafana/*` or `ghcr.io/me/app`.
+    pub image: Option<String>,
+    /// A version range of the tags to adopt: `^1.4`, `~2.3`, `>=1.2, <2`.
+    pub semver: Option<String>,
+    /// A pattern over tags whose first capture group (or `(?P<version>..)`) is the version, e.g. `^RELEASE\.(\d{4}-\d{2}-\d{2})`.
+    pub regex: Option<String>,
+    /// `digest`: follow the digest of the tag (a moving tag like `latest` or `1.4`), written as `tag@sha256:..`.
+    pub pin: Option<String>,
+    /// Adopt pre-releases (`2.0.0-rc1`): `true` or `false` (default: only when the range names one).
+    pub prerelease: Option<bool>,
+    /// How old a version must be before it is adopted, e.g. `3d`.
+    pub min_age: Option<String>,
+    /// Tags never adopted (globs, e.g. `11.3.*`, `*-alpine`).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// `report` (default: only `berth updates` shows them), `commit` (written to the branch by `berth updates --apply`)
+    /// or `pull_request`.
+    pub mode: Option<String>,
 }
 
 /// `[[window]]`: when deploys may (`allow`) or may not (`deny`) start.
@@ -427,6 +456,9 @@ pub struct StackToml {
     pub require_ci: Option<CiToml>,
     /// Redeploy the recorded deploy when the stack drifts.
     pub self_heal: Option<bool>,
+    /// `[[stack.image]]`: image update rules of this stack.
+    #[serde(default)]
+    pub image: Vec<Spanned<ImageToml>>,
 }
 
 /// A `pre_deploy`/`post_deploy` hook: an argument vector, or a table saying where it runs.

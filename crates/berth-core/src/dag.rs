@@ -89,6 +89,7 @@ mod tests {
             rollout: Default::default(),
             origin: String::new(),
             location: None,
+            images: vec![],
         }
     }
 

@@ -20,6 +20,7 @@ pub mod discovery;
 pub mod duration;
 pub mod error;
 pub mod hash;
+pub mod images;
 pub mod import;
 pub mod ownership;
 pub mod plan;

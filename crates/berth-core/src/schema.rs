@@ -9,8 +9,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     BasicAuthToml, CiToml, ConfigFile, DashboardToml, DefaultsToml, DiscoveryToml, EnvironmentToml, ForgeToml,
-    ForwardAuthToml, HookTableToml, HttpCheckToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef, ServerToml,
-    Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml, WindowToml,
+    ForwardAuthToml, HookTableToml, HttpCheckToml, ImageToml, NotifyToml, RepoToml, RolloutTableToml, SecretRef,
+    ServerToml, Settings, StackToml, TlsToml, VerifyCommitsToml, VerifyToml, WindowToml,
 };
 use crate::error::{ConfigError, Location, did_you_mean};
 
@@ -58,6 +58,7 @@ fn top() -> Shape {
         "environment" => Some(shape::<EnvironmentToml>(|k| (k == "require_ci").then(ci))),
         "notify" => Some(shape::<NotifyToml>(secret)),
         "window" => Some(leaf::<WindowToml>()),
+        "image" => Some(leaf::<ImageToml>()),
         "dashboard" => Some(shape::<DashboardToml>(|k| match k {
             "htpasswd" => Some(leaf::<SecretRef>()),
             "forward_auth" => Some(leaf::<ForwardAuthToml>()),
@@ -74,6 +75,7 @@ fn stack() -> Shape {
         "env" => Some(Shape::Map(leaf::<SecretRef>)),
         "pre_deploy" | "post_deploy" => Some(leaf::<HookTableToml>()),
         "rollout" => Some(leaf::<RolloutTableToml>()),
+        "image" => Some(leaf::<ImageToml>()),
         _ => None,
     })
 }

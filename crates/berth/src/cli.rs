@@ -68,6 +68,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List, for every image a `[[stack.image]]` or `[[image]]` rule governs, the current version,
+    /// the newest the rule allows (asking the registries) and why other tags were skipped.
+    Updates {
+        /// Only these stacks (default: every stack).
+        #[arg(value_name = "STACK")]
+        stacks: Vec<String>,
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
+        r#ref: String,
+        #[arg(long)]
+        json: bool,
+        /// Write the updates of `mode = "commit"` rules into their files, commit them on the current
+        /// branch and push it when a remote is configured.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Show, in dependency order, what `apply` would do with each stack and why.
     Plan {
         #[arg(long, value_name = "REV", default_value = "HEAD")]

@@ -129,6 +129,30 @@ impl Repo {
         Ok(())
     }
 
+    /// Commit `paths` (repo-relative, already written in the work tree) with `message`; returns the commit id.
+    pub fn commit_paths(&self, paths: &[String], message: &str) -> Result<String, GitError> {
+        let mut add = vec!["add", "--"];
+        add.extend(paths.iter().map(String::as_str));
+        self.git(&add)?;
+        let mut cmd = self.cmd();
+        if self.git(&["config", "user.email"]).map(|e| e.trim().is_empty()).unwrap_or(true) {
+            cmd.env("GIT_AUTHOR_NAME", "berth").env("GIT_AUTHOR_EMAIL", "berth@localhost");
+            cmd.env("GIT_COMMITTER_NAME", "berth").env("GIT_COMMITTER_EMAIL", "berth@localhost");
+        }
+        let mut args = vec!["commit", "--quiet", "-m", message, "--"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = process::run(cmd.args(&args), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed { args: "commit".into(), message: out.error_summary() });
+        }
+        self.resolve("HEAD")
+    }
+
+    /// Push the current branch to `origin`.
+    pub fn push_branch(&self, branch: &str) -> Result<(), GitError> {
+        self.git(&["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).map(|_| ())
+    }
+
     /// Push one tag to `origin`; the error text says why the remote refused.
     pub fn push_tag(&self, name: &str) -> Result<(), GitError> {
         push_tag(self.cmd(), name)

@@ -26,6 +26,7 @@ mod output;
 mod pr;
 mod process;
 mod redact;
+mod registry;
 mod release;
 mod rollout;
 mod secrets;

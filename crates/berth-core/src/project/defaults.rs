@@ -102,6 +102,7 @@ impl Defaults {
             tier: None,
             require_ci: None,
             self_heal: self.self_heal,
+            images: Vec::new(),
             age_identity: self.age_identity.clone(),
             verify: self.verify.clone(),
             rollback: self.rollback,

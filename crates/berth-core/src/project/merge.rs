@@ -119,6 +119,9 @@ pub(super) fn stacks(
             }
         };
         entry::apply(&mut stacks[idx], st, path, tree, &l, errors);
+        let what = format!("stack `{}`", stacks[idx].name);
+        let rules = crate::images::resolve(src.file, src.text, &what, &st.image, errors);
+        stacks[idx].images.extend(rules);
     }
     stacks
 }

@@ -15,7 +15,7 @@ mod servers;
 mod settings;
 mod stack;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod windows;
 
 use std::time::Duration;
@@ -63,6 +63,8 @@ pub struct Project {
     pub verify_commits: Option<crate::signing::VerifyCommits>,
     /// `[[window]]` deploy windows, their time zones still names (`window::resolve`).
     pub windows: Vec<crate::window::WindowSpec>,
+    /// `[[image]]` update rules for every stack (a stack's own rules come first).
+    pub images: Vec<crate::images::Policy>,
 }
 
 /// The text of `berth.toml`, to locate its entries in error messages.
@@ -103,6 +105,7 @@ impl Project {
         let environments = environments::resolve(&src, &cfg, &servers, &stacks, &mut errors);
         let settings = settings::resolve(&src, &cfg, &mut errors);
         let windows = windows::resolve(&src, &cfg, &servers, &stacks, &environments, &mut errors);
+        let images = crate::images::resolve(file, src.text, "[[image]]", &cfg.image, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -125,6 +128,7 @@ impl Project {
             dashboard: settings.dashboard,
             verify_commits: settings.verify_commits,
             windows,
+            images,
         })
     }
 

@@ -98,6 +98,9 @@ pub struct Stack {
     /// The `[[stack]]` entry that declared or refined it, if any.
     #[serde(skip)]
     pub location: Option<Location>,
+    /// `[[stack.image]]` update rules. Not part of the config hash: they change no deploy.
+    #[serde(skip)]
+    pub images: Vec<crate::images::Policy>,
 }
 
 mod secs {

@@ -9,6 +9,7 @@ mod inspect;
 mod run;
 mod serve;
 mod trigger;
+mod updates;
 mod watch;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
+        Command::Updates { stacks, r#ref, json, apply } => updates::updates(&ws()?, &r#ref, &stacks, json, apply),
         Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
         Command::Diff { base, head, stacks, json } => diff::diff(&ws()?, base.as_deref(), &head, &stacks, json),
         Command::Apply { r#ref, no_wait, force, reason } => {

@@ -16,6 +16,7 @@ mod dashboard_ops;
 mod diff;
 mod errors;
 mod faults;
+mod images;
 mod komodo;
 mod multi;
 mod notify;

@@ -81,6 +81,20 @@ impl Registry {
         image
     }
 
+    /// Push the test image as `berth/NAME:TAG` for each tag, removing the local tags. Returns the
+    /// name without tag (`127.0.0.1:PORT/berth/NAME`).
+    pub fn push_tags(&self, name: &str, tags: &[&str]) -> String {
+        let repo = format!("127.0.0.1:{}/berth/{name}", self.port);
+        for tag in tags {
+            let image = format!("{repo}:{tag}");
+            self.docker(&["tag", IMAGE, &image]);
+            self.docker(&["push", &image]);
+            self.docker(&["rmi", &image]);
+            self.pushed.lock().unwrap_or_else(|p| p.into_inner()).push(image);
+        }
+        repo
+    }
+
     /// Push another image (the test image plus a label, built offline) under `image`, a reference
     /// `push` returned. The engine keeps what it had under that tag and does not keep the new
     /// image: only a pull brings it. Returns the new image's id.
