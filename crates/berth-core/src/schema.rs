@@ -214,7 +214,7 @@ mod tests {
                 "berth.toml:7:12: unknown key `stabel` in [stack.verify] (did you mean `stable`?)",
                 "berth.toml:7:48: unknown key `retrys` in [stack.verify.http] (did you mean `retries`?)",
                 "berth.toml:11:24: unknown key `fiel` in [stack.env.B] (did you mean `file`?)",
-                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, pull, rollout, tier, require_ci, self_heal)",
+                "berth.toml:12:1: unknown key `zzzzzz` in [stack] (valid keys here: name, path, compose, server, mode, after, watch, ignore, manual, env, secrets, env_files, timeout, rollback, verify, pre_deploy, post_deploy, pull, rollout, tier, require_ci, self_heal, image)",
                 "berth.toml:13:2: unknown key `sever` at the top level (did you mean `server`?)",
             ]
         );
