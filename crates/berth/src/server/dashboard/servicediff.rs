@@ -48,7 +48,8 @@ pub fn view(shared: &Arc<Shared>, repo: Option<&Arc<RepoHandle>>, stack: &str, b
     }
     let Some(repo) = repo else { return DiffView::note("The stack is in no repository berth serves now.") };
     let key = Key { stack: stack.to_string(), old: old.to_string(), new: commit.to_string() };
-    let done = match deploydiff::known(&key) {
+    // A failure is computed again: it may have been a transient one (a timeout, a busy engine).
+    let done = match deploydiff::known(&key).filter(|d| d.is_ok()) {
         Some(d) => d,
         None => {
             let (s, r, k) = (shared.clone(), repo.clone(), key.clone());
