@@ -153,7 +153,9 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
     };
     held.set_deploy(id);
     on(Event::Started { id });
-    notifier.send(&notify::Event::deploy("started", &name, &server, &job.commit, id, None).with_changes(since.as_deref(), false));
+    notifier.send(
+        &notify::Event::deploy("started", &name, &server, &job.commit, id, None).with_changes(since.as_deref(), false),
+    );
     let progress = |phase: &str| {
         state.with_state(|s| {
             let _ = s.set_phase(id, phase);

@@ -105,7 +105,8 @@ impl Notifier {
             let (t, mut e) = (t.clone(), event.clone());
             let handle = std::thread::spawn(move || {
                 if let Some(key) = e.pending.take() {
-                    e.changes = crate::deploydiff::wait(&key, CHANGES_WAIT).and_then(|_| crate::deploydiff::summary(&key));
+                    e.changes =
+                        crate::deploydiff::wait(&key, CHANGES_WAIT).and_then(|_| crate::deploydiff::summary(&key));
                 }
                 if let Err(err) = deliver(&t, &e) {
                     tracing::warn!(kind = %t.kind, event = %e.event, error = %err, "notification not delivered");

@@ -235,3 +235,20 @@ fn render(
     diff::mask(&mut model, key, &values, &is_secret);
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_keeps_the_order_of_its_items() {
+        let items: Vec<u64> = (0..23).collect();
+        let out = parallel(&items, |x| {
+            // Later items finish first.
+            std::thread::sleep(std::time::Duration::from_millis(23 - x));
+            x * 2
+        });
+        assert_eq!(out, items.iter().map(|x| Some(x * 2)).collect::<Vec<_>>());
+        assert!(parallel(&[] as &[u64], |x| *x).is_empty());
+    }
+}

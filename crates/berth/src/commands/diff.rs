@@ -163,7 +163,12 @@ pub struct PlanDiff {
 
 /// The diff of each stack in `stacks` between its last successful deploy and `new`; stacks last
 /// deployed from one commit are rendered together.
-pub fn plan_diffs(ws: &Workspace, new: &Snapshot, stacks: &[String], state: &crate::state::State) -> Result<Vec<PlanDiff>> {
+pub fn plan_diffs(
+    ws: &Workspace,
+    new: &Snapshot,
+    stacks: &[String],
+    state: &crate::state::State,
+) -> Result<Vec<PlanDiff>> {
     let history = ws.history(state)?;
     let mut by_commit: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut out = Vec::new();
@@ -184,7 +189,9 @@ pub fn plan_diffs(ws: &Workspace, new: &Snapshot, stacks: &[String], state: &cra
         for name in names {
             let outcome = match &rendered {
                 Ok(all) => all.iter().find(|o| o.name == name).cloned().unwrap_or_else(|| unchanged(new, &name)),
-                Err(e) => StackOutcome { error: Some(e.to_string()), diff: None, state: "error", ..unchanged(new, &name) },
+                Err(e) => {
+                    StackOutcome { error: Some(e.to_string()), diff: None, state: "error", ..unchanged(new, &name) }
+                }
             };
             out.push(PlanDiff { stack: name, since: Some(commit.clone()), outcome: Some(outcome) });
         }
@@ -217,7 +224,8 @@ pub fn plan_text(diffs: &[PlanDiff]) -> String {
         out.push('\n');
         match (&d.since, &d.outcome) {
             (Some(since), Some(o)) => out.push_str(&stack_text(o, &format!(" since {}", short(since)))),
-            _ => out.push_str(&format!("stack {}: first deploy, no earlier successful deploy to compare with\n", d.stack)),
+            _ => out
+                .push_str(&format!("stack {}: first deploy, no earlier successful deploy to compare with\n", d.stack)),
         }
     }
     out

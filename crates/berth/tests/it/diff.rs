@@ -162,7 +162,12 @@ fn changed_lines(diff: &str) -> Vec<&str> {
 
 /// HTML text back to plain text (what askama escapes).
 fn unescape(s: &str) -> String {
-    s.replace("&#34;", "\"").replace("&quot;", "\"").replace("&#39;", "'").replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
+    s.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&amp;", "&")
 }
 
 #[test]
@@ -225,14 +230,27 @@ fn plan_diff_the_deploy_page_and_notifications_tell_the_same_change() {
         .unwrap();
     let http = crate::common::web::client(None);
     let cookie = crate::common::web::login(&http, &server.base, &server.key, &server.secret);
-    let (status, html, _) = crate::common::web::get(&http, &server.url(&format!("/deploys/{id}")), &[("Cookie", &cookie)]);
+    let (status, html, _) =
+        crate::common::web::get(&http, &server.url(&format!("/deploys/{id}")), &[("Cookie", &cookie)]);
     assert_eq!(status, 200, "{html}");
     no_secret_in(&html, &planted);
     let section = unescape(crate::common::web::card(&html, "service-diff"));
-    assert!(section.contains(&format!("Since <code>{}</code>: <strong>recreates app</strong>.", &first[..12])), "{section}");
-    assert!(section.contains("<details class=\"service-diff\"><summary><span class=\"kind recreate\">recreate</span> <code>app</code>"), "{section}");
+    assert!(
+        section.contains(&format!("Since <code>{}</code>: <strong>recreates app</strong>.", &first[..12])),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "<details class=\"service-diff\"><summary><span class=\"kind recreate\">recreate</span> <code>app</code>"
+        ),
+        "{section}"
+    );
     assert!(!section.contains("<code>side</code>"), "an unchanged service is not listed: {section}");
-    assert!(section.contains(&format!("<pre class=\"diff\">{}</pre>", app_diff.trim_end())) || section.contains(&format!("<pre class=\"diff\">{app_diff}</pre>")), "the page's diff differs from the CLI's:\n{app_diff}\n{section}");
+    assert!(
+        section.contains(&format!("<pre class=\"diff\">{}</pre>", app_diff.trim_end()))
+            || section.contains(&format!("<pre class=\"diff\">{app_diff}</pre>")),
+        "the page's diff differs from the CLI's:\n{app_diff}\n{section}"
+    );
     // A reload is served from the cache, the same.
     let (_, again, _) = crate::common::web::get(&http, &server.url(&format!("/deploys/{id}")), &[("Cookie", &cookie)]);
     assert_eq!(unescape(crate::common::web::card(&again, "service-diff")), section);

@@ -41,7 +41,13 @@ impl DiffView {
 
 /// The diff of `stack` from `before` (the previous successful deploy's commit) to `commit`, on
 /// the calling (blocking) thread: cached, else computed and waited for up to [`WAIT`].
-pub fn view(shared: &Arc<Shared>, repo: Option<&Arc<RepoHandle>>, stack: &str, before: Option<&str>, commit: &str) -> DiffView {
+pub fn view(
+    shared: &Arc<Shared>,
+    repo: Option<&Arc<RepoHandle>>,
+    stack: &str,
+    before: Option<&str>,
+    commit: &str,
+) -> DiffView {
     let Some(old) = before else { return DiffView::note("No earlier successful deploy to compare with.") };
     if old == commit {
         return DiffView::note("Same commit as the previous successful deploy: no configuration change.");
@@ -88,7 +94,12 @@ fn from_outcome(o: &StackOutcome) -> DiffView {
             if !s.bind_files.is_empty() {
                 notes.push(format!("bind-mounted files changed: {}", s.bind_files.join(", ")));
             }
-            ServiceView { name: s.name.clone(), status: s.status.as_str(), notes: clean(&notes.join("; ")), diff: clean(&s.diff) }
+            ServiceView {
+                name: s.name.clone(),
+                status: s.status.as_str(),
+                notes: clean(&notes.join("; ")),
+                diff: clean(&s.diff),
+            }
         })
         .collect();
     DiffView {
