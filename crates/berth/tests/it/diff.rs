@@ -193,6 +193,10 @@ fn plan_diff_the_deploy_page_and_notifications_tell_the_same_change() {
     repo.stack(&web, &two_services(IMAGE));
     repo.stack(&other, &sleeper(&["x"]));
     let first = repo.commit("two stacks");
+    // Nothing deployed yet: nothing to compare with, and compose is not needed for that.
+    let r = repo.berth(&["plan", "--diff"]).ok();
+    let want = format!("stack {web}: first deploy, no earlier successful deploy to compare with\n");
+    assert!(r.stdout.contains(&want) && r.stdout.contains("2 to deploy"), "{}", r.stdout);
     repo.berth(&["apply"]).ok();
     assert!(inspect(&container(&web, "app"), "{{json .Config.Env}}").contains(&planted), "the secret is deployed");
 
