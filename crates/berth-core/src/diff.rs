@@ -83,6 +83,18 @@ impl StackOutcome {
             .map(|s| s.name.as_str())
             .collect()
     }
+
+    /// One line for a notification or a page: `recreates web, worker`, `recreates no service`;
+    /// none when the stack could not be rendered.
+    pub fn summary(&self) -> Option<String> {
+        self.diff.as_ref()?;
+        let recreated = self.recreated();
+        Some(if recreated.is_empty() {
+            "recreates no service".to_string()
+        } else {
+            format!("recreates {}", recreated.join(", "))
+        })
+    }
 }
 
 /// Service fields compose leaves out of its config hash: changing them recreates nothing.

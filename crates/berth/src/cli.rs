@@ -89,6 +89,10 @@ pub enum Command {
         r#ref: String,
         #[arg(long)]
         json: bool,
+        /// Also show, per service, what each deploy changes since the stack's last successful
+        /// deploy (compose's rendered config on both sides, secrets never shown).
+        #[arg(long)]
+        diff: bool,
     },
     /// Make the Docker hosts match the repository: deploy every stack whose config changed.
     Apply {

@@ -33,6 +33,8 @@ impl Drift {
             commit: Some(self.commit.clone()),
             deploy_id: Some(self.deploy_id),
             detail: Some(self.findings.join("; ")),
+            changes: None,
+            pending: None,
             at: crate::state::now(),
         }
     }

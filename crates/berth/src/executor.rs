@@ -129,6 +129,8 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         }
         return Ran::Current { by: last.id };
     }
+    // What the deploy changes is told from the last success's commit, when a diff of it is known.
+    let since = last.as_ref().map(|l| l.commit.clone());
     job.rollback = last.and_then(|l| ws.job_for(&l, &job.engine, &job.changed_paths).map(Box::new));
 
     let redacted = vars::redact(&job.overrides);
@@ -151,7 +153,9 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
     };
     held.set_deploy(id);
     on(Event::Started { id });
-    notifier.send(&notify::Event::deploy("started", &name, &server, &job.commit, id, None));
+    notifier.send(
+        &notify::Event::deploy("started", &name, &server, &job.commit, id, None).with_changes(since.as_deref(), false),
+    );
     let progress = |phase: &str| {
         state.with_state(|s| {
             let _ = s.set_phase(id, phase);
@@ -188,6 +192,7 @@ pub fn run(ws: &Workspace, state: &impl WithState, notifier: &Notifier, req: Req
         DeployStatus::Blocked => "blocked",
         _ => "failed",
     };
-    notifier.send(&notify::Event::deploy(what, &name, &server, &job.commit, id, outcome.reason.clone()));
+    let done = notify::Event::deploy(what, &name, &server, &job.commit, id, outcome.reason.clone());
+    notifier.send(&done.with_changes(since.as_deref(), true));
     Ran::Deployed { id, outcome: Box::new(outcome), unreachable: unreachable.is_some() }
 }

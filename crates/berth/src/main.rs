@@ -9,6 +9,7 @@ mod commands;
 mod controller;
 mod converge;
 mod deploy;
+mod deploydiff;
 mod dial;
 mod dispatch;
 mod docker;

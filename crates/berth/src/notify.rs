@@ -24,8 +24,18 @@ pub struct Event {
     pub deploy_id: Option<i64>,
     /// One line: the reason of a failure, the drift findings, the config errors.
     pub detail: Option<String>,
+    /// What a deploy changes, when known: `recreates web, worker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<String>,
+    /// The diff whose summary becomes `changes` if it settles in time ([`CHANGES_WAIT`]); the
+    /// wait happens on the sending thread, never in the deploy.
+    #[serde(skip)]
+    pub pending: Option<crate::deploydiff::Key>,
     pub at: i64,
 }
+
+/// How long a notification waits for its deploy's diff summary before it leaves without it.
+const CHANGES_WAIT: Duration = Duration::from_secs(10);
 
 impl Event {
     pub fn deploy(event: &str, stack: &str, server: &str, commit: &str, id: i64, detail: Option<String>) -> Event {
@@ -36,8 +46,25 @@ impl Event {
             commit: Some(commit.into()),
             deploy_id: Some(id),
             detail,
+            changes: None,
+            pending: None,
             at: crate::state::now(),
         }
+    }
+
+    /// With the summary of the deploy's diff (`stack` from `old` to `new`): now if it is known,
+    /// else when it settles, for a bounded time, as the event is sent.
+    pub fn with_changes(mut self, old: Option<&str>, wait: bool) -> Event {
+        let (Some(stack), Some(new), Some(old)) = (&self.stack, &self.commit, old) else { return self };
+        if old == new {
+            return self;
+        }
+        let key = crate::deploydiff::Key { stack: stack.clone(), old: old.to_string(), new: new.clone() };
+        self.changes = crate::deploydiff::summary(&key);
+        if self.changes.is_none() && wait {
+            self.pending = Some(key);
+        }
+        self
     }
 
     /// A one-line human summary.
@@ -55,7 +82,8 @@ impl Event {
             "config_rejected" => "configuration rejected",
             other => other,
         };
-        format!("{stack}: {what}{commit}")
+        let changes = self.changes.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+        format!("{stack}: {what}{commit}{changes}")
     }
 }
 
@@ -74,8 +102,12 @@ impl Notifier {
     /// Send `event` to every target that wants it, in the background.
     pub fn send(&self, event: &Event) {
         for t in self.targets.iter().filter(|t| t.events.as_ref().is_none_or(|e| e.contains(&event.event))) {
-            let (t, e) = (t.clone(), event.clone());
+            let (t, mut e) = (t.clone(), event.clone());
             let handle = std::thread::spawn(move || {
+                if let Some(key) = e.pending.take() {
+                    e.changes =
+                        crate::deploydiff::wait(&key, CHANGES_WAIT).and_then(|_| crate::deploydiff::summary(&key));
+                }
                 if let Err(err) = deliver(&t, &e) {
                     tracing::warn!(kind = %t.kind, event = %e.event, error = %err, "notification not delivered");
                 }
@@ -201,5 +233,21 @@ mod tests {
         assert!(headers.contains(&("Priority".to_string(), "high".to_string())));
         let w: Value = serde_json::from_str(&body("webhook")).unwrap();
         assert_eq!((w["event"].as_str(), w["deploy_id"].as_i64()), (Some("failed"), Some(7)));
+        assert!(w.get("changes").is_none());
+    }
+
+    #[test]
+    fn a_known_diff_summary_joins_the_title() {
+        let mut e = Event::deploy("succeeded", "web", "local", "0123456789abcdef", 8, None);
+        // Unknown and not waited for: no summary, nothing pending.
+        let plain = e.clone().with_changes(Some("fedcba9876543210"), false);
+        assert_eq!((plain.changes.as_deref(), plain.pending.is_some()), (None, false));
+        assert!(e.clone().with_changes(Some("fedcba9876543210"), true).pending.is_some());
+        assert!(e.clone().with_changes(Some("0123456789abcdef"), true).pending.is_none());
+        e.changes = Some("recreates web, worker".into());
+        let body = String::from_utf8(payload(&target("slack"), &e).1).unwrap();
+        assert_eq!(body, r#"{"text":"web: deployed at 0123456789 (recreates web, worker)"}"#);
+        let w: Value = serde_json::from_slice(&payload(&target("webhook"), &e).1).unwrap();
+        assert_eq!(w["changes"], "recreates web, worker");
     }
 }

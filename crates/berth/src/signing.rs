@@ -100,6 +100,8 @@ pub fn rejected(commit: &str, refusal: &str) -> crate::notify::Event {
         commit: Some(commit.to_string()),
         deploy_id: None,
         detail: Some(refusal.to_string()),
+        changes: None,
+        pending: None,
         at: crate::state::now(),
     }
 }

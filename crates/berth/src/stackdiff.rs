@@ -94,18 +94,24 @@ pub fn compute(
                 .collect()
         }
     };
+    // Both sides of every touched stack, rendered a few at a time: compose's start-up dominates.
+    let none = BTreeMap::new();
+    let work: Vec<(&String, usize)> = touched.iter().flat_map(|n| [(n, 0), (n, 1)]).collect();
+    let mut rendered = parallel(&work, |(name, i)| {
+        let (snap, dir) = &sides[*i];
+        match refused.get(name.as_str()) {
+            Some(e) if *i == 1 => Some(Err(e.clone())),
+            _ => snap.project.stack(name).map(|s| {
+                let vars = overrides.get(*name).unwrap_or(&none);
+                render(snap, s, dir, vars, compose, key.as_bytes(), secrets)
+            }),
+        }
+    })
+    .into_iter();
+    let mut next = || rendered.next().flatten().unwrap_or_else(|| Some(Err("not rendered".to_string())));
     let mut outcomes = Vec::new();
     for name in &touched {
-        let none = BTreeMap::new();
-        let vars = overrides.get(name).unwrap_or(&none);
-        let side = |i: usize| {
-            let (snap, dir) = &sides[i];
-            snap.project.stack(name).map(|s| render(snap, s, dir, vars, compose, key.as_bytes(), secrets))
-        };
-        let (a, b) = match refused.get(name.as_str()) {
-            Some(e) => (side(0), Some(Err(e.clone()))),
-            None => (side(0), side(1)),
-        };
+        let (a, b) = (next(), next());
         let stack = new.project.stack(name).or(old.project.stack(name));
         let mut o = StackOutcome {
             name: name.clone(),
@@ -135,6 +141,30 @@ pub fn compute(
         outcomes.push(o);
     }
     Ok(outcomes)
+}
+
+/// `f` over `items` on up to 4 threads (as many as there are cores), the results in order;
+/// `None` for an item whose thread panicked.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<Option<R>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(items.len());
+    if workers <= 1 {
+        return items.iter().map(|x| Some(f(x))).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (Some(item), Some(slot)) = (items.get(i), slots.get(i)) else { break };
+                    let r = f(item);
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect()
 }
 
 /// Why a stack of untrusted code is not rendered: compose would read files outside the
@@ -204,4 +234,21 @@ fn render(
     let values: Vec<String> = v.secrets().into_iter().filter(|x| x != crate::variables::SECRET_REFERENCE).collect();
     diff::mask(&mut model, key, &values, &is_secret);
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_keeps_the_order_of_its_items() {
+        let items: Vec<u64> = (0..23).collect();
+        let out = parallel(&items, |x| {
+            // Later items finish first.
+            std::thread::sleep(std::time::Duration::from_millis(23 - x));
+            x * 2
+        });
+        assert_eq!(out, items.iter().map(|x| Some(x * 2)).collect::<Vec<_>>());
+        assert!(parallel(&[] as &[u64], |x| *x).is_empty());
+    }
 }

@@ -48,6 +48,20 @@ fn classifies_services_and_calls_out_images() {
     assert_eq!(d.services[1].diff, "");
     assert!(d.services[0].diff.starts_with("@@ -0,0 +1,3 @@\n+{\n+  \"image\": \"redis:7\""));
     assert_eq!(d.project, "");
+    let mut o = StackOutcome {
+        name: "app".into(),
+        server: "local".into(),
+        state: "changed",
+        action: None,
+        diff: Some(d.clone()),
+        files: vec![],
+        error: None,
+    };
+    assert_eq!(o.summary().as_deref(), Some("recreates cache, web"));
+    o.diff = Some(StackDiff { services: vec![], project: String::new() });
+    assert_eq!(o.summary().as_deref(), Some("recreates no service"));
+    o.diff = None;
+    assert_eq!(o.summary(), None);
     // A stack that is gone: every service removed.
     let gone = compare(Some(&old), None, &[]);
     assert!(gone.services.iter().all(|s| s.status == Status::Removed && s.image.is_none()));

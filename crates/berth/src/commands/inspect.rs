@@ -176,7 +176,7 @@ pub fn explain(step: &Step) -> String {
     s
 }
 
-pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
+pub fn plan(ws: &Workspace, rev: &str, as_json: bool, with_diff: bool) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
     ws.require_stacks(&snap.project)?;
     let state = ws.read_state()?;
@@ -193,11 +193,22 @@ pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
             (!v.is_open()).then(|| (s.stack.as_str(), crate::windows::explain(&v)))
         })
         .collect();
+    let diffs = if with_diff {
+        let deploys: Vec<String> =
+            plan.steps.iter().filter(|s| s.action == Action::Deploy).map(|s| s.stack.clone()).collect();
+        super::diff::plan_diffs(ws, &snap, &deploys, &state)?
+    } else {
+        Vec::new()
+    };
     if as_json {
         let mut v = serde_json::to_value(&plan).unwrap_or_default();
         v["held"] = json!(held);
         v["freezes"] = json!(freezes);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        if with_diff {
+            v["diffs"] = super::diff::plan_json(&diffs);
+        }
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        println!("{}", crate::redact::apply(&text));
         return Ok(exit::OK);
     }
     println!("plan for {} ({} stacks)", short(&plan.commit), plan.steps.len());
@@ -222,6 +233,7 @@ pub fn plan(ws: &Workspace, rev: &str, as_json: bool) -> Result<i32> {
         n(Action::Blocked),
         n(Action::Manual)
     );
+    print!("{}", crate::redact::apply(&super::diff::plan_text(&diffs)));
     Ok(exit::OK)
 }
 

@@ -30,7 +30,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { r#ref } => inspect::validate(&ws()?, r#ref.as_deref()),
         Command::Changed { from, to, json, names } => inspect::changed(&ws()?, &from, &to, json, names),
         Command::Updates { stacks, r#ref, json, apply } => updates::updates(&ws()?, &r#ref, &stacks, json, apply),
-        Command::Plan { r#ref, json } => inspect::plan(&ws()?, &r#ref, json),
+        Command::Plan { r#ref, json, diff } => inspect::plan(&ws()?, &r#ref, json, diff),
         Command::Diff { base, head, stacks, json } => diff::diff(&ws()?, base.as_deref(), &head, &stacks, json),
         Command::Apply { r#ref, no_wait, force, reason } => {
             let ws = ws()?;

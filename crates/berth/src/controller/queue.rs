@@ -8,7 +8,7 @@ use berth_core::record::DeployStatus;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::Shared;
+use super::{RepoHandle, Shared};
 use crate::deploy::{self, Job};
 use crate::docker::Engine;
 use crate::executor::{self, Request};
@@ -403,6 +403,9 @@ fn execute_inner(shared: &Shared, name: &str, p: Pending) -> (DeployStatus, Opti
         return fail(format!("server `{}` is not declared", stack.server));
     };
     let engine = Engine::for_server(server, &shared.compose);
+    if !snap.project.notify.is_empty() {
+        changes_in_background(shared, repo, name, &p.commit);
+    }
     let notifier = crate::notify::Notifier::new(snap.project.notify.clone());
     let ci = match repo.ws.ci_gate(&snap.project, &stack) {
         Ok(c) => c,
@@ -469,4 +472,17 @@ fn remove(shared: &Shared, name: &str, p: &Pending) -> DeployStatus {
         }
     });
     status
+}
+
+/// Compute what the deploy of `name` at `commit` changes since the stack's last success on its
+/// own thread, for the notifications' summary line (`recreates web`); the deploy never waits.
+fn changes_in_background(shared: &Shared, repo: &Arc<RepoHandle>, name: &str, commit: &str) {
+    let Ok(Some(last)) = shared.state(|s| s.last_success(name, None)) else { return };
+    if last.commit == commit {
+        return;
+    }
+    let history = shared.state(|s| repo.ws.history(s));
+    let key = crate::deploydiff::Key { stack: name.to_string(), old: last.commit, new: commit.to_string() };
+    let (r, k, compose) = (repo.clone(), key.clone(), shared.compose.clone());
+    crate::deploydiff::start(key, move || crate::deploydiff::compute(&r.ws, &k, || history, &compose));
 }

@@ -1,6 +1,9 @@
 //! `berth diff` on a real git repository with the real compose: per service what a change
 //! recreates, the rendered-config diff, bind-mounted files' diffs, and secrets never shown.
 
+use std::time::Duration;
+
+use crate::common::server::Server;
 use crate::common::*;
 
 const OLD_SECRET: &str = "planted-old-Zq9xw";
@@ -138,4 +141,134 @@ fn standalone_compose_renders_the_same_classification() {
         v["stacks"][0]["services"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
     assert_eq!(status, ["added", "unchanged", "recreate"], "{v:#}");
     assert_eq!(v["stacks"][0]["services"][2]["bind_files"], serde_json::json!(["stacks/app/nginx.conf"]));
+}
+
+/// `app` reads a level and a secret; `side` reads neither.
+fn two_services(image: &str) -> String {
+    format!(
+        "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    \
+         environment:\n      LEVEL: ${{LEVEL}}\n      DB_PASSWORD: ${{DB_PASSWORD}}\n  \
+         side:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+    )
+}
+
+/// The lines a unified diff removes and adds (not its headers), the CLI's indent taken off.
+fn changed_lines(diff: &str) -> Vec<&str> {
+    diff.lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .filter(|l| (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---"))
+        .collect()
+}
+
+/// HTML text back to plain text (what askama escapes).
+fn unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&amp;", "&")
+}
+
+#[test]
+fn plan_diff_the_deploy_page_and_notifications_tell_the_same_change() {
+    let f = Fixture::bare(&["pdweb", "pdother"]);
+    let (web, other) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let secrets = tempfile::tempdir().unwrap();
+    let planted = format!("planted-{}-pd", std::process::id());
+    let file = secrets.path().join("db");
+    std::fs::write(&file, &planted).unwrap();
+    let slack = crate::common::http::Api::start(Box::new(|_, _| (200, "{}".into())));
+    let toml = |level: &str| {
+        format!(
+            "[defaults]\nverify = {{ timeout = \"60s\", stable = \"1s\" }}\n\
+             [[notify]]\nkind = \"slack\"\nurl = \"{}/slack\"\nevents = [\"succeeded\"]\n\
+             [[stack]]\nname = \"{web}\"\nenv = {{ LEVEL = \"{level}\", DB_PASSWORD = {{ file = \"{}\" }} }}\n",
+            slack.base,
+            file.display()
+        )
+    };
+    let repo = &f.repo;
+    repo.write("berth.toml", &toml("info"));
+    repo.stack(&web, &two_services(IMAGE));
+    repo.stack(&other, &sleeper(&["x"]));
+    let first = repo.commit("two stacks");
+    // Nothing deployed yet: nothing to compare with, and compose is not needed for that.
+    let r = repo.berth(&["plan", "--diff"]).ok();
+    let want = format!("stack {web}: first deploy, no earlier successful deploy to compare with\n");
+    assert!(r.stdout.contains(&want) && r.stdout.contains("2 to deploy"), "{}", r.stdout);
+    repo.berth(&["apply"]).ok();
+    assert!(inspect(&container(&web, "app"), "{{json .Config.Env}}").contains(&planted), "the secret is deployed");
+
+    repo.write("berth.toml", &toml("debug"));
+    let second = repo.commit("debug level");
+    // The plan, then what each deploy changes since the stack's last success.
+    let r = repo.berth(&["plan", "--diff"]).ok();
+    let out = r.stdout.clone();
+    no_secret_in(&format!("{out}{}", r.stderr), &planted);
+    assert!(out.contains("1 to deploy, 1 unchanged"), "{out}");
+    let title = format!("stack {web} on local since {}: 1 recreate, 1 unchanged\n", &first[..10]);
+    assert!(out.contains(&title), "{out}");
+    assert!(!out.contains(&format!("stack {other}")), "a stack the plan skips has no diff:\n{out}");
+    assert!(out.contains("  ~ app   recreate\n") && out.contains("  = side  unchanged\n"), "{out}");
+    let after = &out[out.find(&title).unwrap()..];
+    assert_eq!(changed_lines(after), ["-    \"LEVEL\": \"info\"", "+    \"LEVEL\": \"debug\""], "{out}");
+    assert!(after.contains("\"DB_PASSWORD\": \"(secret unchanged)\""), "{out}");
+
+    let v = repo.json(&["plan", "--diff", "--json"]);
+    no_secret_in(&v.to_string(), &planted);
+    let d = &v["diffs"][0];
+    assert_eq!((d["name"].as_str(), d["since"].as_str()), (Some(web.as_str()), Some(first.as_str())), "{v:#}");
+    assert_eq!(d["summary"], "recreates app");
+    let app_diff = d["services"][0]["diff"].as_str().unwrap().to_string();
+    assert_eq!(changed_lines(&app_diff), ["-    \"LEVEL\": \"info\"", "+    \"LEVEL\": \"debug\""]);
+
+    // `berth serve` deploys the second commit; its page shows the same diff.
+    let server = Server::start(repo);
+    let deploys = server.settle();
+    let id = deploys
+        .iter()
+        .find(|d| d["stack"] == web.as_str() && d["commit"] == second.as_str() && d["status"] == "succeeded")
+        .unwrap_or_else(|| panic!("no deploy of the second commit: {deploys:?}"))["id"]
+        .as_i64()
+        .unwrap();
+    let http = crate::common::web::client(None);
+    let cookie = crate::common::web::login(&http, &server.base, &server.key, &server.secret);
+    let (status, html, _) =
+        crate::common::web::get(&http, &server.url(&format!("/deploys/{id}")), &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{html}");
+    no_secret_in(&html, &planted);
+    let section = unescape(crate::common::web::card(&html, "service-diff"));
+    assert!(
+        section.contains(&format!("Since <code>{}</code>: <strong>recreates app</strong>.", &first[..12])),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "<details class=\"service-diff\"><summary><span class=\"kind recreate\">recreate</span> <code>app</code>"
+        ),
+        "{section}"
+    );
+    assert!(!section.contains("<code>side</code>"), "an unchanged service is not listed: {section}");
+    assert!(
+        section.contains(&format!("<pre class=\"diff\">{}</pre>", app_diff.trim_end()))
+            || section.contains(&format!("<pre class=\"diff\">{app_diff}</pre>")),
+        "the page's diff differs from the CLI's:\n{app_diff}\n{section}"
+    );
+    // A reload is served from the cache, the same.
+    let (_, again, _) = crate::common::web::get(&http, &server.url(&format!("/deploys/{id}")), &[("Cookie", &cookie)]);
+    assert_eq!(unescape(crate::common::web::card(&again, "service-diff")), section);
+
+    // The serve deploy's notification says what it recreated.
+    let posts = wait_for("the succeeded notification with its summary", Duration::from_secs(30), || {
+        let p = slack.posts.lock().unwrap().clone();
+        p.iter().any(|p| p.contains(&format!("{web}: deployed at {}", &second[..10]))).then_some(p)
+    });
+    let line = posts.iter().find(|p| p.contains(&second[..10])).unwrap();
+    assert!(line.contains(" (recreates app)"), "{posts:?}");
+    no_secret_in(&format!("{posts:?}"), &planted);
+}
+
+fn no_secret_in(text: &str, planted: &str) {
+    assert!(!text.contains(planted) && !text.contains("planted-"), "a secret value leaked:\n{text}");
 }

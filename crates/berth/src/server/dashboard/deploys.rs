@@ -1,5 +1,5 @@
 //! A deploy's page: why it did what it did. The commit (message, author, forge link, the stack's
-//! changed files), every verification step with a failing container's own story, the phases with
+//! changed files and, per service, what the deploy changed), every verification step with a failing container's own story, the phases with
 //! their durations, CI waits, the rollback target, variables and the log.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::response::Response;
 
 use super::glance::{self, Stamp};
 use super::pages::{Badge, short, stack_changes, status_badge, when};
+use super::servicediff::{self, DiffView};
 use super::{Ctx, Page, blocking, html, message, verify};
 use crate::controller::Shared;
 
@@ -91,6 +92,8 @@ struct DeployPage {
     since: String,
     changes: Vec<(String, String)>,
     more_changes: usize,
+    /// What the deploy changed, service by service.
+    diff: DiffView,
     /// What a deploy still waiting for CI waits for.
     ci_wait: Option<String>,
     phases: Vec<Phase>,
@@ -137,10 +140,12 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
                 changes = stack_changes(&repo.ws.repo.diff(&b.commit, &record.commit).unwrap_or_default(), &path);
             }
         }
-        Ok((r, commit, changes))
+        let old = before.as_ref().map(|b| b.commit.as_str());
+        let diff = servicediff::view(&shared, repo.as_ref(), &record.stack, old, &record.commit);
+        Ok((r, commit, changes, diff))
     })
     .await;
-    let ((record, phases, verify, log, before), commit, (changes, more_changes)) = match data {
+    let ((record, phases, verify, log, before), commit, (changes, more_changes), diff) = match data {
         Ok(Ok(d)) => d,
         Ok(Err(crate::state::StateError::NoSuchDeploy(_))) => {
             return message(&ctx, StatusCode::NOT_FOUND, "No such deploy", format!("There is no deploy {id}."));
@@ -167,6 +172,7 @@ pub async fn deploy(ctx: Ctx, Path(id): Path<i64>) -> Response {
         since: before.as_ref().map(|b| short(&b.commit)).unwrap_or_default(),
         changes,
         more_changes,
+        diff,
         ci_wait: (running && record.phase == "ci")
             .then(|| glance::ci_line(&record.stack).unwrap_or_else(|| "waiting for CI".into())),
         phases: timings(&phases, record.finished_at),

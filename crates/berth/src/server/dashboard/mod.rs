@@ -14,6 +14,7 @@ mod glance;
 mod live;
 mod pages;
 mod plans;
+mod servicediff;
 mod verify;
 
 use std::sync::Arc;
