@@ -21,8 +21,16 @@ use crate::workspace::Snapshot;
 pub enum Want {
     /// Deploy the stacks whose config hash changed (all stacks, or only these).
     Reconcile { only: Option<Vec<String>> },
-    /// Deploy these stacks whatever their state, with these variables.
-    Force { stacks: Vec<String>, overrides: BTreeMap<String, String> },
+    /// Deploy these stacks whatever their state, with these variables; `through`: also through closed
+    /// deploy windows and freezes (an admin's forced deploy, recorded).
+    Force { stacks: Vec<String>, overrides: BTreeMap<String, String>, through: Option<Through> },
+}
+
+/// A deploy forced through closed windows and freezes: who and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Through {
+    pub by: String,
+    pub reason: String,
 }
 
 /// Which commit.
@@ -198,7 +206,7 @@ fn sync_one(
     let history = shared.state(|s| h.ws.history(s)).map_err(|e| SyncError::Failed(e.to_string()))?;
     let (requested, overrides) = match want {
         Want::Reconcile { .. } => (None, BTreeMap::new()),
-        Want::Force { stacks, overrides } => {
+        Want::Force { stacks, overrides, .. } => {
             if let Some(missing) = stacks.iter().find(|s| snap.project.stack(s).is_none()) {
                 return Err(SyncError::Unknown(format!("no stack named `{missing}` at {}", &commit[..12])));
             }
@@ -241,6 +249,10 @@ fn sync_one(
             batch,
             remove,
             force: matches!(want, Want::Force { .. }),
+            through: match want {
+                Want::Force { through, .. } => through.clone(),
+                Want::Reconcile { .. } => None,
+            },
             reply: tx,
         };
         shared.sched_tx.send(msg).map_err(|_| SyncError::Stopped)?;
