@@ -223,6 +223,19 @@ pub struct DeployBody {
     /// A revision (tag or commit) instead of the branch tip.
     #[serde(default, rename = "ref")]
     pub rev: Option<String>,
+    /// Deploy through closed deploy windows and freezes (an `admin` key only), recording why.
+    #[serde(default)]
+    pub force: Option<Force>,
+}
+
+/// `"force": { "reason": "..." }`: a deploy through closed windows and freezes, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Force {
+    /// Recorded with the deploy, like the CLI's `--force --reason`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
+    pub reason: String,
 }
 
 /// Variable names as [`crate::vars::valid_key`] accepts them.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_core::config::CiToml;
+use berth_core::config::{CiToml, ForgeToml};
 use serde_json::Value;
 
 use crate::forge::{Api, ApiError};
@@ -107,6 +107,53 @@ impl Gate {
             gate_rollbacks: ci.gate_rollbacks.unwrap_or(false),
             public_url: None,
         })
+    }
+
+    /// The forge of a `[[repo]]` as a status target: `forge` (`[[repo]] forge`) where set, else the
+    /// forge `kind` at the origin of `repo_url` (GitHub: its API), with `token` (the repo's own) when
+    /// `forge` names none. Owner/name: `named`, else from `repo_url`.
+    pub fn forge(
+        kind: String,
+        forge: Option<&ForgeToml>,
+        repo_url: &str,
+        token: Option<String>,
+        named: Option<(String, String)>,
+    ) -> Result<Gate, String> {
+        let base = match forge.and_then(|f| f.url.clone()) {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if kind == "github" => "https://api.github.com".to_string(),
+            None => reqwest::Url::parse(repo_url)
+                .ok()
+                .filter(|u| u.scheme() == "https" || u.scheme() == "http")
+                .map(|u| u.origin().ascii_serialization())
+                .ok_or("the repository's url is not http(s): set forge.url to the forge's address")?,
+        };
+        let token = match forge.and_then(|f| f.token.as_ref()) {
+            Some(r) => Some(crate::secrets::resolve(r).map_err(|e| format!("forge token: {e}"))?),
+            None => token,
+        };
+        let (owner, name) = named
+            .or_else(|| owner_name(repo_url, kind == "gitlab"))
+            .ok_or("cannot tell the repository's owner/name")?;
+        Ok(Gate {
+            provider: kind,
+            base,
+            owner,
+            name,
+            token,
+            timeout: Duration::from_secs(80),
+            report: true,
+            contexts: Vec::new(),
+            ignore_contexts: Vec::new(),
+            gate_rollbacks: false,
+            public_url: None,
+        })
+    }
+
+    /// Do two gates post to the same repository on the same forge?
+    pub fn same_target(&self, other: &Gate) -> bool {
+        (&self.provider, &self.base, &self.owner, &self.name)
+            == (&other.provider, &other.base, &other.owner, &other.name)
     }
 
     pub fn api(&self) -> Api {

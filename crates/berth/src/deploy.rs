@@ -456,6 +456,12 @@ fn steps(
     }
     progress("up");
     if swarm {
+        let with_order = match &validated {
+            Some(config) if stack.rollout.any_start_first() => swarm_order_file(r, state_dir, stack, config)?,
+            _ => None,
+        };
+        let files: Vec<PathBuf> = files.iter().cloned().chain(with_order).collect();
+        let project = ProjectRef { files: &files, ..project };
         let cmd = job.engine.stack(&project, "deploy", &["--with-registry-auth", "--prune"], true);
         r.engine_exec(cmd, "docker stack deploy").map_err(r.failed(up_failed, true))?;
     } else if let Err(reason) = r.compose(&project, &["up", "--detach", "--remove-orphans"], "compose up") {
@@ -498,6 +504,29 @@ fn steps(
         result.map_err(r.failed(Cause::AfterUp, true))?;
     }
     Ok((config, services))
+}
+
+/// The compose file that makes swarm start new tasks first for the stack's start-first services
+/// (`rollout`), written under the state folder; `None` when every service sets its own order.
+fn swarm_order_file(
+    r: &mut Run<'_>,
+    state_dir: &Path,
+    stack: &berth_core::Stack,
+    config: &str,
+) -> Result<Option<PathBuf>, Failure> {
+    let untouched = failure(false);
+    let text = crate::docker::rollout::swarm_order_override(config, |s| {
+        stack.rollout.order_of(s) == berth_core::rollout::Order::StartFirst
+    })
+    .map_err(|e| untouched(Cause::ComposeRejected(e)))?;
+    let Some(text) = text else { return Ok(None) };
+    let file = state_dir.join("tmp").join(format!("{}.start-first.yml", stack.name));
+    // Absolute: `docker stack deploy` runs in the stack's folder.
+    let file = std::path::absolute(&file).unwrap_or(file);
+    let written = file.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&file, text));
+    written.map_err(|e| untouched(Cause::ComposeRejected(format!("cannot write {}: {e}", file.display()))))?;
+    r.note(&format!("rollout start-first: update_config.order set in {}", file.display()));
+    Ok(Some(file))
 }
 
 /// The services that bind-mount one of the `changed` files, per the rendered model `config`; an empty

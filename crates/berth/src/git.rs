@@ -38,6 +38,11 @@ pub struct Repo {
     pub mirror: bool,
 }
 
+/// `verify_commit`'s refusal of a commit without a signature.
+pub const NO_SIGNATURE: &str = "it has no signature";
+/// How `verify_commit`'s refusal of a key the allowed signers do not list ends.
+pub const KEY_NOT_LISTED: &str = "which the allowed signers do not list";
+
 /// The all-zero object id a forge sends as `before` for a new branch.
 pub fn is_null_rev(rev: &str) -> bool {
     !rev.is_empty() && rev.chars().all(|c| c == '0')
@@ -277,10 +282,10 @@ impl Repo {
         let said: Vec<&str> =
             out.stderr.lines().chain(out.stdout.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
         Ok(Err(if said.is_empty() {
-            "it has no signature".to_string()
+            NO_SIGNATURE.to_string()
         } else if said.iter().any(|l| l.contains("No principal matched")) {
             let key = said.iter().find_map(|l| l.split_once(" key ").map(|(_, k)| k)).unwrap_or("its key");
-            format!("signed with key {key}, which the allowed signers do not list")
+            format!("signed with key {key}, {KEY_NOT_LISTED}")
         } else {
             said.join("; ")
         }))

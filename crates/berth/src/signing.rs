@@ -1,25 +1,113 @@
 //! Commit signatures before a deploy: which `verify_commits` settings apply to a commit, their key
-//! material (a path or a secret), and git's own `verify-commit` (through `git`).
+//! material (a path or a secret), git's own `verify-commit` (through `git`), and the `berth/signature`
+//! commit status a refused commit gets on the forge.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_core::Project;
 use berth_core::config::KeyRef;
 use berth_core::record::{DeployStatus, History};
 use berth_core::signing::{self, Format, VerifyCommits};
+use std::time::{Duration, Instant};
+
+use crate::bridge::block_on;
+use crate::ci::{Gate, Report, Status};
 
 use crate::error::{Error, Result};
 use crate::git::{Repo, Signers};
 use crate::state::State;
 use crate::workspace::{Snapshot, Workspace};
 
-/// The `verify_commits` of every configuration that runs now: those of the commits each stack last
-/// deployed successfully (commits this repository does not have belong to another one).
-pub fn running(ws: &Workspace, history: &HashMap<String, History>) -> Vec<Option<VerifyCommits>> {
+/// The context of the commit status a refused commit gets.
+pub const CONTEXT: &str = "berth/signature";
+/// How long posting the refusal to one forge may take (retries included).
+const POST_WITHIN: Duration = Duration::from_secs(15);
+
+/// A commit refused by `verify_commits`.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Why, in git's (or gpg's) words.
+    pub why: String,
+    /// What is recorded and shown: the commit and why.
+    pub refusal: String,
+}
+
+impl Refused {
+    pub fn new(commit: &str, why: String) -> Refused {
+        Refused { refusal: signing::refusal(commit, &why), why }
+    }
+
+    /// The description of the `berth/signature` status: unsigned, or a key not allowed, and git's words.
+    pub fn description(&self) -> String {
+        let why = self.why.as_str();
+        let what = if why == crate::git::NO_SIGNATURE {
+            return "not deployed: the commit is unsigned".into();
+        } else if why.contains(crate::git::KEY_NOT_LISTED) || why.contains("No public key") {
+            "signed by a key that is not allowed"
+        } else {
+            "signature not verified"
+        };
+        format!("not deployed: {what} ({why})")
+    }
+}
+
+/// The configurations that run now: those of the commits each stack last deployed successfully
+/// (commits this repository does not have belong to another one).
+pub fn running_projects(ws: &Workspace, history: &HashMap<String, History>) -> Vec<Arc<Snapshot>> {
     let commits: BTreeSet<&str> =
         history.values().filter_map(|h| h.last_success.as_ref()).map(|(c, _)| c.as_str()).collect();
-    commits.into_iter().filter_map(|c| ws.snapshot(c).ok()).map(|s| s.project.verify_commits.clone()).collect()
+    commits.into_iter().filter_map(|c| ws.snapshot(c).ok()).collect()
+}
+
+/// The `verify_commits` of every configuration that runs now.
+pub fn running(running: &[Arc<Snapshot>]) -> Vec<Option<VerifyCommits>> {
+    running.iter().map(|s| s.project.verify_commits.clone()).collect()
+}
+
+/// Where a refusal is posted: `extra` (the `[[repo]]`'s forge), then the CI gates that report
+/// (`require_ci.report = true`) in the configurations that run now, each repository once. Never the
+/// refused commit's own configuration: an unsigned commit must not choose where berth's tokens go.
+pub fn status_targets<'a>(
+    ws: &Workspace,
+    running: impl IntoIterator<Item = &'a Project>,
+    extra: Vec<Gate>,
+) -> Vec<Gate> {
+    let mut out = extra;
+    for p in running {
+        for st in &p.stacks {
+            match ws.ci_gate(p, st) {
+                Ok(Some(g)) if g.report && !out.iter().any(|o| o.same_target(&g)) => out.push(g),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot post the signature status there"),
+            }
+        }
+    }
+    out
+}
+
+/// Post the refusal of `commit` as a `berth/signature` failure to each target; the warnings of the
+/// posts that failed (the refusal stands either way).
+pub fn post_refusal(targets: &[Gate], commit: &str, refused: &Refused) -> Vec<String> {
+    let description = refused.description();
+    let status = Status { context: CONTEXT, state: Report::Failure, description: &description, target_url: None };
+    let mut warnings = Vec::new();
+    for g in targets {
+        let mut notes = Vec::new();
+        let posted =
+            block_on(g.report(commit, &status, Instant::now() + POST_WITHIN, &mut |m: &str| notes.push(m.to_string())));
+        for n in notes {
+            tracing::info!("{n}");
+        }
+        if let Err(e) = posted {
+            tracing::warn!(error = %e, forge = %g.provider, "cannot post the signature status");
+            warnings
+                .push(format!("could not post the {CONTEXT} status to {} ({}/{}): {e}", g.provider, g.owner, g.name));
+        }
+    }
+    warnings
 }
 
 /// Did one of `stacks` deploy `commit` successfully before?
@@ -31,10 +119,10 @@ pub fn deployed_before(state: &State, stacks: &[String], commit: &str) -> bool {
     })
 }
 
-/// Is `commit` signed by a key each of `required` allows? `Err` is the refusal, ready to record and show.
-pub fn check(repo: &Repo, commit: &str, required: &[&VerifyCommits]) -> std::result::Result<(), String> {
+/// Is `commit` signed by a key each of `required` allows? `Err` is the refusal.
+pub fn check(repo: &Repo, commit: &str, required: &[&VerifyCommits]) -> std::result::Result<(), Refused> {
     for v in required {
-        check_one(repo, commit, v).map_err(|why| signing::refusal(commit, &why))?;
+        check_one(repo, commit, v).map_err(|why| Refused::new(commit, why))?;
     }
     Ok(())
 }
@@ -79,11 +167,17 @@ pub fn gate(ws: &Workspace, state: &State, snap: &Snapshot, stacks: &[String], t
     if signing::skips_check(trigger, &snap.commit, |c| deployed_before(state, stacks, c)) {
         return Ok(());
     }
-    let running = running(ws, &ws.history(state)?);
+    let projects = running_projects(ws, &ws.history(state)?);
+    let running = running(&projects);
     let required = signing::required(None, running.iter().map(Option::as_ref), snap.project.verify_commits.as_ref());
-    let Err(refusal) = check(&ws.repo, &snap.commit, &required) else { return Ok(()) };
+    let Err(refused) = check(&ws.repo, &snap.commit, &required) else { return Ok(()) };
+    let refusal = refused.refusal.clone();
     // Recorded as the controller records it for the checkout (`berth serve` calls that repository `default`).
     state.reject_config("default", &snap.commit, std::slice::from_ref(&refusal))?;
+    for w in post_refusal(&status_targets(ws, projects.iter().map(|s| &s.project), Vec::new()), &snap.commit, &refused)
+    {
+        eprintln!("warning: {w}");
+    }
     let notify = ws.snapshot("HEAD").map(|s| s.project.notify.clone()).unwrap_or_default();
     let notifier = crate::notify::Notifier::new(notify);
     notifier.send(&rejected(&snap.commit, &refusal));

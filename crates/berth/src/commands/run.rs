@@ -90,7 +90,7 @@ fn run_plan(
             }
         }
     }
-    let (forced, held) = windows_gate(&state, &snap, &mut plan, trigger, force)?;
+    let (forced, held) = windows_gate(&state, &snap, &mut plan, &vars, trigger, force)?;
     let count = |a: Action| plan.steps.iter().filter(|s| s.action == a).count();
     if only.is_none() {
         println!(
@@ -347,12 +347,14 @@ pub fn drift(ws: &Workspace, as_json: bool, heal: bool) -> Result<i32> {
 type Gated = (Vec<(String, String)>, Vec<String>);
 
 /// Deploy windows and freezes: a stack whose window is closed is refused (its step blocked) and
-/// said so with the next opening, unless `force` gives a reason; returns the forced stacks with
-/// what was closed, and the refused ones. `bootstrap` (bringing up the stacks berth needs) is never held.
+/// said so with the next opening and recorded as a `blocked` deploy with the reason, unless `force`
+/// gives a reason; returns the forced stacks with what was closed, and the refused ones. `bootstrap`
+/// (bringing up the stacks berth needs) is never held.
 fn windows_gate(
     state: &crate::state::State,
     snap: &crate::workspace::Snapshot,
     plan: &mut berth_core::plan::Plan,
+    vars: &crate::workspace::VarsByStack,
     trigger: &str,
     force: Option<&str>,
 ) -> Result<Gated> {
@@ -374,7 +376,21 @@ fn windows_gate(
                 forced.push((s.stack.clone(), why));
             }
             None => {
-                println!("✗ {:<20} not deployed: {why}; to deploy now anyway: --force --reason TEXT", s.stack);
+                let redacted = vars.get(&s.stack).map(vars::redact).unwrap_or_default();
+                let record = crate::state::NewDeploy {
+                    stack: &s.stack,
+                    server: &s.server,
+                    commit: &plan.commit,
+                    config_hash: &s.config_hash,
+                    vars: &redacted,
+                    overrides: &redacted,
+                    trigger,
+                };
+                let id = state.record_blocked(&record, &format!("not deployed: {why}"))?;
+                println!(
+                    "✗ {:<20} not deployed: {why}; to deploy now anyway: --force --reason TEXT (deploy {id})",
+                    s.stack
+                );
                 s.action = Action::Blocked;
                 refused.push(s.stack.clone());
             }

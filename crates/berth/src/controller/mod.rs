@@ -25,7 +25,7 @@ use crate::git::{Mirror, Repo};
 use crate::state::State;
 use crate::workspace::Workspace;
 
-pub use sync::{SyncError, SyncOutcome, Target, Want};
+pub use sync::{SyncError, SyncOutcome, Target, Through, Want};
 
 /// The last sync of a repository, for health checks.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -292,6 +292,7 @@ async fn drift_loop(ctl: Controller) {
                 let want = Want::Force {
                     stacks: vec![d.stack.clone()],
                     overrides: berth_core::vars::replayable(&last.overrides),
+                    through: None,
                 };
                 if let Err(e) = ctl.request(&repo, want, Target::Rev(last.commit.clone()), "heal").await {
                     tracing::error!(stack = %d.stack, error = %e, "self-heal failed to start");

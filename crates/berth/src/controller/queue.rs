@@ -29,6 +29,8 @@ pub enum Msg {
         remove: bool,
         /// Deploy even when the stack already runs this config (an explicit deploy).
         force: bool,
+        /// Deploy through closed windows and freezes.
+        through: Option<super::sync::Through>,
         reply: oneshot::Sender<Result<(i64, bool), String>>,
     },
     Finished {
@@ -64,6 +66,8 @@ pub struct Pending {
     force: bool,
     /// It waits for a deploy window or a freeze's end, and that was said (recorded, notified).
     held: bool,
+    /// Forced through closed windows and freezes (who, why); recorded once it goes through one.
+    through: Option<super::sync::Through>,
 }
 
 /// Retries of a deploy whose engine was unreachable, and the first pause (doubled each time, at most 5 min).
@@ -104,8 +108,16 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     };
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, remove, force, reply } => {
+            Msg::Enqueue { repo, stack, server, commit, overrides, trigger, batch, remove, force, through, reply } => {
+                let name = stack.clone();
                 let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch, remove, force);
+                // A forced request makes the pending deploy (its own, or the one it joined) forced.
+                if r.is_ok()
+                    && through.is_some()
+                    && let Some(p) = q.slots.get_mut(&name).and_then(|s| s.pending.as_mut())
+                {
+                    p.through = through;
+                }
                 let _ = reply.send(r);
             }
             Msg::Finished { stack, status, retry } => {
@@ -222,8 +234,19 @@ impl Queue {
                 })
             })
             .map_err(|e| e.to_string())?;
-        slot.pending =
-            Some(Pending { id, repo, commit, overrides, trigger, batch, attempt: 0, remove, force, held: false });
+        slot.pending = Some(Pending {
+            id,
+            repo,
+            commit,
+            overrides,
+            trigger,
+            batch,
+            attempt: 0,
+            remove,
+            force,
+            held: false,
+            through: None,
+        });
         Ok((id, false))
     }
 
@@ -314,6 +337,21 @@ impl Queue {
             (!v.is_open()).then(|| (v, server, project.notify.clone()))
         });
         let Some((v, server, notify)) = judged else { return false };
+        if let Some(p) = self.slots.get_mut(name).and_then(|s| s.pending.as_mut())
+            && let Some(t) = p.through.take()
+        {
+            // Forced: it goes now, and the override is recorded as the CLI's `--force` records it.
+            let closed = windows::explain(&v);
+            tracing::info!(stack = %name, deploy_id = p.id, by = %t.by, reason = %t.reason, %closed, "deploying through a closed window");
+            let id = p.id;
+            self.shared.state(|s| {
+                if let Err(e) = s.record_override(id, &t.by, &t.reason, &closed, now) {
+                    tracing::error!(deploy_id = id, error = %e, "the window override was not recorded");
+                }
+            });
+            p.through = Some(t);
+            return false;
+        }
         if let Some(at) = v.opens {
             self.wake(at);
         }

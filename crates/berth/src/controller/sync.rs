@@ -21,8 +21,16 @@ use crate::workspace::Snapshot;
 pub enum Want {
     /// Deploy the stacks whose config hash changed (all stacks, or only these).
     Reconcile { only: Option<Vec<String>> },
-    /// Deploy these stacks whatever their state, with these variables.
-    Force { stacks: Vec<String>, overrides: BTreeMap<String, String> },
+    /// Deploy these stacks whatever their state, with these variables; `through`: also through closed
+    /// deploy windows and freezes (an admin's forced deploy, recorded).
+    Force { stacks: Vec<String>, overrides: BTreeMap<String, String>, through: Option<Through> },
+}
+
+/// A deploy forced through closed windows and freezes: who and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Through {
+    pub by: String,
+    pub reason: String,
 }
 
 /// Which commit.
@@ -184,9 +192,11 @@ fn sync_one(
         }
         Err(e) => return Err(SyncError::Failed(e.to_string())),
     };
-    if let Err(reason) = signature(shared, repo, &snap, want, trigger) {
-        reject(shared, repo, &commit, std::slice::from_ref(&reason))?;
-        return Err(SyncError::Unsigned(reason));
+    if let Err(refused) = signature(shared, repo, &snap, want, trigger) {
+        if reject(shared, repo, &commit, std::slice::from_ref(&refused.refusal))? {
+            post_refusal(shared, repo, &commit, &refused, trigger);
+        }
+        return Err(SyncError::Unsigned(refused.refusal));
     }
     if *target == Target::Tip
         && let Ok(mut cur) = h.current.write()
@@ -196,7 +206,7 @@ fn sync_one(
     let history = shared.state(|s| h.ws.history(s)).map_err(|e| SyncError::Failed(e.to_string()))?;
     let (requested, overrides) = match want {
         Want::Reconcile { .. } => (None, BTreeMap::new()),
-        Want::Force { stacks, overrides } => {
+        Want::Force { stacks, overrides, .. } => {
             if let Some(missing) = stacks.iter().find(|s| snap.project.stack(s).is_none()) {
                 return Err(SyncError::Unknown(format!("no stack named `{missing}` at {}", &commit[..12])));
             }
@@ -239,6 +249,10 @@ fn sync_one(
             batch,
             remove,
             force: matches!(want, Want::Force { .. }),
+            through: match want {
+                Want::Force { through, .. } => through.clone(),
+                Want::Reconcile { .. } => None,
+            },
             reply: tx,
         };
         shared.sched_tx.send(msg).map_err(|_| SyncError::Stopped)?;
@@ -255,23 +269,64 @@ fn sync_one(
 }
 
 /// Record a refused commit (once per repository and commit: polls see it again) and notify
-/// through the targets of the configuration that keeps running.
-fn reject(shared: &Shared, repo: usize, commit: &str, errors: &[String]) -> Result<(), SyncError> {
+/// through the targets of the configuration that keeps running. `true`: recorded now.
+fn reject(shared: &Shared, repo: usize, commit: &str, errors: &[String]) -> Result<bool, SyncError> {
     let h = &shared.repos[repo];
     let already = shared.state(|s| s.rejections(1)).ok().and_then(|r| r.into_iter().next());
     if already.is_some_and(|(r, c, _, _)| r == h.spec.name && c == commit) {
-        return Ok(());
+        return Ok(false);
     }
     shared.state(|s| s.reject_config(&h.spec.name, commit, errors)).map_err(|e| SyncError::Failed(e.to_string()))?;
     tracing::error!(repo = %h.spec.name, %commit, ?errors, "configuration rejected; the previous one keeps running");
     let targets = h.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.notify.clone())).unwrap_or_default();
     crate::notify::Notifier::new(targets).send(&crate::signing::rejected(commit, &errors.join("; ")));
-    Ok(())
+    Ok(true)
+}
+
+/// Post the refusal of an unsigned commit as a `berth/signature` status: to the `[[repo]]`'s
+/// `forge` (its provider, else the forge whose webhook brought the commit) and to the CI gates that
+/// report in the configurations that run now. In the background: a slow forge does not hold the sync.
+fn post_refusal(shared: &Shared, repo: usize, commit: &str, refused: &crate::signing::Refused, trigger: &str) {
+    let h = &shared.repos[repo];
+    let mut extra = Vec::new();
+    if let Some(f) = &h.spec.forge {
+        let from_hook =
+            trigger.strip_prefix("webhook:").filter(|p| matches!(*p, "github" | "gitea" | "forgejo" | "gitlab"));
+        match f.provider.clone().or(from_hook.map(str::to_string)) {
+            Some(kind) => match crate::ci::Gate::forge(kind, Some(f), &h.spec.url, h.mirror.token.clone(), None) {
+                Ok(g) => extra.push(g),
+                Err(e) => tracing::warn!(repo = %h.spec.name, error = %e, "cannot post the signature status"),
+            },
+            None => tracing::warn!(repo = %h.spec.name, "cannot post the signature status: set forge.provider"),
+        }
+    }
+    let running = shared
+        .state(|s| h.ws.history(s))
+        .map(|hist| crate::signing::running_projects(&h.ws, &hist))
+        .unwrap_or_default();
+    let current = h.current.read().ok().and_then(|c| c.as_ref().map(|(_, p)| p.clone()));
+    let projects = running.iter().map(|s| &s.project).chain(current.as_ref());
+    let targets = crate::signing::status_targets(&h.ws, projects, extra);
+    if targets.is_empty() {
+        return;
+    }
+    let (commit, refused) = (commit.to_string(), refused.clone());
+    let post = move || drop(crate::signing::post_refusal(&targets, &commit, &refused));
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(post)),
+        Err(_) => post(),
+    }
 }
 
 /// Is the commit of `snap` signed as `verify_commits` asks: the repository's `[[repo]]` entry, the
 /// configurations that run now and the commit's own? A rollback to a commit berth deployed passes.
-fn signature(shared: &Shared, repo: usize, snap: &Snapshot, want: &Want, trigger: &str) -> Result<(), String> {
+fn signature(
+    shared: &Shared,
+    repo: usize,
+    snap: &Snapshot,
+    want: &Want,
+    trigger: &str,
+) -> Result<(), crate::signing::Refused> {
     let h = &shared.repos[repo];
     let stacks = match want {
         Want::Force { stacks, .. } => stacks.clone(),
@@ -284,9 +339,9 @@ fn signature(shared: &Shared, repo: usize, snap: &Snapshot, want: &Want, trigger
     if skip {
         return Ok(());
     }
-    let history =
-        history.map_err(|e| signing::refusal(&snap.commit, &format!("cannot read the deploy history: {e}")))?;
-    let mut running = crate::signing::running(&h.ws, &history);
+    let history = history
+        .map_err(|e| crate::signing::Refused::new(&snap.commit, format!("cannot read the deploy history: {e}")))?;
+    let mut running = crate::signing::running(&crate::signing::running_projects(&h.ws, &history));
     running.push(h.current.read().ok().and_then(|c| c.as_ref().and_then(|(_, p)| p.verify_commits.clone())));
     let required = signing::required(
         h.spec.verify_commits.as_ref(),

@@ -1,4 +1,4 @@
-//! Convergence of a swarm stack: every service updated and running its desired tasks on the new image.
+//! Convergence of a swarm stack: every service updated and running its desired tasks of the new spec.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,7 +90,18 @@ async fn observe_swarm(
         let task_state = |t: &bollard::models::Task| {
             t.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default()
         };
-        let running = tasks.iter().filter(|t| task_state(t) == "running" && image_of(t) == want).count() as i64;
+        // A task of the new spec: the service's container spec and force counter, not only its image (an
+        // update that changes the environment keeps the image; start-first keeps the old task running).
+        let template = spec.and_then(|s| s.task_template.as_ref());
+        let current = |t: &bollard::models::Task| {
+            let ts = t.spec.as_ref();
+            ts.and_then(|s| s.container_spec.as_ref()) == template.and_then(|s| s.container_spec.as_ref())
+                && ts.and_then(|s| s.force_update) == template.and_then(|s| s.force_update)
+        };
+        let desired_running =
+            |t: &bollard::models::Task| t.desired_state.map(|s| s.to_string()).is_none_or(|s| s == "running");
+        let running =
+            tasks.iter().filter(|t| task_state(t) == "running" && desired_running(t) && current(t)).count() as i64;
         let failed: Vec<_> = tasks
             .iter()
             .filter(|t| matches!(task_state(t).as_str(), "failed" | "rejected") && image_of(t) == want)
@@ -119,7 +130,7 @@ async fn observe_swarm(
             });
         }
         if running < replicas {
-            waiting.get_or_insert(format!("service `{full}` runs {running} of {replicas} tasks on the new image"));
+            waiting.get_or_insert(format!("service `{full}` runs {running} of {replicas} tasks of the new spec"));
         }
     }
     match waiting {

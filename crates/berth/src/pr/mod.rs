@@ -60,44 +60,14 @@ fn forge(repo: &RepoHandle, provider: Provider, pr: &PullRequest) -> Result<(Gat
         (None, Provider::Generic) => return Err("cannot tell which forge sent the request: set forge.provider".into()),
         (None, p) => p.as_str().to_string(),
     };
-    let base = match f.and_then(|f| f.url.clone()) {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None if kind == "github" => "https://api.github.com".to_string(),
-        None => reqwest::Url::parse(&repo.spec.url)
-            .ok()
-            .filter(|u| u.scheme() == "https" || u.scheme() == "http")
-            .map(|u| u.origin().ascii_serialization())
-            .ok_or("the repository's url is not http(s): set forge.url to the forge's address")?,
-    };
-    let token = match f.and_then(|f| f.token.as_ref()) {
-        Some(r) => Some(crate::secrets::resolve(r).map_err(|e| format!("forge token: {e}"))?),
-        None => repo.mirror.token.clone(),
-    };
-    let gitlab = kind == "gitlab";
-    let (owner, name) = pr
-        .repo_full_name
-        .as_deref()
-        .and_then(|n| n.rsplit_once('/'))
-        .map(|(o, n)| (o.to_string(), n.to_string()))
-        .or_else(|| crate::ci::owner_name(&repo.spec.url, gitlab))
-        .ok_or("cannot tell the repository's owner/name")?;
+    let named =
+        pr.repo_full_name.as_deref().and_then(|n| n.rsplit_once('/')).map(|(o, n)| (o.to_string(), n.to_string()));
+    let gate = Gate::forge(kind, f, &repo.spec.url, repo.mirror.token.clone(), named)?;
+    let gitlab = gate.provider == "gitlab";
     let project = match (gitlab, pr.project_id) {
         (true, Some(id)) => id.to_string(),
-        (true, None) => format!("{owner}/{name}").replace('/', "%2F"),
-        (false, _) => format!("{owner}/{name}"),
-    };
-    let gate = Gate {
-        provider: kind,
-        base,
-        owner,
-        name,
-        token,
-        timeout: Duration::from_secs(80),
-        report: true,
-        contexts: Vec::new(),
-        ignore_contexts: Vec::new(),
-        gate_rollbacks: false,
-        public_url: None,
+        (true, None) => format!("{}/{}", gate.owner, gate.name).replace('/', "%2F"),
+        (false, _) => format!("{}/{}", gate.owner, gate.name),
     };
     let thread = comment::Thread { api: gate.api(), project, number: pr.number };
     Ok((gate, thread))

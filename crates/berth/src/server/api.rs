@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, App, parse_json};
-use crate::controller::{Target, Want};
+use crate::controller::{Target, Through, Want};
 use crate::keys::Scope;
 use berth_core::api::{
     Accepted, DeployBody, DeployDetail, DeployList, DeployLog, ErrorBody, Pending, Rejection, Rejections, RollbackBody,
@@ -220,9 +220,25 @@ async fn deploy(
         }
     }
     crate::redact::register(req.vars.iter().filter(|(k, _)| berth_core::vars::is_secret_key(k)).map(|(_, v)| v));
+    let through = match req.force.map(|f| f.reason) {
+        None => None,
+        Some(r) if r.is_empty() => {
+            return Err(ApiError::bad_request(
+                "`force` needs a `reason`: why deploy through a closed window or freeze",
+            ));
+        }
+        Some(_) if caller.scope < Scope::Admin => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "deploying through closed windows and freezes (`force`) needs an admin key",
+            ));
+        }
+        Some(reason) => Some(Through { by: caller.name.clone(), reason }),
+    };
     let repo = app.deployable(&caller, &name)?;
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
-    let want = Want::Force { stacks: vec![name], overrides: req.vars };
+    let want = Want::Force { stacks: vec![name], overrides: req.vars, through };
     let trigger = format!("api:{}", caller.name);
     let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await
@@ -270,7 +286,7 @@ async fn rollback(
         }
     };
     let overrides = berth_core::vars::replayable(&overrides);
-    let want = Want::Force { stacks: vec![name], overrides };
+    let want = Want::Force { stacks: vec![name], overrides, through: None };
     let trigger = format!("rollback:{}", caller.name);
     let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await

@@ -347,7 +347,7 @@ pub async fn deploy(
         return Err(ApiError::bad_request("invalid tag"));
     }
     let trigger = format!("deploy:{}", req.triggered_by.as_deref().unwrap_or("api"));
-    let want = Want::Force { stacks, overrides: Default::default() };
+    let want = Want::Force { stacks, overrides: Default::default(), through: None };
     let out = app.ctl.request(repo, want, Target::Rev(format!("refs/tags/{}", req.tag)), &trigger).await?;
     let release = crate::state::Release {
         tag: req.tag.clone(),

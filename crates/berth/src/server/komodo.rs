@@ -162,7 +162,7 @@ async fn deploy(app: &App, caller: &Caller, stack: &str, if_changed: bool) -> Re
     let want = if if_changed {
         Want::Reconcile { only: Some(vec![stack.to_string()]) }
     } else {
-        Want::Force { stacks: vec![stack.to_string()], overrides: Default::default() }
+        Want::Force { stacks: vec![stack.to_string()], overrides: Default::default(), through: None }
     };
     let trigger = format!("komodo:{}", caller.name);
     let out = app.ctl.request(repo, want, Target::Tip, &trigger).await?;

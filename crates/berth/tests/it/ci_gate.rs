@@ -8,16 +8,7 @@ use serde_json::Value;
 
 /// berth's posts for `context`: (state, description, target_url).
 fn berth_posts(forge: &Forge, context: &str) -> Vec<(String, String, String)> {
-    let key = if forge.kind == "gitlab" { "name" } else { "context" };
-    forge
-        .posts()
-        .into_iter()
-        .filter(|(_, v)| v[key] == context)
-        .map(|(_, v)| {
-            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-            (s("state"), s("description"), s("target_url"))
-        })
-        .collect()
+    forge.posted(context)
 }
 
 fn head(repo: &Repo) -> String {

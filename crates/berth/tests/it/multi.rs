@@ -2,9 +2,9 @@
 
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::common::swarm::Swarm;
 use crate::common::*;
 
 #[test]
@@ -185,40 +185,6 @@ fn validate_warns_about_options_swarm_ignores() {
     let out = repo.berth(&["validate"]).ok();
     assert!(out.stderr.contains("uses `container_name`") && out.stderr.contains("uses `build`"), "{}", out.stderr);
     assert!(out.stderr.contains("mode = \"compose\""), "{}", out.stderr);
-}
-
-/// Tests that need the swarm take turns: one leaving it must not pull it from under another.
-static SWARM: Mutex<()> = Mutex::new(());
-
-/// Leaves the swarm (if this test made it) and removes its stacks, even on failure.
-struct Swarm {
-    made: bool,
-    stacks: Vec<String>,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Swarm {
-    fn join(stacks: Vec<String>) -> Swarm {
-        let turn = SWARM.lock().unwrap_or_else(|p| p.into_inner());
-        let state = docker_out(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-        let made = state != "active";
-        if made {
-            let o = Command::new("docker").args(["swarm", "init", "--advertise-addr", "127.0.0.1"]).output().unwrap();
-            assert!(o.status.success(), "docker swarm init: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Swarm { made, stacks, _turn: turn }
-    }
-}
-
-impl Drop for Swarm {
-    fn drop(&mut self) {
-        for s in &self.stacks {
-            let _ = Command::new("docker").args(["stack", "rm", s]).output();
-        }
-        if self.made {
-            let _ = Command::new("docker").args(["swarm", "leave", "--force"]).output();
-        }
-    }
 }
 
 #[test]

@@ -227,3 +227,74 @@ fn validate_refuses_what_cannot_run_beside_itself() {
     repo.commit("web and db recreate");
     repo.berth(&["validate"]).ok();
 }
+
+/// The swarm's own update order of service `svc` of stack `stack` (`null` when unset).
+fn update_order(stack: &str, svc: &str) -> String {
+    docker_out(&["service", "inspect", "--format", "{{json .Spec.UpdateConfig}}", &format!("{stack}_{svc}")])
+}
+
+#[test]
+fn a_swarm_stack_rolls_out_start_first_through_its_update_config() {
+    docker();
+    let s = unique("swsf");
+    let _swarm = crate::common::swarm::Swarm::join(vec![s.clone()]);
+    let repo = Repo::new();
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ timeout = \"90s\", stable = \"1s\" }}\n[[stack]]\nname = \"{s}\"\nmode = \"swarm\"\n\
+             rollout = {{ order = \"start-first\", services = {{ side = \"recreate\" }} }}\n"
+        ),
+    );
+    let stack = |color: &str| {
+        let svc = |name: &str, extra: &str| {
+            format!(
+                "  {name}:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    environment:\n      \
+                 COLOR: {color}\n    deploy:\n      replicas: 1\n{extra}"
+            )
+        };
+        format!(
+            "services:\n{}{}{}",
+            svc("app", ""),
+            svc("own", "      update_config:\n        order: stop-first\n"),
+            svc("side", "")
+        )
+    };
+    repo.stack(&s, &stack("red"));
+    repo.commit("swarm red");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(update_order(&s, "app").contains(r#""Order":"start-first""#), "{}", update_order(&s, "app"));
+    // A service's own order wins; a service berth rolls out `recreate` keeps swarm's default.
+    assert!(update_order(&s, "own").contains(r#""Order":"stop-first""#), "{}", update_order(&s, "own"));
+    assert!(!update_order(&s, "side").contains("start-first"), "{}", update_order(&s, "side"));
+
+    // An update converges: berth waits for the task of the new spec (same image, new environment).
+    repo.stack(&s, &stack("green"));
+    repo.commit("swarm green");
+    let out = repo.berth(&["apply"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let h = repo.json(&["history", &s, "--json"]);
+    assert_eq!(h[0]["status"], "succeeded", "{}", h[0]);
+    let log = repo.berth(&["logs", &h[0]["id"].to_string()]).stdout;
+    assert!(log.contains("1/1 running"), "{log}");
+    assert!(update_order(&s, "app").contains(r#""Order":"start-first""#), "{}", update_order(&s, "app"));
+    let ps = docker_out(&[
+        "service",
+        "ps",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.CurrentState}}",
+        &format!("{s}_app"),
+    ]);
+    assert_eq!(ps.lines().filter(|l| l.starts_with("Running")).count(), 1, "{ps}");
+    let env = docker_out(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &format!("{s}_app"),
+    ]);
+    assert!(env.contains("COLOR=green"), "{env}");
+}

@@ -1,11 +1,16 @@
 //! `verify_commits`: only commits signed by an allowed key deploy (ssh and gpg through git's own
-//! `verify-commit`), from the CLI and from `berth serve`; rollbacks to what berth deployed pass.
+//! `verify-commit`), from the CLI and from `berth serve`; rollbacks to what berth deployed pass;
+//! a refusal is posted as a `berth/signature` commit status where the running configuration reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
+
+use crate::common::forge::Forge;
 use crate::common::server::Server;
 use crate::common::*;
+use serde_json::Value;
 
 /// A throwaway ed25519 key pair `dir/name` (private) and `dir/name.pub`.
 fn ssh_key(dir: &Path, name: &str) -> PathBuf {
@@ -212,4 +217,100 @@ fn the_controller_rejects_and_records_an_unsigned_push() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["success"], true, "{body}");
     assert_ne!(container(&s, "app"), id);
+}
+
+/// `verify_commits` with a CI gate that reports to `forge` (owner/name given: the controller's mirror has no forge remote).
+fn reporting_setting(signers: &Path, forge: &Forge, stack: &str) -> String {
+    format!(
+        "{}[defaults]\nverify = {{ stable = \"1s\" }}\n[[stack]]\nname = \"{stack}\"\n\
+         require_ci = {{ provider = \"{}\", url = \"{}\", repo = \"me/stacks\", timeout = \"60s\", report = true }}\n",
+        ssh_setting(signers),
+        forge.kind,
+        forge.base
+    )
+}
+
+#[test]
+fn a_refused_commit_gets_a_failed_signature_status_from_the_cli() {
+    docker();
+    need("ssh-keygen", "openssh-client");
+    let s = unique("sigst");
+    let _c = Cleanup(vec![s.clone()]);
+    let forge = Forge::start("gitea");
+    let keys = tempfile::tempdir().unwrap();
+    let (ops, other) = (ssh_key(keys.path(), "ops"), ssh_key(keys.path(), "other"));
+    let signers = allowed_signers(keys.path(), &[&ops]);
+    let repo = Repo::new();
+    repo.write("berth.toml", &reporting_setting(&signers, &forge, &s));
+    repo.stack(&s, &colored("red"));
+    let first = commit_ssh(&repo, "signed", &ops);
+    forge.status(&first, "ci/build", "success", "build passed", "https://ci.example.com/1");
+    repo.berth(&["apply"]).ok();
+    assert!(forge.posted("berth/signature").is_empty(), "a signed commit got a signature status");
+
+    repo.stack(&s, &colored("green"));
+    let unsigned = repo.commit("unsigned");
+    refused(&repo.berth(&["apply"]), "no signature");
+    let stranger = commit_ssh(&repo, "signed by another key", &other);
+    refused(&repo.berth(&["apply"]), "which the allowed signers do not list");
+    let on = |commit: &str| -> Vec<(String, String)> {
+        forge
+            .posts()
+            .into_iter()
+            .filter(|(p, v)| p.ends_with(commit) && v["context"] == "berth/signature")
+            .map(|(p, v)| (p, v["state"].as_str().unwrap_or("").to_string()))
+            .collect()
+    };
+    assert_eq!(
+        on(&unsigned),
+        [(format!("/api/v1/repos/me/stacks/statuses/{unsigned}"), "failure".to_string())],
+        "{:?}",
+        forge.posts()
+    );
+    assert_eq!(on(&stranger).len(), 1, "{:?}", forge.posts());
+    let posted = forge.posted("berth/signature");
+    assert_eq!(posted[0].1, "not deployed: the commit is unsigned", "{posted:?}");
+    assert!(
+        posted[1].1.starts_with("not deployed: signed by a key that is not allowed (signed with key "),
+        "{posted:?}"
+    );
+    assert!(posted.iter().all(|p| p.0 == "failure"), "{posted:?}");
+}
+
+#[test]
+fn the_controller_posts_a_failed_signature_status_for_an_unsigned_push() {
+    docker();
+    need("ssh-keygen", "openssh-client");
+    let s = unique("sigsrv");
+    let _c = Cleanup(vec![s.clone()]);
+    let forge = Forge::start("github");
+    let keys = tempfile::tempdir().unwrap();
+    let ops = ssh_key(keys.path(), "ops");
+    let signers = allowed_signers(keys.path(), &[&ops]);
+    let repo = Repo::new();
+    repo.write("berth.toml", &reporting_setting(&signers, &forge, &s));
+    repo.stack(&s, &colored("red"));
+    let first = commit_ssh(&repo, "signed", &ops);
+    forge.check_run(&first, "build", "completed", Some("success"));
+    let server = Server::start(&repo);
+    server.settle();
+
+    // The unsigned commit also drops the CI gate: its own configuration is not trusted to say where statuses go.
+    repo.write("berth.toml", &ssh_setting(&signers));
+    repo.stack(&s, &colored("green"));
+    let bad = repo.commit("unsigned");
+    let (code, body) = server.push(&first, &bad, "?wait=true");
+    assert_eq!((code, body["code"].as_str()), (422, Some("unsigned_commit")), "{body}");
+    let posted = wait_for("the signature status", Duration::from_secs(30), || {
+        let p: Vec<(String, Value)> =
+            forge.posts().into_iter().filter(|(_, v)| v["context"] == "berth/signature").collect();
+        (!p.is_empty()).then_some(p)
+    });
+    assert_eq!(posted[0].0, format!("/repos/me/stacks/statuses/{bad}"), "{posted:?}");
+    assert_eq!(posted[0].1["state"], "failure", "{posted:?}");
+    assert_eq!(posted[0].1["description"], "not deployed: the commit is unsigned", "{posted:?}");
+    // A second delivery of the same commit is not posted again.
+    let (code, _) = server.push(&first, &bad, "?wait=true");
+    assert_eq!(code, 422);
+    assert_eq!(forge.posted("berth/signature").len(), 1, "{:?}", forge.posts());
 }

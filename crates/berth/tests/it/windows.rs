@@ -80,7 +80,12 @@ fn a_deny_window_refuses_apply_with_the_next_opening_and_a_bad_zone_is_located()
     assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
     let plan = repo.berth_with(&["plan"], &sat).ok();
     assert!(plan.stdout.contains("held: deny window weekend is open"), "{}", plan.stdout);
-    assert!(repo.json(&["history", &app, "--json"]).as_array().unwrap().is_empty(), "a refusal deploys nothing");
+    // The refusal is recorded as a blocked deploy with its reason; nothing ran.
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!(h.as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(h[0]["status"], "blocked", "{h}");
+    assert!(h[0]["reason"].as_str().unwrap_or_default().contains("deny window weekend is open; next opening"), "{h}");
+    assert!(r.stdout.contains(&format!("(deploy {})", h[0]["id"])), "{}", r.stdout);
 
     // A bad zone is a configuration error at its line.
     repo.write(
@@ -203,4 +208,44 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
     });
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+}
+
+#[test]
+fn an_admin_forces_an_api_deploy_through_a_freeze_with_a_recorded_reason() {
+    docker();
+    let app = unique("apif");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.commit("one stack");
+    let server = Server::start(&repo);
+    server.settle();
+    let (code, answer) = server.post("/api/v1/freezes", &json!({ "until": "1h", "reason": "release week" }));
+    assert_eq!(code, 201, "{answer}");
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    let path = format!("/api/v1/stacks/{app}/deploy?wait=true&timeout=120");
+
+    // `force` needs a reason, and an admin key.
+    let (code, answer) = server.post(&path, &json!({ "force": { "reason": "" } }));
+    assert_eq!((code, answer["code"].as_str()), (400, Some("bad_request")), "{answer}");
+    let out = repo.berth(&["keys", "create", "--name", "ci", "--scope", "deploy"]).ok();
+    let field = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap();
+    let (k, s) = (field("key:"), field("secret:"));
+    let headers = [("X-Api-Key", k.as_str()), ("X-Api-Secret", s.as_str()), ("Content-Type", "application/json")];
+    let body = json!({ "force": { "reason": "hotfix" } }).to_string().into_bytes();
+    let (code, answer) = server.raw(&path, &headers, body);
+    assert_eq!(code, 403, "{answer}");
+
+    let (code, answer) = server.post(&path, &json!({ "force": { "reason": "hotfix" } }));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "succeeded", "{answer}");
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+    let id = answer["deploys"][0]["id"].as_i64().unwrap();
+    let logs = repo.berth(&["logs", &id.to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by admin: hotfix (every stack is frozen"),
+        "{}",
+        logs.stdout
+    );
 }

@@ -26,7 +26,7 @@ pub async fn deploy(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Respons
     if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
         return r;
     }
-    let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new() };
+    let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new(), through: None };
     request(&ctx, &name, want, Target::Tip, "dashboard").await
 }
 
@@ -54,7 +54,7 @@ pub async fn rollback(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Respo
         Err(r) => return r,
     };
     let overrides = berth_core::vars::replayable(&earlier.overrides);
-    let want = Want::Force { stacks: vec![name.clone()], overrides };
+    let want = Want::Force { stacks: vec![name.clone()], overrides, through: None };
     request(&ctx, &name, want, Target::Rev(earlier.commit), "dashboard-rollback").await
 }
 

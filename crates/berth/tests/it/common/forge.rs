@@ -99,6 +99,19 @@ impl Forge {
         self.data.lock().unwrap().posts.clone()
     }
 
+    /// The statuses posted under `context`, in order: (state, description, target_url).
+    pub fn posted(&self, context: &str) -> Vec<(String, String, String)> {
+        let key = if self.kind == "gitlab" { "name" } else { "context" };
+        self.posts()
+            .into_iter()
+            .filter(|(_, v)| v[key] == context)
+            .map(|(_, v)| {
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                (s("state"), s("description"), s("target_url"))
+            })
+            .collect()
+    }
+
     pub fn hits(&self) -> Vec<String> {
         self.data.lock().unwrap().hits.clone()
     }

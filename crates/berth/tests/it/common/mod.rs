@@ -5,6 +5,7 @@ pub mod forge;
 pub mod http;
 pub mod registry;
 pub mod server;
+pub mod swarm;
 pub mod web;
 
 use std::path::{Path, PathBuf};
