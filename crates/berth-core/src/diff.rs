@@ -50,6 +50,21 @@ pub struct ServiceDiff {
     pub diff: String,
 }
 
+impl ServiceDiff {
+    /// What is said beside the service's status: its image change and its changed bind-mounted files.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some((a, b)) = &self.image {
+            let show = |i: &Option<String>| i.clone().unwrap_or_else(|| "(none)".into());
+            notes.push(format!("image {} → {}", show(a), show(b)));
+        }
+        if !self.bind_files.is_empty() {
+            notes.push(format!("bind-mounted files changed: {}", self.bind_files.join(", ")));
+        }
+        notes
+    }
+}
+
 /// A stack's change: its services, then what changed outside them (networks, volumes...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StackDiff {

@@ -139,14 +139,7 @@ fn service(out: &mut String, p: &Paint, s: &ServiceDiff, width: usize) {
         Status::Unchanged => ("=", "2"),
     };
     let status = p.with(code, &format!("{mark} {:<width$}  {}", s.name, s.status.as_str()));
-    let mut notes = Vec::new();
-    if let Some((a, b)) = &s.image {
-        let show = |i: &Option<String>| i.clone().unwrap_or_else(|| "(none)".into());
-        notes.push(format!("image {} → {}", show(a), show(b)));
-    }
-    if !s.bind_files.is_empty() {
-        notes.push(format!("bind-mounted files changed: {}", s.bind_files.join(", ")));
-    }
+    let notes = s.notes();
     out.push_str(&format!("  {status}{}{}\n", if notes.is_empty() { "" } else { "  " }, notes.join("; ")));
     if matches!(s.status, Status::Recreate | Status::Updated) {
         p.diff(out, &s.diff);

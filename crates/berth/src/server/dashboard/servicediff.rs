@@ -86,14 +86,7 @@ fn from_outcome(o: &StackOutcome) -> DiffView {
         .iter()
         .filter(|s| s.status != Status::Unchanged)
         .map(|s| {
-            let mut notes = Vec::new();
-            if let Some((a, b)) = &s.image {
-                let show = |i: &Option<String>| i.clone().unwrap_or_else(|| "(none)".into());
-                notes.push(format!("image {} → {}", show(a), show(b)));
-            }
-            if !s.bind_files.is_empty() {
-                notes.push(format!("bind-mounted files changed: {}", s.bind_files.join(", ")));
-            }
+            let notes = s.notes();
             ServiceView {
                 name: s.name.clone(),
                 status: s.status.as_str(),
