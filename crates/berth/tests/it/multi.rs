@@ -206,13 +206,7 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
     repo.commit("swarm red");
     let out = repo.berth(&["apply"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let env = docker_out(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-        &format!("{s}_app"),
-    ]);
+    let env = crate::common::swarm::service_env(&format!("{s}_app"));
     assert!(env.contains("COLOR=red"), "{env}");
     let verify = repo.berth(&["logs", &repo.json(&["history", &s, "--json"])[0]["id"].to_string()]).stdout;
     assert!(verify.contains("2/2 running"), "{verify}");
@@ -224,25 +218,10 @@ fn swarm_stacks_deploy_converge_and_roll_back() {
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     let h = repo.json(&["history", &s, "--json"]);
     assert_eq!(h[0]["status"], "rolled_back", "{}", h[0]);
-    let env = docker_out(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-        &format!("{s}_app"),
-    ]);
+    let env = crate::common::swarm::service_env(&format!("{s}_app"));
     assert!(env.contains("COLOR=red"), "{env}");
     wait_for("red tasks to run", Duration::from_secs(60), || {
-        let ps = docker_out(&[
-            "service",
-            "ps",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.CurrentState}}",
-            &format!("{s}_app"),
-        ]);
-        (ps.lines().filter(|l| l.starts_with("Running")).count() == 2).then_some(())
+        (crate::common::swarm::running_tasks(&format!("{s}_app")) == 2).then_some(())
     });
 }
 

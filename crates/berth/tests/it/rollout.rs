@@ -279,22 +279,7 @@ fn a_swarm_stack_rolls_out_start_first_through_its_update_config() {
     let log = repo.berth(&["logs", &h[0]["id"].to_string()]).stdout;
     assert!(log.contains("1/1 running"), "{log}");
     assert!(update_order(&s, "app").contains(r#""Order":"start-first""#), "{}", update_order(&s, "app"));
-    let ps = docker_out(&[
-        "service",
-        "ps",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.CurrentState}}",
-        &format!("{s}_app"),
-    ]);
-    assert_eq!(ps.lines().filter(|l| l.starts_with("Running")).count(), 1, "{ps}");
-    let env = docker_out(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-        &format!("{s}_app"),
-    ]);
+    assert_eq!(crate::common::swarm::running_tasks(&format!("{s}_app")), 1);
+    let env = crate::common::swarm::service_env(&format!("{s}_app"));
     assert!(env.contains("COLOR=green"), "{env}");
 }

@@ -39,3 +39,15 @@ impl Drop for Swarm {
         }
     }
 }
+
+/// The environment of a swarm service's task template, as JSON.
+pub fn service_env(service: &str) -> String {
+    docker_out(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}", service])
+}
+
+/// How many of a swarm service's tasks that should run are running.
+pub fn running_tasks(service: &str) -> usize {
+    let ps =
+        docker_out(&["service", "ps", "--filter", "desired-state=running", "--format", "{{.CurrentState}}", service]);
+    ps.lines().filter(|l| l.starts_with("Running")).count()
+}
