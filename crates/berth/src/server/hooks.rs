@@ -199,13 +199,26 @@ async fn pull_request(
     if pr.fork && repo.spec.pr_plans_same_repo {
         return Ok(ignored(format!("pull request #{} comes from a fork (pr_plans_same_repo = true)", pr.number)));
     }
-    if let Some(d) = webhook::delivery_id(provider, &lookup(headers))
-        && !app.first_delivery(&d)
+    let delivery = webhook::delivery_id(provider, &lookup(headers));
+    if let Some(d) = &delivery
+        && !app.first_delivery(d)
     {
         return Ok(ignored(format!("delivery {d} was already received")));
     }
     let number = pr.number;
-    let run = crate::pr::run(app.ctl.shared.clone(), repo.clone(), provider, pr);
+    let planned = crate::pr::run(app.ctl.shared.clone(), repo.clone(), provider, pr);
+    // As for pushes: a plan berth could not make (a failed fetch, say) leaves the forge's
+    // redelivery of the event free to try again.
+    let app2 = app.clone();
+    let run = async move {
+        let out = planned.await;
+        if out.state == "error"
+            && let Some(d) = &delivery
+        {
+            app2.forget_delivery(d);
+        }
+        out
+    };
     if q.wait {
         let out = run.await;
         // Errors quote compose's output: hide any secret value it may carry.
