@@ -401,3 +401,26 @@ fn ci_plan_comments_from_ci_and_edits_its_comment_on_the_next_run() {
     assert_eq!(plan_statuses(&forge, &first).last().map(|s| s.0.as_str()), Some("success"));
     assert_eq!(plan_statuses(&forge, &second).last().map(|s| s.0.as_str()), Some("failure"));
 }
+
+#[test]
+fn a_pull_request_whose_fetch_failed_is_planned_when_the_forge_redelivers_it() {
+    let files = Files::new();
+    let (s, server) = setup("github", "", &files);
+    let head = push_pr(&s, 9, |r| {
+        r.write("stacks/web/compose.yaml", &web_compose("blue"));
+    });
+    let (name, body) = event("github", 9, &head, "opened", false);
+    let delivery = [("X-GitHub-Delivery", "pr-redelivery-1")];
+    // The repository cannot be fetched: berth cannot plan, and says so.
+    let moved = s.repo.path().with_extension("away");
+    std::fs::rename(s.repo.path(), &moved).unwrap();
+    let (code, failed) = server.deliver_with("github", name, &body, "?wait=true", &delivery);
+    std::fs::rename(&moved, s.repo.path()).unwrap();
+    assert_eq!((code, failed["plan"]["state"].as_str()), (200, Some("error")), "{failed}");
+    // The forge redelivers the same event: it is planned, not ignored as a replay.
+    let (code, planned) = server.deliver_with("github", name, &body, "?wait=true", &delivery);
+    assert_eq!((code, planned["plan"]["state"].as_str()), (200, Some("success")), "{planned}");
+    // Once handled, the same delivery is a replay.
+    let (_, again) = server.deliver_with("github", name, &body, "?wait=true", &delivery);
+    assert!(again.to_string().contains("already received"), "{again}");
+}

@@ -120,6 +120,18 @@ impl Server {
     /// A webhook delivery of event `event` signed as forge `kind` (`github`, `gitea`, `gitlab`)
     /// signs it: GitHub's `X-Hub-Signature-256`, Gitea's hex `X-Gitea-Signature`, GitLab's token.
     pub fn deliver(&self, kind: &str, event: &str, body: &Value, query: &str) -> (u16, Value) {
+        self.deliver_with(kind, event, body, query, &[])
+    }
+
+    /// [`Server::deliver`] with more headers (a delivery id, say).
+    pub fn deliver_with(
+        &self,
+        kind: &str,
+        event: &str,
+        body: &Value,
+        query: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
         let body = body.to_string();
         let sig = berth_core::webhook::sign(SECRET.as_bytes(), body.as_bytes());
         let hex = sig.trim_start_matches("sha256=").to_string();
@@ -130,6 +142,7 @@ impl Server {
         };
         let mut headers = headers;
         headers.push(("Content-Type", "application/json"));
+        headers.extend_from_slice(extra);
         self.raw(&format!("/webhook{query}"), &headers, body.into_bytes())
     }
 
