@@ -97,6 +97,25 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// How long a statement waits for another process's lock on the database.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Switch to WAL. SQLite answers "busy" to this without calling the busy handler while another
+/// connection opens the same new database (two `berth apply` started together), so retry it here.
+fn wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
     schema::migrate(conn).map_err(|e| match e {
         schema::MigrateError::Sqlite(source) => StateError::Sqlite { path: path.to_path_buf(), source },
@@ -129,9 +148,9 @@ impl State {
         let path = dir.join("berth.db");
         let err = |source| StateError::Sqlite { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        wal(&conn).map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         migrate(&mut conn, &path)?;
         Ok(State { conn, path })
     }
@@ -331,6 +350,23 @@ mod tests {
 
     fn new<'a>(stack: &'a str, hash: &'a str, vars: &'a BTreeMap<String, String>) -> NewDeploy<'a> {
         NewDeploy { stack, server: "local", commit: "c1", config_hash: hash, vars, overrides: vars, trigger: "test" }
+    }
+
+    #[test]
+    fn many_processes_opening_one_new_database_at_once_all_succeed() {
+        // Two `berth apply` started together both create the database; neither may fail on the lock.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let dir = dir.path().to_path_buf();
+                    std::thread::spawn(move || State::open(&dir).map(|_| ()).map_err(|e| e.to_string()))
+                })
+                .collect();
+            for t in opened {
+                assert_eq!(t.join().unwrap(), Ok(()));
+            }
+        }
     }
 
     #[test]
