@@ -40,6 +40,9 @@ pub struct ConfigFile {
     /// `[[image]]`: image update rules for every stack (by image pattern, or for all images).
     #[serde(default)]
     pub image: Vec<Spanned<ImageToml>>,
+    /// `[updates]`: how image updates are written back.
+    #[serde(default)]
+    pub updates: Option<Spanned<crate::images::settings::UpdatesToml>>,
 }
 
 /// `[[stack.image]]` / `[[image]]`: how berth looks for newer versions of images.

@@ -13,7 +13,9 @@ use berth_core::tree::{Tree, TreeEntry};
 
 use crate::process::{self, RunError};
 
+mod commit;
 mod mirror;
+pub use commit::Committer;
 pub use mirror::Mirror;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -132,25 +134,6 @@ impl Repo {
             return Err(GitError::Failed { args: format!("tag {name}"), message: out.error_summary() });
         }
         Ok(())
-    }
-
-    /// Commit `paths` (repo-relative, already written in the work tree) with `message`; returns the commit id.
-    pub fn commit_paths(&self, paths: &[String], message: &str) -> Result<String, GitError> {
-        let mut add = vec!["add", "--"];
-        add.extend(paths.iter().map(String::as_str));
-        self.git(&add)?;
-        let mut cmd = self.cmd();
-        if self.git(&["config", "user.email"]).map(|e| e.trim().is_empty()).unwrap_or(true) {
-            cmd.env("GIT_AUTHOR_NAME", "berth").env("GIT_AUTHOR_EMAIL", "berth@localhost");
-            cmd.env("GIT_COMMITTER_NAME", "berth").env("GIT_COMMITTER_EMAIL", "berth@localhost");
-        }
-        let mut args = vec!["commit", "--quiet", "-m", message, "--"];
-        args.extend(paths.iter().map(String::as_str));
-        let out = process::run(cmd.args(&args), TIMEOUT)?;
-        if !out.success() {
-            return Err(GitError::Failed { args: "commit".into(), message: out.error_summary() });
-        }
-        self.resolve("HEAD")
     }
 
     /// Push the current branch to `origin`.

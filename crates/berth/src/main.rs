@@ -37,6 +37,7 @@ mod smoke;
 mod stackdiff;
 mod state;
 mod status;
+mod updates;
 mod variables;
 mod windows;
 mod workspace;

@@ -2,8 +2,10 @@
 //! rule governs a service's image. Tag selection is in [`select`], image names in [`reference`],
 //! where a version is written (compose `image:` or an env variable) and its edit in [`source`].
 
+pub mod memory;
 pub mod reference;
 pub mod select;
+pub mod settings;
 pub mod source;
 
 use std::time::Duration;
@@ -23,7 +25,7 @@ pub enum UpdateMode {
     Report,
     /// `berth updates --apply` writes it to the branch and commits.
     Commit,
-    /// A branch and a pull request (not yet carried out: reported like `report`).
+    /// `berth updates --apply` pushes a branch per stack and opens or edits its pull request.
     PullRequest,
 }
 

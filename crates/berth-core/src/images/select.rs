@@ -25,6 +25,8 @@ pub enum Skip {
     NotNewer,
     /// Newer, but younger than `min_age`.
     TooYoung { age_secs: u64, min_age_secs: u64 },
+    /// A deploy that brought this version in failed or was rolled back, and none with it succeeded since.
+    RolledBack { deploy: i64 },
 }
 
 impl fmt::Display for Skip {
@@ -36,6 +38,7 @@ impl fmt::Display for Skip {
             Skip::OutOfRange => f.write_str("outside the range"),
             Skip::Ignored { pattern } => write!(f, "ignored (`{pattern}`)"),
             Skip::NotNewer => f.write_str("not newer"),
+            Skip::RolledBack { deploy } => write!(f, "rolled back in deploy {deploy}"),
             Skip::TooYoung { age_secs, min_age_secs } => write!(
                 f,
                 "too new ({} old, min_age {})",

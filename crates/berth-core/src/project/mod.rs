@@ -65,6 +65,8 @@ pub struct Project {
     pub windows: Vec<crate::window::WindowSpec>,
     /// `[[image]]` update rules for every stack (a stack's own rules come first).
     pub images: Vec<crate::images::Policy>,
+    /// `[updates]`: how image updates are written back to git.
+    pub updates: crate::images::settings::Updates,
 }
 
 /// The text of `berth.toml`, to locate its entries in error messages.
@@ -106,6 +108,11 @@ impl Project {
         let settings = settings::resolve(&src, &cfg, &mut errors);
         let windows = windows::resolve(&src, &cfg, &servers, &stacks, &environments, &mut errors);
         let images = crate::images::resolve(file, src.text, "[[image]]", &cfg.image, &mut errors);
+        let updates = crate::images::settings::resolve(
+            cfg.updates.as_ref().and_then(|u| src.at(u.span())),
+            cfg.updates.as_ref().map(|u| u.get_ref()),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -129,6 +136,7 @@ impl Project {
             verify_commits: settings.verify_commits,
             windows,
             images,
+            updates,
         })
     }
 

@@ -1,0 +1,105 @@
+//! `[updates]`: how image updates are written back to git (identity, signing key, the forge
+//! that receives update pull requests).
+
+use serde::Deserialize;
+
+use crate::config::ForgeToml;
+use crate::error::{ConfigError, Location};
+
+/// The text of `[updates]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatesToml {
+    /// Author and committer of update commits: `Name <email>` (default: the repository's
+    /// `user.name`/`user.email`, else `berth <berth@localhost>`).
+    pub author: Option<String>,
+    /// An SSH private key (path): update commits are signed with it (git's `ssh` signature format).
+    pub signing_key: Option<String>,
+    /// Where `mode = "pull_request"` opens its requests: `provider` (required), `url`, `token`.
+    pub forge: Option<ForgeToml>,
+    /// Branch name prefix of update pull requests (default `berth/updates/`), followed by the stack.
+    pub branch_prefix: Option<String>,
+}
+
+/// `[updates]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updates {
+    pub author: Option<(String, String)>,
+    pub signing_key: Option<String>,
+    pub forge: Option<ForgeToml>,
+    pub branch_prefix: String,
+}
+
+impl Default for Updates {
+    fn default() -> Updates {
+        Updates { author: None, signing_key: None, forge: None, branch_prefix: "berth/updates/".into() }
+    }
+}
+
+/// `Name <email>` → (name, email).
+fn identity(s: &str) -> Option<(String, String)> {
+    let (name, rest) = s.split_once('<')?;
+    let email = rest.strip_suffix('>')?.trim();
+    let name = name.trim();
+    (!name.is_empty() && email.contains('@')).then(|| (name.to_string(), email.to_string()))
+}
+
+pub fn resolve(at: Option<Location>, t: Option<&UpdatesToml>, errors: &mut Vec<ConfigError>) -> Updates {
+    let Some(t) = t else { return Updates::default() };
+    let err = |m: String| ConfigError::new(m).at(at.clone());
+    let author = t.author.as_deref().and_then(|a| {
+        let id = identity(a);
+        if id.is_none() {
+            errors.push(
+                err(format!("[updates] author `{a}` is not `Name <email>`"))
+                    .help("author = \"berth <berth@example.com>\""),
+            );
+        }
+        id
+    });
+    if let Some(f) = &t.forge {
+        match f.provider.as_deref() {
+            Some(p) if crate::project::FORGE_PROVIDERS.contains(&p) => {}
+            Some(p) => errors.push(
+                err(format!("[updates] forge: unknown provider `{p}`"))
+                    .help(format!("provider is one of {}", crate::project::FORGE_PROVIDERS.join(", "))),
+            ),
+            None => errors.push(err("[updates] forge: provider is missing".into()).help(
+                "forge = { provider = \"gitea\", url = \"https://git.example.com\", token = { env = \"TOKEN\" } }",
+            )),
+        }
+        if let Some(u) = f.url.as_deref().filter(|u| !u.starts_with("http://") && !u.starts_with("https://")) {
+            errors.push(err(format!("[updates] forge: url `{u}` is not an http(s) URL")));
+        }
+    }
+    let branch_prefix = t.branch_prefix.clone().unwrap_or_else(|| Updates::default().branch_prefix);
+    if branch_prefix.is_empty() || branch_prefix.contains("..") || branch_prefix.contains(' ') {
+        errors.push(err(format!("[updates] branch_prefix `{branch_prefix}` is no usable branch name prefix")));
+    }
+    Updates { author, signing_key: t.signing_key.clone(), forge: t.forge.clone(), branch_prefix }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_identity_and_refuses_bad_values() {
+        assert_eq!(identity("berth bot <bot@example.com>"), Some(("berth bot".into(), "bot@example.com".into())));
+        assert_eq!(identity("bot@example.com"), None);
+        let mut errors = Vec::new();
+        let t = UpdatesToml {
+            author: Some("nobody".into()),
+            forge: Some(ForgeToml { provider: Some("svn".into()), url: Some("h".into()), token: None }),
+            ..Default::default()
+        };
+        let u = resolve(None, Some(&t), &mut errors);
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(
+            text[0].contains("author `nobody`") && text[1].contains("`svn`") && text[2].contains("`h`"),
+            "{text:?}"
+        );
+        assert_eq!(u.branch_prefix, "berth/updates/");
+    }
+}
