@@ -140,3 +140,154 @@ fn a_rate_limited_registry_is_retried_after_retry_after() {
     assert_eq!(hits.len(), 2, "one refusal, one answer");
     assert!(hits[1].1 - hits[0].1 >= std::time::Duration::from_millis(900), "retried before Retry-After");
 }
+
+/// A bare remote at `.../me/stacks.git` (so the forge repository is `me/stacks`) holding `repo`'s
+/// branch; returns the remote's path and the branch.
+fn remote(repo: &Repo) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("me/stacks.git");
+    let o = std::process::Command::new("git").args(["init", "-q", "--bare"]).arg(&bare).output().unwrap();
+    assert!(o.status.success());
+    repo.git(&["remote", "add", "origin", &format!("file://{}", bare.display())]);
+    let branch = repo.git(&["symbolic-ref", "--short", "HEAD"]).trim().to_string();
+    repo.git(&["push", "-q", "origin", &branch]);
+    (dir, bare, branch)
+}
+
+fn in_remote(bare: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git").arg("--git-dir").arg(bare).args(args).output().unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_version_comes() {
+    docker();
+    let reg = Registry::start();
+    let image = reg.push_tags("prm", &["1.2.0", "1.3.0"]);
+    let forge = crate::common::forge::Forge::start("gitea");
+    let repo = Repo::new();
+    repo.stack("web", &format!("services:\n  app:\n    image: {image}:${{APP_TAG}}\n"))
+        .write("stacks/web/.env", "APP_TAG=1.2.0 # keep\n")
+        .write(
+            "berth.toml",
+            &format!(
+                "[updates]\nauthor = \"berth bot <bot@example.com>\"\nforge = {{ provider = \"gitea\", url = \"{}\", token = {{ env = \"FORGE_TOKEN\" }} }}\n\n\
+                 [[stack]]\nname = \"web\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"pull_request\"\n",
+                forge.base
+            ),
+        );
+    let head = repo.commit("web");
+    let (_dir, bare, branch) = remote(&repo);
+    let creds = reg.creds.to_string_lossy().into_owned();
+    let env = [("DOCKER_CONFIG", creds.as_str()), ("FORGE_TOKEN", "forge-token-1")];
+    let apply = || {
+        let r = repo.berth_with(&["updates", "--json", "--apply"], &env);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+
+    let out = apply();
+    assert!(out["committed"].is_null(), "pull_request mode commits nothing on {branch}: {out}");
+    let pr = &out["pull_requests"][0];
+    assert_eq!(
+        (pr["how"].as_str(), pr["number"].as_u64(), pr["branch"].as_str()),
+        (Some("created"), Some(1), Some("berth/updates/web")),
+        "{out}"
+    );
+    // The branch: the tracked branch plus the one-line edit, by the configured author.
+    assert_eq!(in_remote(&bare, &["show", "berth/updates/web:stacks/web/.env"]), "APP_TAG=1.3.0 # keep");
+    assert_eq!(in_remote(&bare, &["rev-parse", "berth/updates/web^"]), head);
+    assert_eq!(
+        in_remote(&bare, &["log", "-1", "--format=%an <%ae>", "berth/updates/web"]),
+        "berth bot <bot@example.com>"
+    );
+    // The checkout is left alone.
+    assert_eq!(
+        (repo.git(&["rev-parse", "HEAD"]).trim(), repo.git(&["status", "--porcelain"]).as_str()),
+        (head.as_str(), "")
+    );
+    let pulls = forge.data.lock().unwrap().pulls.clone();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[&1]["title"], format!("Update {image} to 1.3.0"));
+    assert_eq!(
+        (pulls[&1]["head"]["ref"].as_str(), pulls[&1]["base"]["ref"].as_str()),
+        (Some("berth/updates/web"), Some(branch.as_str()))
+    );
+    assert!(pulls[&1]["body"].as_str().unwrap().contains("1.2.0 -> 1.3.0"), "{}", pulls[&1]);
+
+    // Nothing new: nothing pushed, nothing edited.
+    let tip = in_remote(&bare, &["rev-parse", "berth/updates/web"]);
+    let writes = |f: &crate::common::forge::Forge| {
+        f.hits().iter().filter(|h| h.starts_with("POST") || h.starts_with("PATCH")).count()
+    };
+    let before = writes(&forge);
+    let out = apply();
+    assert_eq!(out["pull_requests"][0]["how"], "unchanged", "{out}");
+    assert_eq!((in_remote(&bare, &["rev-parse", "berth/updates/web"]), writes(&forge)), (tip, before));
+
+    // A newer version: the same request, edited, on a rewritten branch.
+    reg.push_tags("prm", &["1.4.0"]);
+    let out = apply();
+    assert_eq!(
+        (out["pull_requests"][0]["how"].as_str(), out["pull_requests"][0]["number"].as_u64()),
+        (Some("updated"), Some(1)),
+        "{out}"
+    );
+    assert_eq!(in_remote(&bare, &["show", "berth/updates/web:stacks/web/.env"]), "APP_TAG=1.4.0 # keep");
+    let pulls = forge.data.lock().unwrap().pulls.clone();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls[&1]["title"], format!("Update {image} to 1.4.0"));
+    assert!(forge.hits().iter().any(|h| h.starts_with("PATCH /api/v1/repos/me/stacks/pulls/1")), "{:?}", forge.hits());
+}
+
+#[test]
+fn a_version_whose_deploy_rolled_back_is_not_proposed_again() {
+    let f = crate::common::Fixture::bare(&["rb"]);
+    let s = f.stack();
+    let reg = Registry::start();
+    let image = reg.push_tags(&s, &["1.2.0"]);
+    // 1.3.0 starts and exits at once: its deploy fails verification and is rolled back.
+    reg.push_changed(&format!("{image}:1.3.0"), "ENV BROKEN=1");
+    let repo = &f.repo;
+    repo.stack(
+        &s,
+        &format!(
+            "services:\n  app:\n    image: {image}:${{APP_TAG}}\n    command: [\"sh\", \"-c\", \"test -z \\\"$$BROKEN\\\" && exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n"
+        ),
+    )
+    .write(&format!("stacks/{s}/.env"), "APP_TAG=1.2.0\n")
+    .write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\n\
+             [[stack]]\nname = \"{s}\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n",
+            reg.creds.join("config.json").display()
+        ),
+    );
+    repo.commit("1.2.0");
+    repo.berth(&["apply"]).ok();
+    let out = updates(repo, &reg, &["--apply"]);
+    assert_eq!(row(&out, &s)["update"], "1.3.0", "{out}");
+    let r = repo.berth(&["apply"]);
+    assert_ne!(r.code, 0, "the broken version deployed: {}{}", r.stdout, r.stderr);
+    let history = repo.json(&["history", &s, "--json"]);
+    let failed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["status"] == "rolled_back")
+        .unwrap_or_else(|| panic!("{history}"));
+    let id = failed["id"].as_i64().unwrap();
+
+    // The operator reverts the update in git; berth does not propose the version again.
+    repo.git(&["revert", "--no-edit", "HEAD"]);
+    let out = updates(repo, &reg, &[]);
+    let r = row(&out, &s);
+    assert!(r["update"].is_null(), "{r}");
+    assert_eq!(skip_reason(r, "1.3.0"), format!("rolled back in deploy {id}"), "{r}");
+    // A newer version is.
+    reg.push_tags(&s, &["1.4.0"]);
+    let out = updates(repo, &reg, &[]);
+    assert_eq!(row(&out, &s)["update"], "1.4.0", "{out}");
+}

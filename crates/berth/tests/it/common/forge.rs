@@ -10,6 +10,11 @@
 //! /repos/{o}/{r}/issues/comments/{id}`; Gitea the same under `/api/v1`; GitLab `POST/GET
 //! /api/v4/projects/{id}/merge_requests/{iid}/notes`, `PUT .../notes/{note_id}` (an edit with
 //! the other forge's method is refused, as the real APIs do).
+//! Pull requests: GitHub `GET/POST /repos/{o}/{r}/pulls` (`head=owner:branch` filter), `PATCH
+//! .../pulls/{n}`; Gitea the same under `/api/v1` without a head filter; GitLab `GET/POST
+//! /api/v4/projects/{id}/merge_requests` (`source_branch` filter, `iid`, `description`), `PUT
+//! .../merge_requests/{iid}`. A second open request from one branch is refused (GitHub 422, Gitea
+//! and GitLab 409).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -41,6 +46,8 @@ pub struct Data {
     pub hits: Vec<String>,
     /// Comments on pull/merge requests: id → (the list path they were posted to, body).
     pub comments: BTreeMap<u64, (String, String)>,
+    /// Pull/merge requests by number, in the provider's own shape.
+    pub pulls: BTreeMap<u64, Value>,
     pub faults: VecDeque<Fault>,
 }
 
@@ -184,6 +191,51 @@ impl Forge {
         }
     }
 
+    /// Pull request writes: `Some(answer)` when `path` is one.
+    fn pull_route(&self, d: &mut Data, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        let gitlab = self.kind == "gitlab";
+        let list = if gitlab { "/merge_requests" } else { "/pulls" };
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let text_key = if gitlab { "description" } else { "body" };
+        match method {
+            "POST" if path.ends_with(list) => {
+                let branch = v[if gitlab { "source_branch" } else { "head" }].as_str()?.to_string();
+                let open = |p: &Value| {
+                    let head = if gitlab { &p["source_branch"] } else { &p["head"]["ref"] };
+                    head == branch.as_str() && p["state"] == if gitlab { "opened" } else { "open" }
+                };
+                if d.pulls.values().any(open) {
+                    let status = if self.kind == "github" { 422 } else { 409 };
+                    return Some((status, r#"{"message":"A pull request already exists for this branch"}"#.into()));
+                }
+                let n = 1 + d.pulls.len() as u64;
+                let pr = if gitlab {
+                    json!({"iid": n, "id": 500 + n, "state": "opened", "title": v["title"], "description": v["description"],
+                        "source_branch": branch, "target_branch": v["target_branch"]})
+                } else {
+                    json!({"number": n, "id": 500 + n, "state": "open", "title": v["title"], "body": v["body"],
+                        "head": {"ref": branch}, "base": {"ref": v["base"]}})
+                };
+                d.pulls.insert(n, pr.clone());
+                Some((201, pr.to_string()))
+            }
+            "PATCH" | "PUT" if path.rsplit_once('/').is_some_and(|(l, _)| l.ends_with(list)) => {
+                if method != if gitlab { "PUT" } else { "PATCH" } {
+                    return Some((405, r#"{"message":"Method Not Allowed"}"#.into()));
+                }
+                let n: u64 = path.rsplit('/').next()?.parse().ok()?;
+                let Some(pr) = d.pulls.get_mut(&n) else { return Some((404, r#"{"message":"Not Found"}"#.into())) };
+                for key in ["title", text_key] {
+                    if !v[key].is_null() {
+                        pr[key] = v[key].clone();
+                    }
+                }
+                Some((200, pr.to_string()))
+            }
+            _ => None,
+        }
+    }
+
     fn shape(&self, context: &str, state: &str, description: &str, url: &str) -> Value {
         match self.kind {
             "gitea" => json!({"status": state, "context": context, "description": description, "target_url": url}),
@@ -198,6 +250,9 @@ impl Forge {
         d.hits.push(format!("{method} {target}"));
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let q: BTreeMap<&str, &str> = query.split('&').filter_map(|kv| kv.split_once('=')).collect();
+        if let Some((status, text)) = self.pull_route(&mut d, method, path, body) {
+            return (status, Vec::new(), text);
+        }
         if let Some((status, text)) = self.comment_route(&mut d, method, path, body) {
             return (status, Vec::new(), text);
         }
@@ -302,6 +357,23 @@ impl Forge {
             ("gitlab", ["", "api", "v4", "projects", _, "repository", "commits", _, "statuses"]) => {
                 let l = latest(d.statuses.get(&sha(7)).map(Vec::as_slice).unwrap_or(&[]));
                 let (chunk, h) = paged(&l);
+                (200, h, Value::Array(chunk).to_string())
+            }
+            // Open pull/merge requests (GitHub filters by `head`, GitLab by `source_branch`).
+            (_, [.., "pulls" | "merge_requests"]) => {
+                let gitlab = self.kind == "gitlab";
+                let list: Vec<Value> = d
+                    .pulls
+                    .values()
+                    .filter(|p| p["state"] == if gitlab { "opened" } else { "open" })
+                    .filter(|p| match (self.kind, q.get("head"), q.get("source_branch")) {
+                        ("github", Some(h), _) => h.split_once(':').is_some_and(|(_, b)| p["head"]["ref"] == b),
+                        ("gitlab", _, Some(b)) => p["source_branch"] == *b,
+                        _ => true,
+                    })
+                    .cloned()
+                    .collect();
+                let (chunk, h) = paged(&list);
                 (200, h, Value::Array(chunk).to_string())
             }
             // The comments of a pull/merge request, oldest first.

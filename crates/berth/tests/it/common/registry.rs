@@ -1,7 +1,6 @@
 //! A private image registry with basic auth on loopback (Debian's docker-registry), and a
 //! docker config folder logged in to it.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -49,19 +48,12 @@ impl Registry {
         std::fs::create_dir_all(&creds).unwrap();
         let r = Registry { port, creds, pushed: Default::default(), child, _dir: dir };
         wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-        let login = Command::new("docker")
-            .args(["login", &format!("127.0.0.1:{port}"), "-u", USER, "--password-stdin"])
-            .env("DOCKER_CONFIG", &r.creds)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut c| {
-                c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
-                c.wait()
-            })
-            .unwrap();
-        assert!(login.success());
+        // Written, not `docker login`: with `pass` installed, the docker CLI would store the
+        // login in the pass helper instead (its default store on Linux when no auth is configured).
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+        let config = serde_json::json!({ "auths": { format!("127.0.0.1:{port}"): { "auth": auth } } });
+        std::fs::write(r.creds.join("config.json"), config.to_string()).unwrap();
         r
     }
 
@@ -99,13 +91,19 @@ impl Registry {
     /// `push` returned. The engine keeps what it had under that tag and does not keep the new
     /// image: only a pull brings it. Returns the new image's id.
     pub fn push_another(&self, image: &str) -> String {
+        self.push_changed(image, "LABEL berth.test.another=1")
+    }
+
+    /// [`Registry::push_another`] with a Dockerfile instruction of one's own (`ENV BROKEN=1`).
+    pub fn push_changed(&self, image: &str, change: &str) -> String {
         let had = super::docker_out(&["image", "inspect", "--format", "{{.Id}}", image]);
         let base = super::docker_out(&["create", IMAGE]);
         assert!(!base.is_empty(), "docker create {IMAGE} failed");
-        self.docker(&["commit", "--change", "LABEL berth.test.another=1", &base, image]);
+        self.docker(&["commit", "--change", change, &base, image]);
         let _ = Command::new("docker").args(["rm", "-f", &base]).output();
         let id = super::docker_out(&["image", "inspect", "--format", "{{.Id}}", image]);
         self.docker(&["push", image]);
+        self.pushed.lock().unwrap_or_else(|p| p.into_inner()).push(image.to_string());
         match had.is_empty() {
             true => self.docker(&["rmi", image]),
             false => {
