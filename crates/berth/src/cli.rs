@@ -79,7 +79,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Write the updates of `mode = "commit"` rules into their files, commit them on the current
-        /// branch and push it when a remote is configured.
+        /// branch and push it when a remote is configured; push the updates of `mode =
+        /// "pull_request"` rules to a branch per stack and open or edit its pull request.
         #[arg(long)]
         apply: bool,
     },

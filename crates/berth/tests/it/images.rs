@@ -166,14 +166,26 @@ fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_versi
     let reg = Registry::start();
     let image = reg.push_tags("prm", &["1.2.0", "1.3.0"]);
     let forge = crate::common::forge::Forge::start("gitea");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("updates_ed25519");
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bot@example.com", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let signers = keys.path().join("allowed_signers");
+    std::fs::write(&signers, format!("bot@example.com {public}")).unwrap();
     let repo = Repo::new();
     repo.stack("web", &format!("services:\n  app:\n    image: {image}:${{APP_TAG}}\n"))
         .write("stacks/web/.env", "APP_TAG=1.2.0 # keep\n")
         .write(
             "berth.toml",
             &format!(
-                "[updates]\nauthor = \"berth bot <bot@example.com>\"\nforge = {{ provider = \"gitea\", url = \"{}\", token = {{ env = \"FORGE_TOKEN\" }} }}\n\n\
+                "[updates]\nauthor = \"berth bot <bot@example.com>\"\nsigning_key = \"{}\"\nforge = {{ provider = \"gitea\", url = \"{}\", token = {{ env = \"FORGE_TOKEN\" }} }}\n\n\
                  [[stack]]\nname = \"web\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"pull_request\"\n",
+                key.display(),
                 forge.base
             ),
         );
@@ -202,6 +214,9 @@ fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_versi
         in_remote(&bare, &["log", "-1", "--format=%an <%ae>", "berth/updates/web"]),
         "berth bot <bot@example.com>"
     );
+    // Signed with the configured key.
+    let allowed = format!("gpg.ssh.allowedSignersFile={}", signers.display());
+    in_remote(&bare, &["-c", &allowed, "verify-commit", "berth/updates/web"]);
     // The checkout is left alone.
     assert_eq!(
         (repo.git(&["rev-parse", "HEAD"]).trim(), repo.git(&["status", "--porcelain"]).as_str()),
