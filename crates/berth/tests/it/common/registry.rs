@@ -47,6 +47,10 @@ impl Registry {
             .unwrap();
         let creds = dir.path().join("creds");
         std::fs::create_dir_all(&creds).unwrap();
+        // An `auths` entry keeps the login in config.json: with none, docker picks a credential
+        // helper on PATH (`docker-credential-pass`, `-secretservice`) as the default store.
+        let seed = format!("{{\"auths\": {{\"127.0.0.1:{port}\": {{}}}}}}");
+        std::fs::write(creds.join("config.json"), seed).unwrap();
         let r = Registry { port, creds, pushed: Default::default(), child, _dir: dir };
         wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
         let login = Command::new("docker")
@@ -54,14 +58,14 @@ impl Registry {
             .env("DOCKER_CONFIG", &r.creds)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .and_then(|mut c| {
                 c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
-                c.wait()
+                c.wait_with_output()
             })
             .unwrap();
-        assert!(login.success());
+        assert!(login.status.success(), "docker login: {}", String::from_utf8_lossy(&login.stderr));
         r
     }
 
