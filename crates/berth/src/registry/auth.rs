@@ -137,7 +137,8 @@ impl Auths {
     /// is missing leaves the `auths` entry (if any).
     pub async fn get(&self, host: &str) -> Option<Credential> {
         let Some(helper) = self.helper(host).map(str::to_string) else { return self.inline.get(host).cloned() };
-        // Held while the helper runs: a second request to the host waits for this answer.
+        // Held while the helper runs: helpers are asked one at a time, and a second request to
+        // the host waits for this answer instead of asking again.
         let mut asked = self.asked.lock().await;
         if let Some(said) = asked.get(host) {
             return said.clone().or_else(|| self.inline.get(host).cloned());
@@ -303,6 +304,30 @@ mod tests {
         assert!(matches!(parse_answer(r#"{"ServerURL":"r","Username":"","Secret":""}"#), Answer::NotFound));
         assert!(matches!(parse_answer("oops"), Answer::Failed(_)));
         assert_eq!(format!("{:?}", Credential::Basic("c2VjcmV0".into())), "Basic(********)");
+    }
+
+    #[test]
+    fn a_helper_that_fails_is_told_from_one_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let none = script("none", "echo 'credentials not found in native keychain'; exit 1");
+        assert!(matches!(get(&none, "r"), Answer::NotFound));
+        let broken =
+            script("broken", "echo 'half {\"Secret\":\"x-leaked-1\"'; echo 'gpg: decryption failed' >&2; exit 2");
+        match get(&broken, "r") {
+            Answer::Failed(why) => assert!(why.contains("decryption failed") && !why.contains("x-leaked-1"), "{why}"),
+            _ => panic!("a failing helper is a failure"),
+        }
+        let echo = script(
+            "echo",
+            "read -r a; printf '{\"ServerURL\":\"%s\",\"Username\":\"u\",\"Secret\":\"echo-pw-%s\"}' \"$a\" \"$1\"",
+        );
+        assert!(matches!(get(&echo, "r:1"), Answer::Found(Credential::Basic(b)) if b == basic("u", "echo-pw-get")));
     }
 
     #[test]
