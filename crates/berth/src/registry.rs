@@ -1,12 +1,15 @@
 //! The Docker Registry HTTP API v2 (OCI distribution): tag lists (paged by `Link`), manifest
 //! digests (`HEAD` with the manifest and index media types), image creation dates; basic and
-//! token auth (credentials from a Docker `config.json`), `429`/`503` retried after `Retry-After`
+//! token auth (credentials from a Docker `config.json` and its credential helpers, see [`auth`]),
+//! `429`/`503` retried after `Retry-After`
 //! (a rate-limited registry is waited for by every request to it), and answers cached by `ETag`
 //! in a file so a poll of many unchanged images costs one revalidation each.
 //! The only module that speaks the registry API.
 
+mod auth;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use auth::{Auths, Credential, load_auths};
 
 /// The manifest media types berth accepts: an index answers for a multi-arch tag.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
@@ -46,7 +51,7 @@ struct Cached {
 /// A registry client for one run: credentials, tokens, rate-limit pauses, the ETag cache.
 pub struct Client {
     http: reqwest::Client,
-    auths: HashMap<String, String>,
+    auths: Auths,
     tokens: Mutex<HashMap<String, String>>,
     paused: Mutex<HashMap<String, Instant>>,
     cache: Mutex<HashMap<String, Cached>>,
@@ -55,39 +60,9 @@ pub struct Client {
     pub stats: Mutex<(u64, u64)>,
 }
 
-/// `user:password` (base64, as `config.json` keeps it) per registry host.
-pub fn load_auths(config: Option<&Path>) -> HashMap<String, String> {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => match std::env::var_os("DOCKER_CONFIG") {
-            Some(d) => PathBuf::from(d).join("config.json"),
-            None => match std::env::var_os("HOME") {
-                Some(h) => PathBuf::from(h).join(".docker/config.json"),
-                None => return HashMap::new(),
-            },
-        },
-    };
-    let Ok(text) = std::fs::read_to_string(&path) else { return HashMap::new() };
-    let Ok(doc) = serde_json::from_str::<Value>(&text) else {
-        tracing::warn!("{}: not JSON; registries are asked without credentials", path.display());
-        return HashMap::new();
-    };
-    let mut out = HashMap::new();
-    if let Some(auths) = doc.get("auths").and_then(Value::as_object) {
-        for (key, v) in auths {
-            let Some(auth) = v.get("auth").and_then(Value::as_str) else { continue };
-            let host = key.trim_start_matches("https://").trim_start_matches("http://");
-            let host = host.split('/').next().unwrap_or(host);
-            let host = if host == "index.docker.io" || host == "registry-1.docker.io" { "docker.io" } else { host };
-            out.insert(host.to_string(), auth.to_string());
-        }
-    }
-    out
-}
-
 impl Client {
     /// A client with `auths` (see [`load_auths`]) caching answers in `cache_file` (if any).
-    pub fn new(auths: HashMap<String, String>, cache_file: Option<PathBuf>) -> Client {
+    pub fn new(auths: Auths, cache_file: Option<PathBuf>) -> Client {
         let cache = cache_file
             .as_ref()
             .and_then(|f| std::fs::read_to_string(f).ok())
@@ -211,7 +186,7 @@ impl Client {
             if let Some(c) = &cached {
                 req = req.header("If-None-Match", &c.etag);
             }
-            if let Some(h) = self.authorization(registry, url) {
+            if let Some(h) = self.authorization(registry).await {
                 req = req.header("Authorization", h);
             }
             self.stats.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
@@ -256,7 +231,7 @@ impl Client {
                     return Ok(got);
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    let has = self.auths.contains_key(registry);
+                    let has = self.auths.known(registry).await.is_some();
                     let help = if has {
                         "the credentials berth has for it were refused"
                     } else {
@@ -278,31 +253,56 @@ impl Client {
         }
     }
 
-    /// The `Authorization` to send: a bearer token got for this registry, else basic credentials.
-    fn authorization(&self, registry: &str, _url: &str) -> Option<String> {
+    /// The `Authorization` to send: a bearer token got for this registry, else basic credentials
+    /// known without asking a helper (a helper is asked on the first challenge).
+    async fn authorization(&self, registry: &str) -> Option<String> {
         if let Some(t) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(registry) {
             return Some(format!("Bearer {t}"));
         }
-        self.auths.get(registry).map(|a| format!("Basic {a}"))
+        match self.auths.known(registry).await {
+            Some(Credential::Basic(a)) => Some(format!("Basic {a}")),
+            _ => None,
+        }
     }
 
     /// Answer a `401`'s challenge: basic needs the credentials (sent on the retry), bearer a token
-    /// from the realm (asked with the credentials when berth has them, else anonymously).
+    /// from the realm (asked with the credentials when berth has them, else anonymously; an
+    /// identity token is traded in an OAuth2 `refresh_token` POST).
     async fn authenticate(&self, image: &ImageRef, headers: &HeaderMap) -> Result<(), RegistryError> {
+        let cred = self.auths.get(&image.registry).await;
         let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
         let Some(params) = challenge.strip_prefix("Bearer ").or_else(|| challenge.strip_prefix("bearer ")) else {
+            if let Some(Credential::Identity(_)) = cred {
+                tracing::warn!(
+                    "{}: berth has an identity token for it, which basic auth cannot send: log in with a password",
+                    image.registry
+                );
+            }
             return Ok(());
         };
         let p = parse_challenge(params);
         let realm = p.get("realm").ok_or_else(|| refused(image, "a bearer challenge without realm".into()))?;
         let scope = p.get("scope").cloned().unwrap_or_else(|| format!("repository:{}:pull", image.repository));
-        let mut req = self.http.get(realm).query(&[("scope", scope.as_str())]);
-        if let Some(s) = p.get("service") {
-            req = req.query(&[("service", s.as_str())]);
-        }
-        if let Some(a) = self.auths.get(&image.registry) {
-            req = req.header("Authorization", format!("Basic {a}"));
-        }
+        let service = p.get("service").map(String::as_str).unwrap_or("");
+        let req = match cred {
+            Some(Credential::Identity(t)) => self.http.post(realm).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t.as_str()),
+                ("service", service),
+                ("scope", scope.as_str()),
+                ("client_id", "berth"),
+            ]),
+            cred => {
+                let mut req = self.http.get(realm).query(&[("scope", scope.as_str())]);
+                if !service.is_empty() {
+                    req = req.query(&[("service", service)]);
+                }
+                if let Some(Credential::Basic(a)) = cred {
+                    req = req.header("Authorization", format!("Basic {a}"));
+                }
+                req
+            }
+        };
         let res = req.send().await.map_err(|e| RegistryError::Unreachable {
             registry: image.registry.clone(),
             what: format!("token: {}", e.without_url()),
@@ -374,13 +374,6 @@ fn parse_challenge(params: &str) -> HashMap<String, String> {
     out
 }
 
-/// Base64 of `user:password`, as `config.json` keeps credentials.
-#[cfg(test)]
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,24 +394,5 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn credentials_are_read_per_host() {
-        let dir = std::env::temp_dir().join(format!("berth-auths-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("config.json");
-        let b = basic("u", "p");
-        std::fs::write(
-            &f,
-            format!(
-                r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{b}"}},"127.0.0.1:5000":{{"auth":"{b}"}}}}}}"#
-            ),
-        )
-        .unwrap();
-        let a = load_auths(Some(&f));
-        assert_eq!(a.get("docker.io"), Some(&b));
-        assert_eq!(a.get("127.0.0.1:5000"), Some(&b));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

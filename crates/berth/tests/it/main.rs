@@ -11,6 +11,7 @@ mod cli;
 mod compose;
 mod concurrency;
 mod contract;
+mod credhelpers;
 mod dashboard;
 mod dashboard_ops;
 mod diff;

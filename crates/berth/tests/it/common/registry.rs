@@ -1,6 +1,7 @@
 //! A private image registry with basic auth on loopback (Debian's docker-registry), and a
 //! docker config folder logged in to it.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -46,14 +47,25 @@ impl Registry {
             .unwrap();
         let creds = dir.path().join("creds");
         std::fs::create_dir_all(&creds).unwrap();
+        // An `auths` entry keeps the login in config.json: with none, docker picks a credential
+        // helper on PATH (`docker-credential-pass`, `-secretservice`) as the default store.
+        let seed = format!("{{\"auths\": {{\"127.0.0.1:{port}\": {{}}}}}}");
+        std::fs::write(creds.join("config.json"), seed).unwrap();
         let r = Registry { port, creds, pushed: Default::default(), child, _dir: dir };
         wait_for("the registry", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-        // Written, not `docker login`: with `pass` installed, the docker CLI would store the
-        // login in the pass helper instead (its default store on Linux when no auth is configured).
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let config = serde_json::json!({ "auths": { format!("127.0.0.1:{port}"): { "auth": auth } } });
-        std::fs::write(r.creds.join("config.json"), config.to_string()).unwrap();
+        let login = Command::new("docker")
+            .args(["login", &format!("127.0.0.1:{port}"), "-u", USER, "--password-stdin"])
+            .env("DOCKER_CONFIG", &r.creds)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(login.status.success(), "docker login: {}", String::from_utf8_lossy(&login.stderr));
         r
     }
 
