@@ -15,7 +15,7 @@ use crate::process::{self, RunError};
 
 mod commit;
 mod mirror;
-pub use commit::Committer;
+pub use commit::{Committer, Remote};
 pub use mirror::Mirror;
 
 const TIMEOUT: Duration = Duration::from_secs(120);

@@ -21,7 +21,7 @@ pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bo
             Some(c) => ws.snapshot(c)?,
             None => snap.clone(),
         };
-        requests = pulls::open(ws, &base, &ws.repo.current_branch()?, &who, &rows)?;
+        requests = pulls::open(&ws.repo, &base, &ws.repo.current_branch()?, &who, &rows)?;
     }
     if json {
         let out = serde_json::json!({

@@ -112,26 +112,80 @@ impl Repo {
         }
         run(self.committing(who).args(&args), "commit-tree")
     }
+}
+
+/// A repository's `origin`, spoken to with the right credentials: a checkout's own git setup, or
+/// a mirror's token.
+pub trait Remote {
+    /// The local repository objects are written to.
+    fn local(&self) -> &Repo;
+    /// A git command in the local repository that can reach `origin`.
+    fn command(&self) -> Command;
+    /// `origin`'s URL.
+    fn url(&self) -> Option<String>;
 
     /// The commit `branch` points at on `origin` (`None`: no such branch).
-    pub fn remote_branch(&self, branch: &str) -> Result<Option<String>, GitError> {
-        let out = self.git(&["ls-remote", "--heads", "origin", &format!("refs/heads/{branch}")])?;
+    fn remote_branch(&self, branch: &str) -> Result<Option<String>, GitError> {
+        let out =
+            run(self.command().args(["ls-remote", "--heads", "origin", &format!("refs/heads/{branch}")]), "ls-remote")?;
         Ok(out.split_whitespace().next().map(str::to_string))
     }
 
     /// The tree of `commit`, fetching it from `origin` when it is not here.
-    pub fn tree_of(&self, commit: &str) -> Result<String, GitError> {
+    fn tree_of(&self, commit: &str) -> Result<String, GitError> {
         let spec = format!("{commit}^{{tree}}");
-        if let Ok(t) = self.git(&["rev-parse", "--verify", "--quiet", &spec]) {
+        if let Ok(t) = self.local().git(&["rev-parse", "--verify", "--quiet", &spec]) {
             return Ok(t.trim().to_string());
         }
-        self.git(&["fetch", "--quiet", "--no-tags", "origin", commit])?;
-        Ok(self.git(&["rev-parse", "--verify", "--quiet", &spec])?.trim().to_string())
+        run(self.command().args(["fetch", "--quiet", "--no-tags", "origin", commit]), "fetch")?;
+        Ok(self.local().git(&["rev-parse", "--verify", "--quiet", &spec])?.trim().to_string())
     }
 
-    /// Point `branch` on `origin` at `commit`, replacing what it held.
-    pub fn push_commit(&self, commit: &str, branch: &str) -> Result<(), GitError> {
-        let spec = format!("+{commit}:refs/heads/{branch}");
-        self.git(&["-c", "remote.origin.mirror=false", "push", "--quiet", "origin", &spec]).map(|_| ())
+    /// Point `branch` on `origin` at `commit`; `force` replaces what it held, otherwise only a
+    /// fast-forward is accepted (the remote's refusal says why).
+    fn push_commit(&self, commit: &str, branch: &str, force: bool) -> Result<(), GitError> {
+        let spec = format!("{}{commit}:refs/heads/{branch}", if force { "+" } else { "" });
+        let mut c = self.command();
+        let out =
+            process::run(c.args(["-c", "remote.origin.mirror=false", "push", "--quiet", "origin", &spec]), TIMEOUT)?;
+        if !out.success() {
+            return Err(GitError::Failed {
+                args: format!("push origin {branch}"),
+                message: super::push_refusal(&out.stderr, || out.error_summary()),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn run(c: &mut Command, what: &str) -> Result<String, GitError> {
+    let out = process::run(c, TIMEOUT)?;
+    if !out.success() {
+        return Err(GitError::Failed { args: what.into(), message: out.error_summary() });
+    }
+    Ok(out.stdout)
+}
+
+impl Remote for Repo {
+    fn local(&self) -> &Repo {
+        self
+    }
+    fn command(&self) -> Command {
+        self.cmd()
+    }
+    fn url(&self) -> Option<String> {
+        self.remote_url()
+    }
+}
+
+impl Remote for super::Mirror {
+    fn local(&self) -> &Repo {
+        &self.repo
+    }
+    fn command(&self) -> Command {
+        self.git(Some(&self.repo.root))
+    }
+    fn url(&self) -> Option<String> {
+        Some(self.url.clone())
     }
 }

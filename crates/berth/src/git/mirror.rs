@@ -18,7 +18,7 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    fn git(&self, dir: Option<&Path>) -> Command {
+    pub(super) fn git(&self, dir: Option<&Path>) -> Command {
         let mut c = Command::new("git");
         self.repo.trust(&mut c);
         if let Some(d) = dir {

@@ -14,8 +14,8 @@ use super::writeback;
 use crate::ci::Gate;
 use crate::error::{Error, Result};
 use crate::forge::{Api, ApiError};
-use crate::git::Committer;
-use crate::workspace::{Snapshot, Workspace};
+use crate::git::{Committer, Remote};
+use crate::workspace::Snapshot;
 
 /// Hidden first line of berth's update requests.
 const MARKER: &str = "<!-- berth:image-updates -->";
@@ -127,14 +127,14 @@ fn log(line: &str) {
 }
 
 /// The forge of `[updates] forge`, for the repository `origin` points at.
-fn forge(ws: &Workspace, snap: &Snapshot) -> Result<Pulls> {
+fn forge(remote: &dyn Remote, snap: &Snapshot) -> Result<Pulls> {
     let f = snap.project.updates.forge.as_ref().ok_or_else(|| {
         Error::Usage(
             "mode = \"pull_request\" needs a forge to open requests on: set [updates] forge = { provider = \"gitea\", url = \"https://git.example.com\", token = { env = \"TOKEN\" } }".into(),
         )
     })?;
     let kind = f.provider.clone().unwrap_or_default();
-    let url = ws.repo.remote_url().ok_or_else(|| {
+    let url = remote.url().ok_or_else(|| {
         Error::Usage("mode = \"pull_request\" needs an `origin` remote to push the update branch to".into())
     })?;
     let gate =
@@ -148,7 +148,13 @@ fn forge(ws: &Workspace, snap: &Snapshot) -> Result<Pulls> {
 
 /// Push each stack's `pull_request` updates to its branch and open or edit its request against
 /// `base_branch` (whose head is `snap`).
-pub fn open(ws: &Workspace, snap: &Snapshot, base_branch: &str, who: &Committer, rows: &[Row]) -> Result<Vec<Opened>> {
+pub fn open(
+    remote: &dyn Remote,
+    snap: &Snapshot,
+    base_branch: &str,
+    who: &Committer,
+    rows: &[Row],
+) -> Result<Vec<Opened>> {
     let chosen: Vec<&Row> = rows
         .iter()
         .filter(|r| {
@@ -158,7 +164,7 @@ pub fn open(ws: &Workspace, snap: &Snapshot, base_branch: &str, who: &Committer,
     if chosen.is_empty() {
         return Ok(Vec::new());
     }
-    let pulls = forge(ws, snap)?;
+    let pulls = forge(remote, snap)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -176,11 +182,11 @@ pub fn open(ws: &Workspace, snap: &Snapshot, base_branch: &str, who: &Committer,
         })?;
         let branch = format!("{}{stack}", snap.project.updates.branch_prefix);
         let message = edits.message(&format!(" in {stack}"));
-        let commit = ws.repo.commit_on(&snap.commit, &edits.files, &message, who)?;
-        let pushed = match ws.repo.remote_branch(&branch)? {
-            Some(there) if ws.repo.tree_of(&there)? == ws.repo.tree_of(&commit)? => false,
+        let commit = remote.local().commit_on(&snap.commit, &edits.files, &message, who)?;
+        let pushed = match remote.remote_branch(&branch)? {
+            Some(there) if remote.tree_of(&there)? == remote.tree_of(&commit)? => false,
             _ => {
-                ws.repo.push_commit(&commit, &branch)?;
+                remote.push_commit(&commit, &branch, true)?;
                 true
             }
         };
