@@ -67,8 +67,12 @@ pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bo
             rows.push(crate::bridge::block_on(check(client, &stack.name, &si, policy)));
         }
     }
+    let (mut requests, mut cached) = (0, 0);
     for c in clients.values() {
         c.save();
+        let s = *c.stats.lock().unwrap_or_else(|p| p.into_inner());
+        requests += s.0;
+        cached += s.1;
     }
     let failed = rows.iter().any(|r| r.error.is_some() && r.rule.is_some());
     let mut committed = None;
@@ -76,7 +80,10 @@ pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bo
         committed = write_back(ws, &snap.sources, &rows)?;
     }
     if json {
-        let out = serde_json::json!({ "commit": snap.commit, "images": rows, "committed": committed });
+        // HTTP requests sent to registries, and how many were answered from the cache (`304`).
+        let registry = serde_json::json!({ "requests": requests, "cached": cached });
+        let out =
+            serde_json::json!({ "commit": snap.commit, "images": rows, "committed": committed, "registry": registry });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print(&rows);
