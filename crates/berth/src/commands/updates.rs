@@ -10,7 +10,8 @@ use crate::workspace::Workspace;
 
 pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bool) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
-    let rows = updates::check(ws, &snap, only)?;
+    let checked = updates::check(ws, &snap, only)?;
+    let rows = checked.rows;
     let failed = rows.iter().any(|r| r.error.is_some() && r.rule.is_some());
     let (mut committed, mut requests) = (None, Vec::new());
     if apply {
@@ -26,6 +27,7 @@ pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bo
     if json {
         let out = serde_json::json!({
             "commit": snap.commit, "images": rows, "committed": committed, "pull_requests": requests,
+            "registry": { "requests": checked.requests, "cached": checked.cached },
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {

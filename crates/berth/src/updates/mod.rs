@@ -47,8 +47,16 @@ pub struct Row {
     pub spot: Option<Spot>,
 }
 
+/// Every image checked, and the registry traffic it took.
+pub struct Checked {
+    pub rows: Vec<Row>,
+    /// HTTP requests sent to registries, and how many were answered from the cache (`304`).
+    pub requests: u64,
+    pub cached: u64,
+}
+
 /// Check every image of the stacks in `only` (empty: all) of `snap`.
-pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String]) -> Result<Vec<Row>> {
+pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String]) -> Result<Checked> {
     let project = &snap.project;
     for name in only {
         if project.stack(name).is_none() {
@@ -77,10 +85,14 @@ pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String]) -> Result<Vec<Row
             rows.push(crate::bridge::block_on(check_one(client, &stack.name, &si, policy, &history)));
         }
     }
+    let (mut requests, mut cached) = (0, 0);
     for c in clients.values() {
         c.save();
+        let s = *c.stats.lock().unwrap_or_else(|p| p.into_inner());
+        requests += s.0;
+        cached += s.1;
     }
-    Ok(rows)
+    Ok(Checked { rows, requests, cached })
 }
 
 async fn check_one(

@@ -94,7 +94,10 @@ fn a_moving_tag_is_followed_by_digest() {
     assert!(first.starts_with("stable@sha256:"), "{out}");
     let compose = std::fs::read_to_string(repo.path().join("stacks/mv/compose.yaml")).unwrap();
     assert_eq!(compose, format!("services:\n  app:\n    image: {image}:{first} # moving\n"));
-    assert!(row(&updates(&repo, &reg, &[]), "mv")["update"].is_null());
+    let again = updates(&repo, &reg, &[]);
+    assert!(row(&again, "mv")["update"].is_null(), "{again}");
+    // The digest was asked once more and the registry answered "not modified" from the ETag.
+    assert_eq!(again["registry"], serde_json::json!({ "requests": 1, "cached": 1 }), "{again}");
     // The tag moves: the new digest is proposed.
     reg.push_another(&format!("{image}:stable"));
     let out = updates(&repo, &reg, &[]);
