@@ -58,6 +58,9 @@ pub struct Client {
     cache_file: Option<PathBuf>,
     /// Requests sent and answers served from the cache (`304`), for `--json` and tests.
     pub stats: Mutex<(u64, u64)>,
+    /// Tag lists read in this run, by registry and repository: services sharing a repository
+    /// ask once per poll (registries send tag lists without an `ETag`).
+    listed: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Client {
@@ -81,6 +84,7 @@ impl Client {
             cache: Mutex::new(cache),
             cache_file,
             stats: Default::default(),
+            listed: Default::default(),
         }
     }
 
@@ -106,6 +110,16 @@ impl Client {
 
     /// Every tag of `image`, following `Link` pages.
     pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        let key = format!("{}/{}", image.registry, image.repository);
+        if let Some(t) = self.listed.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let tags = self.list_tags(image).await?;
+        self.listed.lock().unwrap_or_else(|p| p.into_inner()).insert(key, tags.clone());
+        Ok(tags)
+    }
+
+    async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
         let base = Self::base(&image.registry);
         let mut url = format!("{base}/v2/{}/tags/list?n=1000", image.repository);
         let mut tags = Vec::new();

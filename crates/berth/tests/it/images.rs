@@ -49,6 +49,8 @@ fn semver_rules_propose_the_newest_allowed_tag_and_apply_commits_it() {
         );
     repo.commit("stacks");
     let out = updates(&repo, &reg, &[]);
+    // Three services of one repository: its tags are listed once.
+    assert_eq!(out["registry"]["requests"], 1, "{}", out["registry"]);
     let app = row(&out, "app");
     assert_eq!(app["current"], "1.2.0", "{app}");
     assert_eq!(app["update"], "1.3.0", "{app}");
