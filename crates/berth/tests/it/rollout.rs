@@ -68,7 +68,7 @@ impl Client {
             .unwrap();
         assert!(out.status.success(), "client: {}", String::from_utf8_lossy(&out.stderr));
         let c = Client { id: String::from_utf8_lossy(&out.stdout).trim().to_string() };
-        wait_for("the client's first answer", Duration::from_secs(30), || {
+        wait_for("the client's first answer", Duration::from_secs(120), || {
             c.lines().iter().any(|l| l.starts_with("ok")).then_some(())
         });
         c
@@ -82,7 +82,8 @@ impl Client {
     /// covers the whole deploy and the new version's first answers).
     fn since(&self, skip: usize, until: &str) -> Vec<String> {
         let want = format!("ok {until}");
-        wait_for(&format!("the client to see {until}"), Duration::from_secs(30), || {
+        // Generous: on a loaded machine the client's lookups and the engine's logs are slow.
+        wait_for(&format!("the client to see {until}"), Duration::from_secs(120), || {
             let l = self.lines();
             l.iter().skip(skip).any(|x| *x == want).then_some(())
         });
