@@ -19,6 +19,8 @@ pub struct UpdatesToml {
     pub forge: Option<ForgeToml>,
     /// Branch name prefix of update pull requests (default `berth/updates/`), followed by the stack.
     pub branch_prefix: Option<String>,
+    /// `berth serve` checks the registries this often (`6h`; default: only when a registry notifies).
+    pub poll: Option<String>,
 }
 
 /// `[updates]`, resolved.
@@ -28,11 +30,12 @@ pub struct Updates {
     pub signing_key: Option<String>,
     pub forge: Option<ForgeToml>,
     pub branch_prefix: String,
+    pub poll: Option<std::time::Duration>,
 }
 
 impl Default for Updates {
     fn default() -> Updates {
-        Updates { author: None, signing_key: None, forge: None, branch_prefix: "berth/updates/".into() }
+        Updates { author: None, signing_key: None, forge: None, branch_prefix: "berth/updates/".into(), poll: None }
     }
 }
 
@@ -76,7 +79,18 @@ pub fn resolve(at: Option<Location>, t: Option<&UpdatesToml>, errors: &mut Vec<C
     if branch_prefix.is_empty() || branch_prefix.contains("..") || branch_prefix.contains(' ') {
         errors.push(err(format!("[updates] branch_prefix `{branch_prefix}` is no usable branch name prefix")));
     }
-    Updates { author, signing_key: t.signing_key.clone(), forge: t.forge.clone(), branch_prefix }
+    let poll = t.poll.as_deref().and_then(|p| match crate::duration::parse(p) {
+        Ok(d) if d >= std::time::Duration::from_secs(60) => Some(d),
+        Ok(_) => {
+            errors.push(err(format!("[updates] poll `{p}` is shorter than a minute")).help("poll = \"6h\""));
+            None
+        }
+        Err(e) => {
+            errors.push(err(format!("[updates] poll: {e}")));
+            None
+        }
+    });
+    Updates { author, signing_key: t.signing_key.clone(), forge: t.forge.clone(), branch_prefix, poll }
 }
 
 #[cfg(test)]

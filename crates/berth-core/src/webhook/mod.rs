@@ -15,11 +15,13 @@ use serde_json::{Map, Value};
 
 mod pull;
 mod push;
+mod registry;
 mod signature;
 
 pub use pull::{PullRequest, parse_pull};
 pub use push::{EventError, Push, parse_push};
-pub use signature::{SignatureError, sign, verify, verify_hub_signature};
+pub use registry::{RegistryPush, parse_registry};
+pub use signature::{SignatureError, sign, verify, verify_hub_signature, verify_token};
 
 const HUB_SIGNATURE: &str = "x-hub-signature-256";
 const GITEA_SIGNATURE: &str = "x-gitea-signature";

@@ -80,7 +80,7 @@ fn verify_hex(hex: &str, body: &[u8], secret: &[u8]) -> Result<(), SignatureErro
 /// Compare a plaintext token with the secret without leaking where they differ
 /// or the secret's length: both sides go through HMAC under a fixed key, and the
 /// fixed-size tags are compared in constant time.
-fn verify_token(token: &str, secret: &[u8]) -> Result<(), SignatureError> {
+pub fn verify_token(token: &str, secret: &[u8]) -> Result<(), SignatureError> {
     const KEY: &[u8] = b"berth webhook token compare";
     if secret.is_empty() {
         return Err(SignatureError::Mismatch);

@@ -9,6 +9,9 @@
 
 mod queue;
 mod sync;
+mod updates;
+
+pub use updates::Wake;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +68,7 @@ pub struct Shared {
     /// Bumped whenever a deploy settles; waiters re-check their deploys.
     settled: watch::Sender<u64>,
     sched_tx: mpsc::UnboundedSender<queue::Msg>,
+    updates_tx: mpsc::UnboundedSender<updates::Wake>,
 }
 
 /// How the reason of a deploy held by a window or freeze begins.
@@ -126,6 +130,7 @@ impl Controller {
         }
         let (sched_tx, sched_rx) = mpsc::unbounded_channel();
         let (settled, _) = watch::channel(0u64);
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let mut repos = Vec::new();
         let mut sync_rxs = Vec::new();
         for (spec, token, webhook_secret) in setup.repos {
@@ -161,9 +166,11 @@ impl Controller {
             dashboard: setup.dashboard,
             settled,
             sched_tx,
+            updates_tx,
         });
         tokio::spawn(queue::run(shared.clone(), sched_rx));
         tokio::spawn(drift_loop(Controller { shared: shared.clone() }));
+        tokio::spawn(updates::run(shared.clone(), updates_rx));
         for (i, rx) in sync_rxs.into_iter().enumerate() {
             tokio::spawn(sync::run(shared.clone(), i, rx));
             let _ = shared.repos[i].sync_tx.send(sync::Request::startup());
@@ -197,6 +204,11 @@ impl Controller {
         let req = sync::Request { want, target, trigger: trigger.to_string(), reply: Some(tx) };
         repo.sync_tx.send(req).map_err(|_| SyncError::Stopped)?;
         rx.await.map_err(|_| SyncError::Stopped)?
+    }
+
+    /// Check image updates now (a registry reported new tags).
+    pub fn check_updates(&self, wake: Wake) {
+        let _ = self.shared.updates_tx.send(wake);
     }
 
     /// Look at the deploys waiting for a window or a freeze again (a freeze was lifted).

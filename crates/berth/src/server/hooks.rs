@@ -38,7 +38,7 @@ fn lookup(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
     move |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-fn unauthorized(msg: impl Into<String>) -> ApiError {
+pub(super) fn unauthorized(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
 }
 
@@ -56,7 +56,7 @@ fn ignored(reason: String) -> Response {
 const PLAN_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The repository whose webhook secret verifies this request.
-fn verified_repo<'a>(
+pub(super) fn verified_repo<'a>(
     app: &'a App,
     q: &HookQuery,
     check: impl Fn(&[u8]) -> Result<(), webhook::SignatureError>,

@@ -9,6 +9,7 @@ mod dashboard;
 mod freezes;
 mod hooks;
 mod komodo;
+mod registryhook;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -185,6 +186,7 @@ fn documented() -> (Router<std::sync::Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(utoipa_axum::routes!(metrics))
         .routes(utoipa_axum::routes!(hooks::webhook))
         .routes(utoipa_axum::routes!(hooks::sync))
+        .routes(utoipa_axum::routes!(registryhook::registry))
         .routes(utoipa_axum::routes!(hooks::deploy))
         .routes(utoipa_axum::routes!(komodo::execute))
         .routes(utoipa_axum::routes!(komodo::read))

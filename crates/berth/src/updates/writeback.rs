@@ -9,8 +9,8 @@ use berth_core::ownership::Sources;
 
 use super::Row;
 use crate::error::{Error, Result};
-use crate::git::Committer;
-use crate::workspace::Workspace;
+use crate::git::{Committer, Remote};
+use crate::workspace::{Snapshot, Workspace};
 
 /// The edited files (path, new text) and one line per update, for a commit message.
 pub struct Edits {
@@ -84,5 +84,28 @@ pub fn commit(ws: &Workspace, sources: &Sources, who: &Committer, rows: &[Row]) 
             eprintln!("warning: committed but not pushed: {e}");
         }
     }
+    Ok(Some(commit))
+}
+
+/// `berth serve`'s `mode = "commit"`: the updates committed on top of `snap` (no work tree) and
+/// pushed to `branch` as a fast-forward; a branch that moved meanwhile refuses it, and the next
+/// check starts from its new head.
+pub fn commit_to(
+    remote: &dyn Remote,
+    snap: &Snapshot,
+    branch: &str,
+    who: &Committer,
+    rows: &[Row],
+) -> Result<Option<String>> {
+    let chosen: Vec<&Row> =
+        rows.iter().filter(|r| r.mode == Some(UpdateMode::Commit) && r.error.is_none() && r.update.is_some()).collect();
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let edits = edit(&chosen, |file| {
+        snap.sources.get(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
+    })?;
+    let commit = remote.local().commit_on(&snap.commit, &edits.files, &edits.message(""), who)?;
+    remote.push_commit(&commit, branch, false)?;
     Ok(Some(commit))
 }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 
 use crate::common::http::Request;
 use crate::common::registry::Registry;
-use crate::common::{Repo, docker};
+use crate::common::{Repo, container, containers, docker, inspect, wait_for};
 
 fn updates(repo: &Repo, reg: &Registry, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["updates", "--json"];
@@ -310,4 +310,72 @@ fn a_version_whose_deploy_rolled_back_is_not_proposed_again() {
     reg.push_tags(&s, &["1.4.0"]);
     let out = updates(repo, &reg, &[]);
     assert_eq!(row(&out, &s)["update"], "1.4.0", "{out}");
+}
+
+#[test]
+fn serve_commits_an_update_a_registry_reports_and_deploys_it() {
+    let f = crate::common::Fixture::bare(&["srvupd"]);
+    let s = f.stack();
+    let reg = Registry::start();
+    let image = reg.push_tags(&s, &["1.0.0"]);
+    let repo = &f.repo;
+    // berth serve follows this checkout: a push into its branch updates it, as a bare remote takes it.
+    repo.git(&["config", "receive.denyCurrentBranch", "updateInstead"]);
+    repo.stack(
+        &s,
+        &format!(
+            "services:\n  app:\n    image: {image}:${{APP_TAG}}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
+        ),
+    )
+    .write(&format!("stacks/{s}/.env"), "APP_TAG=1.0.0\n")
+    .write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\n\
+             [[stack]]\nname = \"{s}\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n",
+            reg.creds.join("config.json").display()
+        ),
+    );
+    repo.commit("1.0.0");
+    let server = crate::common::server::Server::start(repo);
+    let first = server.settle();
+    let log = || std::fs::read_to_string(repo.state.path().join("serve.log")).unwrap_or_default();
+    assert!(first.iter().any(|d| d["status"] == "succeeded"), "{first:?}\n{}", log());
+    let running = || inspect(&container(&s, "app"), "{{.Config.Image}}");
+    assert_eq!(running(), format!("{image}:1.0.0"));
+
+    reg.push_tags(&s, &["1.1.0"]);
+    // Distribution's notification envelope, as the registry's `notifications` endpoint posts it.
+    let host = format!("127.0.0.1:{}", reg.port);
+    let envelope = serde_json::json!({"events": [
+        {"id": "e1", "action": "push", "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "repository": format!("berth/{s}"), "tag": "1.1.0", "digest": "sha256:00"}, "request": {"host": host}},
+        {"id": "e2", "action": "pull", "target": {"repository": format!("berth/{s}"), "tag": "1.0.0"}}
+    ]})
+    .to_string()
+    .into_bytes();
+    let kind = ("Content-Type", "application/vnd.docker.distribution.events.v1+json");
+    let (status, _) =
+        server.raw("/hooks/registry", &[kind, ("Authorization", "Bearer not-the-secret")], envelope.clone());
+    assert_eq!(status, 401, "a notification without the secret is refused");
+    let bearer = format!("Bearer {}", crate::common::server::SECRET);
+    let (status, body) = server.raw("/hooks/registry", &[kind, ("Authorization", &bearer)], envelope);
+    assert_eq!((status, body["pushes"].as_u64()), (202, Some(1)), "{body}");
+
+    // berth commits 1.1.0 to the branch it follows, syncs, and deploys it.
+    // (No container runs for a moment while compose recreates it.)
+    let now_running =
+        || containers(&s).into_iter().find(|(svc, _)| svc == "app").map(|(_, id)| inspect(&id, "{{.Config.Image}}"));
+    wait_for("the update deployed", std::time::Duration::from_secs(180), || {
+        (now_running() == Some(format!("{image}:1.1.0"))).then_some(())
+    });
+    assert_eq!(std::fs::read_to_string(repo.path().join(format!("stacks/{s}/.env"))).unwrap(), "APP_TAG=1.1.0\n");
+    let msg = repo.git(&["log", "-1", "--format=%B"]);
+    assert!(msg.contains(&format!("{image} ({s}/app): 1.0.0 -> 1.1.0")), "{msg}");
+    let head = repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let settled = server.settle();
+    assert!(
+        settled.iter().any(|d| d["commit"] == head.as_str() && d["status"] == "succeeded" && d["trigger"] == "updates"),
+        "no verified deploy of the update commit: {settled:?}"
+    );
 }
