@@ -167,10 +167,16 @@ fn in_remote(bare: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_version_comes() {
+    for kind in ["gitea", "github", "gitlab"] {
+        update_requests_on(kind);
+    }
+}
+
+fn update_requests_on(kind: &'static str) {
     docker();
     let reg = Registry::start();
     let image = reg.push_tags("prm", &["1.2.0", "1.3.0"]);
-    let forge = crate::common::forge::Forge::start("gitea");
+    let forge = crate::common::forge::Forge::start(kind);
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("updates_ed25519");
     let o = std::process::Command::new("ssh-keygen")
@@ -188,7 +194,7 @@ fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_versi
         .write(
             "berth.toml",
             &format!(
-                "[updates]\nauthor = \"berth bot <bot@example.com>\"\nsigning_key = \"{}\"\nforge = {{ provider = \"gitea\", url = \"{}\", token = {{ env = \"FORGE_TOKEN\" }} }}\n\n\
+                "[updates]\nauthor = \"berth bot <bot@example.com>\"\nsigning_key = \"{}\"\nforge = {{ provider = \"{kind}\", url = \"{}\", token = {{ env = \"FORGE_TOKEN\" }} }}\n\n\
                  [[stack]]\nname = \"web\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"pull_request\"\n",
                 key.display(),
                 forge.base
@@ -230,17 +236,16 @@ fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_versi
     let pulls = forge.data.lock().unwrap().pulls.clone();
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[&1]["title"], format!("Update {image} to 1.3.0"));
-    assert_eq!(
-        (pulls[&1]["head"]["ref"].as_str(), pulls[&1]["base"]["ref"].as_str()),
-        (Some("berth/updates/web"), Some(branch.as_str()))
-    );
-    assert!(pulls[&1]["body"].as_str().unwrap().contains("1.2.0 -> 1.3.0"), "{}", pulls[&1]);
+    let (head_ref, base_ref, text) = match kind {
+        "gitlab" => (&pulls[&1]["source_branch"], &pulls[&1]["target_branch"], &pulls[&1]["description"]),
+        _ => (&pulls[&1]["head"]["ref"], &pulls[&1]["base"]["ref"], &pulls[&1]["body"]),
+    };
+    assert_eq!((head_ref.as_str(), base_ref.as_str()), (Some("berth/updates/web"), Some(branch.as_str())));
+    assert!(text.as_str().unwrap().contains("1.2.0 -> 1.3.0"), "{}", pulls[&1]);
 
     // Nothing new: nothing pushed, nothing edited.
     let tip = in_remote(&bare, &["rev-parse", "berth/updates/web"]);
-    let writes = |f: &crate::common::forge::Forge| {
-        f.hits().iter().filter(|h| h.starts_with("POST") || h.starts_with("PATCH")).count()
-    };
+    let writes = |f: &crate::common::forge::Forge| f.hits().iter().filter(|h| !h.starts_with("GET")).count();
     let before = writes(&forge);
     let out = apply();
     assert_eq!(out["pull_requests"][0]["how"], "unchanged", "{out}");
@@ -258,7 +263,15 @@ fn pull_request_mode_keeps_one_request_per_stack_and_edits_it_when_a_newer_versi
     let pulls = forge.data.lock().unwrap().pulls.clone();
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert_eq!(pulls[&1]["title"], format!("Update {image} to 1.4.0"));
-    assert!(forge.hits().iter().any(|h| h.starts_with("PATCH /api/v1/repos/me/stacks/pulls/1")), "{:?}", forge.hits());
+    let edit = match kind {
+        "gitea" => "PATCH /api/v1/repos/me/stacks/pulls/1",
+        "github" => "PATCH /repos/me/stacks/pulls/1",
+        // GitLab's project is the remote's whole path (nested groups), here a file:// one.
+        _ => "PUT /api/v4/projects/",
+    };
+    let edited =
+        |h: &String| h.starts_with(edit) && (kind != "gitlab" || h.ends_with("%2Fme%2Fstacks/merge_requests/1"));
+    assert!(forge.hits().iter().any(edited), "{kind}: {:?}", forge.hits());
 }
 
 #[test]
