@@ -274,6 +274,27 @@ fn update_requests_on(kind: &'static str) {
     assert!(forge.hits().iter().any(edited), "{kind}: {:?}", forge.hits());
 }
 
+/// Stack `s` running `image:${APP_TAG}` (`.env` says `tag`) with `command`, pulled with the
+/// registry's credentials, under a `semver = "^1"` commit-mode rule; committed.
+fn committed_stack(repo: &Repo, reg: &Registry, s: &str, image: &str, tag: &str, command: &str) {
+    repo.stack(
+        s,
+        &format!(
+            "services:\n  app:\n    image: {image}:${{APP_TAG}}\n    command: {command}\n    stop_signal: SIGKILL\n"
+        ),
+    )
+    .write(&format!("stacks/{s}/.env"), &format!("APP_TAG={tag}\n"))
+    .write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\n\
+             [[stack]]\nname = \"{s}\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n",
+            reg.creds.join("config.json").display()
+        ),
+    );
+    repo.commit(tag);
+}
+
 #[test]
 fn a_version_whose_deploy_rolled_back_is_not_proposed_again() {
     let f = crate::common::Fixture::bare(&["rb"]);
@@ -283,22 +304,15 @@ fn a_version_whose_deploy_rolled_back_is_not_proposed_again() {
     // 1.3.0 starts and exits at once: its deploy fails verification and is rolled back.
     reg.push_changed(&format!("{image}:1.3.0"), "ENV BROKEN=1");
     let repo = &f.repo;
-    repo.stack(
+    // The service exits at once when the image says BROKEN.
+    committed_stack(
+        repo,
+        &reg,
         &s,
-        &format!(
-            "services:\n  app:\n    image: {image}:${{APP_TAG}}\n    command: [\"sh\", \"-c\", \"test -z \\\"$$BROKEN\\\" && exec sleep 2147483647\"]\n    stop_signal: SIGKILL\n"
-        ),
-    )
-    .write(&format!("stacks/{s}/.env"), "APP_TAG=1.2.0\n")
-    .write(
-        "berth.toml",
-        &format!(
-            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\n\
-             [[stack]]\nname = \"{s}\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n",
-            reg.creds.join("config.json").display()
-        ),
+        &image,
+        "1.2.0",
+        r#"["sh", "-c", "test -z \"$$BROKEN\" && exec sleep 2147483647"]"#,
     );
-    repo.commit("1.2.0");
     repo.berth(&["apply"]).ok();
     let out = updates(repo, &reg, &["--apply"]);
     assert_eq!(row(&out, &s)["update"], "1.3.0", "{out}");
@@ -334,22 +348,7 @@ fn serve_commits_an_update_a_registry_reports_and_deploys_it() {
     let repo = &f.repo;
     // berth serve follows this checkout: a push into its branch updates it, as a bare remote takes it.
     repo.git(&["config", "receive.denyCurrentBranch", "updateInstead"]);
-    repo.stack(
-        &s,
-        &format!(
-            "services:\n  app:\n    image: {image}:${{APP_TAG}}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
-        ),
-    )
-    .write(&format!("stacks/{s}/.env"), "APP_TAG=1.0.0\n")
-    .write(
-        "berth.toml",
-        &format!(
-            "[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"local\"\nregistry_auth = \"{}\"\n\n\
-             [[stack]]\nname = \"{s}\"\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n",
-            reg.creds.join("config.json").display()
-        ),
-    );
-    repo.commit("1.0.0");
+    committed_stack(repo, &reg, &s, &image, "1.0.0", r#"["sleep", "2147483647"]"#);
     let server = crate::common::server::Server::start(repo);
     let first = server.settle();
     let log = || std::fs::read_to_string(repo.state.path().join("serve.log")).unwrap_or_default();
