@@ -155,6 +155,24 @@ impl Client {
 
     /// When the image `tag` names was built (its config's `created`), if it says.
     pub async fn created(&self, image: &ImageRef, tag: &str) -> Result<Option<jiff::Timestamp>, RegistryError> {
+        let cfg = self.config(image, tag).await?;
+        Ok(cfg.as_ref().and_then(|c| c.get("created")).and_then(Value::as_str).and_then(|c| c.parse().ok()))
+    }
+
+    /// Where to read about `tag`: the image's `org.opencontainers.image.url` or `.source` label
+    /// (an http(s) URL), for the update's commit message.
+    pub async fn notes_link(&self, image: &ImageRef, tag: &str) -> Result<Option<String>, RegistryError> {
+        let cfg = self.config(image, tag).await?;
+        let labels = cfg.as_ref().and_then(|c| c.pointer("/config/Labels"));
+        Ok(["org.opencontainers.image.url", "org.opencontainers.image.source"]
+            .iter()
+            .find_map(|k| labels.and_then(|l| l.get(*k)).and_then(Value::as_str))
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(str::to_string))
+    }
+
+    /// The image config of `tag` (linux/amd64 of an index, else its first image).
+    async fn config(&self, image: &ImageRef, tag: &str) -> Result<Option<Value>, RegistryError> {
         let base = Self::base(&image.registry);
         let url = format!("{base}/v2/{}/manifests/{tag}", image.repository);
         let mut doc: Value = self.json(image, &url, Some(MANIFEST_TYPES)).await?;
@@ -170,8 +188,7 @@ impl Client {
         }
         let Some(config) = doc.pointer("/config/digest").and_then(Value::as_str) else { return Ok(None) };
         let url = format!("{base}/v2/{}/blobs/{config}", image.repository);
-        let cfg = self.json(image, &url, None).await?;
-        Ok(cfg.get("created").and_then(Value::as_str).and_then(|c| c.parse().ok()))
+        self.json(image, &url, None).await.map(Some)
     }
 
     async fn json(&self, image: &ImageRef, url: &str, accept: Option<&str>) -> Result<Value, RegistryError> {

@@ -10,7 +10,7 @@ use crate::workspace::Workspace;
 
 pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bool) -> Result<i32> {
     let snap = ws.snapshot(rev)?;
-    let checked = updates::check(ws, &snap, only)?;
+    let checked = updates::check(ws, &snap, only, apply)?;
     let rows = checked.rows;
     let failed = rows.iter().any(|r| r.error.is_some() && r.rule.is_some());
     let (mut committed, mut requests) = (None, Vec::new());

@@ -65,7 +65,7 @@ pub async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<Wake>) {
 /// tracked branch.
 fn check_and_write(repo: &RepoHandle, commit: &str) -> Result<bool, crate::error::Error> {
     let snap = repo.ws.snapshot(commit)?;
-    let checked = updates::check(&repo.ws, &snap, &[])?;
+    let checked = updates::check(&repo.ws, &snap, &[], true)?;
     for r in checked.rows.iter().filter(|r| r.rule.is_some()) {
         match (&r.error, &r.update) {
             (Some(e), _) => {

@@ -38,6 +38,8 @@ pub struct Row {
     pub mode: Option<UpdateMode>,
     /// The version to move to (`tag` or `tag@digest`); absent: up to date.
     pub update: Option<String>,
+    /// Where to read about the new version (the image's `org.opencontainers.image.url`/`source`).
+    pub notes: Option<String>,
     pub skipped: Vec<Skipped>,
     /// Where the version is written (`file` and `variable`), or why it cannot be written.
     pub file: Option<String>,
@@ -55,8 +57,9 @@ pub struct Checked {
     pub cached: u64,
 }
 
-/// Check every image of the stacks in `only` (empty: all) of `snap`.
-pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String]) -> Result<Checked> {
+/// Check every image of the stacks in `only` (empty: all) of `snap`. `writing`: the updates will
+/// be written back, so each one to be committed also gets its release-notes link (two requests).
+pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String], writing: bool) -> Result<Checked> {
     let project = &snap.project;
     for name in only {
         if project.stack(name).is_none() {
@@ -82,7 +85,7 @@ pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String]) -> Result<Checked
                 Some(_) => memory.history(&stack.name, &si.service),
                 None => Vec::new(),
             };
-            rows.push(crate::bridge::block_on(check_one(client, &stack.name, &si, policy, &history)));
+            rows.push(crate::bridge::block_on(check_one(client, &stack.name, &si, policy, &history, writing)));
         }
     }
     let (mut requests, mut cached) = (0, 0);
@@ -101,6 +104,7 @@ async fn check_one(
     si: &ServiceImage,
     policy: Option<&Policy>,
     history: &[berth_core::images::memory::Deployed],
+    writing: bool,
 ) -> Row {
     let mut row = Row {
         stack: stack.to_string(),
@@ -110,6 +114,7 @@ async fn check_one(
         rule: policy.map(Policy::describe),
         mode: policy.map(|p| p.mode),
         update: None,
+        notes: None,
         skipped: Vec::new(),
         file: si.spot.as_ref().ok().map(|s| s.file.clone()),
         variable: si.spot.as_ref().ok().and_then(|s| s.variable.clone()),
@@ -128,6 +133,10 @@ async fn check_one(
     let Some(policy) = policy else { return row };
     if let Err(e) = decide(client, &r, policy, history, &mut row).await {
         row.error = Some(e);
+    } else if writing && row.update.is_some() && policy.mode != UpdateMode::Report {
+        // A link is a courtesy: a registry that will not say leaves it out.
+        let tag = row.update.as_deref().map(|u| u.split_once('@').map_or(u, |(t, _)| t)).unwrap_or_default();
+        row.notes = client.notes_link(&r, tag).await.ok().flatten();
     }
     row
 }

@@ -45,7 +45,9 @@ pub fn edit(rows: &[&Row], read: impl Fn(&str) -> Result<String>) -> Result<Edit
             let (Some(update), Some(spot)) = (&row.update, &row.spot) else { continue };
             text = source::edit(&text, spot.start, spot.end, &spot.replacement(update))
                 .ok_or_else(|| Error::Io(format!("{file}: the version's place moved")))?;
-            out.lines.push(format!("- {} ({}/{}): {} -> {update}", row.image, row.stack, row.service, row.current));
+            let notes = row.notes.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            out.lines
+                .push(format!("- {} ({}/{}): {} -> {update}{notes}", row.image, row.stack, row.service, row.current));
         }
         out.files.push((file.to_string(), text));
     }

@@ -356,7 +356,8 @@ fn serve_commits_an_update_a_registry_reports_and_deploys_it() {
     let running = || inspect(&container(&s, "app"), "{{.Config.Image}}");
     assert_eq!(running(), format!("{image}:1.0.0"));
 
-    reg.push_tags(&s, &["1.1.0"]);
+    // The new version says where its release notes are.
+    reg.push_changed(&format!("{image}:1.1.0"), "LABEL org.opencontainers.image.source=https://git.example.com/me/app");
     // Distribution's notification envelope, as the registry's `notifications` endpoint posts it.
     let host = format!("127.0.0.1:{}", reg.port);
     let envelope = serde_json::json!({"events": [
@@ -383,7 +384,7 @@ fn serve_commits_an_update_a_registry_reports_and_deploys_it() {
     });
     assert_eq!(std::fs::read_to_string(repo.path().join(format!("stacks/{s}/.env"))).unwrap(), "APP_TAG=1.1.0\n");
     let msg = repo.git(&["log", "-1", "--format=%B"]);
-    assert!(msg.contains(&format!("{image} ({s}/app): 1.0.0 -> 1.1.0")), "{msg}");
+    assert!(msg.contains(&format!("{image} ({s}/app): 1.0.0 -> 1.1.0 (https://git.example.com/me/app)")), "{msg}");
     let head = repo.git(&["rev-parse", "HEAD"]).trim().to_string();
     let settled = server.settle();
     assert!(
