@@ -201,9 +201,18 @@ pub fn open(
         let deadline = Instant::now() + Duration::from_secs(90);
         let answer = crate::bridge::block_on(async {
             match pulls.find(&http, &branch, deadline).await? {
-                None => {
-                    pulls.create(&http, &branch, base_branch, &title, &body, deadline).await.map(|n| (n, "created"))
-                }
+                None => match pulls.create(&http, &branch, base_branch, &title, &body, deadline).await {
+                    Ok(n) => Ok((n, "created")),
+                    // A create whose answer was lost and retried meets its own request ("already
+                    // exists"): edit the one there rather than fail or open a second.
+                    Err(ApiError::Refused(why)) => match pulls.find(&http, &branch, deadline).await? {
+                        Some((n, _, _)) => {
+                            pulls.edit(&http, n, &title, &body, deadline).await.map(|_| (Some(n), "updated"))
+                        }
+                        None => Err(ApiError::Refused(why)),
+                    },
+                    Err(e) => Err(e),
+                },
                 Some((n, t, b)) if t == title && b == body => {
                     Ok((Some(n), if pushed { "updated" } else { "unchanged" }))
                 }

@@ -210,12 +210,14 @@ fn update_requests_on(kind: &'static str) {
         serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
     };
 
+    // The forge creates the request but the answer is lost: the retry must not open a second one.
+    forge.fault(crate::common::forge::Fault::LostCreate, 1);
     let out = apply();
     assert!(out["committed"].is_null(), "pull_request mode commits nothing on {branch}: {out}");
     let pr = &out["pull_requests"][0];
     assert_eq!(
         (pr["how"].as_str(), pr["number"].as_u64(), pr["branch"].as_str()),
-        (Some("created"), Some(1), Some("berth/updates/web")),
+        (Some("updated"), Some(1), Some("berth/updates/web")),
         "{out}"
     );
     // The branch: the tracked branch plus the one-line edit, by the configured author.

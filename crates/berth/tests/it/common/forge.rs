@@ -33,6 +33,8 @@ pub enum Fault {
     EmptyBody,
     /// 429 with `Retry-After: secs`.
     RateLimited(u64),
+    /// For the next pull request created: created, but answered 502 (the answer was lost).
+    LostCreate,
 }
 
 #[derive(Default)]
@@ -208,6 +210,10 @@ impl Forge {
                     let status = if self.kind == "github" { 422 } else { 409 };
                     return Some((status, r#"{"message":"A pull request already exists for this branch"}"#.into()));
                 }
+                let lost = matches!(d.faults.front(), Some(Fault::LostCreate));
+                if lost {
+                    d.faults.pop_front();
+                }
                 let n = 1 + d.pulls.len() as u64;
                 let pr = if gitlab {
                     json!({"iid": n, "id": 500 + n, "state": "opened", "title": v["title"], "description": v["description"],
@@ -217,6 +223,9 @@ impl Forge {
                         "head": {"ref": branch}, "base": {"ref": v["base"]}})
                 };
                 d.pulls.insert(n, pr.clone());
+                if lost {
+                    return Some((502, "<html>bad gateway</html>".into()));
+                }
                 Some((201, pr.to_string()))
             }
             "PATCH" | "PUT" if path.rsplit_once('/').is_some_and(|(l, _)| l.ends_with(list)) => {
@@ -271,13 +280,15 @@ impl Forge {
             d.statuses.entry(sha).or_default().push(s);
             return (201, Vec::new(), "{}".into());
         }
-        match d.faults.pop_front() {
+        // A lost create waits for its POST.
+        let fault = if matches!(d.faults.front(), Some(Fault::LostCreate)) { None } else { d.faults.pop_front() };
+        match fault {
             Some(Fault::Status(s)) => return (s, Vec::new(), "<html>bad gateway</html>".into()),
             Some(Fault::EmptyBody) => return (200, Vec::new(), String::new()),
             Some(Fault::RateLimited(s)) => {
                 return (429, vec![("Retry-After".into(), s.to_string())], r#"{"message":"slow down"}"#.into());
             }
-            None => {}
+            Some(Fault::LostCreate) | None => {}
         }
         let seg: Vec<&str> = path.split('/').collect();
         let sha = |i: usize| seg.get(i).copied().unwrap_or("").to_string();
