@@ -55,7 +55,7 @@ impl Api {
         log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        self.send(client, &url, None, deadline, log).await.map(|(v, _)| v)
+        self.send(client, &url, None, deadline, true, log).await.map(|(v, _)| v)
     }
 
     /// GET every page of a list: `items` picks a page's entries; `Link: <…>; rel="next"` leads on.
@@ -70,7 +70,7 @@ impl Api {
         let mut url = format!("{}{path}", self.base);
         let mut all = Vec::new();
         for _ in 0..MAX_PAGES {
-            let (v, next) = self.send(client, &url, None, deadline, log).await?;
+            let (v, next) = self.send(client, &url, None, deadline, true, log).await?;
             all.extend(items(&v));
             match next {
                 Some(n) if self.same_origin(&n) => url = n,
@@ -106,7 +106,21 @@ impl Api {
         log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        self.send(client, &url, Some((method, body)), deadline, log).await.map(|(v, _)| v)
+        self.send(client, &url, Some((method, body)), deadline, true, log).await.map(|(v, _)| v)
+    }
+
+    /// POST a JSON body once, not retried: a create whose answer is lost would be made twice by a
+    /// retry. A transient failure is `GaveUp`; the caller looks before it tries again.
+    pub async fn create(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Value,
+        deadline: Instant,
+        log: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        self.send(client, &url, Some((reqwest::Method::POST, body)), deadline, false, log).await.map(|(v, _)| v)
     }
 
     /// The token goes only where the base URL points.
@@ -123,6 +137,7 @@ impl Api {
         url: &str,
         body: Option<(reqwest::Method, &Value)>,
         deadline: Instant,
+        retry: bool,
         log: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Value, Option<String>), ApiError> {
         let what = reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| url.to_string());
@@ -167,7 +182,7 @@ impl Api {
                 Err(e) => (format!("no answer ({})", chain(&e.without_url())), None),
             };
             let pause = pause(wait, delay);
-            if Instant::now() + pause >= deadline {
+            if !retry || Instant::now() + pause >= deadline {
                 return Err(ApiError::GaveUp(format!("{} API kept failing ({why}) for {what}", self.provider)));
             }
             let source = if wait.is_some() { " as the API asked" } else { "" };

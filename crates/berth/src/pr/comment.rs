@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use berth_core::prcomment::MARKER;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::forge::{Api, ApiError};
 
@@ -85,7 +85,24 @@ impl Thread {
             }
         }
         let (list, _) = self.paths(None);
-        let created: Value = self.api.write(client, Method::POST, &list, &payload, deadline, log).await?;
-        Ok(Posted { how: "created", id: created["id"].as_u64() })
+        let mut pause = std::time::Duration::from_millis(500);
+        loop {
+            match self.api.create(client, &list, &payload, deadline, log).await {
+                Ok(created) => return Ok(Posted { how: "created", id: created["id"].as_u64() }),
+                // The answer may be lost while the comment was made: look before posting again.
+                Err(ApiError::GaveUp(why)) if Instant::now() + pause < deadline => {
+                    log(&format!("{why}; looking for the comment before posting again"));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(15));
+                    if let Some(id) = self.find(client, deadline, log).await? {
+                        let method = if self.api.provider == "gitlab" { Method::PUT } else { Method::PATCH };
+                        let (_, one) = self.paths(Some(id));
+                        self.api.write(client, method, &one, &payload, deadline, log).await?;
+                        return Ok(Posted { how: "edited", id: Some(id) });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }

@@ -424,3 +424,22 @@ fn a_pull_request_whose_fetch_failed_is_planned_when_the_forge_redelivers_it() {
     let (_, again) = server.deliver_with("github", name, &body, "?wait=true", &delivery);
     assert!(again.to_string().contains("already received"), "{again}");
 }
+
+#[test]
+fn a_comment_whose_answer_was_lost_is_found_and_edited_not_posted_twice() {
+    let files = Files::new();
+    let (s, server) = setup("gitea", "", &files);
+    let list = s.forge.comments_path(project("gitea"), 9);
+    // The forge makes the comment but its answer is lost (a proxy's 502).
+    s.forge.fault(crate::common::forge::Fault::LostCreate, 1);
+    let head = push_pr(&s, 9, |r| {
+        r.write("stacks/web/compose.yaml", &web_compose("blue"));
+    });
+    let out = plan(&s, &server, 9, &head, "opened", false);
+    assert_eq!((out["state"].as_str(), out["comment"]["how"].as_str()), (Some("success"), Some("edited")), "{out}");
+    let ours: Vec<(u64, String)> =
+        s.forge.comments(&list).into_iter().filter(|(_, b)| b.starts_with("<!-- berth-plan -->")).collect();
+    assert_eq!(ours.len(), 1, "one comment, not two: {ours:?}");
+    let posts = s.forge.hits().iter().filter(|h| **h == format!("POST {list}")).count();
+    assert_eq!(posts, 1, "{:#?}", s.forge.hits());
+}

@@ -33,7 +33,7 @@ pub enum Fault {
     EmptyBody,
     /// 429 with `Retry-After: secs`.
     RateLimited(u64),
-    /// For the next pull request created: created, but answered 502 (the answer was lost).
+    /// For the next pull request or comment created: created, but answered 502 (the answer was lost).
     LostCreate,
 }
 
@@ -174,6 +174,10 @@ impl Forge {
                 let body = text()?;
                 let id = 1000 + d.comments.len() as u64;
                 d.comments.insert(id, (path.to_string(), body.clone()));
+                if matches!(d.faults.front(), Some(Fault::LostCreate)) {
+                    d.faults.pop_front();
+                    return Some((502, "<html>bad gateway</html>".into()));
+                }
                 Some((201, self.comment_json(id, &body).to_string()))
             }
             "PATCH" | "PUT" => {
