@@ -112,7 +112,7 @@ impl Rollout {
 }
 
 /// What a start-first service must not use, why, and what to do instead.
-const REFUSED: [(&str, &str); 3] = [
+const REFUSED: [(&str, &str); 4] = [
     (
         "container_name",
         "a fixed `container_name` allows one container, and start-first runs the new one beside the old",
@@ -126,6 +126,11 @@ const REFUSED: [(&str, &str); 3] = [
         "network_mode",
         "`network_mode: host` shares the host's ports, so the new container cannot bind them while the old \
          one runs",
+    ),
+    (
+        "networks",
+        "a fixed `ipv4_address`/`ipv6_address` can be held by one container only, and start-first runs the \
+         new one beside the old; let Docker assign the address and reach the service by name",
     ),
 ];
 
@@ -186,6 +191,9 @@ fn refusals(
             let offends = match key {
                 "ports" => svc.get("ports").and_then(|p| p.as_sequence()).is_some_and(|p| p.iter().any(host_port)),
                 "network_mode" => svc.get(key).and_then(|m| m.as_str()) == Some("host"),
+                "networks" => svc.get(key).and_then(|n| n.as_mapping()).is_some_and(|n| {
+                    n.values().any(|v| v.get("ipv4_address").is_some() || v.get("ipv6_address").is_some())
+                }),
                 _ => svc.get(key).is_some(),
             };
             if offends {
@@ -288,10 +296,15 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_run_twice_with_the_line() {
-        let yaml = "services:\n  web:\n    image: x\n    container_name: web\n    ports:\n      - \"8080:80\"\n  db:\n    image: y\n    network_mode: host\n  job:\n    image: z\n    restart: \"no\"\n    container_name: job\n  api:\n    image: a\n    ports: [\"80\", {target: 81}]\n";
+        let yaml = "services:\n  web:\n    image: x\n    container_name: web\n    ports:\n      - \"8080:80\"\n  db:\n    image: y\n    network_mode: host\n  job:\n    image: z\n    restart: \"no\"\n    container_name: job\n  api:\n    image: a\n    ports: [\"80\", {target: 81}]\n    networks:\n      front:\n      back:\n        aliases: [api]\n  dns:\n    image: b\n    networks:\n      front:\n        ipv4_address: 10.5.0.53\n";
         let e = check("app", &start_first(), None, &[("stacks/app/compose.yaml", yaml)]);
         let shown: Vec<String> = e.iter().map(|e| e.to_string()).collect();
-        assert_eq!(shown.len(), 3, "{shown:#?}");
+        assert_eq!(shown.len(), 4, "{shown:#?}");
+        assert!(
+            shown[3].starts_with("stacks/app/compose.yaml:23:5:")
+                && shown[3].contains("`networks`: a fixed `ipv4_address`"),
+            "{shown:#?}"
+        );
         assert!(shown[0].starts_with("stacks/app/compose.yaml:4:5: stack `app`: service `web` rolls out start-first but uses `container_name`"), "{shown:#?}");
         assert!(shown[1].starts_with("stacks/app/compose.yaml:5:5:") && shown[1].contains("`ports`"), "{shown:#?}");
         assert!(
