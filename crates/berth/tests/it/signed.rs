@@ -314,3 +314,57 @@ fn the_controller_posts_a_failed_signature_status_for_an_unsigned_push() {
     assert_eq!(code, 422);
     assert_eq!(forge.posted("berth/signature").len(), 1, "{:?}", forge.posts());
 }
+
+#[test]
+fn a_repos_forge_gets_the_signature_status_of_an_unsigned_push() {
+    docker();
+    need("ssh-keygen", "openssh-client");
+    let s = unique("sigrepo");
+    let _c = Cleanup(vec![s.clone()]);
+    let forge = Forge::start("gitea");
+    let keys = tempfile::tempdir().unwrap();
+    let ops = ssh_key(keys.path(), "ops");
+    let signers = allowed_signers(keys.path(), &[&ops]);
+    // The forge's repository `me/stacks`, served to berth as a bare repository.
+    let remote = tempfile::tempdir().unwrap();
+    let bare = remote.path().join("me/stacks.git");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&bare).status().unwrap().success());
+    let url = format!("file://{}", bare.display());
+    let repo = Repo::new();
+    repo.git(&["remote", "add", "origin", &url]);
+    // Where statuses go and which keys count come from `[[repo]]`, not from the commits.
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[defaults]\nverify = {{ stable = \"1s\" }}\n\n[[repo]]\nname = \"stacks\"\nurl = \"{url}\"\nbranch = \"main\"\n\
+             webhook_secret = {{ env = \"BERTH_WEBHOOK_SECRET\" }}\n\
+             verify_commits = {{ format = \"ssh\", allowed_signers = \"{}\" }}\n\
+             forge = {{ provider = \"gitea\", url = \"{}\" }}\n",
+            signers.display(),
+            forge.base
+        ),
+    );
+    repo.stack(&s, &colored("red"));
+    let first = commit_ssh(&repo, "signed", &ops);
+    repo.git(&["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let server = Server::start(&repo);
+    server.settle();
+    assert!(forge.posted("berth/signature").is_empty(), "a signed commit got a signature status");
+
+    repo.stack(&s, &colored("green"));
+    let bad = repo.commit("unsigned");
+    repo.git(&["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let (code, body) = server.push(&first, &bad, "?repo=stacks&wait=true");
+    assert_eq!((code, body["code"].as_str()), (422, Some("unsigned_commit")), "{body}");
+    let posted = wait_for("the signature status", Duration::from_secs(30), || {
+        let p: Vec<(String, Value)> =
+            forge.posts().into_iter().filter(|(_, v)| v["context"] == "berth/signature").collect();
+        (!p.is_empty()).then_some(p)
+    });
+    assert_eq!(posted[0].0, format!("/api/v1/repos/me/stacks/statuses/{bad}"), "{posted:?}");
+    assert_eq!(
+        (posted[0].1["state"].as_str(), posted[0].1["description"].as_str()),
+        (Some("failure"), Some("not deployed: the commit is unsigned")),
+        "{posted:?}"
+    );
+}
