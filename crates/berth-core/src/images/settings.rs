@@ -21,6 +21,9 @@ pub struct UpdatesToml {
     pub branch_prefix: Option<String>,
     /// `berth serve` checks the registries this often (`6h`; default: only when a registry notifies).
     pub poll: Option<String>,
+    /// Per registry host, another interval (`{ "docker.io" = "24h" }`, e.g. for a rate-limited one).
+    #[serde(default)]
+    pub registry_poll: std::collections::BTreeMap<String, String>,
 }
 
 /// `[updates]`, resolved.
@@ -31,11 +34,19 @@ pub struct Updates {
     pub forge: Option<ForgeToml>,
     pub branch_prefix: String,
     pub poll: Option<std::time::Duration>,
+    pub registry_poll: std::collections::BTreeMap<String, std::time::Duration>,
 }
 
 impl Default for Updates {
     fn default() -> Updates {
-        Updates { author: None, signing_key: None, forge: None, branch_prefix: "berth/updates/".into(), poll: None }
+        Updates {
+            author: None,
+            signing_key: None,
+            forge: None,
+            branch_prefix: "berth/updates/".into(),
+            poll: None,
+            registry_poll: Default::default(),
+        }
     }
 }
 
@@ -79,18 +90,43 @@ pub fn resolve(at: Option<Location>, t: Option<&UpdatesToml>, errors: &mut Vec<C
     if branch_prefix.is_empty() || branch_prefix.contains("..") || branch_prefix.contains(' ') {
         errors.push(err(format!("[updates] branch_prefix `{branch_prefix}` is no usable branch name prefix")));
     }
-    let poll = t.poll.as_deref().and_then(|p| match crate::duration::parse(p) {
+    let mut interval = |what: &str, p: &str| match crate::duration::parse(p) {
         Ok(d) if d >= std::time::Duration::from_secs(60) => Some(d),
         Ok(_) => {
-            errors.push(err(format!("[updates] poll `{p}` is shorter than a minute")).help("poll = \"6h\""));
+            errors.push(err(format!("[updates] {what} `{p}` is shorter than a minute")).help("poll = \"6h\""));
             None
         }
         Err(e) => {
-            errors.push(err(format!("[updates] poll: {e}")));
+            errors.push(err(format!("[updates] {what}: {e}")));
             None
         }
-    });
-    Updates { author, signing_key: t.signing_key.clone(), forge: t.forge.clone(), branch_prefix, poll }
+    };
+    let poll = t.poll.as_deref().and_then(|p| interval("poll", p));
+    let registry_poll = t
+        .registry_poll
+        .iter()
+        .filter_map(|(host, p)| Some((host.clone(), interval(&format!("registry_poll `{host}`"), p)?)))
+        .collect();
+    Updates { author, signing_key: t.signing_key.clone(), forge: t.forge.clone(), branch_prefix, poll, registry_poll }
+}
+
+/// Which registries a poll asks now. `last`: when each was last asked (the key `""` stands for
+/// every registry without its own interval); `elapsed` gives the time since. `None`: none is due;
+/// `Some(list)`: those hosts, where `*` means every registry without its own interval.
+pub fn due(updates: &Updates, elapsed: &dyn Fn(&str) -> Option<std::time::Duration>) -> Option<Vec<String>> {
+    let is_due = |key: &str, every: std::time::Duration| elapsed(key).is_none_or(|e| e >= every);
+    let mut hosts: Vec<String> =
+        updates.registry_poll.iter().filter(|(h, every)| is_due(h, **every)).map(|(h, _)| h.clone()).collect();
+    if updates.poll.is_some_and(|every| is_due("", every)) {
+        hosts.push("*".into());
+    }
+    (!hosts.is_empty()).then_some(hosts)
+}
+
+/// Whether a poll of `hosts` (from [`due`]) asks `registry`.
+pub fn asks(updates: &Updates, hosts: &[String], registry: &str) -> bool {
+    hosts.iter().any(|h| h == registry)
+        || (hosts.iter().any(|h| h == "*") && !updates.registry_poll.contains_key(registry))
 }
 
 #[cfg(test)]
@@ -115,5 +151,23 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(u.branch_prefix, "berth/updates/");
+    }
+
+    #[test]
+    fn registries_are_due_on_their_own_intervals() {
+        use std::time::Duration;
+        let h = Duration::from_secs(3600);
+        let u =
+            Updates { poll: Some(h), registry_poll: [("docker.io".to_string(), 24 * h)].into(), ..Default::default() };
+        // Never asked: all due.
+        assert_eq!(due(&u, &|_| None), Some(vec!["docker.io".to_string(), "*".to_string()]));
+        // Two hours on: the default is due, Docker Hub is not.
+        let hosts = due(&u, &|_| Some(2 * h)).unwrap();
+        assert_eq!(hosts, vec!["*".to_string()]);
+        assert!(asks(&u, &hosts, "ghcr.io") && !asks(&u, &hosts, "docker.io"));
+        // Half an hour on: nothing.
+        assert_eq!(due(&u, &|_| Some(h / 2)), None);
+        // No intervals at all: only notifications start a check.
+        assert_eq!(due(&Updates::default(), &|_| None), None);
     }
 }

@@ -20,7 +20,8 @@ pub enum Wake {
 
 pub async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<Wake>) {
     let ctl = Controller { shared: shared.clone() };
-    let mut last: HashMap<usize, Instant> = HashMap::new();
+    // When each repository last asked each registry ("" for those on the default interval).
+    let mut last: HashMap<(usize, String), Instant> = HashMap::new();
     loop {
         let woken = tokio::select! {
             w = wake.recv() => match w {
@@ -32,20 +33,28 @@ pub async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<Wake>) {
         for (i, repo) in shared.repos.iter().enumerate() {
             let Some((commit, project)) = repo.current.read().ok().and_then(|c| c.clone()) else { continue };
             let ruled = !project.images.is_empty() || project.stacks.iter().any(|s| !s.images.is_empty());
-            let due = match (&woken, project.updates.poll) {
-                (Some(_), _) => true,
-                (None, Some(every)) => last.get(&i).is_none_or(|t| t.elapsed() >= every),
-                (None, None) => false,
+            let hosts = match &woken {
+                // A notification: every registry now.
+                Some(_) => Some(vec!["*".to_string()]),
+                None => berth_core::images::settings::due(&project.updates, &|key| {
+                    last.get(&(i, key.to_string())).map(Instant::elapsed)
+                }),
             };
-            if !ruled || !due {
-                continue;
+            let Some(hosts) = hosts.filter(|_| ruled) else { continue };
+            for h in &hosts {
+                last.insert((i, if h == "*" { String::new() } else { h.clone() }), Instant::now());
             }
-            last.insert(i, Instant::now());
+            let asks_all = woken.is_some();
             if let Some(Wake::Pushed(what)) = &woken {
                 tracing::info!(repo = %repo.spec.name, pushed = ?what, "a registry reported new tags; checking image updates");
             }
             let r = repo.clone();
-            let done = tokio::task::spawn_blocking(move || check_and_write(&r, &commit)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                let asks =
+                    |registry: &str| asks_all || berth_core::images::settings::asks(&project.updates, &hosts, registry);
+                check_and_write(&r, &commit, &asks)
+            })
+            .await;
             match done {
                 Ok(Ok(true)) => {
                     let want = Want::Reconcile { only: None };
@@ -61,11 +70,11 @@ pub async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<Wake>) {
     }
 }
 
-/// Check `commit`'s images and write the updates back; true when a commit was pushed to the
-/// tracked branch.
-fn check_and_write(repo: &RepoHandle, commit: &str) -> Result<bool, crate::error::Error> {
+/// Check `commit`'s images whose registry `asks` says, and write the updates back; true when a
+/// commit was pushed to the tracked branch.
+fn check_and_write(repo: &RepoHandle, commit: &str, asks: &dyn Fn(&str) -> bool) -> Result<bool, crate::error::Error> {
     let snap = repo.ws.snapshot(commit)?;
-    let checked = updates::check(&repo.ws, &snap, &[], true)?;
+    let checked = updates::check_registries(&repo.ws, &snap, &[], true, asks)?;
     for r in checked.rows.iter().filter(|r| r.rule.is_some()) {
         match (&r.error, &r.update) {
             (Some(e), _) => {

@@ -60,6 +60,17 @@ pub struct Checked {
 /// Check every image of the stacks in `only` (empty: all) of `snap`. `writing`: the updates will
 /// be written back, so each one to be committed also gets its release-notes link (two requests).
 pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String], writing: bool) -> Result<Checked> {
+    check_registries(ws, snap, only, writing, &|_| true)
+}
+
+/// [`check`] of the images whose registry `asks` says to ask now (the others are left out).
+pub fn check_registries(
+    ws: &Workspace,
+    snap: &Snapshot,
+    only: &[String],
+    writing: bool,
+    asks: &dyn Fn(&str) -> bool,
+) -> Result<Checked> {
     let project = &snap.project;
     for name in only {
         if project.stack(name).is_none() {
@@ -78,9 +89,11 @@ pub fn check(ws: &Workspace, snap: &Snapshot, only: &[String], writing: bool) ->
             Client::new(auths, Some(cache.clone()))
         });
         for si in source::images(stack, &snap.sources) {
-            let policy = ImageRef::parse(&si.image)
-                .ok()
-                .and_then(|r| policy_for(&stack.images, &project.images, &si.service, &r.name));
+            let parsed = ImageRef::parse(&si.image).ok();
+            if parsed.as_ref().is_some_and(|r| !asks(&r.registry)) {
+                continue;
+            }
+            let policy = parsed.and_then(|r| policy_for(&stack.images, &project.images, &si.service, &r.name));
             let history = match policy {
                 Some(_) => memory.history(&stack.name, &si.service),
                 None => Vec::new(),
