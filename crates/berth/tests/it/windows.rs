@@ -1,5 +1,6 @@
 //! Deploy windows and freezes end to end: `berth serve` holds a push until its window opens,
-//! the CLI refuses a closed window or a freeze unless forced, freezes through the API.
+//! the CLI refuses a closed window or a freeze unless forced (deploy and promote), freezes through
+//! the API.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -248,4 +249,53 @@ fn an_admin_forces_an_api_deploy_through_a_freeze_with_a_recorded_reason() {
         "{}",
         logs.stdout
     );
+}
+
+#[test]
+fn a_frozen_environment_refuses_a_promotion_until_forced_with_a_recorded_reason() {
+    docker();
+    let app = unique("prm");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write("berth.toml", &format!("[[environment]]\nname = \"prod\"\nstacks = [\"{app}\"]\nauto = false\n"));
+    let first = repo.commit("one stack in prod");
+    repo.git(&["tag", "-a", "-m", "release", "v1.0.0", &first]);
+    repo.berth_with(&["freeze", "--env", "prod", "--until", "2h", "--reason", "audit"], &[("BERTH_ACTOR", "ana")]).ok();
+
+    let r = repo.berth(&["promote", "--to", "prod", "--tag", "v1.0.0"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("not deployed: environment `prod` is frozen until") && r.stdout.contains("by ana: audit"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
+    assert!(r.stdout.contains("no release made"), "{}", r.stdout);
+    assert!(containers(&app).is_empty(), "deployed while frozen");
+    let releases = repo.json(&["history", "--env", "prod", "--json"]);
+    assert!(releases.as_array().is_none_or(|a| a.is_empty()), "a refused promotion made a release: {releases}");
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("blocked"), Some("promote")), "{h}");
+
+    let r = repo.berth(&["promote", "--to", "prod", "--tag", "v1.0.0", "--force"]);
+    assert_eq!(r.code, 2, "--force needs --reason: {r:?}");
+    let r = repo
+        .berth_with(
+            &["promote", "--to", "prod", "--tag", "v1.0.0", "--force", "--reason", "x"],
+            &[("BERTH_ACTOR", "bo")],
+        )
+        .ok();
+    assert!(r.stdout.contains("deploying anyway (--force: x)"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("succeeded"), Some("promote")), "{h}");
+    let logs = repo.berth(&["logs", &h[0]["id"].to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: x (environment `prod` is frozen"),
+        "{}",
+        logs.stdout
+    );
+    let releases = repo.json(&["history", "--env", "prod", "--json"]);
+    assert_eq!(releases[0]["release"]["tag"], "v1.0.0", "{releases}");
 }
