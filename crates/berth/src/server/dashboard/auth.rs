@@ -263,6 +263,16 @@ impl Ctx {
         }
     }
 
+    /// May the writer freeze and unfreeze (an admin key; `basic`/`forward` users in `admins`)?
+    pub fn may_admin(&self) -> bool {
+        let Some(w) = &self.writer else { return false };
+        match self.dash.settings().write {
+            Access::Key => w.caller.as_ref().is_some_and(|c| c.scope == crate::keys::Scope::Admin),
+            Access::Basic | Access::Forward => self.dash.settings().admins.contains(&w.name),
+            Access::Public | Access::None => false,
+        }
+    }
+
     /// The writer's CSRF token, to put into forms.
     pub fn csrf(&self) -> String {
         self.writer.as_ref().map(|w| w.csrf.clone()).unwrap_or_default()

@@ -10,7 +10,7 @@ use berth_core::record::{DeployRecord, DeployStatus};
 use serde::Deserialize;
 
 use super::glance::{self, Banner, Glance, Stamp, stamp};
-use super::{Ctx, Page, blocking, containers, html, message, verify};
+use super::{Ctx, Page, blocking, containers, freezes, html, message, verify};
 use crate::controller::Shared;
 
 /// A status badge: a CSS class / filter key and its label.
@@ -102,6 +102,10 @@ struct Overview {
     badges: Vec<Badge>,
     server: String,
     status: String,
+    freezes: freezes::Section,
+    /// An admin: show the freeze form and the unfreeze buttons.
+    can_freeze: bool,
+    csrf: String,
 }
 
 fn stack_rows(shared: &Shared) -> Result<Vec<Row>, String> {
@@ -148,9 +152,10 @@ pub async fn overview(ctx: Ctx, Query(f): Query<Filter>) -> Response {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();
-    let (rows, banners) = match blocking(move || (stack_rows(&shared), glance::banners(&shared, None))).await {
-        Ok((Ok(rows), banners)) => (rows, banners),
-        Ok((Err(e), _)) => return message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e),
+    let data = blocking(move || (stack_rows(&shared), glance::banners(&shared, None), freezes::section(&shared)));
+    let (rows, banners, freezes) = match data.await {
+        Ok((Ok(rows), banners, freezes)) => (rows, banners, freezes),
+        Ok((Err(e), _, _)) => return message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e),
         Err(r) => return r,
     };
     let total = rows.len();
@@ -167,10 +172,20 @@ pub async fn overview(ctx: Ctx, Query(f): Query<Filter>) -> Response {
         })
         .collect();
     let page = ctx.page("Stacks");
-    html(
-        StatusCode::OK,
-        &Overview { page, banners, rows, total, servers, badges: BADGES.to_vec(), server: f.server, status: f.status },
-    )
+    let overview = Overview {
+        page,
+        banners,
+        rows,
+        total,
+        servers,
+        badges: BADGES.to_vec(),
+        server: f.server,
+        status: f.status,
+        freezes,
+        can_freeze: ctx.may_admin(),
+        csrf: ctx.csrf(),
+    };
+    html(StatusCode::OK, &overview)
 }
 
 pub async fn to_overview(ctx: Ctx) -> Response {

@@ -1,0 +1,96 @@
+//! Freezes from the dashboard: an admin freezes an environment with the overview's form (session
+//! and CSRF token), the CLI's deploy is refused naming it, the admin lifts it and the deploy goes
+//! through; other users see the freeze but may not make or lift one.
+
+use crate::common::server::Server;
+use crate::common::web::{client, csrf, get, login, post};
+use crate::common::*;
+
+fn new_key(repo: &Repo, name: &str, scope: &str) -> (String, String) {
+    let out = repo.berth(&["keys", "create", "--name", name, "--scope", scope]).ok();
+    let field = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap();
+    (field("key:"), field("secret:"))
+}
+
+#[test]
+fn an_admin_freezes_and_lifts_from_the_dashboard_and_the_cli_obeys() {
+    docker();
+    let app = unique("dfz");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write("berth.toml", &format!("[[environment]]\nname = \"prod\"\nstacks = [\"{app}\"]\n"));
+    repo.commit("one stack in prod");
+    let server = Server::start(&repo);
+    server.settle();
+    let web = client(None);
+    let overview = server.url("/");
+    let (freeze_url, lift_url) = (server.url("/freezes"), server.url("/freezes/lift"));
+    let freezes = || server.get("/api/v1/freezes").unwrap()["freezes"].as_array().cloned().unwrap();
+
+    // A deploy key may deploy from the dashboard but not freeze: no form, and its post is refused.
+    let (dk, ds) = new_key(&repo, "deployer", "deploy");
+    let deployer = login(&web, &server.base, &dk, &ds);
+    let (code, html, _) = get(&web, &overview, &[("Cookie", deployer.as_str())]);
+    assert_eq!(code, 200);
+    assert!(!html.contains("id=\"freeze-form\""), "a deploy key sees the freeze form");
+    let form = format!("csrf={}&scope=all&until=2h&reason=mine", csrf(&html));
+    assert_eq!(post(&web, &freeze_url, &[("Cookie", deployer.as_str())], &form).0, 403);
+    assert!(freezes().is_empty(), "a deploy key froze");
+
+    // The admin's form: refused without its token, recorded with it.
+    let admin = login(&web, &server.base, &server.key, &server.secret);
+    let (code, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
+    assert_eq!(code, 200);
+    assert!(html.contains("id=\"freeze-form\"") && html.contains("No freeze is in force."), "{html}");
+    let token = csrf(&html);
+    let form = "scope=environment&environment=prod&until=2h&reason=release+week";
+    assert_eq!(post(&web, &freeze_url, &[("Cookie", admin.as_str())], form).0, 403, "no token");
+    let bad = format!("csrf={token}&scope=environment&environment=qa&until=2h&reason=x");
+    assert_eq!(post(&web, &freeze_url, &[("Cookie", admin.as_str())], &bad).0, 404, "unknown environment");
+    let bad = format!("csrf={token}&scope=all&until=yesterday&reason=x");
+    assert_eq!(post(&web, &freeze_url, &[("Cookie", admin.as_str())], &bad).0, 400, "not a time");
+    assert!(freezes().is_empty(), "a refused form froze");
+    let (code, location) = post(&web, &freeze_url, &[("Cookie", admin.as_str())], &format!("csrf={token}&{form}"));
+    assert_eq!(code, 303);
+    assert!(location.ends_with("/#freezes"), "{location}");
+    let list = freezes();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!((list[0]["scope"].as_str(), list[0]["name"].as_str()), (Some("environment"), Some("prod")));
+    assert_eq!((list[0]["by"].as_str(), list[0]["reason"].as_str()), (Some("admin"), Some("release week")));
+    let status = repo.berth(&["status"]).ok();
+    assert!(status.stdout.contains("by admin: release week"), "{}", status.stdout);
+
+    // Everyone who reads sees it; only the admin has the unfreeze button.
+    let (_, html, _) = get(&web, &overview, &[("Cookie", deployer.as_str())]);
+    assert!(html.contains("data-freeze=\"environment:prod\"") && html.contains("release week"), "{html}");
+    assert!(!html.contains("/freezes/lift"), "a deploy key sees the unfreeze button");
+    let lift = format!("csrf={}&scope=environment&name=prod", csrf(&html));
+    assert_eq!(post(&web, &lift_url, &[("Cookie", deployer.as_str())], &lift).0, 403);
+    let (_, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
+    assert!(html.contains("Unfreeze environment `prod`"), "{html}");
+
+    // The CLI refuses to deploy the frozen stack, naming the freeze.
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    let r = repo.berth(&["deploy", &app]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("environment `prod` is frozen until") && r.stdout.contains("by admin: release week"),
+        "{}",
+        r.stdout
+    );
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+
+    // Lifted from the dashboard, the deploy goes through.
+    let (code, location) =
+        post(&web, &lift_url, &[("Cookie", admin.as_str())], &format!("csrf={token}&scope=environment&name=prod"));
+    assert_eq!(code, 303);
+    assert!(location.ends_with("/#freezes"), "{location}");
+    assert!(freezes().is_empty(), "still frozen");
+    let r = repo.berth(&["deploy", &app]).ok();
+    assert!(!r.stdout.contains("frozen"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+    let (_, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
+    assert!(html.contains("No freeze is in force.") && !html.contains("data-freeze="), "{html}");
+}
