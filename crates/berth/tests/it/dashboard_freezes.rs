@@ -2,6 +2,9 @@
 //! and CSRF token), the CLI's deploy is refused naming it, the admin lifts it and the deploy goes
 //! through; other users see the freeze but may not make or lift one.
 
+use std::time::Duration;
+
+use crate::common::browser::Browser;
 use crate::common::server::Server;
 use crate::common::web::{client, csrf, get, login, post};
 use crate::common::*;
@@ -69,6 +72,8 @@ fn an_admin_freezes_and_lifts_from_the_dashboard_and_the_cli_obeys() {
     assert_eq!(post(&web, &lift_url, &[("Cookie", deployer.as_str())], &lift).0, 403);
     let (_, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
     assert!(html.contains("Unfreeze environment `prod`"), "{html}");
+    let ahead = ["(in 1h59m)", "(in 2h00m)"].iter().any(|a| html.contains(&format!("<span class=\"ago\">{a}</span>")));
+    assert!(ahead, "the end is ahead, not ago: {html}");
 
     // The CLI refuses to deploy the frozen stack, naming the freeze.
     repo.stack(&app, &colored("green"));
@@ -93,4 +98,61 @@ fn an_admin_freezes_and_lifts_from_the_dashboard_and_the_cli_obeys() {
     assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
     let (_, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
     assert!(html.contains("No freeze is in force.") && !html.contains("data-freeze="), "{html}");
+}
+
+#[test]
+fn the_freeze_form_works_in_a_real_browser_without_script_help() {
+    docker();
+    let (one, two) = (unique("fza"), unique("fzb"));
+    let _c = Cleanup(vec![one.clone(), two.clone()]);
+    let repo = Repo::new();
+    repo.stack(&one, &colored("red"));
+    repo.stack(&two, &colored("red"));
+    repo.commit("two stacks");
+    let server = Server::start(&repo);
+    server.settle();
+    let base = server.base.clone();
+    let freezes = || server.get("/api/v1/freezes").unwrap()["freezes"].as_array().cloned().unwrap();
+
+    let mut b = Browser::start();
+    b.open(&format!("{base}/"));
+    b.eval(&format!(
+        "document.querySelector('[name=key]').value = '{}'; document.querySelector('[name=secret]').value = '{}'; \
+         document.querySelector('form.login').submit(); true",
+        server.key, server.secret
+    ));
+    b.loaded(|h| h == format!("{base}/"));
+    // Narrow screens: nothing scrolls sideways and every field of the form is labelled.
+    b.viewport(360, 740, true);
+    b.open(&format!("{base}/"));
+    let wide = b.eval("document.documentElement.scrollWidth");
+    assert!(wide.as_u64().unwrap() <= 360, "the overview scrolls sideways at 360 px: {wide}");
+    let unlabelled = b.eval(
+        "Array.from(document.querySelectorAll('#freeze-form input:not([type=hidden]), #freeze-form select'))\
+         .filter(e => !e.closest('label') && !e.getAttribute('aria-label')).length",
+    );
+    assert_eq!(unlabelled, 0);
+
+    // Freeze only the second stack: its checkbox, until, reason, the button.
+    b.eval(&format!(
+        "const f = document.getElementById('freeze-form'); \
+         f.querySelector('[name=scope][value=stacks]').checked = true; \
+         f.querySelector('[name=stack][value=\"{two}\"]').checked = true; \
+         f.querySelector('[name=until]').value = '3h'; f.querySelector('[name=reason]').value = 'disk swap'; \
+         document.getElementById('freeze').click(); true"
+    ));
+    b.loaded(|h| h.ends_with("/#freezes"));
+    let list = freezes();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!((list[0]["scope"].as_str(), list[0]["name"].as_str()), (Some("stack"), Some(two.as_str())));
+    assert_eq!(list[0]["reason"], "disk swap");
+    let row = format!("tr[data-freeze=\"stack:{two}\"]");
+    assert_eq!(b.eval(&format!("!!document.querySelector('{row}')")), true);
+    assert!(b.eval("document.querySelector('.banners').textContent").as_str().unwrap().contains("disk swap"));
+
+    // Its Unfreeze button lifts it.
+    b.eval(&format!("document.querySelector('{row} button').click(); true"));
+    wait_for("the freeze to be lifted", Duration::from_secs(30), || freezes().is_empty().then_some(()));
+    b.open(&format!("{base}/"));
+    assert_eq!(b.eval(&format!("!!document.querySelector('{row}')")), false);
 }

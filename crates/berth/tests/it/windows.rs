@@ -299,3 +299,41 @@ fn a_frozen_environment_refuses_a_promotion_until_forced_with_a_recorded_reason(
     let releases = repo.json(&["history", "--env", "prod", "--json"]);
     assert_eq!(releases[0]["release"]["tag"], "v1.0.0", "{releases}");
 }
+
+#[test]
+fn a_rollback_held_by_a_window_without_self_heal_is_forced_with_a_recorded_reason() {
+    docker();
+    let app = unique("rbw");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write(
+        "berth.toml",
+        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
+    );
+    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    let (open, closed) = ([("BERTH_NOW", "2026-01-05T12:00:00Z")], [("BERTH_NOW", "2026-01-05T10:30:00Z")]);
+    repo.berth_with(&["deploy", &app], &open).ok();
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    repo.berth_with(&["deploy", &app], &open).ok();
+
+    let r = repo.berth_with(&["rollback", &app], &closed);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("not deployed: deny window maint is open; next opening"), "{}", r.stdout);
+    assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+
+    let forced = [closed[0], ("BERTH_ACTOR", "bo")];
+    let r = repo.berth_with(&["rollback", &app, "--force", "--reason", "bad release"], &forced).ok();
+    assert!(r.stdout.contains("deploying anyway (--force: bad release)"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("succeeded"), Some("rollback")), "{h}");
+    let logs = repo.berth(&["logs", &h[0]["id"].to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: bad release (deny window maint is open"),
+        "{}",
+        logs.stdout
+    );
+}

@@ -24,13 +24,17 @@ pub struct Row {
     pub reason: String,
 }
 
-fn row(f: &Freeze) -> Row {
+fn row(f: &Freeze, now: i64) -> Row {
     let (kind, name) = match &f.scope {
         Scope::All => ("all", String::new()),
         Scope::Environment(e) => ("environment", e.clone()),
         Scope::Stack(s) => ("stack", s.clone()),
     };
-    Row { kind, name, label: f.scope.to_string(), until: stamp(f.until), by: f.by.clone(), reason: f.reason.clone() }
+    let mut until = stamp(f.until);
+    // An end lies ahead: say how far, not "ago".
+    let left = std::time::Duration::from_secs((f.until - now).max(0).unsigned_abs());
+    until.ago = format!("in {}", berth_core::duration::human(left));
+    Row { kind, name, label: f.scope.to_string(), until, by: f.by.clone(), reason: f.reason.clone() }
 }
 
 /// What the overview shows of freezes: those in force and the names the freeze form offers.
@@ -48,7 +52,8 @@ fn project(shared: &Shared) -> Option<berth_core::Project> {
 
 /// Freezes in force and the environments and stacks of the current configuration.
 pub fn section(shared: &Shared) -> Section {
-    let rows = shared.state(|s| s.freezes(windows::now())).unwrap_or_default().iter().map(row).collect();
+    let now = windows::now();
+    let rows = shared.state(|s| s.freezes(now)).unwrap_or_default().iter().map(|f| row(f, now)).collect();
     let Some(p) = project(shared) else { return Section { rows, ..Section::default() } };
     let mut stacks: Vec<String> = p.stacks.iter().map(|s| s.name.clone()).collect();
     stacks.sort();
