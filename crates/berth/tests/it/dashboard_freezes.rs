@@ -1,6 +1,7 @@
 //! Freezes from the dashboard: an admin freezes an environment with the overview's form (session
-//! and CSRF token), the CLI's deploy is refused naming it, the admin lifts it and the deploy goes
-//! through; other users see the freeze but may not make or lift one.
+//! and CSRF token), the CLI's deploy is refused naming it, the admin deploys anyway from the
+//! stack's page (recorded), lifts it and the CLI's deploy goes through; other users see the
+//! freeze but may neither make, lift nor override one.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ fn new_key(repo: &Repo, name: &str, scope: &str) -> (String, String) {
 }
 
 #[test]
-fn an_admin_freezes_and_lifts_from_the_dashboard_and_the_cli_obeys() {
+fn an_admin_freezes_overrides_and_lifts_from_the_dashboard_and_the_cli_obeys() {
     docker();
     let app = unique("dfz");
     let _c = Cleanup(vec![app.clone()]);
@@ -87,15 +88,46 @@ fn an_admin_freezes_and_lifts_from_the_dashboard_and_the_cli_obeys() {
     );
     assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
 
-    // Lifted from the dashboard, the deploy goes through.
+    // The stack's page says what holds it; only an admin may deploy anyway, with a reason.
+    let (stack_url, deploy_url) = (server.url(&format!("/stacks/{app}")), server.url(&format!("/stacks/{app}/deploy")));
+    let (_, page, _) = get(&web, &stack_url, &[("Cookie", deployer.as_str())]);
+    assert!(page.contains("<dt>Held</dt>") && page.contains("environment `prod` is frozen until"), "{page}");
+    assert!(page.contains("id=\"deploy-now\"") && !page.contains("deploy-anyway"), "{page}");
+    let forced = format!("csrf={}&force=1&reason=hotfix", csrf(&page));
+    assert_eq!(post(&web, &deploy_url, &[("Cookie", deployer.as_str())], &forced).0, 403);
+    let (_, page, _) = get(&web, &stack_url, &[("Cookie", admin.as_str())]);
+    assert!(page.contains("id=\"deploy-anyway\""), "{page}");
+    let cookie = [("Cookie", admin.as_str())];
+    assert_eq!(post(&web, &deploy_url, &cookie, &format!("csrf={token}&force=1&reason=+")).0, 400, "no reason");
+    let (code, location) = post(&web, &deploy_url, &cookie, &format!("csrf={token}&force=1&reason=hotfix"));
+    assert_eq!(code, 303);
+    let id = location.rsplit('/').next().unwrap().to_string();
+    let done = wait_for("the forced deploy", Duration::from_secs(120), || {
+        let d = server.get(&format!("/api/v1/deploys/{id}")).ok()?;
+        (d["status"] != "queued" && d["status"] != "running").then_some(d)
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+    let logs = repo.berth(&["logs", &id]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by admin: hotfix (environment `prod` is frozen"),
+        "{}",
+        logs.stdout
+    );
+
+    // Lifted from the dashboard, the CLI's deploy goes through.
     let (code, location) =
         post(&web, &lift_url, &[("Cookie", admin.as_str())], &format!("csrf={token}&scope=environment&name=prod"));
     assert_eq!(code, 303);
     assert!(location.ends_with("/#freezes"), "{location}");
     assert!(freezes().is_empty(), "still frozen");
+    repo.stack(&app, &colored("blue"));
+    repo.commit("blue");
     let r = repo.berth(&["deploy", &app]).ok();
     assert!(!r.stdout.contains("frozen"), "{}", r.stdout);
-    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=blue"));
+    let (_, page, _) = get(&web, &stack_url, &[("Cookie", admin.as_str())]);
+    assert!(!page.contains("<dt>Held</dt>") && !page.contains("deploy-anyway"), "{page}");
     let (_, html, _) = get(&web, &overview, &[("Cookie", admin.as_str())]);
     assert!(html.contains("No freeze is in force.") && !html.contains("data-freeze="), "{html}");
 }

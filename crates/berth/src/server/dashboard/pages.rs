@@ -240,6 +240,10 @@ struct StackPage {
     engine_error: String,
     can_write: bool,
     can_roll_back: bool,
+    /// What holds the stack's deploys now (a closed window, a freeze), if anything.
+    held: String,
+    /// An admin may deploy it through what holds it.
+    can_force: bool,
     csrf: String,
 }
 
@@ -260,6 +264,19 @@ pub fn stack_changes(changes: &[berth_core::changes::Change], path: &str) -> (Ve
         .collect();
     let more = mine.len().saturating_sub(MAX_CHANGES);
     (mine.into_iter().take(MAX_CHANGES).collect(), more)
+}
+
+/// What holds a deploy of `stack` started now from the dashboard, in words ("" when nothing does).
+fn held(shared: &Shared, repo: &crate::controller::RepoHandle, stack: &str) -> String {
+    let Some((_, project)) = repo.current.read().ok().and_then(|c| c.clone()) else { return String::new() };
+    let now = crate::windows::now();
+    let freezes = shared.state(|s| s.freezes(now)).unwrap_or_default();
+    if project.windows.is_empty() && freezes.is_empty() {
+        return String::new();
+    }
+    let Ok(zones) = crate::windows::zones(&project) else { return String::new() };
+    let v = crate::windows::verdict(&project, &zones, &freezes, stack, "dashboard", now);
+    if v.is_open() { String::new() } else { crate::windows::explain(&v) }
 }
 
 pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
@@ -297,11 +314,12 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
             &distance,
         );
         let banners = glance::banners(&shared, Some(&n));
+        let held = held(&shared, &repo, &n);
         let paused = shared.state(|s| s.paused()).unwrap_or_default().iter().any(|p| p.0 == n);
-        (history, current, previous, verify, changes, tags, g, banners, paused)
+        (history, current, previous, verify, changes, tags, g, banners, paused, held)
     })
     .await;
-    let (history, current, previous, verify, changes, tags, glance, banners, paused) = match data {
+    let (history, current, previous, verify, changes, tags, glance, banners, paused, held) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -336,6 +354,8 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         engine_error,
         can_write,
         can_roll_back: can_write && previous.is_some(),
+        can_force: can_write && !held.is_empty() && ctx.may_admin(),
+        held,
         csrf: ctx.csrf(),
         name,
     };
