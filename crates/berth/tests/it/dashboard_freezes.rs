@@ -188,3 +188,54 @@ fn the_freeze_form_works_in_a_real_browser_without_script_help() {
     b.open(&format!("{base}/"));
     assert_eq!(b.eval(&format!("!!document.querySelector('{row}')")), false);
 }
+
+#[test]
+fn behind_forward_auth_only_the_listed_admins_freeze_and_unfreeze() {
+    let f = Fixture::bare(&["fwf"]);
+    let (s, repo) = (f.stack(), &f.repo);
+    repo.write(
+        "berth.toml",
+        &format!(
+            "[dashboard]\nread = \"public\"\nwrite = \"forward\"\nwriters = [\"alice\", \"bob\"]\nadmins = [\"alice\"]\n\
+             forward_auth = {{ header = \"X-Auth-User\", proxies = [\"127.0.0.2/32\"] }}\n\
+             [[stack]]\nname = \"{s}\"\nmanual = true\n"
+        ),
+    );
+    repo.stack(&s, &sleeper(&["app"]));
+    repo.commit("one manual stack");
+    let server = Server::start(repo);
+    let (direct, proxied) = (client(None), client(Some("127.0.0.2")));
+    let (overview, freeze_url, lift_url) = (server.url("/"), server.url("/freezes"), server.url("/freezes/lift"));
+    let freezes = || server.get("/api/v1/freezes").unwrap()["freezes"].as_array().cloned().unwrap();
+
+    // bob may deploy but is no admin; alice's header counts only through the proxy.
+    let (_, html, _) = get(&proxied, &overview, &[("X-Auth-User", "bob")]);
+    assert!(!html.contains("freeze-form"), "bob sees the freeze form");
+    // bob's own token, from the stack page's deploy button.
+    let (_, page, _) = get(&proxied, &server.url(&format!("/stacks/{s}")), &[("X-Auth-User", "bob")]);
+    let bob = csrf(&page);
+    let form = format!("csrf={bob}&scope=stacks&stack={s}&until=1h&reason=bob");
+    assert_eq!(post(&proxied, &freeze_url, &[("X-Auth-User", "bob")], &form).0, 403);
+    let (_, html, _) = get(&direct, &overview, &[("X-Auth-User", "alice")]);
+    assert!(!html.contains("freeze-form"), "the user header counted from an untrusted address");
+    assert!(freezes().is_empty());
+
+    let (_, html, _) = get(&proxied, &overview, &[("X-Auth-User", "alice")]);
+    assert!(html.contains("id=\"freeze-form\""), "{html}");
+    let token = csrf(&html);
+    let form = format!("csrf={token}&scope=stacks&stack={s}&until=1h&reason=disk+swap");
+    assert_eq!(post(&proxied, &freeze_url, &[("X-Auth-User", "alice")], &form).0, 303);
+    let list = freezes();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!((list[0]["scope"].as_str(), list[0]["name"].as_str()), (Some("stack"), Some(s.as_str())));
+    assert_eq!(list[0]["by"], "alice");
+
+    // A public reader sees it without buttons; bob may not lift it, alice may.
+    let (_, html, _) = get(&direct, &overview, &[]);
+    assert!(html.contains(&format!("data-freeze=\"stack:{s}\"")) && !html.contains("/freezes/lift"), "{html}");
+    let lift = format!("scope=stack&name={s}");
+    assert_eq!(post(&proxied, &lift_url, &[("X-Auth-User", "bob")], &format!("csrf={bob}&{lift}")).0, 403);
+    assert_eq!(freezes().len(), 1);
+    assert_eq!(post(&proxied, &lift_url, &[("X-Auth-User", "alice")], &format!("csrf={token}&{lift}")).0, 303);
+    assert!(freezes().is_empty());
+}
