@@ -337,3 +337,55 @@ fn a_rollback_held_by_a_window_without_self_heal_is_forced_with_a_recorded_reaso
         logs.stdout
     );
 }
+
+#[test]
+fn an_api_rollback_held_by_a_window_without_self_heal_is_forced_by_an_admin() {
+    docker();
+    let app = unique("rba");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write(
+        "berth.toml",
+        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
+    );
+    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    let open = [("BERTH_NOW", "2026-01-05T12:00:00Z")];
+    repo.berth_with(&["deploy", &app], &open).ok();
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    repo.berth_with(&["deploy", &app], &open).ok();
+    let server = Server::start_env(&repo, &[("BERTH_NOW", "2026-01-05T10:30:00Z")]);
+    server.settle();
+    let path = format!("/api/v1/stacks/{app}/rollback?wait=true&timeout=120");
+
+    // Held: answered at once with the rollback queued and why.
+    let (code, answer) = server.post(&path, &json!({}));
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "queued", "{answer}");
+    let held = wait_for("the rollback to be held", Duration::from_secs(30), || {
+        deploy_of(&server, &app).filter(|d| d["status"] == "queued" && d["reason"].as_str().is_some())
+    });
+    assert!(held["reason"].as_str().unwrap().contains("deny window maint is open"), "{held}");
+
+    // `force` needs an admin key and a reason.
+    let out = repo.berth(&["keys", "create", "--name", "ci", "--scope", "deploy"]).ok();
+    let field = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap();
+    let (k, s) = (field("key:"), field("secret:"));
+    let headers = [("X-Api-Key", k.as_str()), ("X-Api-Secret", s.as_str()), ("Content-Type", "application/json")];
+    let body = json!({ "force": { "reason": "bad release" } }).to_string().into_bytes();
+    assert_eq!(server.raw(&path, &headers, body).0, 403);
+    assert_eq!(server.post(&path, &json!({ "force": { "reason": "" } })).0, 400);
+
+    let (code, answer) = server.post(&path, &json!({ "force": { "reason": "bad release" } }));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "succeeded", "{answer}");
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let id = answer["deploys"][0]["id"].as_i64().unwrap();
+    let logs = repo.berth(&["logs", &id.to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by admin: bad release (deny window maint is open"),
+        "{}",
+        logs.stdout
+    );
+}
