@@ -257,6 +257,9 @@ pub struct RollbackBody {
     /// A revision (tag or commit) to put back instead.
     #[serde(rename = "ref")]
     pub rev: Option<String>,
+    /// Roll back through a closed window with `self_heal = false` (an `admin` key only), recording why.
+    #[serde(default)]
+    pub force: Option<Force>,
 }
 
 /// Komodo's `Update` (the answer of `DeployStack`, and of `GetUpdate`), the fields berth fills.

@@ -116,6 +116,8 @@ pub struct DashboardToml {
     pub write: Option<String>,
     /// Users of `basic`/`forward` write access allowed to deploy (default: every signed-in user).
     pub writers: Option<Vec<String>>,
+    /// Users of `basic`/`forward` write access allowed to freeze and unfreeze (default: nobody).
+    pub admins: Option<Vec<String>>,
     /// An htpasswd file's text (bcrypt entries, `htpasswd -B`) for `basic`.
     pub htpasswd: Option<SecretRef>,
     /// Identity from a reverse proxy that authenticates (Authelia, Authentik, oauth2-proxy).

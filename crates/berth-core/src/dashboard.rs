@@ -99,6 +99,8 @@ pub struct Dashboard {
     pub read: Access,
     pub write: Access,
     pub writers: Option<Vec<String>>,
+    /// `basic`/`forward` users who may also freeze and unfreeze (key sessions: admin keys).
+    pub admins: Vec<String>,
     pub htpasswd: Option<SecretRef>,
     pub forward_header: String,
     pub forward_proxies: Vec<Cidr>,
@@ -115,6 +117,7 @@ impl Default for Dashboard {
             read: Access::Key,
             write: Access::Key,
             writers: None,
+            admins: Vec::new(),
             htpasswd: None,
             forward_header: "Remote-User".into(),
             forward_proxies: Vec::new(),
@@ -167,6 +170,7 @@ pub fn resolve(t: Option<&DashboardToml>, errors: &mut Vec<ConfigError>) -> Dash
         }
     }
     d.writers = t.writers.clone();
+    d.admins = t.admins.clone().unwrap_or_default();
     d.htpasswd = t.htpasswd.clone();
     if let Some(s) = &d.htpasswd
         && s.file.is_some() == s.env.is_some()

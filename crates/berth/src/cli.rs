@@ -120,6 +120,13 @@ pub enum Command {
         /// The release to promote or deploy, e.g. v1.2.4.
         #[arg(long, required_unless_present = "from")]
         tag: Option<String>,
+        /// Promote even when a deploy window is closed or the environment is frozen (recorded
+        /// with --reason).
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why the window or freeze is overridden (needs --force); recorded on each deploy.
+        #[arg(long, requires = "force", value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// CI of a commit (default HEAD) on Woodpecker, Gitea/Forgejo or GitHub, from the repo's remote.
     Ci {
@@ -232,6 +239,12 @@ pub enum Command {
         /// Refuse stacks another deploy is running instead of waiting for it.
         #[arg(long)]
         no_wait: bool,
+        /// Roll back even when a window with `self_heal = false` is closed (recorded with --reason).
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why the window is overridden (needs --force); recorded on the deploy.
+        #[arg(long, requires = "force", value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Follow deploys until they settle: exit 0 succeeded, 1 failed, 3 rolled back.
     Watch {

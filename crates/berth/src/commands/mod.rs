@@ -74,10 +74,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::History { stack: Some(stack), limit, json, .. } => inspect::history(&ws()?, &stack, limit, json),
         Command::History { env: Some(env), json, .. } => inspect::releases(&ws()?, &env, json),
         Command::History { .. } => Err(Error::Usage("give a stack or --env".into())),
-        Command::Promote { from, to, tag } => run::promote(&ws()?, from.as_deref(), &to, tag.as_deref()),
+        Command::Promote { from, to, tag, force, reason } => {
+            run::promote(&ws()?, from.as_deref(), &to, tag.as_deref(), reason.filter(|_| force).as_deref())
+        }
         Command::Logs { id } => inspect::logs(&ws()?, id),
-        Command::Rollback { stack, to, r#ref, no_wait } => {
-            run::rollback(&ws()?, &stack, to, r#ref.as_deref(), !no_wait)
+        Command::Rollback { stack, to, r#ref, no_wait, force, reason } => {
+            run::rollback(&ws()?, &stack, to, r#ref.as_deref(), !no_wait, reason.filter(|_| force).as_deref())
         }
         Command::Watch { id, commit, stack, server, api_key, api_secret, timeout } => {
             let target = watch::Target { id, commit, stack };

@@ -202,7 +202,15 @@ fn run_plan(
 }
 
 /// `berth rollback`: deploy an earlier version (a deploy's commit and variables, or a revision).
-pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>, wait: bool) -> Result<i32> {
+/// Freezes let it through; `force` overrides a closed window with `self_heal = false`.
+pub fn rollback(
+    ws: &Workspace,
+    stack: &str,
+    to: Option<i64>,
+    rev: Option<&str>,
+    wait: bool,
+    force: Option<&str>,
+) -> Result<i32> {
     let state = ws.state()?;
     let (commit, overrides) = match (to, rev) {
         (Some(id), _) => {
@@ -232,13 +240,15 @@ pub fn rollback(ws: &Workspace, stack: &str, to: Option<i64>, rev: Option<&str>,
     // Secret values are stored redacted and cannot be replayed.
     let overrides = vars::replayable(&overrides);
     println!("rolling `{stack}` back to {}", short(&commit));
-    execute(ws, &commit, Some(stack), &overrides, "rollback", wait, None)
+    execute(ws, &commit, Some(stack), &overrides, "rollback", wait, force)
 }
 
 /// `berth promote`: deploy an environment at a release. With `--from`, the source
 /// environment's release (its newest, or `--tag`) is tagged with the next minor
 /// version and deployed; without, `--tag` itself (e.g. a hotfix) is deployed.
-pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) -> Result<i32> {
+/// A closed window or a freeze refuses the promotion before any tag is made, unless `force`
+/// gives a reason (recorded on each deploy, as `berth deploy --force` does).
+pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>, force: Option<&str>) -> Result<i32> {
     let head = ws.snapshot("HEAD")?;
     let known = |name: &str| head.project.environments.iter().any(|e| e.name == name);
     for env in std::iter::once(to).chain(from) {
@@ -258,6 +268,24 @@ pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) 
         }
         (None, None) => return Err(Error::Usage("give --from ENV or --tag TAG".into())),
     };
+    let snap = ws.snapshot(&commit)?;
+    let Some(env) = snap.project.environments.iter().find(|e| e.name == to) else {
+        return Err(Error::Usage(format!("environment `{to}` does not exist at {}", short(&commit))));
+    };
+    let stacks: Vec<String> =
+        snap.project.environment_stacks(env).iter().filter(|s| !s.manual).map(|s| s.name.clone()).collect();
+    if force.is_none() && !stacks.is_empty() {
+        // Refuse before tagging: a release nothing deployed would mislead the next promotion.
+        let (mut plan, vars) = ws.plan(&snap, &ws.history(&state)?, Some(&stacks), &BTreeMap::new())?;
+        let (_, held) = windows_gate(&state, &snap, &mut plan, &vars, "promote", None)?;
+        if !held.is_empty() {
+            println!(
+                "promotion to {to} refused: {} held by a deploy window or freeze; nothing deployed, no release made",
+                held.join(", ")
+            );
+            return Ok(exit::FAILED);
+        }
+    }
     let by = crate::release::actor();
     match from {
         Some(f) => {
@@ -285,17 +313,11 @@ pub fn promote(ws: &Workspace, from: Option<&str>, to: &str, tag: Option<&str>) 
             println!("deploying {source} to {to}");
         }
     }
-    let snap = ws.snapshot(&commit)?;
-    let Some(env) = snap.project.environments.iter().find(|e| e.name == to) else {
-        return Err(Error::Usage(format!("environment `{to}` does not exist at {}", short(&commit))));
-    };
-    let stacks: Vec<String> =
-        snap.project.environment_stacks(env).iter().filter(|s| !s.manual).map(|s| s.name.clone()).collect();
     if stacks.is_empty() {
         println!("environment `{to}` has no stacks at {}", short(&commit));
         return Ok(exit::OK);
     }
-    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false, true, None)
+    run_plan(ws, snap, Some(&stacks), &BTreeMap::new(), "promote", false, true, force)
 }
 
 /// `berth drift [--heal]`: report stacks whose containers no longer match their last

@@ -112,11 +112,20 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 let name = stack.clone();
                 let r = q.enqueue(repo, stack, server, commit, overrides, trigger, batch, remove, force);
                 // A forced request makes the pending deploy (its own, or the one it joined) forced.
+                let mut was_held = None;
                 if r.is_ok()
                     && through.is_some()
                     && let Some(p) = q.slots.get_mut(&name).and_then(|s| s.pending.as_mut())
                 {
+                    was_held = p.held.then_some(p.id);
+                    p.held = false;
                     p.through = through;
+                }
+                // Its "waiting" note goes before the answer: `?wait=true` waits for the outcome.
+                if let Some(id) = was_held {
+                    q.shared.state(|s| {
+                        let _ = s.note_queued(id, "forced through a closed window or freeze");
+                    });
                 }
                 let _ = reply.send(r);
             }

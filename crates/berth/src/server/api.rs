@@ -220,28 +220,29 @@ async fn deploy(
         }
     }
     crate::redact::register(req.vars.iter().filter(|(k, _)| berth_core::vars::is_secret_key(k)).map(|(_, v)| v));
-    let through = match req.force.map(|f| f.reason) {
-        None => None,
-        Some(r) if r.is_empty() => {
-            return Err(ApiError::bad_request(
-                "`force` needs a `reason`: why deploy through a closed window or freeze",
-            ));
-        }
-        Some(_) if caller.scope < Scope::Admin => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "deploying through closed windows and freezes (`force`) needs an admin key",
-            ));
-        }
-        Some(reason) => Some(Through { by: caller.name.clone(), reason }),
-    };
+    let through = through(&caller, req.force)?;
     let repo = app.deployable(&caller, &name)?;
     let target = req.rev.map(Target::Rev).unwrap_or(Target::Tip);
     let want = Want::Force { stacks: vec![name], overrides: req.vars, through };
     let trigger = format!("api:{}", caller.name);
     let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await
+}
+
+/// `force` of a deploy or rollback: who and why, from an admin key with a reason.
+fn through(caller: &crate::keys::Caller, force: Option<berth_core::api::Force>) -> Result<Option<Through>, ApiError> {
+    match force.map(|f| f.reason) {
+        None => Ok(None),
+        Some(r) if r.is_empty() => {
+            Err(ApiError::bad_request("`force` needs a `reason`: why deploy through a closed window or freeze"))
+        }
+        Some(_) if caller.scope < Scope::Admin => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "deploying through closed windows and freezes (`force`) needs an admin key",
+        )),
+        Some(reason) => Ok(Some(Through { by: caller.name.clone(), reason })),
+    }
 }
 
 /// `POST /api/v1/stacks/{name}/rollback`: put back an earlier deploy (default: the success before the current one).
@@ -258,6 +259,7 @@ async fn rollback(
     let caller = app.caller(&headers, Scope::Deploy)?;
     let wait = wait.check()?;
     let req: RollbackBody = optional_json(&body)?;
+    let through = through(&caller, req.force)?;
     let repo = app.deployable(&caller, &name)?;
     let internal = |e: crate::state::StateError| ApiError::internal(e.to_string());
     let (target, overrides) = match (req.to, req.rev) {
@@ -286,7 +288,7 @@ async fn rollback(
         }
     };
     let overrides = berth_core::vars::replayable(&overrides);
-    let want = Want::Force { stacks: vec![name], overrides, through: None };
+    let want = Want::Force { stacks: vec![name], overrides, through };
     let trigger = format!("rollback:{}", caller.name);
     let out = app.ctl.request(repo, want, target, &trigger).await?;
     answer(&app, out, &wait).await

@@ -13,6 +13,7 @@ mod concurrency;
 mod contract;
 mod credhelpers;
 mod dashboard;
+mod dashboard_freezes;
 mod dashboard_ops;
 mod diff;
 mod errors;

@@ -1,5 +1,6 @@
 //! Deploy windows and freezes end to end: `berth serve` holds a push until its window opens,
-//! the CLI refuses a closed window or a freeze unless forced, freezes through the API.
+//! the CLI refuses a closed window or a freeze unless forced (deploy and promote), freezes through
+//! the API.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -245,6 +246,145 @@ fn an_admin_forces_an_api_deploy_through_a_freeze_with_a_recorded_reason() {
     let logs = repo.berth(&["logs", &id.to_string()]).ok();
     assert!(
         logs.stdout.contains("# forced through a closed window by admin: hotfix (every stack is frozen"),
+        "{}",
+        logs.stdout
+    );
+}
+
+#[test]
+fn a_frozen_environment_refuses_a_promotion_until_forced_with_a_recorded_reason() {
+    docker();
+    let app = unique("prm");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write("berth.toml", &format!("[[environment]]\nname = \"prod\"\nstacks = [\"{app}\"]\nauto = false\n"));
+    let first = repo.commit("one stack in prod");
+    repo.git(&["tag", "-a", "-m", "release", "v1.0.0", &first]);
+    repo.berth_with(&["freeze", "--env", "prod", "--until", "2h", "--reason", "audit"], &[("BERTH_ACTOR", "ana")]).ok();
+
+    let r = repo.berth(&["promote", "--to", "prod", "--tag", "v1.0.0"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("not deployed: environment `prod` is frozen until") && r.stdout.contains("by ana: audit"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
+    assert!(r.stdout.contains("no release made"), "{}", r.stdout);
+    assert!(containers(&app).is_empty(), "deployed while frozen");
+    let releases = repo.json(&["history", "--env", "prod", "--json"]);
+    assert!(releases.as_array().is_none_or(|a| a.is_empty()), "a refused promotion made a release: {releases}");
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("blocked"), Some("promote")), "{h}");
+
+    let r = repo.berth(&["promote", "--to", "prod", "--tag", "v1.0.0", "--force"]);
+    assert_eq!(r.code, 2, "--force needs --reason: {r:?}");
+    let r = repo
+        .berth_with(
+            &["promote", "--to", "prod", "--tag", "v1.0.0", "--force", "--reason", "x"],
+            &[("BERTH_ACTOR", "bo")],
+        )
+        .ok();
+    assert!(r.stdout.contains("deploying anyway (--force: x)"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("succeeded"), Some("promote")), "{h}");
+    let logs = repo.berth(&["logs", &h[0]["id"].to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: x (environment `prod` is frozen"),
+        "{}",
+        logs.stdout
+    );
+    let releases = repo.json(&["history", "--env", "prod", "--json"]);
+    assert_eq!(releases[0]["release"]["tag"], "v1.0.0", "{releases}");
+}
+
+#[test]
+fn a_rollback_held_by_a_window_without_self_heal_is_forced_with_a_recorded_reason() {
+    docker();
+    let app = unique("rbw");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write(
+        "berth.toml",
+        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
+    );
+    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    let (open, closed) = ([("BERTH_NOW", "2026-01-05T12:00:00Z")], [("BERTH_NOW", "2026-01-05T10:30:00Z")]);
+    repo.berth_with(&["deploy", &app], &open).ok();
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    repo.berth_with(&["deploy", &app], &open).ok();
+
+    let r = repo.berth_with(&["rollback", &app], &closed);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("not deployed: deny window maint is open; next opening"), "{}", r.stdout);
+    assert!(r.stdout.contains("--force --reason TEXT"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=green"));
+
+    let forced = [closed[0], ("BERTH_ACTOR", "bo")];
+    let r = repo.berth_with(&["rollback", &app, "--force", "--reason", "bad release"], &forced).ok();
+    assert!(r.stdout.contains("deploying anyway (--force: bad release)"), "{}", r.stdout);
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let h = repo.json(&["history", &app, "--json"]);
+    assert_eq!((h[0]["status"].as_str(), h[0]["trigger"].as_str()), (Some("succeeded"), Some("rollback")), "{h}");
+    let logs = repo.berth(&["logs", &h[0]["id"].to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by bo: bad release (deny window maint is open"),
+        "{}",
+        logs.stdout
+    );
+}
+
+#[test]
+fn an_api_rollback_held_by_a_window_without_self_heal_is_forced_by_an_admin() {
+    docker();
+    let app = unique("rba");
+    let _c = Cleanup(vec![app.clone()]);
+    let repo = Repo::new();
+    repo.stack(&app, &colored("red"));
+    repo.write(
+        "berth.toml",
+        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
+    );
+    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    let open = [("BERTH_NOW", "2026-01-05T12:00:00Z")];
+    repo.berth_with(&["deploy", &app], &open).ok();
+    repo.stack(&app, &colored("green"));
+    repo.commit("green");
+    repo.berth_with(&["deploy", &app], &open).ok();
+    let server = Server::start_env(&repo, &[("BERTH_NOW", "2026-01-05T10:30:00Z")]);
+    server.settle();
+    let path = format!("/api/v1/stacks/{app}/rollback?wait=true&timeout=120");
+
+    // Held: answered at once with the rollback queued and why.
+    let (code, answer) = server.post(&path, &json!({}));
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "queued", "{answer}");
+    let held = wait_for("the rollback to be held", Duration::from_secs(30), || {
+        deploy_of(&server, &app).filter(|d| d["status"] == "queued" && d["reason"].as_str().is_some())
+    });
+    assert!(held["reason"].as_str().unwrap().contains("deny window maint is open"), "{held}");
+
+    // `force` needs an admin key and a reason.
+    let out = repo.berth(&["keys", "create", "--name", "ci", "--scope", "deploy"]).ok();
+    let field = |n: &str| out.stdout.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap();
+    let (k, s) = (field("key:"), field("secret:"));
+    let headers = [("X-Api-Key", k.as_str()), ("X-Api-Secret", s.as_str()), ("Content-Type", "application/json")];
+    let body = json!({ "force": { "reason": "bad release" } }).to_string().into_bytes();
+    assert_eq!(server.raw(&path, &headers, body).0, 403);
+    assert_eq!(server.post(&path, &json!({ "force": { "reason": "" } })).0, 400);
+
+    let (code, answer) = server.post(&path, &json!({ "force": { "reason": "bad release" } }));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["deploys"][0]["status"], "succeeded", "{answer}");
+    assert!(inspect(&container(&app, "app"), "{{json .Config.Env}}").contains("COLOR=red"));
+    let id = answer["deploys"][0]["id"].as_i64().unwrap();
+    let logs = repo.berth(&["logs", &id.to_string()]).ok();
+    assert!(
+        logs.stdout.contains("# forced through a closed window by admin: bad release (deny window maint is open"),
         "{}",
         logs.stdout
     );

@@ -1,4 +1,5 @@
-//! The dashboard's write actions: deploy a stack now, roll it back, pause and resume it (CSRF-checked form posts).
+//! The dashboard's write actions: deploy a stack now (an admin also through closed windows and
+//! freezes), roll it back, pause and resume it (CSRF-checked form posts).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::auth::{CsrfForm, Posted, csrf_of};
 use super::{Ctx, blocking, message};
-use crate::controller::{Target, Want};
+use crate::controller::{Target, Through, Want};
 
 /// The refusal, unless the writer may act on `stack` and the form carries its CSRF token.
 pub fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
@@ -22,11 +23,28 @@ pub fn refusal(ctx: &Ctx, stack: &str, form: &CsrfForm) -> Option<Response> {
 }
 
 /// `POST …/stacks/{name}/deploy`: deploy the branch tip now, keeping the stack's pinned variables.
+/// With `force` (an admin, and a `reason`) it goes through closed windows and freezes, recorded
+/// as `berth deploy --force --reason` records it.
 pub async fn deploy(ctx: Ctx, Path(name): Path<String>, form: Posted) -> Response {
-    if let Some(r) = refusal(&ctx, &name, &csrf_of(form)) {
+    let form = csrf_of(form);
+    if let Some(r) = refusal(&ctx, &name, &form) {
         return r;
     }
-    let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new(), through: None };
+    let through = if form.force.is_empty() {
+        None
+    } else if !ctx.may_admin() {
+        let text = "Only an admin may deploy through a closed window or freeze.";
+        return message(&ctx, StatusCode::FORBIDDEN, "Refused", text);
+    } else {
+        let reason: String = form.reason.trim().chars().take(500).collect();
+        if reason.is_empty() {
+            let text = "Say why it deploys through the closed window or freeze: the reason is empty.";
+            return message(&ctx, StatusCode::BAD_REQUEST, "Not deployed", text);
+        }
+        let by = ctx.writer.as_ref().map(|w| w.name.clone()).unwrap_or_default();
+        Some(Through { by, reason })
+    };
+    let want = Want::Force { stacks: vec![name.clone()], overrides: BTreeMap::new(), through };
     request(&ctx, &name, want, Target::Tip, "dashboard").await
 }
 

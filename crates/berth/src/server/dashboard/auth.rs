@@ -263,6 +263,16 @@ impl Ctx {
         }
     }
 
+    /// May the writer freeze and unfreeze (an admin key; `basic`/`forward` users in `admins`)?
+    pub fn may_admin(&self) -> bool {
+        let Some(w) = &self.writer else { return false };
+        match self.dash.settings().write {
+            Access::Key => w.caller.as_ref().is_some_and(|c| c.scope == crate::keys::Scope::Admin),
+            Access::Basic | Access::Forward => self.dash.settings().admins.contains(&w.name),
+            Access::Public | Access::None => false,
+        }
+    }
+
     /// The writer's CSRF token, to put into forms.
     pub fn csrf(&self) -> String {
         self.writer.as_ref().map(|w| w.csrf.clone()).unwrap_or_default()
@@ -379,16 +389,19 @@ fn set_cookie(ctx: &Ctx, value: &str, max_age: u64) -> String {
 pub struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
-    /// Why, for the forms that ask (pause).
+    /// Why, for the forms that ask (pause, a forced deploy).
     #[serde(default)]
     pub reason: String,
+    /// Non-empty: deploy through closed windows and freezes (admins only, with a reason).
+    #[serde(default)]
+    pub force: String,
 }
 
 /// A posted form; a missing or malformed body counts as a form without a token (refused with 403).
 pub type Posted = Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>;
 
 pub fn csrf_of(form: Posted) -> CsrfForm {
-    form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new(), reason: String::new() })
+    form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new(), reason: String::new(), force: String::new() })
 }
 
 pub async fn logout(ctx: Ctx, headers: HeaderMap, State(dash): State<Arc<Dash>>, form: Posted) -> Response {

@@ -10,6 +10,7 @@ mod actions;
 mod auth;
 mod containers;
 mod deploys;
+mod freezes;
 mod glance;
 mod live;
 mod pages;
@@ -69,6 +70,8 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route(&format!("{b}/stacks/{{name}}/pause"), post(actions::pause))
         .route(&format!("{b}/stacks/{{name}}/resume"), post(actions::resume))
         .route(&format!("{b}/stacks/{{name}}/services/{{service}}/restart"), post(containers::restart))
+        .route(&format!("{b}/freezes"), post(freezes::freeze))
+        .route(&format!("{b}/freezes/lift"), post(freezes::lift))
         .route(&format!("{b}/stacks/{{name}}/containers/events"), get(containers::events))
         .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/logs"), get(containers::logs))
         .route(&format!("{b}/stacks/{{name}}/containers/{{id}}/follow"), get(containers::follow))

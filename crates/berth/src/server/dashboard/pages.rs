@@ -10,7 +10,7 @@ use berth_core::record::{DeployRecord, DeployStatus};
 use serde::Deserialize;
 
 use super::glance::{self, Banner, Glance, Stamp, stamp};
-use super::{Ctx, Page, blocking, containers, html, message, verify};
+use super::{Ctx, Page, blocking, containers, freezes, html, message, verify};
 use crate::controller::Shared;
 
 /// A status badge: a CSS class / filter key and its label.
@@ -102,6 +102,10 @@ struct Overview {
     badges: Vec<Badge>,
     server: String,
     status: String,
+    freezes: freezes::Section,
+    /// An admin: show the freeze form and the unfreeze buttons.
+    can_freeze: bool,
+    csrf: String,
 }
 
 fn stack_rows(shared: &Shared) -> Result<Vec<Row>, String> {
@@ -148,9 +152,10 @@ pub async fn overview(ctx: Ctx, Query(f): Query<Filter>) -> Response {
         return r;
     }
     let shared = ctx.dash.app.ctl.shared.clone();
-    let (rows, banners) = match blocking(move || (stack_rows(&shared), glance::banners(&shared, None))).await {
-        Ok((Ok(rows), banners)) => (rows, banners),
-        Ok((Err(e), _)) => return message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e),
+    let data = blocking(move || (stack_rows(&shared), glance::banners(&shared, None), freezes::section(&shared)));
+    let (rows, banners, freezes) = match data.await {
+        Ok((Ok(rows), banners, freezes)) => (rows, banners, freezes),
+        Ok((Err(e), _, _)) => return message(&ctx, StatusCode::INTERNAL_SERVER_ERROR, "Error", e),
         Err(r) => return r,
     };
     let total = rows.len();
@@ -167,10 +172,20 @@ pub async fn overview(ctx: Ctx, Query(f): Query<Filter>) -> Response {
         })
         .collect();
     let page = ctx.page("Stacks");
-    html(
-        StatusCode::OK,
-        &Overview { page, banners, rows, total, servers, badges: BADGES.to_vec(), server: f.server, status: f.status },
-    )
+    let overview = Overview {
+        page,
+        banners,
+        rows,
+        total,
+        servers,
+        badges: BADGES.to_vec(),
+        server: f.server,
+        status: f.status,
+        freezes,
+        can_freeze: ctx.may_admin(),
+        csrf: ctx.csrf(),
+    };
+    html(StatusCode::OK, &overview)
 }
 
 pub async fn to_overview(ctx: Ctx) -> Response {
@@ -225,6 +240,10 @@ struct StackPage {
     engine_error: String,
     can_write: bool,
     can_roll_back: bool,
+    /// What holds the stack's deploys now (a closed window, a freeze), if anything.
+    held: String,
+    /// An admin may deploy it through what holds it.
+    can_force: bool,
     csrf: String,
 }
 
@@ -245,6 +264,19 @@ pub fn stack_changes(changes: &[berth_core::changes::Change], path: &str) -> (Ve
         .collect();
     let more = mine.len().saturating_sub(MAX_CHANGES);
     (mine.into_iter().take(MAX_CHANGES).collect(), more)
+}
+
+/// What holds a deploy of `stack` started now from the dashboard, in words ("" when nothing does).
+fn held(shared: &Shared, repo: &crate::controller::RepoHandle, stack: &str) -> String {
+    let Some((_, project)) = repo.current.read().ok().and_then(|c| c.clone()) else { return String::new() };
+    let now = crate::windows::now();
+    let freezes = shared.state(|s| s.freezes(now)).unwrap_or_default();
+    if project.windows.is_empty() && freezes.is_empty() {
+        return String::new();
+    }
+    let Ok(zones) = crate::windows::zones(&project) else { return String::new() };
+    let v = crate::windows::verdict(&project, &zones, &freezes, stack, "dashboard", now);
+    if v.is_open() { String::new() } else { crate::windows::explain(&v) }
 }
 
 pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
@@ -282,11 +314,12 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
             &distance,
         );
         let banners = glance::banners(&shared, Some(&n));
+        let held = held(&shared, &repo, &n);
         let paused = shared.state(|s| s.paused()).unwrap_or_default().iter().any(|p| p.0 == n);
-        (history, current, previous, verify, changes, tags, g, banners, paused)
+        (history, current, previous, verify, changes, tags, g, banners, paused, held)
     })
     .await;
-    let (history, current, previous, verify, changes, tags, glance, banners, paused) = match data {
+    let (history, current, previous, verify, changes, tags, glance, banners, paused, held) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -321,6 +354,8 @@ pub async fn stack(ctx: Ctx, Path(name): Path<String>) -> Response {
         engine_error,
         can_write,
         can_roll_back: can_write && previous.is_some(),
+        can_force: can_write && !held.is_empty() && ctx.may_admin(),
+        held,
         csrf: ctx.csrf(),
         name,
     };
