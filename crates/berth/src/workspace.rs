@@ -72,6 +72,18 @@ pub struct Snapshot {
     pub sources: Sources,
     /// `[[window]]` deploy windows with their time zones.
     pub windows: Vec<berth_core::window::Window>,
+    /// The text of `berth.toml`, if the commit has one.
+    pub config: Option<String>,
+}
+
+impl Snapshot {
+    /// The committed text of a compose, env or config file berth read.
+    pub fn text(&self, file: &str) -> Option<&str> {
+        match file {
+            config::FILE_NAME => self.config.as_deref(),
+            _ => self.sources.get(file),
+        }
+    }
 }
 
 impl Workspace {
@@ -155,7 +167,7 @@ impl Workspace {
         if !refused.is_empty() {
             return Err(Error::Config(refused));
         }
-        let snap = Arc::new(Snapshot { commit, tree, project, sources, windows });
+        let snap = Arc::new(Snapshot { commit, tree, project, sources, windows, config: text });
         let mut l = self.cache.snapshots.lock().unwrap_or_else(|p| p.into_inner());
         l.push_front(snap.clone());
         let mut entries: usize = l.iter().map(|s| s.tree.entries().len()).sum();

@@ -56,7 +56,8 @@ struct Var {
 /// The images of `stack`'s services from its compose files (later files override earlier ones),
 /// interpolated in compose's order: the project `.env`, then `env_files`, then `env`. Services
 /// without `image:` (built ones) are left out; a file that is missing or not YAML is skipped.
-pub fn images(stack: &Stack, sources: &Sources) -> Vec<ServiceImage> {
+/// `config`: the text of `berth.toml`, where a stack's `env` values are found to be edited.
+pub fn images(stack: &Stack, sources: &Sources, config: Option<&str>) -> Vec<ServiceImage> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     let dotenv = tree::join(&stack.path, ".env").unwrap_or_else(|| ".env".into());
     for f in std::iter::once(&dotenv).chain(&stack.env_files) {
@@ -66,8 +67,13 @@ pub fn images(stack: &Stack, sources: &Sources) -> Vec<ServiceImage> {
             }
         }
     }
+    let entry = stack.location.as_ref().filter(|l| l.file.starts_with(crate::config::FILE_NAME)).map(|l| l.line);
     for (k, v) in &stack.env {
-        vars.insert(k.clone(), Var { value: v.clone(), at: None });
+        let at = config
+            .zip(entry)
+            .and_then(|(text, line)| config_env_span(text, line, k, v))
+            .map(|(s, e)| (crate::config::FILE_NAME.to_string(), s, e));
+        vars.insert(k.clone(), Var { value: v.clone(), at });
     }
     let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
     for file in &stack.compose_files {
@@ -126,6 +132,31 @@ pub fn env_spans(text: &str) -> Vec<(String, usize, usize)> {
         out.push((key.to_string(), s, e));
     }
     out
+}
+
+/// The byte range of the quoted `value` of `key = "value"` in the `[[stack]]` entry of `text`
+/// whose location is `line` (1-based), up to the next `[[stack]]`. `None` when it is not written
+/// there literally, or more than once.
+fn config_env_span(text: &str, line: usize, key: &str, value: &str) -> Option<(usize, usize)> {
+    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let rest = text.get(start..)?;
+    let end = start + rest.get(1..).and_then(|r| r.find("\n[[stack]]")).map_or(rest.len(), |i| i + 1);
+    let region = &text[start..end];
+    let mut found = None;
+    for (i, _) in region.match_indices(key) {
+        let whole = !region[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.');
+        let after = region[i + key.len()..].trim_start_matches([' ', '\t']);
+        let Some(after) = after.strip_prefix('=').map(|a| a.trim_start_matches([' ', '\t'])) else { continue };
+        let Some(quote) = after.chars().next().filter(|q| *q == '"' || *q == '\'') else { continue };
+        let at = region.len() - after.len() + 1;
+        if whole && region[at..].starts_with(value) && region[at + value.len()..].starts_with(quote) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some((start + at, start + at + value.len()));
+        }
+    }
+    found
 }
 
 /// The `${NAME}` / `$NAME` a text is made of, alone.

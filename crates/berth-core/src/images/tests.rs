@@ -105,14 +105,14 @@ fn young_versions_wait_for_min_age() {
 
 #[test]
 fn versions_are_found_in_compose_or_env_files_and_edited_in_place() {
-    let toml = "[[stack]]\nname = \"web\"\nenv = { PINNED = \"x:1\" }\n";
+    let toml = "[[stack]]\nname = \"api\"\npath = \"stacks/web\"\ncompose = [\"compose.yaml\"]\nenv = { PINNED = \"x:1\" }\n\n[[stack]]\nname = \"web\"\nenv = { PINNED = \"x:1\" }\n";
     let p = project(toml);
     let compose = "services:\n  app:\n    # the app\n    image: \"127.0.0.1:5000/berth/app:${APP_TAG}\"  # tag in .env\n  db:\n    environment:\n      app: 1\n    image: postgres:16.1 # pinned\n  whole:\n    image: ${WHOLE}\n  fixed:\n    image: $PINNED\n  built:\n    build: .\n";
     let env = "# versions\nexport APP_TAG=\"1.2.0\"   # app\nWHOLE=reg.example/x/y:2.0@sha256:aa\n";
     let mut src = Sources::default();
     src.insert("stacks/web/compose.yaml", compose.into());
     src.insert("stacks/web/.env", env.into());
-    let found = images(p.stack("web").unwrap(), &src);
+    let found = images(p.stack("web").unwrap(), &src, None);
     let by = |s: &str| found.iter().find(|i| i.service == s).unwrap();
     assert_eq!(found.len(), 4);
     assert_eq!(by("app").image, "127.0.0.1:5000/berth/app:1.2.0");
@@ -130,4 +130,12 @@ fn versions_are_found_in_compose_or_env_files_and_edited_in_place() {
         Some("WHOLE=reg.example/x/y:2.1")
     );
     assert!(by("fixed").spot.clone().unwrap_err().contains("berth.toml `env`"));
+    // With berth.toml's text, the value is edited in this stack's own entry.
+    let with = images(p.stack("web").unwrap(), &src, Some(toml));
+    let fixed = with.iter().find(|i| i.service == "fixed").unwrap().spot.clone().unwrap();
+    assert_eq!(fixed.file, "berth.toml");
+    assert_eq!(
+        edit(toml, fixed.start, fixed.end, &fixed.replacement("2")).unwrap(),
+        toml.replacen("name = \"web\"\nenv = { PINNED = \"x:1\" }", "name = \"web\"\nenv = { PINNED = \"x:2\" }", 1)
+    );
 }

@@ -16,7 +16,7 @@ pub fn updates(ws: &Workspace, rev: &str, only: &[String], json: bool, apply: bo
     let (mut committed, mut requests) = (None, Vec::new());
     if apply {
         let who = writeback::committer(&snap.project);
-        committed = writeback::commit(ws, &snap.sources, &who, &rows)?;
+        committed = writeback::commit(ws, &snap, &who, &rows)?;
         // Requests branch off the commit checked (plus what was just committed on it).
         let base = match &committed {
             Some(c) => ws.snapshot(c)?,

@@ -52,7 +52,9 @@ impl<'a> Memory<'a> {
         }
         let v = self.ws.snapshot(commit).ok().and_then(|snap| {
             let def = snap.project.stack(stack)?;
-            let si = source::images(def, &snap.sources).into_iter().find(|si| si.service == service)?;
+            let si = source::images(def, &snap.sources, snap.config.as_deref())
+                .into_iter()
+                .find(|si| si.service == service)?;
             ImageRef::parse(&si.image).ok().map(|r| r.version())
         });
         self.versions.insert(key, v.clone());

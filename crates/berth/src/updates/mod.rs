@@ -88,7 +88,7 @@ pub fn check_registries(
             let auths = registry::load_auths(auth.as_deref().map(std::path::Path::new));
             Client::new(auths, Some(cache.clone()))
         });
-        for si in source::images(stack, &snap.sources) {
+        for si in source::images(stack, &snap.sources, snap.config.as_deref()) {
             let parsed = ImageRef::parse(&si.image).ok();
             if parsed.as_ref().is_some_and(|r| !asks(&r.registry)) {
                 continue;

@@ -175,10 +175,7 @@ pub fn open(
     for stack in stacks {
         let mine: Vec<&Row> = chosen.iter().copied().filter(|r| r.stack == stack).collect();
         let edits = writeback::edit(&mine, |file| {
-            snap.sources
-                .get(file)
-                .map(str::to_string)
-                .ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
+            snap.text(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
         })?;
         let branch = format!("{}{stack}", snap.project.updates.branch_prefix);
         let message = edits.message(&format!(" in {stack}"));

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use berth_core::images::UpdateMode;
 use berth_core::images::source;
-use berth_core::ownership::Sources;
 
 use super::Row;
 use crate::error::{Error, Result};
@@ -62,7 +61,7 @@ pub fn committer(project: &berth_core::Project) -> Committer {
 
 /// Edit every `mode = "commit"` update into the work tree and commit them in one commit. A file
 /// that differs from the commit checked (uncommitted edits) is refused, never overwritten.
-pub fn commit(ws: &Workspace, sources: &Sources, who: &Committer, rows: &[Row]) -> Result<Option<String>> {
+pub fn commit(ws: &Workspace, snap: &Snapshot, who: &Committer, rows: &[Row]) -> Result<Option<String>> {
     let chosen: Vec<&Row> =
         rows.iter().filter(|r| r.mode == Some(UpdateMode::Commit) && r.error.is_none() && r.update.is_some()).collect();
     if chosen.is_empty() {
@@ -70,7 +69,7 @@ pub fn commit(ws: &Workspace, sources: &Sources, who: &Committer, rows: &[Row]) 
     }
     let edits = edit(&chosen, |file| {
         let text = std::fs::read_to_string(ws.repo.root.join(file)).map_err(|e| Error::Io(format!("{file}: {e}")))?;
-        if Some(text.as_str()) != sources.get(file) {
+        if Some(text.as_str()) != snap.text(file) {
             return Err(Error::Usage(format!("{file} has uncommitted changes: commit or stash them before --apply")));
         }
         Ok(text)
@@ -105,7 +104,7 @@ pub fn commit_to(
         return Ok(None);
     }
     let edits = edit(&chosen, |file| {
-        snap.sources.get(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
+        snap.text(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
     })?;
     let commit = remote.local().commit_on(&snap.commit, &edits.files, &edits.message(""), who)?;
     remote.push_commit(&commit, branch, false)?;

@@ -82,6 +82,25 @@ fn semver_rules_propose_the_newest_allowed_tag_and_apply_commits_it() {
 }
 
 #[test]
+fn a_version_set_in_berth_toml_env_is_edited_there() {
+    docker();
+    let reg = Registry::start();
+    let image = reg.push_tags("tomlenv", &["1.2.0", "1.3.0"]);
+    let repo = Repo::new();
+    let toml = "# versions live here\n[[stack]]\nname = \"app\"\nenv = { APP_TAG = \"1.2.0\", OTHER = \"1.2.0\" }  # pinned\n[[stack.image]]\nsemver = \"^1\"\nmode = \"commit\"\n";
+    repo.stack("app", &format!("services:\n  app:\n    image: {image}:${{APP_TAG}}\n")).write("berth.toml", toml);
+    repo.commit("app");
+    let out = updates(&repo, &reg, &["--apply"]);
+    let app = row(&out, "app");
+    assert_eq!((app["file"].as_str(), app["variable"].as_str()), (Some("berth.toml"), Some("APP_TAG")), "{app}");
+    assert!(out["committed"].is_string(), "{out}");
+    let written = std::fs::read_to_string(repo.path().join("berth.toml")).unwrap();
+    assert_eq!(written, toml.replace("APP_TAG = \"1.2.0\"", "APP_TAG = \"1.3.0\""));
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+    assert!(row(&updates(&repo, &reg, &[]), "app")["update"].is_null());
+}
+
+#[test]
 fn a_moving_tag_is_followed_by_digest() {
     docker();
     let reg = Registry::start();
