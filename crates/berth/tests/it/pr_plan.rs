@@ -443,3 +443,40 @@ fn a_comment_whose_answer_was_lost_is_found_and_edited_not_posted_twice() {
     let posts = s.forge.hits().iter().filter(|h| **h == format!("POST {list}")).count();
     assert_eq!(posts, 1, "{:#?}", s.forge.hits());
 }
+
+#[test]
+fn a_changed_bind_mounted_file_shows_its_own_diff() {
+    let files = Files::new();
+    let (s, server) = setup("github", "", &files);
+    // main mounts a config file into `other`, and berth runs it.
+    let before = s.repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    s.repo.write(
+        "stacks/other/compose.yaml",
+        &format!(
+            "services:\n  x:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    \
+             volumes:\n      - ./app.conf:/etc/app.conf:ro\n"
+        ),
+    );
+    s.repo.write("stacks/other/app.conf", "listen 80\nworkers 2\n");
+    let main = s.repo.commit("a config file");
+    let (code, body) = server.push(&before, &main, "?wait=true");
+    assert_eq!(code, 200, "{body}");
+    // The request changes one line of that file, nothing else.
+    let head = push_pr(&s, 11, |r| {
+        r.write("stacks/other/app.conf", "listen 80\nworkers 4\n");
+    });
+    let out = plan(&s, &server, 11, &head, "opened", false);
+    assert_eq!(out["state"], "success", "{out}");
+    let list = s.forge.comments_path(project("github"), 11);
+    let body = s
+        .forge
+        .comments(&list)
+        .into_iter()
+        .map(|(_, b)| b)
+        .find(|b| b.starts_with("<!-- berth-plan -->"))
+        .unwrap_or_default();
+    assert!(body.contains(&format!("| {} | local | deploy | `x` |", s.other)), "{body}");
+    assert!(!body.contains(&format!("| {} |", s.web)), "an untouched stack is listed:\n{body}");
+    assert!(body.contains("stacks/other/app.conf"), "{body}");
+    assert!(body.contains("-workers 2") && body.contains("+workers 4") && !body.contains("-listen 80"), "{body}");
+}
