@@ -8,6 +8,12 @@ use super::docker_out;
 /// Tests that need the swarm take turns: one leaving it must not pull it from under another.
 static SWARM: Mutex<()> = Mutex::new(());
 
+/// Hold off swarm init and leave for a test whose outcome depends on Docker's DNS on a bridge
+/// network: they reconfigure the engine's networking, and names stop resolving meanwhile.
+pub fn calm() -> std::sync::MutexGuard<'static, ()> {
+    SWARM.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Leaves the swarm (if this test made it) and removes its stacks, even on failure.
 pub struct Swarm {
     made: bool,
