@@ -19,11 +19,6 @@ fn deploy_of(server: &Server, stack: &str) -> Option<Value> {
 
 #[test]
 fn serve_holds_a_deploy_outside_its_window_and_starts_it_when_the_window_opens() {
-    docker();
-    let app = unique("win");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
     let hook = crate::common::http::Api::start(Box::new(|_, _| (200, "{}".into())));
     // The allow window opens at 10:00 UTC; the server's clock starts 8 s before.
     let toml = format!(
@@ -31,11 +26,11 @@ fn serve_holds_a_deploy_outside_its_window_and_starts_it_when_the_window_opens()
          [[notify]]\nkind = \"webhook\"\nurl = \"{}/hook\"\nevents = [\"waiting\"]\n",
         hook.base
     );
-    repo.write("berth.toml", &toml);
-    repo.commit("one stack, one window");
+    let f = Fixture::with(&["win"], |_| Some(toml));
+    let (app, repo) = (f.stack(), &f.repo);
     let before = unix_now();
     let started = Instant::now();
-    let server = Server::start_env(&repo, &[("BERTH_NOW", "2026-01-05T09:59:52Z")]);
+    let server = Server::start_env(repo, &[("BERTH_NOW", "2026-01-05T09:59:52Z")]);
     let opening = before + 8;
 
     let queued = wait_for("the startup deploy to be queued", Duration::from_secs(5), || deploy_of(&server, &app));
@@ -105,12 +100,8 @@ fn a_deny_window_refuses_apply_with_the_next_opening_and_a_bad_zone_is_located()
 
 #[test]
 fn a_freeze_refuses_a_cli_deploy_and_force_records_who_and_why() {
-    docker();
-    let app = unique("frz");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.commit("one stack");
+    let f = Fixture::new(&["frz"]);
+    let (app, repo) = (f.stack(), &f.repo);
     let who = [("BERTH_ACTOR", "ana")];
     let out = repo.berth_with(&["freeze", "--until", "2h", "--reason", "release week"], &who).ok();
     assert!(out.stdout.contains("froze every stack until"), "{}", out.stdout);
@@ -154,15 +145,9 @@ fn a_freeze_refuses_a_cli_deploy_and_force_records_who_and_why() {
 
 #[test]
 fn freezes_through_the_api_hold_pushes_until_lifted() {
-    docker();
-    let app = unique("api");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.write("berth.toml", "[[environment]]\nname = \"prod\"\nstacks = [\"APP\"]\n".replace("APP", &app).as_str());
-    let first = repo.commit("one stack in prod");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::with(&["api"], |n| Some(format!("[[environment]]\nname = \"prod\"\nstacks = [\"{}\"]\n", n[0])));
+    let (app, repo) = (f.stack(), &f.repo);
+    let server = f.serve();
 
     // A read key may list freezes but not make them.
     let out = repo.berth(&["keys", "create", "--name", "reader", "--scope", "read"]).ok();
@@ -191,7 +176,7 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
     repo.stack(&app, &colored("green"));
     let second = repo.commit("green");
     // `?wait=true` answers at once with the deploy held, not when the freeze ends.
-    let (code, answer) = server.push(&first, &second, "?wait=true&timeout=120");
+    let (code, answer) = server.push(&f.first, &second, "?wait=true&timeout=120");
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["deploys"][0]["status"], "queued", "{answer}");
     let held = wait_for("the push to be held", Duration::from_secs(30), || {
@@ -213,14 +198,9 @@ fn freezes_through_the_api_hold_pushes_until_lifted() {
 
 #[test]
 fn an_admin_forces_an_api_deploy_through_a_freeze_with_a_recorded_reason() {
-    docker();
-    let app = unique("apif");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.commit("one stack");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["apif"]);
+    let (app, repo) = (f.stack(), &f.repo);
+    let server = f.serve();
     let (code, answer) = server.post("/api/v1/freezes", &json!({ "until": "1h", "reason": "release week" }));
     assert_eq!(code, 201, "{answer}");
     repo.stack(&app, &colored("green"));
@@ -253,14 +233,11 @@ fn an_admin_forces_an_api_deploy_through_a_freeze_with_a_recorded_reason() {
 
 #[test]
 fn a_frozen_environment_refuses_a_promotion_until_forced_with_a_recorded_reason() {
-    docker();
-    let app = unique("prm");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.write("berth.toml", &format!("[[environment]]\nname = \"prod\"\nstacks = [\"{app}\"]\nauto = false\n"));
-    let first = repo.commit("one stack in prod");
-    repo.git(&["tag", "-a", "-m", "release", "v1.0.0", &first]);
+    let f = Fixture::with(&["prm"], |n| {
+        Some(format!("[[environment]]\nname = \"prod\"\nstacks = [\"{}\"]\nauto = false\n", n[0]))
+    });
+    let (app, repo) = (f.stack(), &f.repo);
+    repo.git(&["tag", "-a", "-m", "release", "v1.0.0", &f.first]);
     repo.berth_with(&["freeze", "--env", "prod", "--until", "2h", "--reason", "audit"], &[("BERTH_ACTOR", "ana")]).ok();
 
     let r = repo.berth(&["promote", "--to", "prod", "--tag", "v1.0.0"]);
@@ -302,16 +279,11 @@ fn a_frozen_environment_refuses_a_promotion_until_forced_with_a_recorded_reason(
 
 #[test]
 fn a_rollback_held_by_a_window_without_self_heal_is_forced_with_a_recorded_reason() {
-    docker();
-    let app = unique("rbw");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.write(
-        "berth.toml",
-        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
-    );
-    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    // Red, no deploys 10:00-11:00 UTC, rollbacks included.
+    let f = Fixture::with(&["rbw"], |_| {
+        Some("[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n".into())
+    });
+    let (app, repo) = (f.stack(), &f.repo);
     let (open, closed) = ([("BERTH_NOW", "2026-01-05T12:00:00Z")], [("BERTH_NOW", "2026-01-05T10:30:00Z")]);
     repo.berth_with(&["deploy", &app], &open).ok();
     repo.stack(&app, &colored("green"));
@@ -340,22 +312,17 @@ fn a_rollback_held_by_a_window_without_self_heal_is_forced_with_a_recorded_reaso
 
 #[test]
 fn an_api_rollback_held_by_a_window_without_self_heal_is_forced_by_an_admin() {
-    docker();
-    let app = unique("rba");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.write(
-        "berth.toml",
-        "[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n",
-    );
-    repo.commit("red, no deploys 10:00-11:00 UTC, rollbacks included");
+    // Red, no deploys 10:00-11:00 UTC, rollbacks included.
+    let f = Fixture::with(&["rba"], |_| {
+        Some("[[window]]\nname = \"maint\"\nkind = \"deny\"\nhours = \"10:00-11:00\"\ntimezone = \"UTC\"\nself_heal = false\n".into())
+    });
+    let (app, repo) = (f.stack(), &f.repo);
     let open = [("BERTH_NOW", "2026-01-05T12:00:00Z")];
     repo.berth_with(&["deploy", &app], &open).ok();
     repo.stack(&app, &colored("green"));
     repo.commit("green");
     repo.berth_with(&["deploy", &app], &open).ok();
-    let server = Server::start_env(&repo, &[("BERTH_NOW", "2026-01-05T10:30:00Z")]);
+    let server = Server::start_env(repo, &[("BERTH_NOW", "2026-01-05T10:30:00Z")]);
     server.settle();
     let path = format!("/api/v1/stacks/{app}/rollback?wait=true&timeout=120");
 
