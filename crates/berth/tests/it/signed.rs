@@ -55,27 +55,26 @@ fn refused(r: &Run, why: &str) {
 
 #[test]
 fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
-    docker();
+    let f = Fixture::bare(&["ssh"]);
     need("ssh-keygen", "openssh-client");
-    let s = unique("ssh");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let keys = tempfile::tempdir().unwrap();
     let (ops, other) = (ssh_key(keys.path(), "ops"), ssh_key(keys.path(), "other"));
     let signers = allowed_signers(keys.path(), &[&ops]);
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &ssh_setting(&signers));
     repo.stack(&s, &colored("red"));
-    let first = commit_ssh(&repo, "signed by ops", &ops);
+    let first = commit_ssh(repo, "signed by ops", &ops);
     repo.berth(&["apply"]).ok();
     let id = container(&s, "app");
     let deploys = |repo: &Repo| repo.json(&["history", &s, "--json"]).as_array().map(Vec::len).unwrap_or(0);
-    assert_eq!(deploys(&repo), 1);
+    assert_eq!(deploys(repo), 1);
 
     // Unsigned, then signed by a key the allowed signers do not list: nothing deploys.
     repo.stack(&s, &colored("green"));
     let unsigned = repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "no signature");
-    let stranger = commit_ssh(&repo, "signed by another key", &other);
+    let stranger = commit_ssh(repo, "signed by another key", &other);
     refused(&repo.berth(&["deploy", &s]), "which the allowed signers do not list");
     assert!(!stranger.is_empty() && unsigned != stranger);
     // An unsigned commit cannot switch the check off: the running configuration still asks.
@@ -83,11 +82,11 @@ fn only_commits_signed_by_an_allowed_ssh_key_deploy() {
     repo.commit("unsigned, and without verify_commits");
     refused(&repo.berth(&["apply"]), "no signature");
     assert_eq!(container(&s, "app"), id, "a refused commit touched the stack");
-    assert_eq!(deploys(&repo), 1, "a refused commit was deployed");
+    assert_eq!(deploys(repo), 1, "a refused commit was deployed");
 
     // A signed commit deploys.
     repo.write("berth.toml", &ssh_setting(&signers));
-    let second = commit_ssh(&repo, "signed by ops again", &ops);
+    let second = commit_ssh(repo, "signed by ops again", &ops);
     repo.berth(&["apply"]).ok();
     assert_ne!(container(&s, "app"), id);
     assert!(inspect(&container(&s, "app"), "{{range .Config.Env}}{{println .}}{{end}}").contains("COLOR=green"));
@@ -124,17 +123,16 @@ impl Drop for Agent {
 
 #[test]
 fn commits_signed_with_an_allowed_gpg_key_deploy() {
-    docker();
+    let f = Fixture::bare(&["gpg"]);
     need("gpg", "gnupg");
-    let s = unique("gpg");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let keys = tempfile::tempdir().unwrap();
     let home = keys.path().join("gnupg");
     std::fs::create_dir(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let _agent = Agent(home.clone());
     let fpr = gpg_home(&home);
-    let repo = Repo::new();
+    let repo = &f.repo;
     let commit_gpg = |msg: &str| {
         repo.git(&["add", "-A"]);
         let o = Command::new("git")
@@ -185,18 +183,17 @@ fn commits_signed_with_an_allowed_gpg_key_deploy() {
 
 #[test]
 fn the_controller_rejects_and_records_an_unsigned_push() {
-    docker();
+    let f = Fixture::bare(&["srv"]);
     need("ssh-keygen", "openssh-client");
-    let s = unique("srv");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let keys = tempfile::tempdir().unwrap();
     let ops = ssh_key(keys.path(), "ops");
     let signers = allowed_signers(keys.path(), &[&ops]);
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &ssh_setting(&signers));
     repo.stack(&s, &colored("red"));
-    let first = commit_ssh(&repo, "signed", &ops);
-    let server = Server::start(&repo);
+    let first = commit_ssh(repo, "signed", &ops);
+    let server = Server::start(repo);
     server.settle();
     let id = container(&s, "app");
 
@@ -212,7 +209,7 @@ fn the_controller_rejects_and_records_an_unsigned_push() {
     assert_eq!(server.deploys().len(), 1);
 
     // The same change signed deploys.
-    let good = commit_ssh(&repo, "signed again", &ops);
+    let good = commit_ssh(repo, "signed again", &ops);
     let (code, body) = server.push(&bad, &good, "?wait=true");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["success"], true, "{body}");
@@ -232,18 +229,17 @@ fn reporting_setting(signers: &Path, forge: &Forge, stack: &str) -> String {
 
 #[test]
 fn a_refused_commit_gets_a_failed_signature_status_from_the_cli() {
-    docker();
+    let f = Fixture::bare(&["sigst"]);
     need("ssh-keygen", "openssh-client");
-    let s = unique("sigst");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let forge = Forge::start("gitea");
     let keys = tempfile::tempdir().unwrap();
     let (ops, other) = (ssh_key(keys.path(), "ops"), ssh_key(keys.path(), "other"));
     let signers = allowed_signers(keys.path(), &[&ops]);
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &reporting_setting(&signers, &forge, &s));
     repo.stack(&s, &colored("red"));
-    let first = commit_ssh(&repo, "signed", &ops);
+    let first = commit_ssh(repo, "signed", &ops);
     forge.status(&first, "ci/build", "success", "build passed", "https://ci.example.com/1");
     repo.berth(&["apply"]).ok();
     assert!(forge.posted("berth/signature").is_empty(), "a signed commit got a signature status");
@@ -251,7 +247,7 @@ fn a_refused_commit_gets_a_failed_signature_status_from_the_cli() {
     repo.stack(&s, &colored("green"));
     let unsigned = repo.commit("unsigned");
     refused(&repo.berth(&["apply"]), "no signature");
-    let stranger = commit_ssh(&repo, "signed by another key", &other);
+    let stranger = commit_ssh(repo, "signed by another key", &other);
     refused(&repo.berth(&["apply"]), "which the allowed signers do not list");
     let on = |commit: &str| -> Vec<(String, String)> {
         forge
@@ -279,20 +275,19 @@ fn a_refused_commit_gets_a_failed_signature_status_from_the_cli() {
 
 #[test]
 fn the_controller_posts_a_failed_signature_status_for_an_unsigned_push() {
-    docker();
+    let f = Fixture::bare(&["sigsrv"]);
     need("ssh-keygen", "openssh-client");
-    let s = unique("sigsrv");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let forge = Forge::start("github");
     let keys = tempfile::tempdir().unwrap();
     let ops = ssh_key(keys.path(), "ops");
     let signers = allowed_signers(keys.path(), &[&ops]);
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &reporting_setting(&signers, &forge, &s));
     repo.stack(&s, &colored("red"));
-    let first = commit_ssh(&repo, "signed", &ops);
+    let first = commit_ssh(repo, "signed", &ops);
     forge.check_run(&first, "build", "completed", Some("success"));
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
 
     // The unsigned commit also drops the CI gate: its own configuration is not trusted to say where statuses go.
@@ -317,10 +312,9 @@ fn the_controller_posts_a_failed_signature_status_for_an_unsigned_push() {
 
 #[test]
 fn a_repos_forge_gets_the_signature_status_of_an_unsigned_push() {
-    docker();
+    let f = Fixture::bare(&["sigrepo"]);
     need("ssh-keygen", "openssh-client");
-    let s = unique("sigrepo");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let forge = Forge::start("gitea");
     let keys = tempfile::tempdir().unwrap();
     let ops = ssh_key(keys.path(), "ops");
@@ -330,7 +324,7 @@ fn a_repos_forge_gets_the_signature_status_of_an_unsigned_push() {
     let bare = remote.path().join("me/stacks.git");
     assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(&bare).status().unwrap().success());
     let url = format!("file://{}", bare.display());
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.git(&["remote", "add", "origin", &url]);
     // Where statuses go and which keys count come from `[[repo]]`, not from the commits.
     repo.write(
@@ -345,9 +339,9 @@ fn a_repos_forge_gets_the_signature_status_of_an_unsigned_push() {
         ),
     );
     repo.stack(&s, &colored("red"));
-    let first = commit_ssh(&repo, "signed", &ops);
+    let first = commit_ssh(repo, "signed", &ops);
     repo.git(&["push", "-q", "origin", "HEAD:refs/heads/main"]);
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     assert!(forge.posted("berth/signature").is_empty(), "a signed commit got a signature status");
 
