@@ -52,11 +52,10 @@ const FAST: &str = "[defaults]\nverify = { timeout = \"60s\", stable = \"2s\" }\
 
 #[test]
 fn a_failing_health_check_rolls_back_to_the_version_that_serves() {
-    docker();
-    let s = unique("health");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["health"]);
+    let s = f.stack();
     let port = free_port();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", FAST);
     repo.stack(&s, &web("v1", port, true, 200));
     repo.commit("v1");
@@ -87,11 +86,10 @@ fn a_failing_health_check_rolls_back_to_the_version_that_serves() {
 
 #[test]
 fn a_smoke_check_returning_500_rolls_back() {
-    docker();
-    let s = unique("smoke");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["smoke"]);
+    let s = f.stack();
     let port = free_port();
-    let repo = Repo::new();
+    let repo = &f.repo;
     let cfg = format!(
         "{FAST}[[stack]]\nname = \"{s}\"\n[[stack.verify.http]]\nurl = \"http://127.0.0.1:{port}/cgi-bin/health\"\nbody = \"v\"\nretries = 3\ninterval = \"1s\"\n"
     );
@@ -113,10 +111,9 @@ fn a_smoke_check_returning_500_rolls_back() {
 
 #[test]
 fn a_container_that_exits_right_after_start_is_a_failure() {
-    docker();
-    let (once, looping) = (unique("exits"), unique("loops"));
-    let _c = Cleanup(vec![once.clone(), looping.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["exits", "loops"]);
+    let (once, looping) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write("berth.toml", FAST);
     repo.stack(
         &once,
@@ -167,9 +164,8 @@ impl Drop for Kill {
 
 #[test]
 fn an_https_page_linking_http_assets_fails_the_assets_check() {
-    docker();
-    let s = unique("assets");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["assets"]);
+    let s = f.stack();
     let tls = tempfile::tempdir().unwrap();
     tls_files(tls.path());
     let page =
@@ -187,7 +183,7 @@ fn an_https_page_linking_http_assets_fails_the_assets_check() {
             .unwrap(),
     );
     wait_for("the TLS server", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    let repo = Repo::new();
+    let repo = &f.repo;
     let ca = tls.path().join("ca.pem");
     repo.write(
         "berth.toml",
@@ -237,11 +233,10 @@ fn manual_rollback_puts_the_previous_version_back() {
 
 #[test]
 fn rollback_manual_only_records_the_failure() {
-    docker();
-    let s = unique("norb");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["norb"]);
+    let s = f.stack();
     let port = free_port();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &format!("{FAST}[[stack]]\nname = \"{s}\"\nrollback = \"manual\"\n"));
     repo.stack(&s, &web("v1", port, true, 200));
     repo.commit("v1");
