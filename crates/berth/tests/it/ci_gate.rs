@@ -17,19 +17,19 @@ fn head(repo: &Repo) -> String {
 
 #[test]
 fn berths_own_failed_status_never_blocks_its_commit_and_rollbacks_do_not_wait_for_ci() {
-    docker();
-    let s = unique("own");
-    let _c = Cleanup(vec![s.clone()]);
     let forge = Forge::start("gitea");
-    let repo = gated_repo(
-        &format!(
-            "{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true, ignore_contexts = [\"lint*\"] }}",
-            forge.base
-        ),
-        &s,
-        "[dashboard]\npublic_url = \"https://berth.example.com/ops/\"\n",
-    );
-    let first = head(&repo);
+    let f = Fixture::of(&["own"], |n| {
+        gated_repo(
+            &format!(
+                "{{ provider = \"gitea\", url = \"{}\", timeout = \"60s\", report = true, ignore_contexts = [\"lint*\"] }}",
+                forge.base
+            ),
+            &n[0],
+            "[dashboard]\npublic_url = \"https://berth.example.com/ops/\"\n",
+        )
+    });
+    let (s, repo) = (f.stack(), &f.repo);
+    let first = head(repo);
     // What an earlier failed deploy left on the commit, next to green CI and an ignored red lint.
     forge.status(&first, "ci/build", "success", "build passed", "https://ci.example.com/1");
     forge.status(&first, "lint", "failure", "style", "https://ci.example.com/2");
@@ -66,16 +66,16 @@ fn berths_own_failed_status_never_blocks_its_commit_and_rollbacks_do_not_wait_fo
 
 #[test]
 fn rollbacks_wait_for_ci_when_the_gate_says_so() {
-    docker();
-    let s = unique("gaterb");
-    let _c = Cleanup(vec![s.clone()]);
     let forge = Forge::start("github");
-    let repo = gated_repo(
-        &format!("{{ provider = \"github\", url = \"{}\", timeout = \"30s\", gate_rollbacks = true }}", forge.base),
-        &s,
-        "",
-    );
-    let first = head(&repo);
+    let f = Fixture::of(&["gaterb"], |n| {
+        gated_repo(
+            &format!("{{ provider = \"github\", url = \"{}\", timeout = \"30s\", gate_rollbacks = true }}", forge.base),
+            &n[0],
+            "",
+        )
+    });
+    let (s, repo) = (f.stack(), &f.repo);
+    let first = head(repo);
     forge.check_run(&first, "build", "completed", Some("success"));
     repo.berth(&["apply"]).ok();
     repo.stack(&s, &colored("blue"));
@@ -162,16 +162,16 @@ fn transient_answers_are_retried_until_the_gates_deadline() {
 
 #[test]
 fn gitlab_gates_on_its_pipeline_and_a_timeout_is_not_a_failure_of_the_code() {
-    docker();
-    let s = unique("gitlab");
-    let _c = Cleanup(vec![s.clone()]);
     let lab = Forge::start("gitlab");
-    let repo = gated_repo(
-        &format!("{{ provider = \"gitlab\", url = \"{}\", timeout = \"3s\", report = true }}", lab.base),
-        &s,
-        "",
-    );
-    let commit = head(&repo);
+    let f = Fixture::of(&["gitlab"], |n| {
+        gated_repo(
+            &format!("{{ provider = \"gitlab\", url = \"{}\", timeout = \"3s\", report = true }}", lab.base),
+            &n[0],
+            "",
+        )
+    });
+    let (s, repo) = (f.stack(), &f.repo);
+    let commit = head(repo);
     // A job allowed to fail, and a pipeline job still running when the gate gives up.
     lab.status(&commit, "build", "running", "", "");
     let out = repo.berth(&["apply"]);
@@ -198,15 +198,13 @@ fn gitlab_gates_on_its_pipeline_and_a_timeout_is_not_a_failure_of_the_code() {
 
 #[test]
 fn a_deploy_waiting_for_ci_shows_on_the_dashboard_until_ci_is_green() {
-    docker();
-    let s = unique("waits");
-    let _c = Cleanup(vec![s.clone()]);
     let gitea = Forge::start("gitea");
     let ci = format!("{{ provider = \"gitea\", url = \"{}\", repo = \"me/stacks\", timeout = \"2m\" }}", gitea.base);
-    let repo = gated_repo(&ci, &s, "[dashboard]\nread = \"public\"\n");
-    let commit = head(&repo);
+    let f = Fixture::of(&["waits"], |n| gated_repo(&ci, &n[0], "[dashboard]\nread = \"public\"\n"));
+    let (s, repo) = (f.stack(), &f.repo);
+    let commit = head(repo);
     gitea.status(&commit, "ci/test", "pending", "running the tests", "");
-    let server = server::Server::start(&repo);
+    let server = server::Server::start(repo);
     // The first sync queues the deploy; it waits for CI, and the overview says so.
     wait_for("the deploy to wait for CI", std::time::Duration::from_secs(60), || {
         server.deploys().iter().any(|d| d["stack"] == s.as_str() && d["phase"] == "ci").then_some(())

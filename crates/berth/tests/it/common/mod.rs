@@ -604,6 +604,15 @@ impl Fixture {
         Fixture { repo: Repo::new(), _cleanup: Cleanup(stacks.clone()), stacks, first: String::new() }
     }
 
+    /// The engine checked, the names and their cleanup, around the repository `build` lays out
+    /// and commits from the names (as `forge::gated_repo` does); `first` is its HEAD.
+    pub fn of(stems: &[&str], build: impl FnOnce(&[String]) -> Repo) -> Fixture {
+        let mut f = Fixture::bare(stems);
+        f.repo = build(&f.stacks);
+        f.first = f.repo.git(&["rev-parse", "HEAD"]);
+        f
+    }
+
     /// The first stack's name.
     pub fn stack(&self) -> String {
         self.stacks[0].clone()
