@@ -194,9 +194,6 @@ fn ci_status_and_watch_speak_woodpecker_and_github() {
 
 #[test]
 fn github_gates_and_receives_the_deploy_status() {
-    docker();
-    let s = unique("ghstatus");
-    let _c = Cleanup(vec![s.clone()]);
     // GitHub: combined status and check runs both green (https://docs.github.com/rest/commits/statuses).
     let gh = Api::start(Box::new(|path, _| {
         if path.contains("/status?") {
@@ -213,7 +210,10 @@ fn github_gates_and_receives_the_deploy_status() {
             (404, "{}".into())
         }
     }));
-    let repo = gated_repo(&format!("{{ provider = \"github\", url = \"{}\", report = true }}", gh.base), &s, "");
+    let f = Fixture::of(&["ghstatus"], |n| {
+        gated_repo(&format!("{{ provider = \"github\", url = \"{}\", report = true }}", gh.base), &n[0], "")
+    });
+    let (s, repo) = (f.stack(), &f.repo);
     repo.berth(&["apply"]).ok();
     let commit = repo.git(&["rev-parse", "HEAD"]);
     let posts = gh.posts.lock().unwrap().clone();
