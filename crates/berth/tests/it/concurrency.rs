@@ -89,15 +89,13 @@ fn env_of(stack: &str) -> String {
 
 #[test]
 fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
-    docker();
-    let s = unique("twice");
-    let _c = Cleanup(vec![s.clone()]);
     let hold = Hold::new();
-    let repo = held_v1(&s, &hold);
+    let f = Fixture::of(&["twice"], |n| held_v1(&n[0], &hold));
+    let (s, repo) = (f.stack(), &f.repo);
 
     hold.close();
-    let bad = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
-    let bad_id = running(&repo, &s, "deploy", "pre-deploy");
+    let bad = spawn(repo, &["deploy", &s, "--set", "REV=bad"]);
+    let bad_id = running(repo, &s, "deploy", "pre-deploy");
 
     // Refused at once, naming the deploy that holds the stack; nothing recorded.
     let refused = repo.berth(&["deploy", &s, "--set", "REV=good", "--no-wait"]);
@@ -126,7 +124,7 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
     assert!(good.stdout.contains(&format!("waiting for deploy {bad_id}")), "{}", good.stdout);
 
     assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
-    let h = history(&repo, &s);
+    let h = history(repo, &s);
     let outcomes = outcomes(&h);
     assert_eq!(outcomes, [("deploy", "succeeded"), ("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
     assert_eq!(h[1]["id"].as_i64(), Some(bad_id));
@@ -139,20 +137,19 @@ fn a_second_deploy_waits_for_the_first_or_is_refused_and_the_last_one_wins() {
 
 #[test]
 fn two_applies_of_one_commit_record_one_deploy_per_stack() {
-    docker();
-    let (a, b) = (unique("pair-a"), unique("pair-b"));
-    let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["pair-a", "pair-b"]);
+    let (a, b) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write("berth.toml", FAST);
     repo.stack(&a, &app("v1"));
     repo.stack(&b, &app("v1"));
     repo.commit("two stacks");
-    let first = spawn(&repo, &["apply"]);
-    let second = spawn(&repo, &["apply"]);
+    let first = spawn(repo, &["apply"]);
+    let second = spawn(repo, &["apply"]);
     let (first, second) = (finish(first), finish(second));
     assert_eq!((first.code, second.code), (0, 0), "{first:?}\n{second:?}");
     for s in [&a, &b] {
-        let h = history(&repo, s);
+        let h = history(repo, s);
         assert_eq!(h.len(), 1, "one deploy of {s}: {h:?}");
         assert_eq!(h[0]["status"], "succeeded");
     }
@@ -248,17 +245,15 @@ fn a_config_that_failed_is_not_retried_after_an_unrelated_deploy() {
 
 #[test]
 fn the_cli_and_berth_serve_take_turns_on_one_stack() {
-    docker();
-    let s = unique("both");
-    let _c = Cleanup(vec![s.clone()]);
     let hold = Hold::new();
-    let repo = held_v1(&s, &hold);
+    let f = Fixture::of(&["both"], |n| held_v1(&n[0], &hold));
+    let (s, repo) = (f.stack(), &f.repo);
 
     // A CLI deploy is running when the controller starts: the controller leaves it alone.
     hold.close();
-    let cli = spawn(&repo, &["deploy", &s, "--set", "REV=bad"]);
-    let cli_id = running(&repo, &s, "deploy", "pre-deploy");
-    let server = server::Server::start(&repo);
+    let cli = spawn(repo, &["deploy", &s, "--set", "REV=bad"]);
+    let cli_id = running(repo, &s, "deploy", "pre-deploy");
+    let server = server::Server::start(repo);
     // Asked for meanwhile, the controller's deploy waits for the CLI's to end, then runs.
     let (code, body) =
         server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "good"}}));
@@ -272,7 +267,7 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     assert_eq!(cli.code, 3, "{}{}", cli.stdout, cli.stderr);
     server.settle();
     assert!(env_of(&s).contains("REV=good"), "{}", env_of(&s));
-    let h = history(&repo, &s);
+    let h = history(repo, &s);
     let outcomes = outcomes(&h);
     assert_eq!(outcomes[1..], [("deploy", "rolled_back"), ("apply", "succeeded")], "{h:?}");
     assert_eq!((outcomes[0].1, h[1]["id"].as_i64()), ("succeeded", Some(cli_id)), "{h:?}");
@@ -281,7 +276,7 @@ fn the_cli_and_berth_serve_take_turns_on_one_stack() {
     hold.close();
     let (code, body) = server.post(&format!("/api/v1/stacks/{s}/deploy"), &serde_json::json!({"vars": {"REV": "bad"}}));
     assert_eq!(code, 202, "{body}");
-    let serve_id = running(&repo, &s, h[0]["trigger"].as_str().unwrap(), "pre-deploy");
+    let serve_id = running(repo, &s, h[0]["trigger"].as_str().unwrap(), "pre-deploy");
     let refused = repo.berth(&["deploy", &s, "--set", "REV=other", "--no-wait"]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(refused.stdout.contains(&format!("deploy {serve_id} of `berth serve`")), "{}", refused.stdout);
