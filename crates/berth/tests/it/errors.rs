@@ -262,9 +262,8 @@ fn a_failed_deploy_s_reason_is_compose_s_message() {
     for (path, expected) in
         [(None, "did not find expected key"), (Some(v1.as_str()), "expected <block end>, but found")]
     {
-        let s = unique("badyaml");
-        let _c = Cleanup(vec![s.clone()]);
-        let repo = Repo::new();
+        let f = Fixture::bare(&["badyaml"]);
+        let (s, repo) = (f.stack(), &f.repo);
         repo.stack(&s, &format!("services:\n  app:\n    image: {IMAGE}\n   command: x\n"));
         repo.commit("bad yaml");
         let out = repo.berth_env(&["apply"], path);
