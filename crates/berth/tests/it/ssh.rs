@@ -150,11 +150,9 @@ fn which(program: &str) -> String {
 
 #[test]
 fn an_ssh_endpoint_carries_deploys_verification_and_drift_checks() {
-    docker();
+    let f = Fixture::bare(&["ssh"]);
     let sshd = Sshd::start();
-    let s = unique("ssh");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let (s, repo) = (f.stack(), &f.repo);
     repo.write(
         "berth.toml",
         &format!(
