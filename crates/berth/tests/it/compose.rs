@@ -67,9 +67,8 @@ impl UsersOwnPlugin {
 
 #[test]
 fn registry_credentials_keep_the_users_compose_plugin() {
-    docker();
-    let s = unique("plugreg");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["plugreg"]);
+    let s = f.stack();
     let registry = Registry::start();
     let image = registry.push(&s);
     let home = tempfile::tempdir().unwrap();
@@ -84,7 +83,7 @@ fn registry_credentials_keep_the_users_compose_plugin() {
         machine.run(Path::new("docker"), &["compose", "--project-name", &s, "ps"], &[("DOCKER_CONFIG", &creds)]);
     assert!(hidden.code != 0 && hidden.stderr.contains("unknown flag: --project-name"), "{hidden:?}");
 
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.stack(&s, &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
     );
     repo.write(
@@ -95,7 +94,7 @@ fn registry_credentials_keep_the_users_compose_plugin() {
         ),
     );
     repo.commit("a private image, pulled with the plugin");
-    let out = machine.berth(&repo, &["apply"], &env);
+    let out = machine.berth(repo, &["apply"], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let id = container(&s, "app");
     assert_eq!(inspect(&id, "{{.Config.Image}}"), image);
@@ -110,7 +109,7 @@ fn registry_credentials_keep_the_users_compose_plugin() {
     );
 
     // doctor checks the environment deploys use: the same DOCKER_CONFIG and so the same plugin.
-    let out = machine.berth(&repo, &["doctor"], &env);
+    let out = machine.berth(repo, &["doctor"], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let line = out.stdout.lines().find(|l| l.contains("server local compose")).unwrap_or_default();
     assert!(line.starts_with('✓'), "{}", out.stdout);
@@ -124,7 +123,7 @@ fn registry_credentials_keep_the_users_compose_plugin() {
         "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"local\"\nregistry_auth = \"/nonexistent/berth/config.json\"\n",
     );
     repo.commit("credentials gone");
-    let out = machine.berth(&repo, &["doctor"], &env);
+    let out = machine.berth(repo, &["doctor"], &env);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines.iter().any(|l| l.starts_with("✗ server local registry_auth: cannot read /nonexistent")), "{lines:?}");
@@ -133,11 +132,10 @@ fn registry_credentials_keep_the_users_compose_plugin() {
 
 #[test]
 fn berth_compose_chooses_the_implementation() {
-    docker();
+    let f = Fixture::bare(&["v1", "v2"]);
     need("docker-compose", "docker-compose");
-    let (v1, v2) = (unique("v1"), unique("v2"));
-    let _c = Cleanup(vec![v1.clone(), v2.clone()]);
-    let repo = Repo::new();
+    let (v1, v2) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");
     repo.stack(&v1, &sleeper(&["app"]));
     repo.commit("one stack");
@@ -170,13 +168,12 @@ fn berth_compose_chooses_the_implementation() {
 /// container; a stack without it keeps the image it has.
 #[test]
 fn pull_always_runs_the_image_the_registry_has_now() {
-    docker();
-    let (always, default) = (unique("pullalways"), unique("pulldefault"));
-    let _c = Cleanup(vec![always.clone(), default.clone()]);
+    let f = Fixture::bare(&["pullalways", "pulldefault"]);
+    let (always, default) = (f.stacks[0].clone(), f.stacks[1].clone());
     let registry = Registry::start();
     let image = registry.push(&always);
     let old = docker_out(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
-    let repo = Repo::new();
+    let repo = &f.repo;
     let compose = format!(
         "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"
     );
