@@ -46,14 +46,13 @@ fn steps(repo: &Repo) -> Vec<(String, String, String)> {
 
 #[test]
 fn running_projects_are_adopted_and_plans_then_start_from_them() {
-    docker();
-    let (a, b) = (unique("ada"), unique("adb"));
-    let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["ada", "adb"]);
+    let (a, b) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.stack(&a, &colored("blue"));
     repo.stack(&b, &sleeper(&["web", "worker"]));
     let first = repo.commit("two stacks");
-    let checkout = clone(&repo);
+    let checkout = clone(repo);
     let checkout = checkout.path().join("c");
     compose_up(&checkout, &a);
     compose_up(&checkout, &b);
@@ -74,7 +73,7 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     assert_eq!(hist[0]["status"], "succeeded");
     assert_eq!(hist[0]["commit"], first.as_str());
     assert!(hist[0]["reason"].as_str().unwrap().starts_with("adopted: 1 container"), "{hist}");
-    let plan = steps(&repo);
+    let plan = steps(repo);
     assert_eq!(plan, [(a.clone(), "skip".into(), "unchanged".into()), (b.clone(), "skip".into(), "unchanged".into())]);
 
     // The recorded verification is drift's baseline: nothing drifted, until something does.
@@ -90,7 +89,7 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
     // One stack's file changes: exactly that stack is planned, and applying it leaves the other alone.
     repo.stack(&a, &colored("green"));
     repo.commit("a turns green");
-    let plan = steps(&repo);
+    let plan = steps(repo);
     assert_eq!(
         plan,
         [(a.clone(), "deploy".into(), "paths_changed".into()), (b.clone(), "skip".into(), "unchanged".into())]
@@ -113,14 +112,13 @@ fn running_projects_are_adopted_and_plans_then_start_from_them() {
 
 #[test]
 fn a_project_that_runs_something_else_is_reported_and_not_adopted() {
-    docker();
-    let (m, gone) = (unique("adm"), unique("adg"));
-    let _c = Cleanup(vec![m.clone(), gone.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["adm", "adg"]);
+    let (m, gone) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.stack(&m, &colored("blue"));
     repo.stack(&gone, &sleeper(&["app"]));
     repo.commit("two stacks");
-    let checkout = clone(&repo);
+    let checkout = clone(repo);
     let checkout = checkout.path().join("c");
     // What runs: another environment, and a service the commit does not have.
     let edited = format!("{}  extra:\n    image: {IMAGE}\n    command: [\"sleep\", \"2147483647\"]\n", colored("red"));
@@ -142,7 +140,7 @@ fn a_project_that_runs_something_else_is_reported_and_not_adopted() {
     assert!(out.stdout.contains("adopt: 0 adopted, 0 already deployed, 2 not adopted"), "{}", out.stdout);
     // Nothing was recorded: the plan still deploys both.
     assert!(repo.json(&["history", &m, "--json"]).as_array().unwrap().is_empty());
-    assert_eq!(steps(&repo), {
+    assert_eq!(steps(repo), {
         let mut v = [(m.clone(), "deploy".into(), "new".into()), (gone.clone(), "deploy".into(), "new".into())];
         v.sort();
         v
