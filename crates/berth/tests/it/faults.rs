@@ -72,13 +72,12 @@ fn ours<'a>(deploys: &'a [Value], stack: &str) -> Vec<&'a Value> {
 
 #[test]
 fn an_engine_that_dies_mid_deploy_fails_it_clearly_and_the_deploy_is_retried_when_it_returns() {
-    docker();
-    let s = unique("engine");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["engine"]);
+    let s = f.stack();
     let mut proxy = EngineProxy::start(0);
     let hold = tempfile::tempdir().unwrap();
     let hold = hold.path().join("hold");
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -91,7 +90,7 @@ fn an_engine_that_dies_mid_deploy_fails_it_clearly_and_the_deploy_is_retried_whe
     );
     repo.write(&format!("nodes/edge/{s}/compose.yaml"), &colored("red"));
     let first = repo.commit("red");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let startup = server.settle();
     assert_eq!(ours(&startup, &s)[0]["status"], "succeeded", "{startup:?}");
     let before = container(&s, "app");
@@ -332,11 +331,10 @@ fn a_thousand_webhooks_for_ten_stacks_never_overlap_a_project_and_end_on_the_las
 
 #[test]
 fn secrets_stay_redacted_on_failure_paths() {
-    docker();
-    let (hook, gone) = (unique("leakhook"), unique("leakgone"));
-    let _c = Cleanup(vec![hook.clone(), gone.clone()]);
+    let f = Fixture::bare(&["leakhook", "leakgone"]);
+    let (hook, gone) = (f.stacks[0].clone(), f.stacks[1].clone());
     let planted = "planted-fault-secret-5150";
-    let repo = Repo::new();
+    let repo = &f.repo;
     // One stack whose pre-deploy hook prints the secret and fails; one on an engine that is not there.
     repo.write(
         "berth.toml",
@@ -352,7 +350,7 @@ fn secrets_stay_redacted_on_failure_paths() {
     repo.stack(&hook, &colored("red"));
     repo.write(&format!("nodes/gone/{gone}/compose.yaml"), &colored("red"));
     repo.commit("two stacks that fail");
-    let server = Server::start_env(&repo, &[("BERTH_TEST_FAULT_SECRET", planted)]);
+    let server = Server::start_env(repo, &[("BERTH_TEST_FAULT_SECRET", planted)]);
     let all = server.settle();
     let failed: Vec<&Value> = all.iter().filter(|d| d["status"] == "failed").collect();
     assert!(ours(&all, &hook).iter().any(|d| d["status"] == "failed"), "{all:?}");
