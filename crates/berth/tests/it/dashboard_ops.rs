@@ -56,9 +56,8 @@ const A11Y: &str = r#"(() => {
 
 #[test]
 fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
-    docker();
-    let (web, smoke, sick, bad) = (unique("web"), unique("smoke"), unique("sick"), unique("bad"));
-    let _c = Cleanup(vec![web.clone(), smoke.clone(), sick.clone(), bad.clone()]);
+    let f = Fixture::bare(&["web", "smoke", "sick", "bad"]);
+    let (web, smoke, sick, bad) = (f.stacks[0].clone(), f.stacks[1].clone(), f.stacks[2].clone(), f.stacks[3].clone());
     let dir = tempfile::tempdir().unwrap();
     let planted = format!("planted-{}-s3cr3t", std::process::id());
     let literal = format!("literal-{}-t0ken", std::process::id());
@@ -82,7 +81,7 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
             }
         )
     };
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("berth.toml", &toml(false));
     repo.stack(&web, &format!(
             "services:\n  app:\n    image: {IMAGE}\n    stop_signal: SIGKILL\n    environment:\n      DB_PASSWORD: ${{DB_PASSWORD}}\n      API_TOKEN: {literal}\n    \
@@ -99,7 +98,7 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo last-words; sleep 0.2; exit 3\"]\n"),
     );
     let first = repo.commit("four stacks");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
     let base = server.base.clone();
     let http = client(None);
@@ -272,15 +271,14 @@ fn the_dashboard_says_what_runs_what_git_wants_and_why_deploys_failed() {
 
 #[test]
 fn containers_and_their_logs_update_live_and_keep_secrets_out() {
-    docker();
-    let s = unique("live");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["live"]);
+    let s = f.stack();
     let dir = tempfile::tempdir().unwrap();
     let planted = format!("planted-{}-l1ve", std::process::id());
     let literal = format!("literal-{}-k3y", std::process::id());
     let file = dir.path().join("planted");
     std::fs::write(&file, &planted).unwrap();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -296,7 +294,7 @@ fn containers_and_their_logs_update_live_and_keep_secrets_out() {
         ),
     );
     repo.commit("two services");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     assert_eq!(server.settle()[0]["status"], "succeeded");
     let (base, http) = (server.base.clone(), client(None));
     let (app, worker) = (container(&s, "app"), container(&s, "worker"));

@@ -30,14 +30,13 @@ fn assert_update_shape(u: &Value) {
 
 #[test]
 fn komodo_clients_deploy_poll_and_batch() {
-    docker();
-    let (web, api) = (unique("web"), unique("api"));
-    let _c = Cleanup(vec![web.clone(), api.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["web", "api"]);
+    let (web, api) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.stack(&web, &sleeper(&["app"]));
     repo.stack(&api, &sleeper(&["app"]));
     repo.commit("two");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     server.settle();
 
     // The client's health check.

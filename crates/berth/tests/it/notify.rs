@@ -11,14 +11,13 @@ fn ok_receiver() -> Api {
 
 #[test]
 fn every_target_gets_its_format_and_a_failing_one_blocks_nothing() {
-    docker();
-    let (good, bad) = (unique("good"), unique("bad"));
-    let _c = Cleanup(vec![good.clone(), bad.clone()]);
+    let f = Fixture::bare(&["good", "bad"]);
+    let (good, bad) = (f.stacks[0].clone(), f.stacks[1].clone());
     let (hook, ntfy, slack, discord, gotify) =
         (ok_receiver(), ok_receiver(), ok_receiver(), ok_receiver(), ok_receiver());
     // A target that always fails: the deploy must not care.
     let broken = Api::start(Box::new(|_, _| (503, "down".into())));
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(

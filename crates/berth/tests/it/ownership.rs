@@ -13,10 +13,9 @@ fn mounting(service: &str, file: &str, color: &str) -> String {
 
 #[test]
 fn two_stacks_in_one_folder_each_own_exactly_their_files() {
-    docker();
-    let (a, b) = (unique("media"), unique("photos"));
-    let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["media", "photos"]);
+    let (a, b) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write("hosts/nas/compose.yaml", &mounting("app", "media.conf", "blue"));
     repo.write("hosts/nas/other-compose.yaml", &mounting("app", "photos.conf", "blue"));
     repo.write("hosts/nas/media.conf", "media=1\n");

@@ -30,6 +30,7 @@ struct Fixture {
     identity: PathBuf,
     hook: Api,
     ntfy: Api,
+    _cleanup: Cleanup,
 }
 
 /// A stack that receives every kind of secret, with notifications to local receivers.
@@ -37,6 +38,7 @@ fn fixture() -> Fixture {
     docker();
     need("age", "age");
     let stack = unique("secrets");
+    let cleanup = Cleanup(vec![stack.clone()]);
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("key.txt");
     let o = std::process::Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap();
@@ -82,7 +84,7 @@ fn fixture() -> Fixture {
     repo.commit("a stack with secrets");
     repo.write(&format!("stacks/{stack}/notes.txt"), "a second commit, for `changed`\n");
     repo.commit("notes");
-    Fixture { repo, stack, _keys: keys, identity, hook, ntfy }
+    Fixture { repo, stack, _keys: keys, identity, hook, ntfy, _cleanup: cleanup }
 }
 
 impl Fixture {
@@ -111,7 +113,6 @@ fn posted(api: &Api) -> String {
 fn no_command_prints_a_secret_at_any_verbosity() {
     let f = fixture();
     let s = f.stack.as_str();
-    let _c = Cleanup(vec![f.stack.clone()]);
     let mut outputs: Vec<(String, String)> = Vec::new();
     // `code`: the exit code expected, when it says something here.
     let mut run = |args: &[&str], code: Option<i32>| {
@@ -178,7 +179,6 @@ fn no_command_prints_a_secret_at_any_verbosity() {
 fn the_controller_logs_answers_and_pages_hide_secrets() {
     let f = fixture();
     let s = f.stack.as_str();
-    let _c = Cleanup(vec![f.stack.clone()]);
     let identity = f.identity.display().to_string();
     // JSON logs (stderr is a file), with the engine's answers at debug level.
     let mut server = Server::start_env(

@@ -6,14 +6,13 @@ use serde_json::json;
 
 #[test]
 fn a_signed_push_redeploys_exactly_the_changed_stack() {
-    docker();
-    let (a, b) = (unique("a"), unique("b"));
-    let _c = Cleanup(vec![a.clone(), b.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["a", "b"]);
+    let (a, b) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.stack(&a, &colored("red"));
     repo.stack(&b, &colored("blue"));
     let first = repo.commit("two stacks");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let startup = server.settle();
     assert_eq!(startup.len(), 2, "{startup:?}");
     assert!(startup.iter().all(|d| d["status"] == "succeeded" && d["trigger"] == "startup"), "{startup:?}");
@@ -391,16 +390,12 @@ fn metrics_move_with_deploys_and_webhooks() {
 
 #[test]
 fn the_controller_takes_down_a_stack_removed_from_the_repo_when_prune_is_on() {
-    docker();
-    let (keep, gone) = (unique("keep"), unique("gone"));
-    let _c = Cleanup(vec![keep.clone(), gone.clone()]);
-    let repo = Repo::new();
-    repo.write("berth.toml", "[berth]\nprune = true\n[defaults]\nverify = { stable = \"1s\" }\n");
-    repo.stack(&keep, &colored("red"));
-    repo.stack(&gone, &colored("red"));
-    let first = repo.commit("two stacks");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::with(&["keep", "gone"], |_| {
+        Some("[berth]\nprune = true\n[defaults]\nverify = { stable = \"1s\" }\n".into())
+    });
+    let (keep, gone) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let (repo, first) = (&f.repo, f.first.clone());
+    let server = f.serve();
     let kept = container(&keep, "app");
     container(&gone, "app");
 
