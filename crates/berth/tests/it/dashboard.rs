@@ -84,14 +84,13 @@ fn new_key(repo: &Repo, name: &str, scope: &str) -> (String, String) {
 
 #[test]
 fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
-    docker();
-    let (web, bad, man) = (unique("web"), unique("bad"), unique("man"));
-    let _c = Cleanup(vec![web.clone(), bad.clone(), man.clone()]);
+    let f = Fixture::bare(&["web", "bad", "man"]);
+    let (web, bad, man) = (f.stacks[0].clone(), f.stacks[1].clone(), f.stacks[2].clone());
     let secrets = tempfile::tempdir().unwrap();
     let planted = format!("planted-{}-s3cr3t", std::process::id());
     let planted_file = secrets.path().join("planted");
     std::fs::write(&planted_file, &planted).unwrap();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -110,7 +109,7 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     repo.stack(&man, &sleeper(&["app"]));
     let first = repo.commit("three stacks");
     repo.git(&["tag", "v1.4.0"]);
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let startup = server.settle();
     assert_eq!(startup.len(), 2, "{startup:?}");
     let env = inspect(&container(&web, "app"), "{{json .Config.Env}}");
@@ -121,7 +120,7 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
     // Reading needs a login (read = "key" by default); the login redirect comes back.
     let (code, _, location) = get(&http, &format!("{base}/"), &[]);
     assert_eq!((code, location.as_str()), (303, format!("{base}/login?next=/").as_str()));
-    let (vk, vs) = new_key(&repo, "viewer", "read");
+    let (vk, vs) = new_key(repo, "viewer", "read");
     let bad_login = http
         .post(format!("{base}/login"))
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -286,12 +285,11 @@ fn the_dashboard_shows_stacks_in_a_real_browser_and_guards_its_buttons() {
 
 #[test]
 fn a_running_deploy_shows_its_log_live_and_without_javascript() {
-    docker();
-    let s = unique("slow");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["slow"]);
+    let s = f.stack();
     let gate = tempfile::tempdir().unwrap();
     let go = gate.path().join("go");
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -303,7 +301,7 @@ fn a_running_deploy_shows_its_log_live_and_without_javascript() {
     );
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("a stack whose deploy waits for a file");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let (http, base) = (client(None), server.base.clone());
     let admin = login(&http, &base, &server.key, &server.secret);
     let (_, page, _) = get(&http, &format!("{base}/stacks/{s}"), &[("Cookie", &admin)]);
@@ -391,17 +389,16 @@ fn forward_auth_counts_only_from_its_proxies_and_writers() {
 
 #[test]
 fn basic_auth_guards_the_dashboard_under_a_base_path() {
-    docker();
+    let f = Fixture::bare(&["basic"]);
     need("htpasswd", "apache2-utils");
-    let s = unique("basic");
-    let _c = Cleanup(vec![s.clone()]);
+    let s = f.stack();
     let dir = tempfile::tempdir().unwrap();
     let out =
         std::process::Command::new("htpasswd").args(["-nbB", "-C", "5", "carol", "correct horse"]).output().unwrap();
     assert!(out.status.success());
     let file = dir.path().join("htpasswd");
     std::fs::write(&file, &out.stdout).unwrap();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -412,7 +409,7 @@ fn basic_auth_guards_the_dashboard_under_a_base_path() {
     );
     repo.stack(&s, &sleeper(&["app"]));
     repo.commit("one manual stack");
-    let server = Server::start(&repo);
+    let server = Server::start(repo);
     let http = client(None);
     let base = format!("{}/berth", server.base);
 

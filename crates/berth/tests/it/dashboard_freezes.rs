@@ -18,22 +18,16 @@ fn new_key(repo: &Repo, name: &str, scope: &str) -> (String, String) {
 
 #[test]
 fn an_admin_freezes_overrides_and_lifts_from_the_dashboard_and_the_cli_obeys() {
-    docker();
-    let app = unique("dfz");
-    let _c = Cleanup(vec![app.clone()]);
-    let repo = Repo::new();
-    repo.stack(&app, &colored("red"));
-    repo.write("berth.toml", &format!("[[environment]]\nname = \"prod\"\nstacks = [\"{app}\"]\n"));
-    repo.commit("one stack in prod");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::with(&["dfz"], |n| Some(format!("[[environment]]\nname = \"prod\"\nstacks = [\"{}\"]\n", n[0])));
+    let (app, repo) = (f.stack(), &f.repo);
+    let server = f.serve();
     let web = client(None);
     let overview = server.url("/");
     let (freeze_url, lift_url) = (server.url("/freezes"), server.url("/freezes/lift"));
     let freezes = || server.get("/api/v1/freezes").unwrap()["freezes"].as_array().cloned().unwrap();
 
     // A deploy key may deploy from the dashboard but not freeze: no form, and its post is refused.
-    let (dk, ds) = new_key(&repo, "deployer", "deploy");
+    let (dk, ds) = new_key(repo, "deployer", "deploy");
     let deployer = login(&web, &server.base, &dk, &ds);
     let (code, html, _) = get(&web, &overview, &[("Cookie", deployer.as_str())]);
     assert_eq!(code, 200);
@@ -134,15 +128,9 @@ fn an_admin_freezes_overrides_and_lifts_from_the_dashboard_and_the_cli_obeys() {
 
 #[test]
 fn the_freeze_form_works_in_a_real_browser_without_script_help() {
-    docker();
-    let (one, two) = (unique("fza"), unique("fzb"));
-    let _c = Cleanup(vec![one.clone(), two.clone()]);
-    let repo = Repo::new();
-    repo.stack(&one, &colored("red"));
-    repo.stack(&two, &colored("red"));
-    repo.commit("two stacks");
-    let server = Server::start(&repo);
-    server.settle();
+    let f = Fixture::new(&["fza", "fzb"]);
+    let two = f.stacks[1].clone();
+    let server = f.serve();
     let base = server.base.clone();
     let freezes = || server.get("/api/v1/freezes").unwrap()["freezes"].as_array().cloned().unwrap();
 

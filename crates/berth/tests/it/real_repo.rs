@@ -144,16 +144,15 @@ fn compose_up_in_clone(repo: &Repo, folder: &str, stack: &str) -> tempfile::Temp
 
 #[test]
 fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
-    docker();
+    let f = Fixture::bare(&["db", "media", "photos", "proxy"]);
     assert!(compose_is_plugin(), "this test drives the compose plugin");
-    let (db, media, photos, proxy) = (unique("db"), unique("media"), unique("photos"), unique("proxy"));
-    let _c = Cleanup(vec![db.clone(), media.clone(), photos.clone(), proxy.clone()]);
+    let [db, media, photos, proxy] = [0, 1, 2, 3].map(|i| f.stacks[i].clone());
     let edge = Relay::start();
     let hooks = tempfile::tempdir().unwrap();
     let hook_out = hooks.path().display().to_string();
     let env = [("HOOK_OUT", hook_out.as_str())];
 
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write("README.md", "# homelab\n");
     let empty = repo.commit("start");
     repo.write("komodo/resources.toml", &komodo(&db, &media, &photos, &proxy));
@@ -252,7 +251,7 @@ fn a_komodo_homelab_imports_applies_and_redeploys_exactly_what_changed() {
     assert!(changed["stacks"].as_array().unwrap().iter().all(|s| s["whole_folder"].is_null()), "{changed}");
 
     // `db` ran under Komodo: adopted as it runs, not redeployed.
-    let _clone = compose_up_in_clone(&repo, "hosts/nas/db", &db);
+    let _clone = compose_up_in_clone(repo, "hosts/nas/db", &db);
     let db_id = container(&db, "db");
     let a = repo.berth(&["adopt", &db]).ok();
     assert!(a.stdout.contains("adopt: 1 adopted, 0 already deployed, 0 not adopted"), "{}", a.stdout);
