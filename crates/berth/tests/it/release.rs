@@ -11,21 +11,19 @@ fn remote_tags(bare: &std::path::Path) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-/// A repository whose `origin` is a bare repository in a temp dir (where release tags go).
-fn with_bare_origin() -> (Repo, tempfile::TempDir) {
+/// A bare repository in a temp dir made `repo`'s `origin` (where release tags go).
+fn bare_origin(repo: &Repo) -> tempfile::TempDir {
     let bare = tempfile::tempdir().unwrap();
     assert!(Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).status().unwrap().success());
-    let repo = Repo::new();
     repo.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
-    (repo, bare)
+    bare
 }
 
 #[test]
 fn staging_follows_pushes_and_production_moves_by_promotion() {
-    docker();
-    let (stg, prd) = (unique("stg"), unique("prd"));
-    let _c = Cleanup(vec![stg.clone(), prd.clone()]);
-    let (repo, bare) = with_bare_origin();
+    let f = Fixture::bare(&["stg", "prd"]);
+    let (stg, prd) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let (repo, bare) = (&f.repo, bare_origin(&f.repo));
     repo.write(
         "berth.toml",
         "[defaults]\nverify = { stable = \"1s\" }\n[[server]]\nname = \"prod\"\n\n[[environment]]\nname = \"staging\"\nservers = [\"local\"]\nauto = true\n\n[[environment]]\nname = \"production\"\nservers = [\"prod\"]\nauto = false\n",
@@ -237,10 +235,8 @@ fn refuse_tags(bare: &std::path::Path) {
 
 #[test]
 fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increase() {
-    docker();
-    let s = unique("srvrel");
-    let _c = Cleanup(vec![s.clone()]);
-    let (repo, bare) = with_bare_origin();
+    let f = Fixture::bare(&["srvrel"]);
+    let (s, repo, bare) = (f.stack(), &f.repo, bare_origin(&f.repo));
     repo.write(
         "berth.toml",
         &format!(
@@ -251,7 +247,7 @@ fn berth_serve_pushes_release_tags_keeps_refused_ones_and_versions_always_increa
     repo.write(&format!("nodes/local/{s}/compose.yaml"), &colored("red"));
     let mut tip = repo.commit("first");
     repo.git(&["push", "-q", "origin", "main"]);
-    let server = crate::common::server::Server::start(&repo);
+    let server = crate::common::server::Server::start(repo);
     server.settle();
     let mirror = repo.state.path().join("mirrors/stacks.git");
     let mirror_tags = || remote_tags(&mirror);
