@@ -9,11 +9,10 @@ use crate::common::*;
 
 #[test]
 fn each_stack_goes_to_its_own_server() {
-    docker();
-    let (remote, local) = (unique("remote"), unique("local"));
-    let _c = Cleanup(vec![remote.clone(), local.clone()]);
+    let f = Fixture::bare(&["remote", "local"]);
+    let (remote, local) = (f.stacks[0].clone(), f.stacks[1].clone());
     let proxy = Relay::start();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!("[defaults]\nverify = {{ stable = \"1s\" }}\n[[server]]\nname = \"edge\"\ndocker = \"tcp://127.0.0.1:{}\"\n", proxy.port),
@@ -42,10 +41,9 @@ fn each_stack_goes_to_its_own_server() {
 /// with the commit's files; a hook script missing from the commit fails `validate`.
 #[test]
 fn hooks_reach_the_stacks_engine_locally_and_in_a_container_there() {
-    docker();
-    let s = unique("hooked");
+    let f = Fixture::bare(&["hooked"]);
+    let s = f.stack();
     let marker = unique("hookvol");
-    let _c = Cleanup(vec![s.clone()]);
     struct Volume(String);
     impl Drop for Volume {
         fn drop(&mut self) {
@@ -55,7 +53,7 @@ fn hooks_reach_the_stacks_engine_locally_and_in_a_container_there() {
     let _v = Volume(marker.clone());
     let proxy = Relay::start();
     let out = tempfile::tempdir().unwrap();
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -152,10 +150,9 @@ fn a_dag_deploys_in_order_in_parallel_and_blocks_behind_a_failure() {
 
 #[test]
 fn bootstrap_brings_up_manual_stacks_in_order_once() {
-    docker();
-    let (vault, proxy) = (unique("vault"), unique("proxy"));
-    let _c = Cleanup(vec![vault.clone(), proxy.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["vault", "proxy"]);
+    let (vault, proxy) = (f.stacks[0].clone(), f.stacks[1].clone());
+    let repo = &f.repo;
     repo.write(
         "berth.toml",
         &format!(
@@ -301,14 +298,13 @@ fn free_port() -> u16 {
 
 #[test]
 fn private_registry_pulls_use_the_servers_auth_file() {
-    docker();
-    let s = unique("registry");
-    let _c = Cleanup(vec![s.clone()]);
+    let f = Fixture::bare(&["registry"]);
+    let s = f.stack();
     let registry = crate::common::registry::Registry::start();
     let image = registry.push(&s);
     let creds = registry.creds.clone();
 
-    let repo = Repo::new();
+    let repo = &f.repo;
     repo.stack(&s, &format!("services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"2147483647\"]\n    stop_signal: SIGKILL\n"),
     );
     repo.write("berth.toml", "[defaults]\nverify = { stable = \"1s\" }\n");

@@ -110,12 +110,11 @@ fn web_ids(stack: &str) -> Vec<String> {
 
 #[test]
 fn start_first_keeps_answering_through_a_deploy_while_recreate_drops_requests() {
-    docker();
+    let f = Fixture::bare(&["sf"]);
     // Swarm tests running beside this one made the service's name unresolvable mid-deploy.
     let _calm = crate::common::swarm::calm();
-    let s = unique("sf");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let s = f.stack();
+    let repo = &f.repo;
     repo.write("berth.toml", RECREATE);
     repo.stack(&s, &web("v1", true));
     repo.commit("v1");
@@ -161,10 +160,9 @@ fn start_first_keeps_answering_through_a_deploy_while_recreate_drops_requests() 
 
 #[test]
 fn a_new_version_failing_its_health_check_leaves_the_old_containers_serving() {
-    docker();
-    let s = unique("sfbad");
-    let _c = Cleanup(vec![s.clone()]);
-    let repo = Repo::new();
+    let f = Fixture::bare(&["sfbad"]);
+    let s = f.stack();
+    let repo = &f.repo;
     repo.write("berth.toml", START_FIRST);
     repo.stack(&s, &web("v1", true));
     repo.commit("v1");
