@@ -64,6 +64,8 @@ fn watch_of_an_unknown_stack_or_commit_fails_at_once() {
 
 #[test]
 fn watch_of_an_unknown_stack_on_a_server_fails_at_once() {
+    // `berth serve` deploys `web` at start: take it down afterwards (the name is what is suggested).
+    let _c = Cleanup(vec!["web".to_string()]);
     let repo = Repo::new();
     stack(&repo, "web");
     repo.commit("one stack");
