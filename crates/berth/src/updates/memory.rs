@@ -15,22 +15,26 @@ const DEPTH: usize = 50;
 
 pub struct Memory<'a> {
     ws: &'a Workspace,
+    /// The state store, opened at the first stack that has a rule.
+    state: Option<Option<crate::state::State>>,
     /// Each stack's deploys, oldest first (empty: nothing failed, nothing to remember).
     deploys: HashMap<String, Vec<(i64, DeployStatus, String)>>,
-    /// (commit, stack, service) → version.
-    versions: HashMap<(String, String, String), Option<String>>,
+    /// (commit, stack) → the version of each service's image: one snapshot read per commit.
+    versions: HashMap<(String, String), HashMap<String, String>>,
 }
 
 impl<'a> Memory<'a> {
     pub fn new(ws: &'a Workspace) -> Memory<'a> {
-        Memory { ws, deploys: HashMap::new(), versions: HashMap::new() }
+        Memory { ws, state: None, deploys: HashMap::new(), versions: HashMap::new() }
     }
 
     /// The deploys of `stack`, oldest first, each with the version of `service`'s image it
     /// deployed. Empty when none of them failed (the common case costs one query).
     pub fn history(&mut self, stack: &str, service: &str) -> Vec<Deployed> {
         if !self.deploys.contains_key(stack) {
-            let records = self.ws.read_state().and_then(|s| Ok(s.history(stack, DEPTH)?)).unwrap_or_default();
+            let ws = self.ws;
+            let state = self.state.get_or_insert_with(|| ws.read_state().ok());
+            let records = state.as_ref().and_then(|s| s.history(stack, DEPTH).ok()).unwrap_or_default();
             let failed = records.iter().any(|d| matches!(d.status, DeployStatus::Failed | DeployStatus::RolledBack));
             let mut list: Vec<_> = match failed {
                 true => records.into_iter().map(|d| (d.id, d.status, d.commit)).collect(),
@@ -41,23 +45,22 @@ impl<'a> Memory<'a> {
         }
         let list = self.deploys.get(stack).cloned().unwrap_or_default();
         list.into_iter()
-            .map(|(id, status, commit)| Deployed { id, status, version: self.version(&commit, stack, service) })
+            .map(|(id, status, commit)| {
+                let version = self.versions_at(&commit, stack).get(service).cloned();
+                Deployed { id, status, version }
+            })
             .collect()
     }
 
-    fn version(&mut self, commit: &str, stack: &str, service: &str) -> Option<String> {
-        let key = (commit.to_string(), stack.to_string(), service.to_string());
-        if let Some(v) = self.versions.get(&key) {
-            return v.clone();
-        }
-        let v = self.ws.snapshot(commit).ok().and_then(|snap| {
-            let def = snap.project.stack(stack)?;
-            let si = source::images(def, &snap.sources, snap.config.as_deref())
+    fn versions_at(&mut self, commit: &str, stack: &str) -> &HashMap<String, String> {
+        let ws = self.ws;
+        self.versions.entry((commit.to_string(), stack.to_string())).or_insert_with(|| {
+            let Ok(snap) = ws.snapshot(commit) else { return HashMap::new() };
+            let Some(def) = snap.project.stack(stack) else { return HashMap::new() };
+            source::images(def, &snap.sources, snap.config.as_deref())
                 .into_iter()
-                .find(|si| si.service == service)?;
-            ImageRef::parse(&si.image).ok().map(|r| r.version())
-        });
-        self.versions.insert(key, v.clone());
-        v
+                .filter_map(|si| Some((si.service, ImageRef::parse(&si.image).ok()?.version())))
+                .collect()
+        })
     }
 }
