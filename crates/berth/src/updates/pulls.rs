@@ -155,12 +155,7 @@ pub fn open(
     who: &Committer,
     rows: &[Row],
 ) -> Result<Vec<Opened>> {
-    let chosen: Vec<&Row> = rows
-        .iter()
-        .filter(|r| {
-            r.mode == Some(UpdateMode::PullRequest) && r.error.is_none() && r.update.is_some() && r.spot.is_some()
-        })
-        .collect();
+    let chosen = writeback::to_write(rows, UpdateMode::PullRequest);
     if chosen.is_empty() {
         return Ok(Vec::new());
     }
@@ -174,9 +169,7 @@ pub fn open(
     let mut out = Vec::new();
     for stack in stacks {
         let mine: Vec<&Row> = chosen.iter().copied().filter(|r| r.stack == stack).collect();
-        let edits = writeback::edit(&mine, |file| {
-            snap.text(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
-        })?;
+        let edits = writeback::edit(&mine, writeback::committed(snap))?;
         let branch = format!("{}{stack}", snap.project.updates.branch_prefix);
         let message = edits.message(&format!(" in {stack}"));
         let commit = remote.local().commit_on(&snap.commit, &edits.files, &message, who)?;

@@ -54,6 +54,18 @@ pub fn edit(rows: &[&Row], read: impl Fn(&str) -> Result<String>) -> Result<Edit
     Ok(out)
 }
 
+/// The rows of `mode` with an update berth can write.
+pub fn to_write(rows: &[Row], mode: UpdateMode) -> Vec<&Row> {
+    rows.iter()
+        .filter(|r| r.mode == Some(mode) && r.error.is_none() && r.update.is_some() && r.spot.is_some())
+        .collect()
+}
+
+/// Files' text as `snap`'s commit has it, for edits made on top of that commit.
+pub fn committed(snap: &Snapshot) -> impl Fn(&str) -> Result<String> + '_ {
+    |file| snap.text(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
+}
+
 /// Who commits updates, from `[updates]`.
 pub fn committer(project: &berth_core::Project) -> Committer {
     Committer { author: project.updates.author.clone(), signing_key: project.updates.signing_key.clone() }
@@ -62,8 +74,7 @@ pub fn committer(project: &berth_core::Project) -> Committer {
 /// Edit every `mode = "commit"` update into the work tree and commit them in one commit. A file
 /// that differs from the commit checked (uncommitted edits) is refused, never overwritten.
 pub fn commit(ws: &Workspace, snap: &Snapshot, who: &Committer, rows: &[Row]) -> Result<Option<String>> {
-    let chosen: Vec<&Row> =
-        rows.iter().filter(|r| r.mode == Some(UpdateMode::Commit) && r.error.is_none() && r.update.is_some()).collect();
+    let chosen = to_write(rows, UpdateMode::Commit);
     if chosen.is_empty() {
         return Ok(None);
     }
@@ -98,14 +109,11 @@ pub fn commit_to(
     who: &Committer,
     rows: &[Row],
 ) -> Result<Option<String>> {
-    let chosen: Vec<&Row> =
-        rows.iter().filter(|r| r.mode == Some(UpdateMode::Commit) && r.error.is_none() && r.update.is_some()).collect();
+    let chosen = to_write(rows, UpdateMode::Commit);
     if chosen.is_empty() {
         return Ok(None);
     }
-    let edits = edit(&chosen, |file| {
-        snap.text(file).map(str::to_string).ok_or_else(|| Error::Io(format!("{file}: not in {}", snap.commit)))
-    })?;
+    let edits = edit(&chosen, committed(snap))?;
     let commit = remote.local().commit_on(&snap.commit, &edits.files, &edits.message(""), who)?;
     remote.push_commit(&commit, branch, false)?;
     Ok(Some(commit))
