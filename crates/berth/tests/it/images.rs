@@ -271,6 +271,13 @@ fn update_requests_on(kind: &'static str) {
     let out = apply();
     assert_eq!(out["pull_requests"][0]["how"], "unchanged", "{out}");
     assert_eq!((in_remote(&bare, &["rev-parse", "berth/updates/web"]), writes(&forge)), (tip, before));
+    // At -vvv, neither the forge token nor the registry password is printed.
+    let loud = repo.berth_with(&["-vvv", "updates", "--apply"], &env);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    for secret in ["forge-token-1", crate::common::registry::PASSWORD] {
+        assert!(!loud.stdout.contains(secret) && !loud.stderr.contains(secret), "{secret} printed at -vvv");
+    }
+    assert!(loud.stderr.contains("DEBUG"), "-vvv logged nothing: {}", loud.stderr);
 
     // A newer version: the same request, edited, on a rewritten branch.
     reg.push_tags("prm", &["1.4.0"]);
